@@ -1,0 +1,462 @@
+//! The reference interpreter: runs any graph on the CPU in f32 with f64 accumulation. It is the oracle every pass
+//! and backend is checked against, so it favours obviousness over speed.
+
+use crate::dim::{Env, Expr, bind_symbols};
+use crate::op::{BinaryOp, UnaryOp};
+use crate::tensor::{Data, Tensor};
+use crate::{DType, Graph, NodeId, Op};
+use std::collections::{BTreeMap, HashMap};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InterpError {
+    #[error("{0}")]
+    Inputs(String),
+    #[error("graph input `{0}` was not given")]
+    MissingInput(String),
+    #[error("{node} ({op}): {message}")]
+    Node { node: String, op: &'static str, message: String },
+}
+
+/// Runs `graph` on `inputs` (by input name); inputs with a default may be left out. Returns the graph outputs.
+pub fn run(graph: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, InterpError> {
+    let declared: Vec<(String, Vec<Expr>)> = graph
+        .inputs
+        .iter()
+        .filter(|&&id| inputs.contains_key(&graph.node(id).name))
+        .map(|&id| (graph.node(id).name.clone(), graph.node(id).ty.shape.iter().map(Expr::from).collect()))
+        .collect();
+    let max: BTreeMap<String, u64> = graph.symbols.iter().map(|s| (s.name.clone(), s.max)).collect();
+    let env = bind_symbols(
+        declared.iter().map(|(n, d)| (n.as_str(), d.as_slice(), inputs[n].shape.as_slice())),
+        &max,
+    )
+    .map_err(InterpError::Inputs)?;
+
+    let order = graph.topo_order().map_err(|e| InterpError::Node { node: e.node, op: e.op, message: e.message })?;
+    let mut remaining_uses: HashMap<NodeId, usize> = HashMap::new();
+    for &id in &order {
+        for i in graph.inputs_of(id) {
+            *remaining_uses.entry(i).or_default() += 1;
+        }
+    }
+    for (_, o) in &graph.outputs {
+        *remaining_uses.entry(*o).or_default() += 1;
+    }
+
+    let mut values: HashMap<NodeId, Tensor> = HashMap::new();
+    for &id in &order {
+        if !remaining_uses.contains_key(&id) {
+            continue; // dead node
+        }
+        let node = graph.node(id);
+        let operand_ids = graph.inputs_of(id);
+        let operands: Vec<&Tensor> = operand_ids.iter().map(|i| &values[i]).collect();
+        let err = |message: String| InterpError::Node { node: node.name.clone(), op: node.op.kind(), message };
+        let value = match &node.op {
+            Op::Input { name, default } => match (inputs.get(name), default) {
+                (Some(t), _) => convert(t, node.ty.dtype),
+                (None, Some(d)) => {
+                    let shape = eval_shape(&node.ty.shape, &env).map_err(err)?;
+                    crate::default_input(*d, node.ty.dtype, &shape)
+                }
+                (None, None) => return Err(InterpError::MissingInput(name.clone())),
+            },
+            Op::Weight(w) => {
+                let w = &graph.weights[w.0];
+                let shape = w.shape.iter().map(|&d| d as usize).collect();
+                match w.dtype {
+                    DType::I32 | DType::I64 => Tensor::i64(shape, w.to_f32().iter().map(|&x| x as i64).collect()),
+                    _ => Tensor::f32(shape, w.to_f32()),
+                }
+            }
+            op => eval(op, &operands, &env, node.ty.dtype).map_err(err)?,
+        };
+        for i in operand_ids {
+            let n = remaining_uses.get_mut(&i).unwrap();
+            *n -= 1;
+            if *n == 0 {
+                values.remove(&i);
+            }
+        }
+        values.insert(id, value);
+    }
+    Ok(graph.outputs.iter().map(|(name, id)| (name.clone(), values[id].clone())).collect())
+}
+
+fn eval_shape(shape: &[crate::Dim], env: &Env) -> Result<Vec<usize>, String> {
+    shape.iter().map(|d| d.eval(env).map(|v| v as usize)).collect()
+}
+
+fn convert(t: &Tensor, to: DType) -> Tensor {
+    match to {
+        DType::F32 | DType::F16 | DType::BF16 => Tensor::f32(t.shape.clone(), t.to_f32()),
+        DType::I32 => Tensor::i32(t.shape.clone(), t.to_i64().iter().map(|&x| x as i32).collect()),
+        DType::I64 => Tensor::i64(t.shape.clone(), t.to_i64()),
+    }
+}
+
+fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, String> {
+    Ok(match op {
+        Op::Input { .. } | Op::Weight(_) => unreachable!("handled by run"),
+        Op::Gather => gather(x[0], x[1]),
+        Op::MatMul { transpose_a, transpose_b } => matmul(x[0], x[1], *transpose_a, *transpose_b)?,
+        Op::Binary(b) => binary(*b, x[0], x[1], out_dtype)?,
+        Op::Unary(u) => {
+            let f = unary_fn(*u);
+            Tensor::f32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| f(v as f64) as f32).collect())
+        }
+        Op::LayerNorm { eps } => normalize(x, *eps as f64, true),
+        Op::RmsNorm { eps } => normalize(x, *eps as f64, false),
+        Op::Softmax => softmax(x[0]),
+        Op::Reshape { shape } => Tensor { shape: eval_shape(shape, env)?, data: x[0].data.clone() },
+        Op::Transpose { perm } => transpose(x[0], perm),
+        Op::Slice { axis, start, end } => {
+            let (start, end) = (start.eval(env)? as usize, end.eval(env)? as usize);
+            if end > x[0].shape[*axis] || start > end {
+                return Err(format!("slice {start}..{end} out of range for shape {:?}", x[0].shape));
+            }
+            slice(x[0], *axis, start, end)
+        }
+        Op::Concat { axis } => concat(x, *axis, out_dtype),
+        Op::Rope { interleaved } => rope(x[0], x[1], x[2], *interleaved),
+        Op::Attention { causal, scale } => attention(x, *causal, *scale as f64),
+        Op::Cast { to } => cast(x[0], *to),
+    })
+}
+
+/// Offsets into an input of shape `from` for each element of the broadcast output shape `to`.
+fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
+    let rank = to.len();
+    let mut strides = vec![0usize; rank];
+    let mut s = 1;
+    for i in (0..from.len()).rev() {
+        let axis = rank - from.len() + i;
+        strides[axis] = if from[i] == 1 { 0 } else { s };
+        s *= from[i];
+    }
+    let numel: usize = to.iter().product();
+    let mut out = Vec::with_capacity(numel);
+    let mut index = vec![0usize; rank];
+    let mut offset = 0usize;
+    for _ in 0..numel {
+        out.push(offset);
+        for axis in (0..rank).rev() {
+            index[axis] += 1;
+            offset += strides[axis];
+            if index[axis] < to[axis] {
+                break;
+            }
+            offset -= strides[axis] * index[axis];
+            index[axis] = 0;
+        }
+    }
+    out
+}
+
+fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let rank = a.len().max(b.len());
+    let at = |s: &[usize], i: usize| if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 };
+    (0..rank)
+        .map(|i| match (at(a, i), at(b, i)) {
+            (x, y) if x == y || y == 1 => Ok(x),
+            (1, y) => Ok(y),
+            (x, y) => Err(format!("shapes {a:?} and {b:?} do not broadcast ({x} vs {y})")),
+        })
+        .collect()
+}
+
+fn gather(table: &Tensor, indices: &Tensor) -> Tensor {
+    let rows = table.shape[0];
+    let row: usize = table.shape[1..].iter().product();
+    let mut shape = indices.shape.clone();
+    shape.extend_from_slice(&table.shape[1..]);
+    let idx = indices.to_i64();
+    let pick = |i: i64, r: usize| -> Option<usize> { (i >= 0 && (i as usize) < rows).then(|| i as usize * row + r) };
+    match &table.data {
+        Data::F32(t) => Tensor::f32(shape, idx.iter().flat_map(|&i| (0..row).map(move |r| pick(i, r).map_or(0.0, |o| t[o]))).collect()),
+        Data::I32(t) => Tensor::i32(shape, idx.iter().flat_map(|&i| (0..row).map(move |r| pick(i, r).map_or(0, |o| t[o]))).collect()),
+        Data::I64(t) => Tensor::i64(shape, idx.iter().flat_map(|&i| (0..row).map(move |r| pick(i, r).map_or(0, |o| t[o]))).collect()),
+    }
+}
+
+/// Row-major copy of the last two axes of every batch entry, transposed when asked.
+fn matrices(t: &Tensor, transpose: bool) -> (Vec<f32>, usize, usize) {
+    let (r, c) = (t.shape[t.rank() - 2], t.shape[t.rank() - 1]);
+    let v = t.to_f32();
+    if !transpose {
+        return (v, r, c);
+    }
+    let mut out = vec![0f32; v.len()];
+    for (src, dst) in v.chunks_exact(r * c).zip(out.chunks_exact_mut(r * c)) {
+        for i in 0..r {
+            for j in 0..c {
+                dst[j * r + i] = src[i * c + j];
+            }
+        }
+    }
+    (out, c, r)
+}
+
+trait Rank {
+    fn rank(&self) -> usize;
+}
+impl Rank for Tensor {
+    fn rank(&self) -> usize {
+        self.shape.len()
+    }
+}
+
+fn matmul(a: &Tensor, b: &Tensor, transpose_a: bool, transpose_b: bool) -> Result<Tensor, String> {
+    let (av, m, k) = matrices(a, transpose_a);
+    // B is kept as [N, K] rows so both inner loops run over contiguous memory.
+    let (bv, n, kb) = matrices(b, !transpose_b);
+    if k != kb {
+        return Err(format!("inner dimensions differ: {k} vs {kb}"));
+    }
+    let batch = broadcast_shape(&a.shape[..a.rank() - 2], &b.shape[..b.rank() - 2])?;
+    let a_off = broadcast_offsets(&a.shape[..a.rank() - 2], &batch);
+    let b_off = broadcast_offsets(&b.shape[..b.rank() - 2], &batch);
+    let mut out = Vec::with_capacity(a_off.len() * m * n);
+    for (ao, bo) in a_off.iter().zip(&b_off) {
+        let am = &av[ao * m * k..(ao + 1) * m * k];
+        let bm = &bv[bo * n * k..(bo + 1) * n * k];
+        for i in 0..m {
+            let row = &am[i * k..(i + 1) * k];
+            for j in 0..n {
+                let col = &bm[j * k..(j + 1) * k];
+                out.push(row.iter().zip(col).map(|(&x, &y)| x as f64 * y as f64).sum::<f64>() as f32);
+            }
+        }
+    }
+    let mut shape = batch;
+    shape.extend([m, n]);
+    Ok(Tensor::f32(shape, out))
+}
+
+fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tensor, String> {
+    let shape = broadcast_shape(&a.shape, &b.shape)?;
+    let (ao, bo) = (broadcast_offsets(&a.shape, &shape), broadcast_offsets(&b.shape, &shape));
+    if out_dtype.is_int() {
+        let (x, y) = (a.to_i64(), b.to_i64());
+        let mut out = Vec::with_capacity(ao.len());
+        for (&i, &j) in ao.iter().zip(&bo) {
+            let (p, q) = (x[i], y[j]);
+            out.push(match op {
+                BinaryOp::Add => p.wrapping_add(q),
+                BinaryOp::Sub => p.wrapping_sub(q),
+                BinaryOp::Mul => p.wrapping_mul(q),
+                BinaryOp::Div if q == 0 => return Err("integer division by zero".into()),
+                BinaryOp::Div => p.div_euclid(q),
+                BinaryOp::Max => p.max(q),
+                BinaryOp::Min => p.min(q),
+                BinaryOp::Pow => p.pow(q.clamp(0, 63) as u32),
+            });
+        }
+        return Ok(convert(&Tensor::i64(shape, out), out_dtype));
+    }
+    let (x, y) = (a.to_f32(), b.to_f32());
+    let f = |p: f32, q: f32| -> f32 {
+        match op {
+            BinaryOp::Add => p + q,
+            BinaryOp::Sub => p - q,
+            BinaryOp::Mul => p * q,
+            BinaryOp::Div => p / q,
+            BinaryOp::Max => p.max(q),
+            BinaryOp::Min => p.min(q),
+            BinaryOp::Pow => (p as f64).powf(q as f64) as f32,
+        }
+    };
+    Ok(Tensor::f32(shape, ao.iter().zip(&bo).map(|(&i, &j)| f(x[i], y[j])).collect()))
+}
+
+/// The scalar function of a unary op, in f64. Backends approximate these to f32 precision.
+pub fn unary_fn(op: UnaryOp) -> fn(f64) -> f64 {
+    match op {
+        UnaryOp::Neg => |x| -x,
+        UnaryOp::Abs => f64::abs,
+        UnaryOp::Exp => f64::exp,
+        UnaryOp::Log => f64::ln,
+        UnaryOp::Sqrt => f64::sqrt,
+        UnaryOp::Rsqrt => |x| 1.0 / x.sqrt(),
+        UnaryOp::Recip => |x| 1.0 / x,
+        UnaryOp::Tanh => f64::tanh,
+        UnaryOp::Erf => libm::erf,
+        UnaryOp::Sigmoid => |x| 1.0 / (1.0 + (-x).exp()),
+        UnaryOp::Relu => |x| x.max(0.0),
+        UnaryOp::Gelu => |x| 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
+        UnaryOp::GeluTanh => |x| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()),
+        UnaryOp::Silu => |x| x / (1.0 + (-x).exp()),
+    }
+}
+
+/// LayerNorm (`centre`) or RMSNorm over the last axis; `x[1]` is gamma, `x[2]` the optional beta.
+fn normalize(x: &[&Tensor], eps: f64, centre: bool) -> Tensor {
+    let d = *x[0].shape.last().unwrap();
+    let v = x[0].to_f32();
+    let gamma = x[1].to_f32();
+    let beta = x.get(2).map(|b| b.to_f32());
+    let mut out = Vec::with_capacity(v.len());
+    for row in v.chunks_exact(d.max(1)) {
+        let mean = if centre { row.iter().map(|&a| a as f64).sum::<f64>() / d as f64 } else { 0.0 };
+        let var = row.iter().map(|&a| (a as f64 - mean).powi(2)).sum::<f64>() / d as f64;
+        let inv = 1.0 / (var + eps).sqrt();
+        for (i, &a) in row.iter().enumerate() {
+            let y = (a as f64 - mean) * inv * gamma[i] as f64 + beta.as_ref().map_or(0.0, |b| b[i] as f64);
+            out.push(y as f32);
+        }
+    }
+    Tensor::f32(x[0].shape.clone(), out)
+}
+
+fn softmax(x: &Tensor) -> Tensor {
+    let d = *x.shape.last().unwrap();
+    let v = x.to_f32();
+    let mut out = Vec::with_capacity(v.len());
+    for row in v.chunks_exact(d.max(1)) {
+        let max = row.iter().fold(f32::NEG_INFINITY, |a, &b| a.max(b)) as f64;
+        let sum: f64 = row.iter().map(|&a| (a as f64 - max).exp()).sum();
+        out.extend(row.iter().map(|&a| ((a as f64 - max).exp() / sum) as f32));
+    }
+    Tensor::f32(x.shape.clone(), out)
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+fn map_data(t: &Tensor, shape: Vec<usize>, offsets: &[usize]) -> Tensor {
+    let data = match &t.data {
+        Data::F32(v) => Data::F32(offsets.iter().map(|&o| v[o]).collect()),
+        Data::I32(v) => Data::I32(offsets.iter().map(|&o| v[o]).collect()),
+        Data::I64(v) => Data::I64(offsets.iter().map(|&o| v[o]).collect()),
+    };
+    Tensor { shape, data }
+}
+
+fn transpose(t: &Tensor, perm: &[usize]) -> Tensor {
+    let in_strides = strides(&t.shape);
+    let shape: Vec<usize> = perm.iter().map(|&p| t.shape[p]).collect();
+    let numel = t.numel();
+    let mut offsets = Vec::with_capacity(numel);
+    let out_strides = strides(&shape);
+    for linear in 0..numel {
+        let mut off = 0;
+        for (axis, &p) in perm.iter().enumerate() {
+            off += (linear / out_strides[axis]) % shape[axis] * in_strides[p];
+        }
+        offsets.push(off);
+    }
+    map_data(t, shape, &offsets)
+}
+
+fn slice(t: &Tensor, axis: usize, start: usize, end: usize) -> Tensor {
+    let outer: usize = t.shape[..axis].iter().product();
+    let inner: usize = t.shape[axis + 1..].iter().product();
+    let len = t.shape[axis];
+    let offsets: Vec<usize> =
+        (0..outer).flat_map(|o| (start * inner..end * inner).map(move |i| o * len * inner + i)).collect();
+    let mut shape = t.shape.clone();
+    shape[axis] = end - start;
+    map_data(t, shape, &offsets)
+}
+
+fn concat(parts: &[&Tensor], axis: usize, out_dtype: DType) -> Tensor {
+    let outer: usize = parts[0].shape[..axis].iter().product();
+    let mut shape = parts[0].shape.clone();
+    shape[axis] = parts.iter().map(|p| p.shape[axis]).sum();
+    if out_dtype.is_int() {
+        let vals: Vec<Vec<i64>> = parts.iter().map(|p| p.to_i64()).collect();
+        let mut out = Vec::new();
+        for o in 0..outer {
+            for (p, v) in parts.iter().zip(&vals) {
+                let n = v.len() / outer.max(1);
+                out.extend_from_slice(&v[o * n..(o + 1) * n]);
+                let _ = p;
+            }
+        }
+        return convert(&Tensor::i64(shape, out), out_dtype);
+    }
+    let vals: Vec<Vec<f32>> = parts.iter().map(|p| p.to_f32()).collect();
+    let mut out = Vec::new();
+    for o in 0..outer {
+        for v in &vals {
+            let n = v.len() / outer.max(1);
+            out.extend_from_slice(&v[o * n..(o + 1) * n]);
+        }
+    }
+    Tensor::f32(shape, out)
+}
+
+fn rope(x: &Tensor, positions: &Tensor, inv_freq: &Tensor, interleaved: bool) -> Tensor {
+    let (b, s, h, d) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3]);
+    let half = inv_freq.numel();
+    let freq = inv_freq.to_f32();
+    let pos = positions.to_i64();
+    let mut v = x.to_f32();
+    for bs in 0..b * s {
+        let p = pos[bs] as f64;
+        for head in 0..h {
+            let base = (bs * h + head) * d;
+            for i in 0..half {
+                let (i1, i2) = if interleaved { (2 * i, 2 * i + 1) } else { (i, i + half) };
+                let angle = p * freq[i] as f64;
+                let (sin, cos) = angle.sin_cos();
+                let (x1, x2) = (v[base + i1] as f64, v[base + i2] as f64);
+                v[base + i1] = (x1 * cos - x2 * sin) as f32;
+                v[base + i2] = (x2 * cos + x1 * sin) as f32;
+            }
+        }
+    }
+    Tensor::f32(x.shape.clone(), v)
+}
+
+fn attention(x: &[&Tensor], causal: bool, scale: f64) -> Tensor {
+    let (q, k, v) = (x[0].to_f32(), x[1].to_f32(), x[2].to_f32());
+    let (b, s, heads, d) = (x[0].shape[0], x[0].shape[1], x[0].shape[2], x[0].shape[3]);
+    let (t, groups, e) = (x[1].shape[1], x[1].shape[2], x[2].shape[3]);
+    let mask = x.get(3).map(|m| m.to_f32());
+    let per_group = heads / groups;
+    let mut out = vec![0f32; b * s * heads * e];
+    for bi in 0..b {
+        for hi in 0..heads {
+            let g = hi / per_group;
+            for i in 0..s {
+                let qrow = &q[((bi * s + i) * heads + hi) * d..][..d];
+                let visible = |j: usize| {
+                    (!causal || j + s <= i + t) && mask.as_ref().is_none_or(|m| m[bi * t + j] != 0.0)
+                };
+                let scores: Vec<(usize, f64)> = (0..t)
+                    .filter(|&j| visible(j))
+                    .map(|j| {
+                        let krow = &k[((bi * t + j) * groups + g) * d..][..d];
+                        (j, scale * qrow.iter().zip(krow).map(|(&a, &c)| a as f64 * c as f64).sum::<f64>())
+                    })
+                    .collect();
+                let max = scores.iter().fold(f64::NEG_INFINITY, |a, &(_, sc)| a.max(sc));
+                let sum: f64 = scores.iter().map(|&(_, sc)| (sc - max).exp()).sum();
+                let orow = &mut out[((bi * s + i) * heads + hi) * e..][..e];
+                for &(j, sc) in &scores {
+                    let p = (sc - max).exp() / sum;
+                    let vrow = &v[((bi * t + j) * groups + g) * e..][..e];
+                    for (o, &vv) in orow.iter_mut().zip(vrow) {
+                        *o += (p * vv as f64) as f32;
+                    }
+                }
+            }
+        }
+    }
+    Tensor::f32(vec![b, s, heads, e], out)
+}
+
+fn cast(t: &Tensor, to: DType) -> Tensor {
+    match to {
+        DType::F32 => Tensor::f32(t.shape.clone(), t.to_f32()),
+        DType::F16 => Tensor::f32(t.shape.clone(), t.to_f32().iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()),
+        DType::BF16 => Tensor::f32(t.shape.clone(), t.to_f32().iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect()),
+        DType::I32 | DType::I64 => convert(&Tensor::i64(t.shape.clone(), t.to_i64()), to),
+    }
+}

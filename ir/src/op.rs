@@ -1,0 +1,356 @@
+//! The operations of the IR and their type rules. Each op's semantics live here (types, shapes) and in
+//! `interp.rs` (values); backends implement the same contract.
+
+use crate::{DType, Dim, WeightId};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Element type and symbolic shape of a value.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct TensorType {
+    pub dtype: DType,
+    pub shape: Vec<Dim>,
+}
+
+impl TensorType {
+    pub fn new(dtype: DType, shape: Vec<Dim>) -> TensorType {
+        TensorType { dtype, shape }
+    }
+
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+
+    pub fn numel(&self) -> Dim {
+        crate::dim::product(&self.shape)
+    }
+}
+
+impl fmt::Display for TensorType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}[", self.dtype)?;
+        for (i, d) in self.shape.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{d}")?;
+        }
+        f.write_str("]")
+    }
+}
+
+/// What a runtime puts into a graph input that the caller left out.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum InputDefault {
+    Zeros,
+    Ones,
+    /// 0, 1, 2, … along the last axis (position ids).
+    Positions,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Max,
+    Min,
+    Pow,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum UnaryOp {
+    Neg,
+    Abs,
+    Exp,
+    Log,
+    Sqrt,
+    Rsqrt,
+    Recip,
+    Tanh,
+    Erf,
+    Sigmoid,
+    Relu,
+    /// x·Φ(x) with the exact normal CDF (erf).
+    Gelu,
+    /// The tanh approximation of GELU (GPT-2's `gelu_new`).
+    GeluTanh,
+    /// x·sigmoid(x).
+    Silu,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Op {
+    Input { name: String, default: Option<InputDefault> },
+    Weight(WeightId),
+    /// `(table [V, …], indices [… ] int) → indices.shape ++ table.shape[1..]`; an index outside `[0, V)` gives zeros.
+    Gather,
+    /// numpy matmul on the last two axes, batch axes broadcast; rank ≥ 2 for both operands.
+    MatMul { transpose_a: bool, transpose_b: bool },
+    /// Elementwise with numpy broadcasting.
+    Binary(BinaryOp),
+    Unary(UnaryOp),
+    /// `(x, gamma[, beta])`, normalised over the last axis.
+    LayerNorm { eps: f32 },
+    /// `(x, gamma)`: x / sqrt(mean(x²) + eps) · gamma over the last axis.
+    RmsNorm { eps: f32 },
+    /// Over the last axis.
+    Softmax,
+    Reshape { shape: Vec<Dim> },
+    Transpose { perm: Vec<usize> },
+    /// Elements `start..end` of one axis.
+    Slice { axis: usize, start: Dim, end: Dim },
+    Concat { axis: usize },
+    /// Rotary position embedding. `(x [b, s, h, d], positions [b, s] int, inv_freq [r/2] f32)`: rotates the first
+    /// r features of every head by angle `position · inv_freq[i]`; the rest pass through. `interleaved` pairs
+    /// features (2i, 2i+1) (GPT-J); otherwise (i, i + r/2) (GPT-NeoX, HF Llama).
+    Rope { interleaved: bool },
+    /// Scaled dot-product attention, `(q [b, s, H, d], k [b, t, G, d], v [b, t, G, e][, key_mask [b, t]]) → [b, s, H, e]`.
+    /// Query head h uses key/value head h / (H / G). With `causal`, query i sees key j iff j ≤ i + t − s. A key whose
+    /// mask entry is 0 is not seen. A query that sees no key gets zeros.
+    Attention { causal: bool, scale: f32 },
+    Cast { to: DType },
+}
+
+impl Op {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Op::Input { .. } => "Input",
+            Op::Weight(_) => "Weight",
+            Op::Gather => "Gather",
+            Op::MatMul { .. } => "MatMul",
+            Op::Binary(_) => "Binary",
+            Op::Unary(_) => "Unary",
+            Op::LayerNorm { .. } => "LayerNorm",
+            Op::RmsNorm { .. } => "RmsNorm",
+            Op::Softmax => "Softmax",
+            Op::Reshape { .. } => "Reshape",
+            Op::Transpose { .. } => "Transpose",
+            Op::Slice { .. } => "Slice",
+            Op::Concat { .. } => "Concat",
+            Op::Rope { .. } => "Rope",
+            Op::Attention { .. } => "Attention",
+            Op::Cast { .. } => "Cast",
+        }
+    }
+
+    /// The output type for the given input types, or why the inputs don't fit this op.
+    /// `Input` and `Weight` carry their type themselves and are not inferred here.
+    pub fn infer(&self, inputs: &[&TensorType]) -> Result<TensorType, String> {
+        let arity = |range: std::ops::RangeInclusive<usize>| -> Result<(), String> {
+            if range.contains(&inputs.len()) {
+                Ok(())
+            } else {
+                Err(format!("takes {range:?} inputs, got {}", inputs.len()))
+            }
+        };
+        let float = |i: usize| -> Result<(), String> {
+            if inputs[i].dtype.is_float() { Ok(()) } else { Err(format!("input {i} must be float, is {}", inputs[i])) }
+        };
+        let int = |i: usize| -> Result<(), String> {
+            if inputs[i].dtype.is_int() { Ok(()) } else { Err(format!("input {i} must be integer, is {}", inputs[i])) }
+        };
+        let rank = |i: usize, r: usize| -> Result<(), String> {
+            if inputs[i].rank() == r { Ok(()) } else { Err(format!("input {i} must have rank {r}, is {}", inputs[i])) }
+        };
+        let f32_of = |shape: Vec<Dim>| TensorType::new(DType::F32, shape);
+        match self {
+            Op::Input { .. } | Op::Weight(_) => Err("inputs and weights carry their own type".into()),
+            Op::Gather => {
+                arity(2..=2)?;
+                int(1)?;
+                let table = inputs[0];
+                if table.rank() < 1 {
+                    return Err("the table must have rank ≥ 1".into());
+                }
+                let mut shape = inputs[1].shape.clone();
+                shape.extend_from_slice(&table.shape[1..]);
+                Ok(TensorType::new(if table.dtype.is_float() { DType::F32 } else { table.dtype }, shape))
+            }
+            Op::MatMul { transpose_a, transpose_b } => {
+                arity(2..=2)?;
+                float(0)?;
+                float(1)?;
+                let (a, b) = (&inputs[0].shape, &inputs[1].shape);
+                if a.len() < 2 || b.len() < 2 {
+                    return Err(format!("both operands need rank ≥ 2, got {} and {}", inputs[0], inputs[1]));
+                }
+                let (m, ka) = matrix_dims(a, *transpose_a);
+                let (kb, n) = matrix_dims(b, *transpose_b);
+                if ka != kb {
+                    return Err(format!("inner dimensions differ: {ka} vs {kb} ({} × {})", inputs[0], inputs[1]));
+                }
+                let mut shape = broadcast_shapes(&a[..a.len() - 2], &b[..b.len() - 2])?;
+                shape.push(m.clone());
+                shape.push(n.clone());
+                Ok(f32_of(shape))
+            }
+            Op::Binary(_) => {
+                arity(2..=2)?;
+                let (a, b) = (inputs[0], inputs[1]);
+                if a.dtype.is_float() != b.dtype.is_float() {
+                    return Err(format!("operands must both be float or both be integer, got {a} and {b}"));
+                }
+                let shape = broadcast_shapes(&a.shape, &b.shape)?;
+                Ok(TensorType::new(if a.dtype.is_float() { DType::F32 } else { a.dtype }, shape))
+            }
+            Op::Unary(_) | Op::Softmax => {
+                arity(1..=1)?;
+                float(0)?;
+                Ok(f32_of(inputs[0].shape.clone()))
+            }
+            Op::LayerNorm { .. } | Op::RmsNorm { .. } => {
+                let max_inputs = if matches!(self, Op::LayerNorm { .. }) { 3 } else { 2 };
+                arity(2..=max_inputs)?;
+                let x = inputs[0];
+                let d = x.shape.last().ok_or("x must have rank ≥ 1")?;
+                for (i, p) in inputs.iter().enumerate().skip(1) {
+                    float(i)?;
+                    if p.shape != [d.clone()] {
+                        return Err(format!("input {i} must have shape [{d}], is {p}"));
+                    }
+                }
+                Ok(f32_of(x.shape.clone()))
+            }
+            Op::Reshape { shape } => {
+                arity(1..=1)?;
+                let from = inputs[0].numel();
+                let to = crate::dim::product(shape);
+                if from != to {
+                    return Err(format!("cannot reshape {} ({from} elements) to {:?} ({to} elements)", inputs[0], shape));
+                }
+                Ok(TensorType::new(inputs[0].dtype, shape.clone()))
+            }
+            Op::Transpose { perm } => {
+                arity(1..=1)?;
+                let mut sorted = perm.clone();
+                sorted.sort();
+                if sorted != (0..inputs[0].rank()).collect::<Vec<_>>() {
+                    return Err(format!("{perm:?} is not a permutation of the axes of {}", inputs[0]));
+                }
+                Ok(TensorType::new(inputs[0].dtype, perm.iter().map(|&p| inputs[0].shape[p].clone()).collect()))
+            }
+            Op::Slice { axis, start, end } => {
+                arity(1..=1)?;
+                let x = inputs[0];
+                let len = x.shape.get(*axis).ok_or_else(|| format!("axis {axis} out of range for {x}"))?;
+                let out = dim_sub(end, start).ok_or_else(|| format!("slice {start}..{end} is not a valid range"))?;
+                if let (Some(e), Some(l)) = (end.as_const(), len.as_const())
+                    && e > l
+                {
+                    return Err(format!("slice end {e} past the axis length {l}"));
+                }
+                let mut shape = x.shape.clone();
+                shape[*axis] = out;
+                Ok(TensorType::new(x.dtype, shape))
+            }
+            Op::Concat { axis } => {
+                arity(1..=usize::MAX)?;
+                let first = inputs[0];
+                if *axis >= first.rank() {
+                    return Err(format!("axis {axis} out of range for {first}"));
+                }
+                let mut total = Dim::from(0u64);
+                for (i, t) in inputs.iter().enumerate() {
+                    let same_elsewhere = t.rank() == first.rank()
+                        && (0..first.rank()).all(|k| k == *axis || t.shape[k] == first.shape[k]);
+                    if !same_elsewhere || t.dtype.is_float() != first.dtype.is_float() {
+                        return Err(format!("input {i} ({t}) does not fit input 0 ({first}) on axes other than {axis}"));
+                    }
+                    total = &total + &t.shape[*axis];
+                }
+                let mut shape = first.shape.clone();
+                shape[*axis] = total;
+                Ok(TensorType::new(if first.dtype.is_float() { DType::F32 } else { first.dtype }, shape))
+            }
+            Op::Rope { .. } => {
+                arity(3..=3)?;
+                float(0)?;
+                int(1)?;
+                float(2)?;
+                rank(0, 4)?;
+                rank(1, 2)?;
+                rank(2, 1)?;
+                let (x, pos, freq) = (inputs[0], inputs[1], inputs[2]);
+                if pos.shape[..] != x.shape[..2] {
+                    return Err(format!("positions {pos} must have shape [{}, {}]", x.shape[0], x.shape[1]));
+                }
+                if let (Some(half), Some(d)) = (freq.shape[0].as_const(), x.shape[3].as_const())
+                    && 2 * half > d
+                {
+                    return Err(format!("{half} frequencies rotate more than the head size {d}"));
+                }
+                Ok(f32_of(x.shape.clone()))
+            }
+            Op::Attention { .. } => {
+                arity(3..=4)?;
+                for i in 0..3 {
+                    float(i)?;
+                    rank(i, 4)?;
+                }
+                let (q, k, v) = (&inputs[0].shape, &inputs[1].shape, &inputs[2].shape);
+                if k[0] != q[0] || v[0] != q[0] || k[1] != v[1] || k[2] != v[2] || k[3] != q[3] {
+                    return Err(format!("q {}, k {}, v {} do not fit [b,s,H,d], [b,t,G,d], [b,t,G,e]", inputs[0], inputs[1], inputs[2]));
+                }
+                if let (Some(h), Some(g)) = (q[2].as_const(), k[2].as_const())
+                    && (g == 0 || h % g != 0)
+                {
+                    return Err(format!("{h} query heads are not a multiple of {g} key/value heads"));
+                }
+                if let Some(mask) = inputs.get(3)
+                    && mask.shape[..] != [k[0].clone(), k[1].clone()]
+                {
+                    return Err(format!("key mask {mask} must have shape [{}, {}]", k[0], k[1]));
+                }
+                Ok(f32_of(vec![q[0].clone(), q[1].clone(), q[2].clone(), v[3].clone()]))
+            }
+            Op::Cast { to } => {
+                arity(1..=1)?;
+                Ok(TensorType::new(*to, inputs[0].shape.clone()))
+            }
+        }
+    }
+}
+
+/// (rows, cols) of the matrix in the last two axes, swapped when `transposed`.
+fn matrix_dims(shape: &[Dim], transposed: bool) -> (&Dim, &Dim) {
+    let (r, c) = (&shape[shape.len() - 2], &shape[shape.len() - 1]);
+    if transposed { (c, r) } else { (r, c) }
+}
+
+/// `a − b` when it is a valid dimension: constants, or `b` a constant part of `a`, or `b` zero.
+pub fn dim_sub(a: &Dim, b: &Dim) -> Option<Dim> {
+    if let Some(bc) = b.as_const() {
+        if bc == 0 {
+            return Some(a.clone());
+        }
+        if let Some(ac) = a.as_const() {
+            return ac.checked_sub(bc).map(Dim::from);
+        }
+    }
+    if a == b {
+        return Some(Dim::from(0u64));
+    }
+    None
+}
+
+/// numpy broadcasting of two shapes.
+pub fn broadcast_shapes(a: &[Dim], b: &[Dim]) -> Result<Vec<Dim>, String> {
+    let rank = a.len().max(b.len());
+    let one = Dim::from(1u64);
+    let at = |s: &[Dim], i: usize| -> Dim { if i + s.len() >= rank { s[i + s.len() - rank].clone() } else { one.clone() } };
+    (0..rank)
+        .map(|i| {
+            let (x, y) = (at(a, i), at(b, i));
+            if x == y || y == one {
+                Ok(x)
+            } else if x == one {
+                Ok(y)
+            } else {
+                Err(format!("shapes {a:?} and {b:?} do not broadcast (axis {i}: {x} vs {y})"))
+            }
+        })
+        .collect()
+}

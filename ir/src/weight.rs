@@ -1,0 +1,87 @@
+//! Weights: typed byte ranges of their source files (memory-mapped) or small owned buffers made by the compiler.
+
+use crate::DType;
+use memmap2::Mmap;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Index of a weight in its graph's weight table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct WeightId(pub usize);
+
+#[derive(Clone, Debug)]
+pub struct Weight {
+    pub name: String,
+    pub dtype: DType,
+    pub shape: Vec<u64>,
+    pub data: WeightData,
+}
+
+/// Where a weight's bytes live. Mapped data is only paged in when read, so a graph over a large model costs no
+/// memory until the bundle writer streams it out.
+#[derive(Clone)]
+pub enum WeightData {
+    Mapped { file: Arc<MappedFile>, offset: usize, len: usize },
+    Owned(Arc<Vec<u8>>),
+}
+
+pub struct MappedFile {
+    pub path: PathBuf,
+    pub map: Mmap,
+}
+
+impl MappedFile {
+    pub fn open(path: &Path) -> std::io::Result<Arc<MappedFile>> {
+        let file = File::open(path)?;
+        // SAFETY: the map is read-only; tfc never writes model files, and a file changed under a running compile
+        // can at worst produce wrong bytes, which the content hashes of the bundle then record faithfully.
+        let map = unsafe { Mmap::map(&file)? };
+        Ok(Arc::new(MappedFile { path: path.to_path_buf(), map }))
+    }
+}
+
+impl std::fmt::Debug for WeightData {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WeightData::Mapped { file, offset, len } => write!(f, "{}[{offset}..+{len}]", file.path.display()),
+            WeightData::Owned(v) => write!(f, "owned({} bytes)", v.len()),
+        }
+    }
+}
+
+impl Weight {
+    pub fn numel(&self) -> u64 {
+        self.shape.iter().product()
+    }
+
+    pub fn bytes(&self) -> &[u8] {
+        match &self.data {
+            WeightData::Mapped { file, offset, len } => &file.map[*offset..*offset + *len],
+            WeightData::Owned(v) => v,
+        }
+    }
+
+    /// A small weight built from f32 values (constants the compiler creates, e.g. RoPE frequencies).
+    pub fn from_f32(name: &str, shape: Vec<u64>, values: &[f32]) -> Weight {
+        assert_eq!(shape.iter().product::<u64>() as usize, values.len(), "shape does not match the values of {name}");
+        Weight {
+            name: name.to_string(),
+            dtype: DType::F32,
+            shape,
+            data: WeightData::Owned(Arc::new(bytemuck::cast_slice(values).to_vec())),
+        }
+    }
+
+    /// The values widened to f32 (reads the whole weight: for the interpreter and tests, not the bundle writer).
+    pub fn to_f32(&self) -> Vec<f32> {
+        let b = self.bytes();
+        match self.dtype {
+            DType::F32 => b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect(),
+            DType::F16 => b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
+            DType::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            DType::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+        }
+    }
+}
