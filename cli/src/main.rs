@@ -1,1 +1,292 @@
-fn main() {}
+//! `tfc`: compile transformer models into WebGPU bundles, inspect them, and run them natively.
+
+mod inspect;
+mod npy;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tfc_compiler::{CompileOptions, Progress};
+use tfc_ir::Tensor;
+use tfc_runtime::{Bundle, Session, Tokenizer};
+
+#[derive(Parser)]
+#[command(name = "tfc", version, about = "Ahead-of-time compiler from transformer models to WebGPU bundles that run in any browser")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Compile a model into a bundle folder (WGSL shaders, weight chunks, manifest.json, tokenizer).
+    ///
+    /// MODEL is a HuggingFace model folder: config.json with *.safetensors (one file or sharded with
+    /// model.safetensors.index.json) and, optionally, tokenizer.json. Supported architectures: bert, roberta, gpt2,
+    /// llama, mistral, qwen2.
+    Compile {
+        model: PathBuf,
+        /// Bundle folder to write; it is replaced only once the new bundle is complete.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Back ends to emit code for (comma-separated).
+        #[arg(long, default_value = "webgpu", value_delimiter = ',')]
+        target: Vec<Target>,
+        /// Largest weight chunk file, e.g. 16MiB, 4MB, 1048576.
+        #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
+        chunk_size: u64,
+        /// Largest batch the bundle accepts.
+        #[arg(long, default_value_t = 8)]
+        max_batch: u64,
+        /// Longest sequence the bundle accepts [default: the model's maximum positions, lowered if a buffer would
+        /// exceed --max-binding-size].
+        #[arg(long)]
+        max_sequence: Option<u64>,
+        /// Largest storage-buffer binding the bundle may need. The default is WebGPU's guaranteed minimum, so the
+        /// bundle runs on every conformant adapter.
+        #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
+        max_binding_size: u64,
+    },
+    /// Summarise a bundle: model, ops, parameters, bytes per dtype, chunks, and the GPU limits it needs.
+    Inspect {
+        bundle: PathBuf,
+        /// Print the summary as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run a bundle once on the native runtime (wgpu: a GPU, or Mesa's lavapipe on a CPU).
+    ///
+    /// For a decoder, the whole token sequence runs at once and `logits` holds every position.
+    Run {
+        bundle: PathBuf,
+        #[command(flatten)]
+        inputs: RunInputs,
+        /// Write each graph output to DIR/<output name>.npy.
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        /// Print a short JSON summary instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time repeated runs of a bundle on the native runtime (inputs filled with token id 1000 modulo the vocabulary).
+    Bench {
+        bundle: PathBuf,
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        #[arg(long, default_value_t = 128)]
+        sequence: usize,
+        #[arg(long, default_value_t = 50)]
+        iterations: usize,
+        #[arg(long, default_value_t = 5)]
+        warmup: usize,
+    },
+}
+
+#[derive(Args)]
+struct RunInputs {
+    /// Token ids, comma-separated (batch 1), fed to `input_ids`.
+    #[arg(long, value_delimiter = ',', conflicts_with = "text")]
+    tokens: Option<Vec<i64>>,
+    /// Text, tokenized with the bundle's tokenizer and fed to `input_ids`.
+    #[arg(long)]
+    text: Option<String>,
+    /// A graph input from a .npy file (int32, int64 or float32); repeatable.
+    #[arg(long = "input", value_name = "NAME=FILE.npy")]
+    files: Vec<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum Target {
+    Webgpu,
+    Wasm,
+}
+
+fn parse_bytes(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let split = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+    let (number, unit) = s.split_at(split);
+    let n: u64 = number.parse().map_err(|_| format!("`{s}` is not a size (e.g. 16MiB, 4MB, 1048576)"))?;
+    let scale = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "k" | "kb" => 1000,
+        "kib" => 1 << 10,
+        "m" | "mb" => 1000_000,
+        "mib" => 1 << 20,
+        "g" | "gb" => 1000_000_000,
+        "gib" => 1 << 30,
+        other => return Err(format!("unknown size unit `{other}` (use B, KB, KiB, MB, MiB, GB, GiB)")),
+    };
+    n.checked_mul(scale).filter(|&v| v > 0).ok_or_else(|| format!("`{s}` is not a usable size"))
+}
+
+fn main() {
+    if let Err(e) = run(Cli::parse()) {
+        eprintln!("error: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size } => {
+            if target.contains(&Target::Wasm) {
+                bail!("the WASM SIMD target is not available in this version of tfc; compile with --target webgpu");
+            }
+            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size };
+            let started = Instant::now();
+            let report = tfc_compiler::compile(&model, &output, &opts, &mut Bar::new())
+                .with_context(|| format!("compiling {}", model.display()))?;
+            for note in &report.notes {
+                eprintln!("note: {note}");
+            }
+            let m = &report.manifest;
+            let bytes: u64 = m.chunks.iter().map(|c| c.size).sum();
+            eprintln!(
+                "wrote {} in {:.1}s: {} dispatches, {} shaders, {} weights in {} chunks ({:.1} MiB)",
+                output.display(),
+                started.elapsed().as_secs_f64(),
+                m.dispatches.len(),
+                m.shaders.len(),
+                m.weights.len(),
+                m.chunks.len(),
+                bytes as f64 / (1 << 20) as f64
+            );
+            Ok(())
+        }
+        Command::Inspect { bundle, json } => {
+            let b = Bundle::open(&bundle)?;
+            let summary = inspect::summarise(&b.manifest);
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                print!("{}", inspect::render(&summary));
+            }
+            Ok(())
+        }
+        Command::Run { bundle, inputs, out, json } => {
+            let b = Bundle::open(&bundle)?;
+            let (feeds, tokens) = gather_inputs(&b, &inputs)?;
+            let mut session = Session::new(&b)?;
+            let started = Instant::now();
+            let outputs = session.run(&feeds)?;
+            let elapsed = started.elapsed();
+            if let Some(dir) = &out {
+                std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+                for (name, t) in &outputs {
+                    npy::write(&dir.join(format!("{name}.npy")), t)?;
+                }
+            }
+            let summary = serde_json::json!({
+                "adapter": session.adapter_name(),
+                "tokens": tokens,
+                "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+                "outputs": outputs.iter().map(|(n, t)| (n.clone(), describe(t))).collect::<BTreeMap<_, _>>(),
+            });
+            if json {
+                println!("{}", serde_json::to_string(&summary)?);
+            } else {
+                println!("ran on {} in {:.1} ms", session.adapter_name(), elapsed.as_secs_f64() * 1e3);
+                for (name, t) in &outputs {
+                    let d = describe(t);
+                    println!("{name} {:?}: first values {}, mean {:.6}, std {:.6}", t.shape, d["first"], d["mean"], d["std"]);
+                }
+                if let Some(dir) = &out {
+                    println!("outputs written to {}", dir.display());
+                }
+            }
+            Ok(())
+        }
+        Command::Bench { bundle, batch, sequence, iterations, warmup } => {
+            let b = Bundle::open(&bundle)?;
+            let ids: Vec<i64> = (0..batch * sequence).map(|i| 1000 + (i as i64 * 7) % 1000).collect();
+            let feeds = BTreeMap::from([("input_ids".to_string(), Tensor::i64(vec![batch, sequence], ids))]);
+            let mut session = Session::new(&b)?;
+            for _ in 0..warmup {
+                session.run(&feeds)?;
+            }
+            let mut times: Vec<f64> = (0..iterations.max(1))
+                .map(|_| {
+                    let t = Instant::now();
+                    session.run(&feeds).map(|_| t.elapsed().as_secs_f64() * 1e3)
+                })
+                .collect::<Result<_, _>>()?;
+            times.sort_by(f64::total_cmp);
+            let summary = serde_json::json!({
+                "adapter": session.adapter_name(),
+                "batch": batch,
+                "sequence": sequence,
+                "iterations": times.len(),
+                "median_ms": times[times.len() / 2],
+                "min_ms": times[0],
+                "p90_ms": times[(times.len() * 9 / 10).min(times.len() - 1)],
+            });
+            println!("{}", serde_json::to_string(&summary)?);
+            Ok(())
+        }
+    }
+}
+
+/// The feeds for `tfc run` and the token ids used (if the text or token options gave any).
+fn gather_inputs(bundle: &Bundle, inputs: &RunInputs) -> Result<(BTreeMap<String, Tensor>, Option<Vec<i64>>)> {
+    let mut feeds = BTreeMap::new();
+    let tokens: Option<Vec<i64>> = match (&inputs.tokens, &inputs.text) {
+        (Some(ids), _) => Some(ids.clone()),
+        (None, Some(text)) => Some(Tokenizer::from_bundle(bundle)?.encode(text)?.into_iter().map(i64::from).collect()),
+        (None, None) => None,
+    };
+    if let Some(ids) = &tokens {
+        if ids.is_empty() {
+            bail!("no tokens to run");
+        }
+        feeds.insert("input_ids".to_string(), Tensor::i64(vec![1, ids.len()], ids.clone()));
+    }
+    for spec in &inputs.files {
+        let (name, file) = spec.split_once('=').with_context(|| format!("--input `{spec}` is not NAME=FILE.npy"))?;
+        feeds.insert(name.to_string(), npy::read(Path::new(file))?);
+    }
+    if feeds.is_empty() {
+        bail!("give the model some input: --tokens, --text or --input NAME=FILE.npy");
+    }
+    Ok((feeds, tokens))
+}
+
+fn describe(t: &Tensor) -> serde_json::Value {
+    let v = t.to_f32();
+    let n = v.len().max(1) as f64;
+    let mean = v.iter().map(|&x| x as f64).sum::<f64>() / n;
+    let std = (v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n).sqrt();
+    serde_json::json!({ "shape": t.shape, "first": v.iter().take(4).collect::<Vec<_>>(), "mean": mean, "std": std })
+}
+
+/// Stage lines on stderr and a progress bar while weights are written.
+struct Bar {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl Bar {
+    fn new() -> Bar {
+        Bar { bar: None }
+    }
+}
+
+impl Progress for Bar {
+    fn stage(&mut self, name: &str) {
+        eprintln!("{name}…");
+    }
+
+    fn bytes(&mut self, done: u64, total: u64) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new(total);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("  {bar:40} {binary_bytes}/{binary_total_bytes} ({eta})").expect("valid template"),
+            );
+            bar
+        });
+        bar.set_position(done);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+    }
+}

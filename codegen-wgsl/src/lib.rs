@@ -1,0 +1,104 @@
+//! WGSL compute kernels for tfc IR ops. `kernel` turns one graph node into one WGSL module (validated with naga)
+//! together with the params and the workgroup count it is dispatched with; the runtime binds the node's operands,
+//! its output and the params uniform as described on [`Kernel`].
+//!
+//! Conventions every kernel follows:
+//! - `@group(0) @binding(i)`, i < n: operand i (`var<storage, read>`); binding n: the output
+//!   (`var<storage, read_write>`); binding n + 1: `var<uniform> params: Params`, `struct Params { v: array<vec4<u32>, K> }`
+//!   with K = max(1, ⌈params / 4⌉), param i at `params.v[i / 4][i % 4]`.
+//! - Elements: f32 as `array<f32>`, i32 as `array<i32>`, f16 and bf16 as `array<u32>`, two per word, element 2i in
+//!   the low half. Each operand is read through one generated accessor `load_inN(i)` chosen by its dtype.
+//! - The runtime dispatches (x, y, 1) workgroups, x = min(total, 65535), y = ⌈total / x⌉; kernels use the linear
+//!   index `wid.y * nwg.x + wid.x` and ignore workgroups past their work.
+//! - Symbolic sizes only ever appear in `params` and `workgroups`; constant attributes are baked into the text, so
+//!   the same op on the same dtypes gives the same text.
+
+mod attention;
+mod elementwise;
+mod math;
+mod matmul;
+mod movement;
+mod norm;
+mod rope;
+mod shader;
+
+use shader::Node;
+use tfc_ir::{DType, Expr, Graph, NodeId, Op};
+
+/// One compute shader and how to dispatch it for a node.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    /// Short and file-name safe, e.g. `matmul`, `layer_norm`, `binary_add`.
+    pub name: String,
+    /// The whole WGSL module, validated with naga.
+    pub wgsl: String,
+    pub entry_point: String,
+    /// Invocations per workgroup (1-D), at most 256.
+    pub workgroup_size: u32,
+    /// The u32 values of the params uniform, in order.
+    pub params: Vec<Expr>,
+    /// The total number of workgroups.
+    pub workgroups: Expr,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CodegenError {
+    #[error("{node} ({op}): {message}")]
+    Unsupported { node: String, op: &'static str, message: String },
+    #[error("WGSL of kernel `{name}` does not validate: {message}")]
+    Invalid { name: String, message: String },
+}
+
+/// The kernel computing `node`, or `None` for nodes that need none: inputs, weights and reshapes (a reshape is a
+/// view; the runtime aliases its operand's buffer).
+pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenError> {
+    let n = graph.node(node);
+    if matches!(n.op, Op::Input { .. } | Op::Weight(_) | Op::Reshape { .. }) {
+        return Ok(None);
+    }
+    let operands = graph.inputs_of(node);
+    let node = Node {
+        name: &n.name,
+        op: &n.op,
+        inputs: operands.iter().map(|&i| &graph.node(i).ty).collect(),
+        output: &n.ty,
+    };
+    for (i, t) in node.inputs.iter().enumerate() {
+        if t.dtype == DType::I64 {
+            return Err(node.error(format!("operand {i} is i64 ({t}); tfc kernels take i32 indices, cast them")));
+        }
+    }
+    if node.output.dtype == DType::I64 {
+        return Err(node.error(format!("the output is i64 ({}); tfc kernels produce i32, cast to i32 instead", node.output)));
+    }
+    let parts = match &n.op {
+        Op::Input { .. } | Op::Weight(_) | Op::Reshape { .. } => unreachable!("handled above"),
+        Op::Unary(op) => elementwise::unary(&node, *op)?,
+        Op::Binary(op) => elementwise::binary(&node, *op)?,
+        Op::Cast { to } => elementwise::cast(&node, *to)?,
+        Op::MatMul { transpose_a, transpose_b } => matmul::matmul(&node, *transpose_a, *transpose_b)?,
+        Op::LayerNorm { eps } => norm::norm(&node, *eps, true)?,
+        Op::RmsNorm { eps } => norm::norm(&node, *eps, false)?,
+        Op::Softmax => norm::softmax(&node)?,
+        Op::Gather => movement::gather(&node)?,
+        Op::Transpose { perm } => movement::transpose(&node, perm)?,
+        Op::Slice { axis, start, .. } => movement::slice(&node, *axis, start)?,
+        Op::Concat { axis } => movement::concat(&node, *axis)?,
+        Op::Rope { interleaved } => rope::rope(&node, *interleaved)?,
+        Op::Attention { causal, scale } => attention::attention(&node, *causal, *scale)?,
+    };
+    parts.build().map(Some)
+}
+
+/// Parses and validates a WGSL module with naga against what core WebGPU offers every shader.
+pub fn validate(name: &str, wgsl: &str) -> Result<(), CodegenError> {
+    use naga::valid::{Capabilities, ValidationFlags, Validator};
+    let invalid = |message: String| CodegenError::Invalid { name: name.to_string(), message };
+    let module = naga::front::wgsl::parse_str(wgsl).map_err(|e| invalid(e.emit_to_string(wgsl)))?;
+    // `unpack2x16float` and `pack2x16float` are core WGSL; naga gates them for downlevel backends.
+    let capabilities = Capabilities::default() | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    Validator::new(ValidationFlags::all(), capabilities)
+        .validate(&module)
+        .map_err(|e| invalid(e.emit_to_string(wgsl)))?;
+    Ok(())
+}

@@ -111,8 +111,9 @@ pub struct Shader {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Dispatch {
-    /// The graph node this dispatch computes (for errors and profiles).
+    /// The graph node this dispatch computes (for errors and profiles) and its op kind.
     pub node: String,
+    pub op: String,
     pub shader: usize,
     /// Buffer bound at binding i of group 0, in order. The params uniform follows at binding `bindings.len()`.
     pub bindings: Vec<usize>,

@@ -1,0 +1,131 @@
+//! The `tfc` binary as users call it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn tfc(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tfc")).args(args).env("XDG_RUNTIME_DIR", "/tmp").output().unwrap()
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tfc(args);
+    assert!(out.status.success(), "tfc {args:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}
+
+/// (relative path, bytes) of every file under `dir`, sorted.
+fn tree(dir: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push((p.strip_prefix(dir).unwrap().to_path_buf(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn path(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn compiling_twice_gives_byte_identical_bundles() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tfc_fixtures::tiny_model("tiny-llama");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(&["compile", path(&model), "--target", "webgpu", "-o", path(&a), "--chunk-size", "20KB"]);
+    ok(&["compile", path(&model), "-o", path(&b), "--chunk-size", "20KB"]);
+    let (ta, tb) = (tree(&a), tree(&b));
+    assert!(ta.iter().filter(|(p, _)| p.starts_with("weights")).count() > 2, "expected several chunks");
+    assert_eq!(ta.len(), tb.len());
+    for ((pa, da), (pb, db)) in ta.iter().zip(&tb) {
+        assert_eq!(pa, pb);
+        assert!(da == db, "{} differs between two compiles", pa.display());
+    }
+}
+
+#[test]
+fn unknown_architecture_is_a_clear_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    copy_dir(&tfc_fixtures::tiny_model("tiny-gpt2"), &model);
+    let config = std::fs::read_to_string(model.join("config.json")).unwrap().replace("\"gpt2\"", "\"mamba9\"");
+    std::fs::write(model.join("config.json"), config).unwrap();
+    let out = dir.path().join("out");
+    let result = tfc(&["compile", path(&model), "-o", path(&out)]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(stderr.contains("mamba9"), "{stderr}");
+    assert_eq!(stderr.trim().lines().filter(|l| l.starts_with("error")).count(), 1, "{stderr}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a partial bundle was left behind");
+}
+
+#[test]
+fn truncated_safetensors_is_a_clear_error_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    copy_dir(&tfc_fixtures::tiny_model("tiny-gpt2"), &model);
+    let file = model.join("model.safetensors");
+    let len = std::fs::metadata(&file).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&file).unwrap().set_len(len / 2).unwrap();
+    let out = dir.path().join("out");
+    let result = tfc(&["compile", path(&model), "-o", path(&out)]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success());
+    assert!(stderr.contains("model.safetensors"), "{stderr}");
+    assert!(!out.exists());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1, "a partial bundle was left behind");
+}
+
+#[test]
+fn run_writes_npy_outputs_and_inspect_summarises() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("qwen");
+    ok(&["compile", path(&tfc_fixtures::tiny_model("tiny-qwen2")), "-o", path(&bundle)]);
+    let summary = ok(&["inspect", path(&bundle), "--json"]);
+    let summary: serde_json::Value = serde_json::from_str(&summary).unwrap();
+    assert_eq!(summary["model"]["architecture"], "qwen2");
+    assert!(summary["parameters"].as_u64().unwrap() > 0);
+    assert!(ok(&["inspect", path(&bundle)]).contains("parameters"));
+
+    let out = dir.path().join("out");
+    let json = ok(&["run", path(&bundle), "--tokens", "5,17,200,3", "--out", path(&out), "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["outputs"]["logits"]["shape"], serde_json::json!([1, 4, 256]));
+    let logits = tfc_fixtures::read_npy(&out.join("logits.npy"));
+    assert_eq!(logits.shape, vec![1, 4, 256]);
+
+    // The same bundle against the interpreter on the same tokens.
+    let graph = tfc_compiler::load_graph(&tfc_fixtures::tiny_model("tiny-qwen2"), &Default::default()).unwrap();
+    let ids = tfc_ir::Tensor::i32(vec![1, 4], vec![5, 17, 200, 3]);
+    let want = tfc_ir::interp::run(&graph, &[("input_ids".to_string(), ids)].into()).unwrap();
+    let error = tfc_ir::relative_l2(&logits.to_f32(), &want[0].1.to_f32());
+    assert!(error < 1e-5, "relative L2 {error:.3e}");
+}
+
+#[test]
+fn run_tokenizes_text_with_the_bundled_tokenizer() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("minilm");
+    ok(&["compile", path(&tfc_fixtures::minilm()), "-o", path(&bundle)]);
+    let json = ok(&["run", path(&bundle), "--text", "Hello world, this is a test.", "--json"]);
+    let json: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(json["tokens"], serde_json::json!([101, 7592, 2088, 1010, 2023, 2003, 1037, 3231, 1012, 102]));
+    assert_eq!(json["outputs"]["last_hidden_state"]["shape"], serde_json::json!([1, 10, 384]));
+}

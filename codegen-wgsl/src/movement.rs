@@ -1,0 +1,293 @@
+//! Ops that move elements: Gather, Transpose, Slice, Concat. One invocation per output element, 256 per workgroup,
+//! except the tiled transpose; f16/bf16 outputs (Transpose, Slice of half weights) take one invocation per output
+//! word, copying the 16-bit patterns.
+
+use crate::CodegenError;
+use crate::shader::{Access, Node, Parts, expr, groups_for, is_packed, product, storage_type};
+use std::fmt::Write;
+use tfc_ir::{DType, Dim, Expr};
+
+const WORKGROUP: u32 = 256;
+/// The most axes the index arithmetic handles (after dropping size-1 axes and merging axes that stay together).
+const MAX_RANK: usize = 6;
+
+fn access_for(dtype: DType) -> Access {
+    if dtype.is_float() { Access::Float } else { Access::Int }
+}
+
+pub(crate) fn gather(node: &Node) -> Result<Parts, CodegenError> {
+    let table = node.inputs[0];
+    let mut parts = Parts::new("gather", WORKGROUP);
+    parts.summary = "out[i] = table[indices[i / row] * row + i % row], zeros for an index out of range".to_string();
+    parts.inputs = vec![(table.dtype, access_for(table.dtype)), (node.inputs[1].dtype, Access::Int)];
+    parts.output = node.output.dtype;
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel, product(&table.shape[1..]), expr(&table.shape[0])];
+    let zero = if node.output.dtype == DType::I32 { "0" } else { "0.0" };
+    writeln!(
+        parts.body,
+        "    let i = group * 256u + lid;
+    if i >= param(0u) {{
+        return;
+    }}
+    let row = param(1u);
+    let index = load_in1(i / row);
+    var v = {zero};
+    if index >= 0 && u32(index) < param(2u) {{
+        v = load_in0(u32(index) * row + i % row);
+    }}
+    out[i] = v;"
+    )
+    .unwrap();
+    Ok(parts)
+}
+
+/// A kernel whose output element `o` is input element `source(o)`, with `source` (reading params from index 1) in
+/// `decls`. params[0] is the element count.
+fn copy(node: &Node, name: &str, source_fn: String, params: Vec<Expr>) -> Parts {
+    let dtype = node.output.dtype;
+    let mut parts = Parts::new(name, WORKGROUP);
+    parts.inputs = vec![(dtype, Access::Copy)];
+    parts.output = dtype;
+    let numel = product(&node.output.shape);
+    parts.params = vec![numel.clone()];
+    parts.params.extend(params);
+    parts.decls = source_fn;
+    if is_packed(dtype) {
+        parts.workgroups = groups_for(Expr::ceil_div(numel, Expr::Const(2)), WORKGROUP);
+        parts.body.push_str(
+            "    // One output word: elements o and o + 1.
+    let w = group * 256u + lid;
+    let o = 2u * w;
+    if o >= param(0u) {
+        return;
+    }
+    var word = load_in0(source(o));
+    if o + 1u < param(0u) {
+        word |= load_in0(source(o + 1u)) << 16u;
+    }
+    out[w] = word;
+",
+        );
+    } else {
+        parts.workgroups = groups_for(numel, WORKGROUP);
+        parts.body.push_str("    let o = group * 256u + lid;\n    if o >= param(0u) {\n        return;\n    }\n    out[o] = load_in0(source(o));\n");
+    }
+    parts
+}
+
+pub(crate) fn slice(node: &Node, axis: usize, start: &Dim) -> Result<Parts, CodegenError> {
+    let (x, y) = (&node.inputs[0].shape, &node.output.shape);
+    let inner = tfc_ir::dim::product(&x[axis + 1..]);
+    let params = vec![product(&y[axis..]), product(&x[axis..]), (start * &inner).to_expr()];
+    let source = "\
+// Output element o: block o / param(1) of the input's blocks of param(2) elements, offset param(3) into it.
+fn source(o: u32) -> u32 {
+    return (o / param(1u)) * param(2u) + param(3u) + o % param(1u);
+}
+"
+    .to_string();
+    let mut parts = copy(node, "slice", source, params);
+    parts.summary = "a range of one axis".to_string();
+    Ok(parts)
+}
+
+/// Input dims and perm with size-1 axes dropped and input axes that stay neighbours in the output merged.
+fn simplify_transpose(shape: &[Dim], perm: &[usize]) -> (Vec<Dim>, Vec<usize>) {
+    let one = Dim::from(1u64);
+    let kept: Vec<usize> = (0..shape.len()).filter(|&a| shape[a] != one).collect();
+    let renumber = |a: usize| kept.iter().position(|&k| k == a).unwrap();
+    let perm: Vec<usize> = perm.iter().filter(|&&a| shape[a] != one).map(|&a| renumber(a)).collect();
+    let shape: Vec<&Dim> = kept.iter().map(|&a| &shape[a]).collect();
+    // Runs of output axes that are consecutive input axes, in output order.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &a in &perm {
+        match runs.last_mut() {
+            Some((start, len)) if *start + *len == a => *len += 1,
+            _ => runs.push((a, 1)),
+        }
+    }
+    let mut by_input: Vec<usize> = (0..runs.len()).collect();
+    by_input.sort_by_key(|&r| runs[r].0);
+    let dims = by_input.iter().map(|&r| shape[runs[r].0..runs[r].0 + runs[r].1].iter().fold(one.clone(), |acc, d| &acc * *d)).collect();
+    let perm = (0..runs.len()).map(|r| by_input.iter().position(|&x| x == r).unwrap()).collect();
+    (dims, perm)
+}
+
+/// Contiguous strides of a shape.
+fn strides(dims: &[Dim]) -> Vec<Dim> {
+    let mut s = vec![Dim::from(1u64); dims.len()];
+    for i in (0..dims.len().saturating_sub(1)).rev() {
+        s[i] = &s[i + 1] * &dims[i + 1];
+    }
+    s
+}
+
+pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Parts, CodegenError> {
+    let (dims, perm) = simplify_transpose(&node.inputs[0].shape, perm);
+    let rank = dims.len();
+    if rank > MAX_RANK {
+        return Err(node.error(format!(
+            "the permutation moves {rank} separate axis groups of {}; kernels handle up to {MAX_RANK}",
+            node.inputs[0]
+        )));
+    }
+    let in_strides = strides(&dims);
+    let out_dims: Vec<Dim> = perm.iter().map(|&p| dims[p].clone()).collect();
+    let moved_strides: Vec<Dim> = perm.iter().map(|&p| in_strides[p].clone()).collect();
+    if rank >= 2 && perm[rank - 1] != rank - 1 && !is_packed(node.output.dtype) {
+        return Ok(tiled_transpose(node, &perm, &out_dims, &moved_strides));
+    }
+    let (source, params) = if rank <= 1 {
+        ("fn source(o: u32) -> u32 {\n    return o;\n}\n".to_string(), Vec::new())
+    } else {
+        let (strides_at, last) = (1 + rank, rank - 1);
+        let source = format!(
+            "\
+// The input offset of output element o: its coordinates over the output dims param(1..{strides_at}), last fastest,
+// times the input strides of those axes, param({strides_at}..).
+fn source(o: u32) -> u32 {{
+    var rest = o;
+    var offset = 0u;
+    for (var k = 0u; k < {rank}u; k++) {{
+        let axis = {last}u - k;
+        offset += (rest % param(1u + axis)) * param({strides_at}u + axis);
+        rest = rest / param(1u + axis);
+    }}
+    return offset;
+}}
+"
+        );
+        (source, out_dims.iter().chain(&moved_strides).map(expr).collect())
+    };
+    let mut parts = copy(node, "transpose", source, params);
+    parts.summary = format!("permute {rank} merged axes by {perm:?}");
+    Ok(parts)
+}
+
+/// A transpose whose innermost output axis (x) is not the innermost input axis (y): 32×32 tiles of (x, y) go
+/// through workgroup memory so that both the reads (along y) and the writes (along x) are coalesced. 256
+/// invocations, 4 elements each; the other axes are the batch. Params: dim x, dim y, tiles along x and y, the batch
+/// count, the input stride of x, the output stride of y, then the other axes' dims, input strides and output strides.
+fn tiled_transpose(node: &Node, perm: &[usize], out_dims: &[Dim], moved_strides: &[Dim]) -> Parts {
+    let rank = perm.len();
+    let (x, y) = (rank - 1, perm.iter().position(|&p| p == rank - 1).unwrap());
+    let others: Vec<usize> = (0..rank).filter(|&a| a != x && a != y).collect();
+    let out_strides = strides(out_dims);
+    let tiles = |d: &Dim| Expr::ceil_div(expr(d), Expr::Const(32));
+    let other_dims: Vec<Dim> = others.iter().map(|&a| out_dims[a].clone()).collect();
+    let mut parts = Parts::new("transpose", WORKGROUP);
+    parts.summary = format!("permute {rank} merged axes by {perm:?} in 32×32 tiles");
+    parts.inputs = vec![(node.output.dtype, Access::Copy)];
+    parts.output = node.output.dtype;
+    parts.params = vec![
+        expr(&out_dims[x]),
+        expr(&out_dims[y]),
+        tiles(&out_dims[x]),
+        tiles(&out_dims[y]),
+        product(&other_dims),
+        expr(&moved_strides[x]),
+        expr(&out_strides[y]),
+    ];
+    for list in [&out_dims, &moved_strides, &out_strides[..]] {
+        parts.params.extend(others.iter().map(|&a| expr(&list[a])));
+    }
+    parts.workgroups = Expr::product(vec![parts.params[2].clone(), parts.params[3].clone(), parts.params[4].clone()]);
+    writeln!(
+        parts.decls,
+        "// tile[x * 33 + y]: the padding puts the 32 elements of a column in different banks.\nvar<workgroup> tile: array<{}, 1056>;",
+        storage_type(node.output.dtype)
+    )
+    .unwrap();
+    let b = &mut parts.body;
+    b.push_str(
+        "    let tiles_x = param(2u);
+    let tiles_y = param(3u);
+    let x0 = (group % tiles_x) * 32u;
+    let y0 = ((group / tiles_x) % tiles_y) * 32u;
+    let batch = group / tiles_x / tiles_y;
+    if batch >= param(4u) {
+        return;
+    }
+    var in_base = 0u;
+    var out_base = 0u;
+",
+    );
+    if !others.is_empty() {
+        let n = others.len();
+        writeln!(
+            b,
+            "    var rest = batch;
+    for (var k = 0u; k < {n}u; k++) {{
+        let axis = {}u - k;
+        let c = rest % param(7u + axis);
+        rest = rest / param(7u + axis);
+        in_base += c * param({}u + axis);
+        out_base += c * param({}u + axis);
+    }}",
+            n - 1,
+            7 + n,
+            7 + 2 * n
+        )
+        .unwrap();
+    }
+    b.push_str(
+        "    let lx = lid % 32u;
+    let ly = lid / 32u;
+    for (var j = 0u; j < 32u; j += 8u) {
+        let x = x0 + ly + j;
+        let y = y0 + lx;
+        if x < param(0u) && y < param(1u) {
+            tile[(ly + j) * 33u + lx] = load_in0(in_base + x * param(5u) + y);
+        }
+    }
+    workgroupBarrier();
+    for (var j = 0u; j < 32u; j += 8u) {
+        let x = x0 + lx;
+        let y = y0 + ly + j;
+        if x < param(0u) && y < param(1u) {
+            out[out_base + y * param(6u) + x] = tile[lx * 33u + ly + j];
+        }
+    }
+",
+    );
+    parts
+}
+
+pub(crate) fn concat(node: &Node, axis: usize) -> Result<Parts, CodegenError> {
+    let n = node.inputs.len();
+    if n > 7 {
+        return Err(node.error(format!(
+            "concatenates {n} inputs; a kernel binds at most 7 (WebGPU's limit of 8 storage buffers): concatenate in steps of up to 7"
+        )));
+    }
+    let mut parts = Parts::new("concat", WORKGROUP);
+    parts.summary = format!("{n} inputs along one axis");
+    let access = access_for(node.output.dtype);
+    parts.inputs = node.inputs.iter().map(|t| (t.dtype, access)).collect();
+    parts.output = node.output.dtype;
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    // params: element count, the output block per outer index, then each input's block.
+    parts.params = vec![numel, product(&node.output.shape[axis..])];
+    parts.params.extend(node.inputs.iter().map(|t| product(&t.shape[axis..])));
+    let b = &mut parts.body;
+    b.push_str(
+        "    let i = group * 256u + lid;
+    if i >= param(0u) {
+        return;
+    }
+    // The outer index and the offset within the output block, which the inputs' blocks fill in order.
+    let outer = i / param(1u);
+    var r = i % param(1u);
+",
+    );
+    for k in 0..n - 1 {
+        let p = 2 + k;
+        writeln!(b, "    if r < param({p}u) {{\n        out[i] = load_in{k}(outer * param({p}u) + r);\n        return;\n    }}\n    r -= param({p}u);")
+            .unwrap();
+    }
+    writeln!(b, "    out[i] = load_in{}(outer * param({}u) + r);", n - 1, n + 1).unwrap();
+    Ok(parts)
+}

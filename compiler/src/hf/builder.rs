@@ -1,0 +1,226 @@
+//! Graph building blocks shared by the architectures: weights looked up by checkpoint name, linear layers, norms
+//! and attention.
+
+use super::checkpoint::Checkpoint;
+use super::config::Config;
+use super::{ImportError, ImportOptions};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use tfc_ir::{BinaryOp, DType, Dim, Graph, InputDefault, NodeId, Op, TensorType, UnaryOp, Weight};
+
+pub(crate) struct Builder<'a> {
+    pub g: Graph,
+    checkpoint: &'a Checkpoint,
+    config_file: PathBuf,
+    model_type: String,
+    /// What the checkpoint puts before the base model's tensor names (`bert.`, `model.`, …), possibly nothing.
+    prefix: String,
+    /// Weight nodes by tensor name, so a tensor used twice (tied embeddings) is one node.
+    loaded: HashMap<String, NodeId>,
+    batch: Dim,
+    sequence: Dim,
+}
+
+impl<'a> Builder<'a> {
+    pub fn new(
+        config: &Config,
+        checkpoint: &'a Checkpoint,
+        model_type: &str,
+        max_batch: u64,
+        max_sequence: u64,
+    ) -> Self {
+        let mut g = Graph::new();
+        let batch = g.symbol("batch", max_batch);
+        let sequence = g.symbol("sequence", max_sequence);
+        Builder {
+            g,
+            checkpoint,
+            config_file: config.file().to_path_buf(),
+            model_type: model_type.to_string(),
+            prefix: String::new(),
+            loaded: HashMap::new(),
+            batch,
+            sequence,
+        }
+    }
+
+    /// Chooses the first of `prefixes` under which the checkpoint holds `probe` (a base-model tensor name).
+    pub fn detect_prefix(&mut self, prefixes: &[&str], probe: &str) -> Result<(), ImportError> {
+        let names: Vec<String> = prefixes.iter().map(|p| format!("{p}{probe}")).collect();
+        let found = names.iter().position(|n| self.checkpoint.contains(n));
+        let index = found.ok_or_else(|| ImportError::MissingTensor { names, searched: self.checkpoint.searched() })?;
+        self.prefix = prefixes[index].to_string();
+        Ok(())
+    }
+
+    /// The checkpoint name of a base-model module or tensor (`encoder.layer.0` → `bert.encoder.layer.0`).
+    pub fn name(&self, path: &str) -> String {
+        format!("{}{path}", self.prefix)
+    }
+
+    /// An integer `[batch, sequence]` graph input.
+    pub fn token_input(&mut self, name: &str, default: Option<InputDefault>) -> NodeId {
+        let ty = TensorType::new(DType::I32, vec![self.batch.clone(), self.sequence.clone()]);
+        self.g.input(name, ty, default)
+    }
+
+    /// The checkpoint tensor `name` (a full name), which must have `shape`.
+    pub fn weight(&mut self, name: &str, shape: &[u64]) -> Result<NodeId, ImportError> {
+        if let Some(&id) = self.loaded.get(name) {
+            return Ok(id);
+        }
+        let id = self.g.weight(self.checkpoint.weight(name, shape)?);
+        self.loaded.insert(name.to_string(), id);
+        Ok(id)
+    }
+
+    /// A weight the importer made or derived itself.
+    pub fn own_weight(&mut self, weight: Weight) -> NodeId {
+        self.g.weight(weight)
+    }
+
+    pub fn op(&mut self, name: impl Into<String>, op: Op, inputs: &[NodeId]) -> Result<NodeId, ImportError> {
+        self.g.add(name, op, inputs).map_err(|source| ImportError::Graph {
+            file: self.config_file.clone(),
+            model_type: self.model_type.clone(),
+            source,
+        })
+    }
+
+    pub fn unary(&mut self, name: impl Into<String>, op: UnaryOp, x: NodeId) -> Result<NodeId, ImportError> {
+        self.op(name, Op::Unary(op), &[x])
+    }
+
+    pub fn binary(
+        &mut self,
+        name: impl Into<String>,
+        op: BinaryOp,
+        a: NodeId,
+        b: NodeId,
+    ) -> Result<NodeId, ImportError> {
+        self.op(name, Op::Binary(op), &[a, b])
+    }
+
+    pub fn gather(&mut self, name: &str, table: NodeId, indices: NodeId) -> Result<NodeId, ImportError> {
+        self.op(name, Op::Gather, &[table, indices])
+    }
+
+    /// `x · Wᵀ (+ b)` with the checkpoint's `[out, in]` weight used as stored.
+    pub fn linear(
+        &mut self,
+        module: &str,
+        x: NodeId,
+        inputs: u64,
+        outputs: u64,
+        bias: bool,
+    ) -> Result<NodeId, ImportError> {
+        let w = self.weight(&format!("{module}.weight"), &[outputs, inputs])?;
+        let matmul = Op::MatMul { transpose_a: false, transpose_b: true };
+        self.with_bias(module, x, w, matmul, outputs, bias)
+    }
+
+    /// GPT-2's `Conv1D`: `x · W + b` with the weight stored `[in, out]`.
+    pub fn conv1d(&mut self, module: &str, x: NodeId, inputs: u64, outputs: u64) -> Result<NodeId, ImportError> {
+        let w = self.weight(&format!("{module}.weight"), &[inputs, outputs])?;
+        let matmul = Op::MatMul { transpose_a: false, transpose_b: false };
+        self.with_bias(module, x, w, matmul, outputs, true)
+    }
+
+    fn with_bias(
+        &mut self,
+        module: &str,
+        x: NodeId,
+        w: NodeId,
+        matmul: Op,
+        outputs: u64,
+        bias: bool,
+    ) -> Result<NodeId, ImportError> {
+        if !bias {
+            return self.op(module, matmul, &[x, w]);
+        }
+        let y = self.op(format!("{module}.matmul"), matmul, &[x, w])?;
+        let b = self.weight(&format!("{module}.bias"), &[outputs])?;
+        self.binary(module, BinaryOp::Add, y, b)
+    }
+
+    /// LayerNorm with the checkpoint's `weight` and `bias` (or `gamma`/`beta` in old BERT checkpoints).
+    pub fn layer_norm(&mut self, module: &str, x: NodeId, dim: u64, eps: f64) -> Result<NodeId, ImportError> {
+        let (scale, shift) =
+            if self.checkpoint.contains(&format!("{module}.gamma")) { ("gamma", "beta") } else { ("weight", "bias") };
+        let gamma = self.weight(&format!("{module}.{scale}"), &[dim])?;
+        let beta = self.weight(&format!("{module}.{shift}"), &[dim])?;
+        self.op(module, Op::LayerNorm { eps: eps as f32 }, &[x, gamma, beta])
+    }
+
+    pub fn rms_norm(&mut self, module: &str, x: NodeId, dim: u64, eps: f64) -> Result<NodeId, ImportError> {
+        let gamma = self.weight(&format!("{module}.weight"), &[dim])?;
+        self.op(module, Op::RmsNorm { eps: eps as f32 }, &[x, gamma])
+    }
+
+    /// `[b, s, heads·head_dim]` → `[b, s, heads, head_dim]`.
+    pub fn split_heads(&mut self, name: &str, x: NodeId, heads: u64, head_dim: u64) -> Result<NodeId, ImportError> {
+        let s = &self.g.node(x).ty.shape;
+        let shape = vec![s[0].clone(), s[1].clone(), Dim::from(heads), Dim::from(head_dim)];
+        self.op(name, Op::Reshape { shape }, &[x])
+    }
+
+    /// Attention over `[b, s, H, d]` heads (`key_mask` `[b, t]` optional), merged back to `[b, s, H·e]`.
+    pub fn attention(
+        &mut self,
+        module: &str,
+        (q, k, v): (NodeId, NodeId, NodeId),
+        key_mask: Option<NodeId>,
+        causal: bool,
+        scale: f32,
+    ) -> Result<NodeId, ImportError> {
+        let mut operands = vec![q, k, v];
+        operands.extend(key_mask);
+        let heads = self.op(format!("{module}.attention"), Op::Attention { causal, scale }, &operands)?;
+        let s = &self.g.node(heads).ty.shape;
+        let shape = vec![s[0].clone(), s[1].clone(), &s[2] * &s[3]];
+        self.op(format!("{module}.merge_heads"), Op::Reshape { shape }, &[heads])
+    }
+
+    pub fn finish(mut self, hidden_size: u64, num_layers: u64, vocab_size: u64) -> Graph {
+        for (key, value) in [("hidden_size", hidden_size), ("num_layers", num_layers), ("vocab_size", vocab_size)] {
+            self.g.metadata.insert(key.into(), value.to_string());
+        }
+        self.g
+    }
+}
+
+/// The activation function named by `key` (transformers' `ACT2FN` names).
+pub fn activation(config: &Config, key: &str, default: &str) -> Result<UnaryOp, ImportError> {
+    match config.str_or(key, default)?.as_str() {
+        "gelu" => Ok(UnaryOp::Gelu),
+        "gelu_new" | "gelu_pytorch_tanh" => Ok(UnaryOp::GeluTanh),
+        "relu" => Ok(UnaryOp::Relu),
+        "silu" | "swish" => Ok(UnaryOp::Silu),
+        other => Err(config.error(
+            key,
+            format!(
+                "= \"{other}\" is not supported; tfc supports gelu, gelu_new, gelu_pytorch_tanh, relu, silu and swish"
+            ),
+        )),
+    }
+}
+
+/// The longest sequence to build for: the requested one or the model's `positions`. Learned position tables
+/// (`learned`) cannot go past their size.
+pub fn max_sequence(
+    config: &Config,
+    opts: &ImportOptions,
+    key: &str,
+    positions: u64,
+    learned: bool,
+) -> Result<u64, ImportError> {
+    match opts.max_sequence {
+        Some(requested) if learned && requested > positions => Err(ImportError::Options(format!(
+            "max_sequence {requested} is more than the {positions} positions this model has learned \
+             (`{key}` in {}); ask for at most {positions}",
+            config.file().display()
+        ))),
+        Some(requested) => Ok(requested),
+        None => Ok(positions),
+    }
+}

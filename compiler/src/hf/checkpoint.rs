@@ -1,0 +1,155 @@
+//! The tensors of a checkpoint: one `model.safetensors` or the shards named by `model.safetensors.index.json`, each
+//! memory-mapped. Only the headers are parsed; weights are byte ranges of the maps.
+
+use super::ImportError;
+use safetensors::{Dtype, SafeTensors};
+use std::collections::{BTreeSet, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tfc_ir::{DType, MappedFile, Weight, WeightData};
+
+pub(crate) struct Checkpoint {
+    files: Vec<Arc<MappedFile>>,
+    tensors: HashMap<String, Entry>,
+}
+
+struct Entry {
+    file: usize,
+    dtype: Dtype,
+    shape: Vec<u64>,
+    /// Absolute byte range in the file.
+    offset: usize,
+    len: usize,
+}
+
+const SINGLE: &str = "model.safetensors";
+const INDEX: &str = "model.safetensors.index.json";
+
+impl Checkpoint {
+    pub fn open(dir: &Path) -> Result<Checkpoint, ImportError> {
+        let paths = if dir.join(SINGLE).is_file() {
+            vec![dir.join(SINGLE)]
+        } else if dir.join(INDEX).is_file() {
+            shard_paths(dir)?
+        } else {
+            return Err(ImportError::Io {
+                path: dir.join(SINGLE),
+                source: std::io::ErrorKind::NotFound.into(),
+                hint: "tfc reads safetensors weights (model.safetensors or model.safetensors.index.json with its \
+                       shards); convert PyTorch .bin checkpoints to safetensors first",
+            });
+        };
+        let mut checkpoint = Checkpoint { files: Vec::new(), tensors: HashMap::new() };
+        for path in paths {
+            checkpoint.add_file(&path)?;
+        }
+        Ok(checkpoint)
+    }
+
+    fn add_file(&mut self, path: &Path) -> Result<(), ImportError> {
+        let file = MappedFile::open(path).map_err(|source| ImportError::Io {
+            path: path.to_path_buf(),
+            source,
+            hint: "the checkpoint is incomplete, download it again",
+        })?;
+        // `read_metadata` checks that the header is well formed and that the tensors exactly cover the rest of the
+        // file, so every range below lies inside the map.
+        let (header_len, metadata) = SafeTensors::read_metadata(&file.map)
+            .map_err(|e| ImportError::Safetensors { file: path.to_path_buf(), reason: e.to_string() })?;
+        let index = self.files.len();
+        for (name, info) in metadata.tensors() {
+            let (start, end) = info.data_offsets;
+            let entry = Entry {
+                file: index,
+                dtype: info.dtype,
+                shape: info.shape.iter().map(|&d| d as u64).collect(),
+                offset: 8 + header_len + start,
+                len: end - start,
+            };
+            self.tensors.entry(name).or_insert(entry);
+        }
+        self.files.push(file);
+        Ok(())
+    }
+
+    pub fn contains(&self, name: &str) -> bool {
+        self.tensors.contains_key(name)
+    }
+
+    pub fn searched(&self) -> Vec<PathBuf> {
+        self.files.iter().map(|f| f.path.clone()).collect()
+    }
+
+    /// The tensor `name` as a mapped weight, checked against the shape the config implies.
+    pub fn weight(&self, name: &str, expected: &[u64]) -> Result<Weight, ImportError> {
+        self.weight_from_row(name, expected, 0)
+    }
+
+    /// Like [`Checkpoint::weight`], without the first `first` rows (a narrower byte range of the same file);
+    /// `first` must be less than the expected number of rows.
+    pub fn weight_from_row(&self, name: &str, expected: &[u64], first: u64) -> Result<Weight, ImportError> {
+        let entry = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| ImportError::MissingTensor { names: vec![name.to_string()], searched: self.searched() })?;
+        let file = &self.files[entry.file];
+        let dtype = match entry.dtype {
+            Dtype::F32 => DType::F32,
+            Dtype::F16 => DType::F16,
+            Dtype::BF16 => DType::BF16,
+            other => {
+                return Err(ImportError::Dtype {
+                    file: file.path.clone(),
+                    name: name.to_string(),
+                    dtype: format!("{other:?}"),
+                });
+            }
+        };
+        if entry.shape != expected {
+            return Err(ImportError::Shape {
+                file: file.path.clone(),
+                name: name.to_string(),
+                expected: expected.to_vec(),
+                actual: entry.shape.clone(),
+            });
+        }
+        let mut weight = Weight {
+            name: name.to_string(),
+            dtype,
+            shape: entry.shape.clone(),
+            data: WeightData::Mapped { file: file.clone(), offset: entry.offset, len: entry.len },
+        };
+        if first > 0 {
+            let skipped = (first * weight.shape[1..].iter().product::<u64>()) as usize * dtype.size();
+            weight.name = format!("{name}[{first}:]");
+            weight.shape[0] -= first;
+            weight.data =
+                WeightData::Mapped { file: file.clone(), offset: entry.offset + skipped, len: entry.len - skipped };
+        }
+        Ok(weight)
+    }
+}
+
+/// The shard files named in the index's `weight_map`, in name order.
+fn shard_paths(dir: &Path) -> Result<Vec<PathBuf>, ImportError> {
+    let index = dir.join(INDEX);
+    let text = std::fs::read_to_string(&index).map_err(|source| ImportError::Io {
+        path: index.clone(),
+        source,
+        hint: "the checkpoint is incomplete, download it again",
+    })?;
+    let bad = |message: &str| ImportError::Config {
+        file: index.clone(),
+        message: format!("{message}; restore the checkpoint's original index file"),
+    };
+    let json: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&format!("is not valid JSON ({e})")))?;
+    let map = json.get("weight_map").and_then(|m| m.as_object()).ok_or_else(|| bad("has no `weight_map` object"))?;
+    let shards: BTreeSet<&str> = map
+        .values()
+        .map(|v| v.as_str().ok_or_else(|| bad("`weight_map` must map tensor names to file names")))
+        .collect::<Result<_, _>>()?;
+    if shards.is_empty() {
+        return Err(bad("`weight_map` is empty"));
+    }
+    Ok(shards.into_iter().map(|s| dir.join(s)).collect())
+}

@@ -1,0 +1,277 @@
+//! The Hugging Face importer against transformers' own outputs, run through the reference interpreter.
+
+mod common;
+
+use common::{fixtures, minilm_dir, read_f32, read_ids};
+use std::collections::{BTreeMap, HashSet};
+use std::path::Path;
+use tfc_compiler::hf::{ImportError, ImportOptions, import};
+use tfc_ir::{Graph, Op, Tensor, WeightData, interp, relative_l2};
+
+fn run(graph: &Graph, inputs: &[(&str, Tensor)]) -> Tensor {
+    let inputs: BTreeMap<String, Tensor> = inputs.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
+    let mut outputs = interp::run(graph, &inputs).expect("the interpreter runs the imported graph");
+    assert_eq!(outputs.len(), 1);
+    outputs.pop().unwrap().1
+}
+
+fn assert_names_unique(graph: &Graph) {
+    let mut seen = HashSet::new();
+    for id in graph.node_ids() {
+        let name = &graph.node(id).name;
+        assert!(seen.insert(name.clone()), "node name `{name}` is used twice");
+    }
+}
+
+/// Imports a tiny decoder and compares its logits with transformers'.
+fn check_decoder(name: &str) -> Graph {
+    let graph = import(&fixtures().join("models").join(name), &ImportOptions::default()).unwrap();
+    assert_names_unique(&graph);
+    assert_eq!(graph.outputs[0].0, "logits");
+    assert_eq!(graph.symbol_max("sequence"), Some(128));
+    assert_eq!(graph.symbol_max("batch"), Some(8));
+    for (key, value) in [("hidden_size", "64"), ("num_layers", "2"), ("vocab_size", "256"), ("source", name)] {
+        assert_eq!(graph.metadata[key], value, "metadata {key}");
+    }
+
+    let reference = fixtures().join("reference").join(name);
+    let logits = run(&graph, &[("input_ids", read_ids(&reference.join("input_ids.npy")))]);
+    let expected = read_f32(&reference.join("logits.npy"));
+    assert_eq!(logits.shape, expected.shape);
+    let err = relative_l2(logits.as_f32().unwrap(), expected.as_f32().unwrap());
+    println!("{name}: relative L2 of logits {err:.3e}");
+    assert!(err <= 1e-4, "{name}: relative L2 {err:.3e} > 1e-4");
+    graph
+}
+
+/// The node of the weight named `name`.
+fn weight_node(graph: &Graph, name: &str) -> tfc_ir::NodeId {
+    let nodes: Vec<_> = graph.node_ids().filter(|&id| graph.weight_of(id).is_some_and(|w| w.name == name)).collect();
+    assert_eq!(nodes.len(), 1, "weight {name} appears {} times", nodes.len());
+    nodes[0]
+}
+
+fn lm_head_weight(graph: &Graph) -> tfc_ir::NodeId {
+    let lm_head = graph.outputs[0].1;
+    assert!(matches!(graph.node(lm_head).op, Op::MatMul { transpose_a: false, transpose_b: true }));
+    graph.inputs_of(lm_head)[1]
+}
+
+#[test]
+fn tiny_gpt2_matches_transformers() {
+    let graph = check_decoder("tiny-gpt2");
+    assert_eq!(graph.metadata["architecture"], "gpt2");
+    // Tied: the embedding table is the lm_head weight, one node, one weight.
+    assert_eq!(lm_head_weight(&graph), weight_node(&graph, "transformer.wte.weight"));
+    // Conv1D weights are used as stored, [in, out].
+    let c_attn = weight_node(&graph, "transformer.h.0.attn.c_attn.weight");
+    let user = graph.users_of(c_attn)[0];
+    assert!(matches!(graph.node(user).op, Op::MatMul { transpose_a: false, transpose_b: false }));
+    assert!(graph.weights.iter().all(|w| matches!(w.data, WeightData::Mapped { .. })), "every weight is mapped");
+}
+
+#[test]
+fn tiny_llama_matches_transformers() {
+    let graph = check_decoder("tiny-llama");
+    assert_eq!(lm_head_weight(&graph), weight_node(&graph, "lm_head.weight"));
+    let files: HashSet<_> = graph
+        .weights
+        .iter()
+        .filter_map(|w| match &w.data {
+            WeightData::Mapped { file, .. } => Some(file.path.clone()),
+            WeightData::Owned(_) => None,
+        })
+        .collect();
+    assert_eq!(files.len(), 3, "weights come from all three shards");
+    // Only the RoPE frequencies are made by the importer.
+    let owned: Vec<_> = graph.weights.iter().filter(|w| matches!(w.data, WeightData::Owned(_))).collect();
+    assert_eq!(owned.len(), 1);
+    assert_eq!(owned[0].shape, [8]);
+}
+
+#[test]
+fn tiny_qwen2_matches_transformers() {
+    let graph = check_decoder("tiny-qwen2");
+    assert_eq!(lm_head_weight(&graph), weight_node(&graph, "model.embed_tokens.weight"));
+    assert!(graph.weights.iter().all(|w| w.name != "lm_head.weight"));
+}
+
+/// Runs all-MiniLM-L6-v2 on one reference case; compares only the tokens the attention mask keeps.
+fn check_minilm(case: &str) {
+    let graph = import(&minilm_dir(), &ImportOptions::default()).unwrap();
+    assert_eq!(graph.symbol_max("sequence"), Some(512));
+    let reference = fixtures().join("reference/minilm").join(case);
+    let mask = read_ids(&reference.join("attention_mask.npy"));
+    let inputs = [
+        ("input_ids", read_ids(&reference.join("input_ids.npy"))),
+        ("attention_mask", mask.clone()),
+        ("token_type_ids", read_ids(&reference.join("token_type_ids.npy"))),
+    ];
+    let hidden = run(&graph, &inputs);
+    let expected = read_f32(&reference.join("last_hidden_state.npy"));
+    assert_eq!(hidden.shape, expected.shape);
+    let width = expected.shape[2];
+    let keep = |v: &[f32]| -> Vec<f32> {
+        v.chunks(width).zip(mask.to_i64()).filter(|(_, m)| *m == 1).flat_map(|(row, _)| row.to_vec()).collect()
+    };
+    let err = relative_l2(&keep(hidden.as_f32().unwrap()), &keep(expected.as_f32().unwrap()));
+    println!("minilm {case}: relative L2 of last_hidden_state {err:.3e}");
+    assert!(err <= 1e-4, "minilm {case}: relative L2 {err:.3e} > 1e-4");
+}
+
+#[test]
+fn minilm_s0_matches_transformers() {
+    check_minilm("s0");
+}
+
+#[test]
+fn minilm_s1_matches_transformers() {
+    check_minilm("s1");
+}
+
+#[test]
+fn minilm_s2_matches_transformers() {
+    check_minilm("s2");
+}
+
+#[test]
+fn minilm_padded_batch_matches_transformers() {
+    check_minilm("batch3");
+}
+
+#[test]
+fn minilm_graph_follows_the_conventions() {
+    let graph = import(&minilm_dir(), &ImportOptions { max_batch: 2, max_sequence: Some(128) }).unwrap();
+    assert_names_unique(&graph);
+    let inputs: Vec<_> = graph.inputs.iter().map(|&id| graph.node(id).name.as_str()).collect();
+    assert_eq!(inputs, ["input_ids", "attention_mask", "token_type_ids", "position_ids"]);
+    assert_eq!((graph.symbol_max("batch"), graph.symbol_max("sequence")), (Some(2), Some(128)));
+    assert_eq!(graph.metadata["architecture"], "bert");
+    assert_eq!(graph.metadata["num_layers"], "6");
+    // The unused int64 position_ids buffer of the checkpoint is not imported.
+    assert!(graph.weights.iter().all(|w| w.name != "embeddings.position_ids"));
+    let err = import(&minilm_dir(), &ImportOptions { max_batch: 1, max_sequence: Some(513) }).unwrap_err();
+    assert!(err.to_string().contains("512"), "{err}");
+}
+
+/// A copy of the fixture model `name` in a temporary folder.
+fn copy_model(name: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(fixtures().join("models").join(name)).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+fn edit_config(dir: &Path, edit: impl FnOnce(&mut serde_json::Map<String, serde_json::Value>)) {
+    let path = dir.join("config.json");
+    let mut config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    edit(config.as_object_mut().unwrap());
+    std::fs::write(&path, serde_json::to_string_pretty(&config).unwrap()).unwrap();
+}
+
+fn import_err(dir: &Path) -> String {
+    let err: ImportError = import(dir, &ImportOptions::default()).expect_err("import must fail");
+    let message = err.to_string();
+    println!("{message}");
+    message
+}
+
+fn assert_mentions(message: &str, parts: &[&str]) {
+    for part in parts {
+        assert!(message.contains(part), "`{message}` does not mention `{part}`");
+    }
+}
+
+#[test]
+fn unknown_model_type_is_named_with_the_supported_ones() {
+    let dir = copy_model("tiny-gpt2");
+    edit_config(dir.path(), |c| {
+        c.insert("model_type".into(), "t5".into());
+    });
+    assert_mentions(&import_err(dir.path()), &["config.json", "model_type", "t5", "bert", "gpt2", "llama", "qwen2"]);
+}
+
+#[test]
+fn missing_or_malformed_config_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    assert_mentions(&import_err(dir.path()), &["config.json", "Hugging Face model folder"]);
+    std::fs::write(dir.path().join("config.json"), "{\"model_type\": ").unwrap();
+    assert_mentions(&import_err(dir.path()), &["config.json", "not valid JSON"]);
+
+    let dir = copy_model("tiny-llama");
+    edit_config(dir.path(), |c| {
+        c.remove("hidden_size");
+    });
+    assert_mentions(&import_err(dir.path()), &["config.json", "`hidden_size`", "missing"]);
+}
+
+#[test]
+fn missing_tensor_is_named_with_the_files_searched() {
+    // The config asks for a third layer the weights do not have.
+    let dir = copy_model("tiny-gpt2");
+    edit_config(dir.path(), |c| {
+        c.insert("n_layer".into(), 3.into());
+    });
+    assert_mentions(&import_err(dir.path()), &["transformer.h.2.ln_1.weight", "not found", "model.safetensors"]);
+
+    let dir = copy_model("tiny-llama");
+    edit_config(dir.path(), |c| {
+        c.insert("num_hidden_layers".into(), 3.into());
+    });
+    assert_mentions(
+        &import_err(dir.path()),
+        &["model.layers.2.", "model-00001-of-00003.safetensors", "model-00003-of-00003.safetensors"],
+    );
+}
+
+#[test]
+fn wrong_shape_is_an_error() {
+    let dir = copy_model("tiny-qwen2");
+    edit_config(dir.path(), |c| {
+        c.insert("intermediate_size".into(), 96.into());
+    });
+    assert_mentions(
+        &import_err(dir.path()),
+        &["model.safetensors", "model.layers.0.mlp.gate_proj.weight", "[128, 64]", "[96, 64]"],
+    );
+}
+
+#[test]
+fn unsupported_dtype_is_an_error() {
+    // Retype one F32 tensor as I32 in the header: same size, so the file stays well formed.
+    let dir = copy_model("tiny-gpt2");
+    let path = dir.path().join("model.safetensors");
+    let mut bytes = std::fs::read(&path).unwrap();
+    let key = br#""transformer.wpe.weight":{"dtype":"F32""#;
+    let at = bytes.windows(key.len()).position(|w| w == key).expect("the header lists wpe as F32");
+    bytes[at + key.len() - 4] = b'I';
+    std::fs::write(&path, bytes).unwrap();
+    assert_mentions(&import_err(dir.path()), &["model.safetensors", "transformer.wpe.weight", "I32", "F16"]);
+}
+
+#[test]
+fn truncated_safetensors_is_an_error_naming_the_file() {
+    let dir = copy_model("tiny-qwen2");
+    let path = dir.path().join("model.safetensors");
+    let len = std::fs::metadata(&path).unwrap().len();
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(len - 100).unwrap();
+    assert_mentions(&import_err(dir.path()), &["model.safetensors", "truncated or corrupt"]);
+
+    // A file cut inside its header.
+    std::fs::OpenOptions::new().write(true).open(&path).unwrap().set_len(20).unwrap();
+    assert_mentions(&import_err(dir.path()), &["model.safetensors", "truncated or corrupt"]);
+}
+
+#[test]
+fn unsupported_rope_type_is_an_error() {
+    let dir = copy_model("tiny-llama");
+    edit_config(dir.path(), |c| {
+        c.insert(
+            "rope_parameters".into(),
+            serde_json::json!({"rope_theta": 10000.0, "rope_type": "yarn", "factor": 4.0}),
+        );
+    });
+    assert_mentions(&import_err(dir.path()), &["config.json", "rope_parameters.rope_type", "yarn", "llama3"]);
+}

@@ -1,0 +1,358 @@
+use crate::{Bundle, Gpu, Result, RuntimeError};
+use std::collections::BTreeMap;
+use tfc_ir::dim::{Env, bind_symbols};
+use tfc_ir::manifest::{BufferKind, Manifest};
+use tfc_ir::{DType, Expr, Tensor};
+
+/// Byte alignment of each dispatch's slice of the params uniform (WebGPU's minUniformBufferOffsetAlignment default).
+const PARAMS_ALIGN: u64 = 256;
+const MAX_WORKGROUPS_PER_DIM: u64 = 65535;
+
+/// A loaded bundle on a GPU: pipelines compiled and weights uploaded. Runs the graph on given inputs.
+pub struct Session {
+    gpu: Gpu,
+    manifest: Manifest,
+    pipelines: Vec<wgpu::ComputePipeline>,
+    layouts: Vec<wgpu::BindGroupLayout>,
+    /// Weight buffers by buffer index.
+    weights: BTreeMap<usize, wgpu::Buffer>,
+    /// Buffers and bind groups for the symbol values of the last run.
+    prepared: Option<Prepared>,
+}
+
+struct Prepared {
+    env: Env,
+    /// Input and activation buffers by buffer index (weights live in `Session::weights`).
+    buffers: BTreeMap<usize, wgpu::Buffer>,
+    bind_groups: Vec<wgpu::BindGroup>,
+    workgroups: Vec<(u32, u32)>,
+}
+
+impl Session {
+    pub fn new(bundle: &Bundle) -> Result<Session> {
+        let gpu = Gpu::new(&bundle.manifest.requires)?;
+        Session::with_gpu(bundle, gpu)
+    }
+
+    pub fn with_gpu(bundle: &Bundle, gpu: Gpu) -> Result<Session> {
+        let manifest = bundle.manifest.clone();
+        let device = &gpu.device;
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+
+        let mut operand_counts = vec![None; manifest.shaders.len()];
+        for d in &manifest.dispatches {
+            operand_counts[d.shader].get_or_insert(d.bindings.len());
+        }
+        let mut pipelines = Vec::new();
+        let mut layouts = Vec::new();
+        for (i, shader) in manifest.shaders.iter().enumerate() {
+            let layout = bind_group_layout(device, operand_counts[i].unwrap_or(1));
+            let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(&shader.file),
+                source: wgpu::ShaderSource::Wgsl(bundle.shader_source(i)?.into()),
+            });
+            let pipeline_layout = device.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+                label: Some(&shader.file),
+                bind_group_layouts: &[Some(&layout)],
+                immediate_size: 0,
+            });
+            pipelines.push(device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&shader.file),
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(&shader.entry_point),
+                compilation_options: Default::default(),
+                cache: None,
+            }));
+            layouts.push(layout);
+        }
+
+        let weights = upload_weights(bundle, &gpu)?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(RuntimeError::Gpu(format!("loading {}: {e}", bundle.dir.display())));
+        }
+        Ok(Session { gpu, manifest, pipelines, layouts, weights, prepared: None })
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn adapter_name(&self) -> &str {
+        &self.gpu.info.name
+    }
+
+    /// Runs the graph. `inputs` are by input name; inputs with a default may be left out; i64 values are narrowed
+    /// to the bundle's i32 inputs (an id that doesn't fit is an error). Returns every graph output in order.
+    pub fn run(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
+        for name in inputs.keys() {
+            if !self.manifest.inputs.iter().any(|i| &i.name == name) {
+                let known: Vec<&str> = self.manifest.inputs.iter().map(|i| i.name.as_str()).collect();
+                return Err(RuntimeError::Input(format!("the model has no input `{name}` (its inputs: {})", known.join(", "))));
+            }
+        }
+        let given: Vec<_> = self.manifest.inputs.iter().filter(|i| inputs.contains_key(&i.name)).collect();
+        let env = bind_symbols(
+            given.iter().map(|i| (i.name.as_str(), i.shape.as_slice(), inputs[&i.name].shape.as_slice())),
+            &self.manifest.symbol_max(),
+        )
+        .map_err(RuntimeError::Input)?;
+        let mut values = Vec::new();
+        for decl in &self.manifest.inputs {
+            let shape = eval_shape(&decl.shape, &env)?;
+            let value = match (inputs.get(&decl.name), decl.default) {
+                (Some(t), _) => t.clone(),
+                (None, Some(d)) => tfc_ir::default_input(d, decl.dtype, &shape),
+                (None, None) => return Err(RuntimeError::Input(format!("input `{}` is required", decl.name))),
+            };
+            values.push((decl.buffer, to_bytes(&decl.name, &value, decl.dtype)?));
+        }
+
+        if self.prepared.as_ref().is_none_or(|p| p.env != env) {
+            self.prepared = None; // free the old buffers before allocating new ones
+            self.prepared = Some(self.prepare(env.clone())?);
+        }
+        let prepared = self.prepared.as_ref().unwrap();
+        let (device, queue) = (&self.gpu.device, &self.gpu.queue);
+        let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        for (buffer, bytes) in &values {
+            if !bytes.is_empty() {
+                queue.write_buffer(&prepared.buffers[buffer], 0, bytes);
+            }
+        }
+        let mut encoder = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = encoder.begin_compute_pass(&Default::default());
+            for (i, d) in self.manifest.dispatches.iter().enumerate() {
+                let (x, y) = prepared.workgroups[i];
+                if x == 0 {
+                    continue;
+                }
+                pass.set_pipeline(&self.pipelines[d.shader]);
+                pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
+                pass.dispatch_workgroups(x, y, 1);
+            }
+        }
+        let mut staging = Vec::new();
+        for out in &self.manifest.outputs {
+            let shape = eval_shape(&out.shape, &env)?;
+            let bytes = (shape.iter().product::<usize>() * out.dtype.size()) as u64;
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&out.name),
+                size: bytes.div_ceil(4).max(1) * 4,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            });
+            let source = self.buffer(out.buffer);
+            encoder.copy_buffer_to_buffer(source, 0, &buffer, 0, Some(buffer.size()));
+            staging.push((out, shape, bytes, buffer));
+        }
+        queue.submit([encoder.finish()]);
+        for (_, _, _, buffer) in &staging {
+            buffer.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        }
+        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RuntimeError::Gpu(e.to_string()))?;
+        if let Some(e) = pollster::block_on(scope.pop()) {
+            return Err(RuntimeError::Gpu(e.to_string()));
+        }
+        let mut outputs = Vec::new();
+        for (out, shape, bytes, buffer) in staging {
+            let view = buffer.get_mapped_range(..).map_err(|e| RuntimeError::Gpu(format!("reading `{}`: {e}", out.name)))?;
+            let data = &view[..bytes as usize];
+            let tensor = match out.dtype {
+                DType::I32 => Tensor::i32(shape, bytemuck::pod_collect_to_vec(data)),
+                _ => Tensor::f32(shape, bytemuck::pod_collect_to_vec(data)),
+            };
+            outputs.push((out.name.clone(), tensor));
+        }
+        Ok(outputs)
+    }
+
+    fn buffer(&self, index: usize) -> &wgpu::Buffer {
+        match self.weights.get(&index) {
+            Some(b) => b,
+            None => &self.prepared.as_ref().expect("buffers are prepared before use").buffers[&index],
+        }
+    }
+
+    /// Allocates the input and activation buffers for `env`, writes the params uniform and builds the bind groups.
+    fn prepare(&mut self, env: Env) -> Result<Prepared> {
+        let device = &self.gpu.device;
+        let max_binding = device.limits().max_storage_buffer_binding_size;
+        let mut buffers = BTreeMap::new();
+        for (i, b) in self.manifest.buffers.iter().enumerate() {
+            if b.kind == BufferKind::Weight {
+                continue;
+            }
+            let size = eval(&b.size, &env)?.div_ceil(4).max(1) * 4;
+            if size > max_binding {
+                return Err(RuntimeError::Limits(format!(
+                    "buffer {i} needs {size} bytes at {env:?}, more than maxStorageBufferBindingSize ({max_binding}); use shorter inputs"
+                )));
+            }
+            buffers.insert(
+                i,
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("buffer {i}")),
+                    size,
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+            );
+        }
+
+        let mut params_bytes = Vec::new();
+        let mut params_ranges = Vec::new();
+        let mut workgroups = Vec::new();
+        for d in &self.manifest.dispatches {
+            let offset = params_bytes.len() as u64;
+            for p in &d.params {
+                let v = eval(p, &env)?;
+                let v = u32::try_from(v)
+                    .map_err(|_| RuntimeError::Input(format!("{}: a size ({v}) does not fit in 32 bits; use shorter inputs", d.node)))?;
+                params_bytes.extend_from_slice(&v.to_le_bytes());
+            }
+            let size = (d.params.len().div_ceil(4).max(1) * 16) as u64;
+            params_bytes.resize((offset + size).next_multiple_of(PARAMS_ALIGN) as usize, 0);
+            params_ranges.push((offset, size));
+            let total = eval(&d.workgroups, &env)?;
+            let x = total.min(MAX_WORKGROUPS_PER_DIM);
+            let y = if x == 0 { 0 } else { total.div_ceil(x) };
+            if y > MAX_WORKGROUPS_PER_DIM {
+                return Err(RuntimeError::Limits(format!("{}: {total} workgroups are more than a dispatch can hold", d.node)));
+            }
+            workgroups.push((x as u32, y as u32));
+        }
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: params_bytes.len().max(16) as u64,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        if !params_bytes.is_empty() {
+            self.gpu.queue.write_buffer(&params, 0, &params_bytes);
+        }
+
+        let lookup = |i: usize| self.weights.get(&i).or_else(|| buffers.get(&i)).unwrap();
+        let bind_groups = self
+            .manifest
+            .dispatches
+            .iter()
+            .zip(&params_ranges)
+            .map(|(d, &(offset, size))| {
+                let mut entries: Vec<wgpu::BindGroupEntry> = d
+                    .bindings
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, &b)| wgpu::BindGroupEntry { binding: slot as u32, resource: lookup(b).as_entire_binding() })
+                    .collect();
+                entries.push(wgpu::BindGroupEntry {
+                    binding: d.bindings.len() as u32,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &params,
+                        offset,
+                        size: std::num::NonZeroU64::new(size),
+                    }),
+                });
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&d.node),
+                    layout: &self.layouts[d.shader],
+                    entries: &entries,
+                })
+            })
+            .collect();
+        Ok(Prepared { env, buffers, bind_groups, workgroups })
+    }
+}
+
+/// `operands` read-only storage buffers, then the read-write output, then the params uniform.
+fn bind_group_layout(device: &wgpu::Device, bindings: usize) -> wgpu::BindGroupLayout {
+    let storage = |binding: usize, read_only: bool| wgpu::BindGroupLayoutEntry {
+        binding: binding as u32,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer {
+            ty: wgpu::BufferBindingType::Storage { read_only },
+            has_dynamic_offset: false,
+            min_binding_size: None,
+        },
+        count: None,
+    };
+    let mut entries: Vec<_> = (0..bindings).map(|i| storage(i, i + 1 < bindings)).collect();
+    entries.push(wgpu::BindGroupLayoutEntry {
+        binding: bindings as u32,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty: wgpu::BindingType::Buffer { ty: wgpu::BufferBindingType::Uniform, has_dynamic_offset: false, min_binding_size: None },
+        count: None,
+    });
+    device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries })
+}
+
+/// Creates each weight buffer and fills it chunk by chunk, so at most one chunk is in host memory at a time.
+fn upload_weights(bundle: &Bundle, gpu: &Gpu) -> Result<BTreeMap<usize, wgpu::Buffer>> {
+    let m = &bundle.manifest;
+    let mut buffers = BTreeMap::new();
+    for (i, b) in m.buffers.iter().enumerate() {
+        if b.kind == BufferKind::Weight {
+            let size = eval(&b.size, &Env::new())?;
+            buffers.insert(
+                i,
+                gpu.device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&format!("weights {i}")),
+                    size: size.max(4),
+                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                    mapped_at_creation: false,
+                }),
+            );
+        }
+    }
+    // (destination buffer, offset in it) of every piece, grouped by chunk.
+    let mut by_chunk: Vec<Vec<(usize, u64, &tfc_ir::manifest::Piece)>> = vec![Vec::new(); m.chunks.len()];
+    for w in &m.weights {
+        let mut at = 0;
+        for piece in &w.pieces {
+            by_chunk[piece.chunk].push((w.buffer, at, piece));
+            at += piece.size;
+        }
+    }
+    for (chunk, pieces) in by_chunk.iter().enumerate() {
+        if pieces.is_empty() {
+            continue;
+        }
+        let bytes = bundle.read_chunk(chunk)?;
+        for (buffer, at, piece) in pieces {
+            let range = piece.offset as usize..(piece.offset + piece.size) as usize;
+            let data = bytes.get(range).ok_or_else(|| RuntimeError::Bundle {
+                path: m.chunks[chunk].file.clone(),
+                message: format!("a piece at {}+{} runs past the chunk's end", piece.offset, piece.size),
+            })?;
+            gpu.queue.write_buffer(&buffers[buffer], *at, data);
+        }
+        // Let the queue take the chunk's data before reading the next one.
+        gpu.queue.submit([]);
+    }
+    Ok(buffers)
+}
+
+fn eval(e: &Expr, env: &Env) -> Result<u64> {
+    e.eval(env).map_err(|m| RuntimeError::Input(format!("cannot evaluate `{e}`: {m}")))
+}
+
+fn eval_shape(shape: &[Expr], env: &Env) -> Result<Vec<usize>> {
+    shape.iter().map(|d| eval(d, env).map(|v| v as usize)).collect()
+}
+
+/// The little-endian bytes of `value` as the input's storage type.
+fn to_bytes(name: &str, value: &Tensor, dtype: DType) -> Result<Vec<u8>> {
+    match dtype {
+        DType::I32 => {
+            let mut out = Vec::with_capacity(value.numel() * 4);
+            for v in value.to_i64() {
+                let v = i32::try_from(v).map_err(|_| RuntimeError::Input(format!("input `{name}`: {v} does not fit in i32")))?;
+                out.extend_from_slice(&v.to_le_bytes());
+            }
+            Ok(out)
+        }
+        DType::F32 => Ok(value.to_f32().iter().flat_map(|v| v.to_le_bytes()).collect()),
+        other => Err(RuntimeError::Input(format!("input `{name}` has storage type {other}, which this runtime cannot feed"))),
+    }
+}

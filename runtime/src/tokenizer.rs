@@ -1,0 +1,30 @@
+use crate::{Bundle, Result, RuntimeError};
+
+/// The bundle's tokenizer (HF tokenizer.json).
+pub struct Tokenizer(tokenizers::Tokenizer);
+
+impl Tokenizer {
+    pub fn from_bundle(bundle: &Bundle) -> Result<Tokenizer> {
+        let file = bundle.manifest.tokenizer.as_ref().ok_or_else(|| {
+            RuntimeError::Input("this bundle has no tokenizer (the model folder had no tokenizer.json); pass token ids with --tokens".into())
+        })?;
+        let path = bundle.dir.join(file);
+        let mut tokenizer = tokenizers::Tokenizer::from_file(&path)
+            .map_err(|e| RuntimeError::Bundle { path: path.display().to_string(), message: format!("cannot load tokenizer: {e}") })?;
+        // Encode like transformers' tokenizer call: no padding to a fixed length, no silent truncation (a text too
+        // long for the bundle is refused by the runtime with the limit named).
+        tokenizer.with_padding(None);
+        tokenizer
+            .with_truncation(None)
+            .map_err(|e| RuntimeError::Bundle { path: path.display().to_string(), message: format!("cannot configure tokenizer: {e}") })?;
+        Ok(Tokenizer(tokenizer))
+    }
+
+    /// Token ids of `text` with the model's special tokens (e.g. [CLS] … [SEP]).
+    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+        self.0
+            .encode(text, true)
+            .map(|e| e.get_ids().to_vec())
+            .map_err(|e| RuntimeError::Input(format!("cannot tokenize the text: {e}")))
+    }
+}
