@@ -206,26 +206,46 @@ fn run(cli: Cli) -> Result<()> {
             for _ in 0..warmup {
                 session.run(&feeds)?;
             }
-            let mut times: Vec<f64> = (0..iterations.max(1))
-                .map(|_| {
-                    let t = Instant::now();
-                    session.run(&feeds).map(|_| t.elapsed().as_secs_f64() * 1e3)
-                })
-                .collect::<Result<_, _>>()?;
-            times.sort_by(f64::total_cmp);
+            let mut times = Vec::new();
+            for _ in 0..iterations.max(1) {
+                let t = Instant::now();
+                session.run(&feeds)?;
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+            let profiles: Vec<tfc_runtime::Profile> =
+                (0..10).map(|_| session.profile(&feeds).map(|(_, p)| p)).collect::<Result<_, _>>()?;
+            let median_of = |f: &dyn Fn(&tfc_runtime::Profile) -> f64| median(profiles.iter().map(f).collect());
+            let mut gpu_by_op: BTreeMap<String, f64> = BTreeMap::new();
+            let dispatches = &session.manifest().dispatches;
+            for i in 0..profiles[0].dispatch_ms.len() {
+                let ms = median(profiles.iter().map(|p| p.dispatch_ms[i]).collect());
+                *gpu_by_op.entry(dispatches[i].op.clone()).or_default() += ms;
+            }
             let summary = serde_json::json!({
                 "adapter": session.adapter_name(),
                 "batch": batch,
                 "sequence": sequence,
                 "iterations": times.len(),
-                "median_ms": times[times.len() / 2],
-                "min_ms": times[0],
-                "p90_ms": times[(times.len() * 9 / 10).min(times.len() - 1)],
+                "dispatches": dispatches.len(),
+                "median_ms": median(times.clone()),
+                "min_ms": times.iter().copied().fold(f64::INFINITY, f64::min),
+                "profile_median_ms": {
+                    "host": median_of(&|p| p.host_ms),
+                    "wait": median_of(&|p| p.wait_ms),
+                    "readback": median_of(&|p| p.readback_ms),
+                    "gpu_dispatches": gpu_by_op.values().sum::<f64>(),
+                    "gpu_by_op": gpu_by_op,
+                },
             });
             println!("{}", serde_json::to_string(&summary)?);
             Ok(())
         }
     }
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
 /// The feeds for `tfc run` and the token ids used (if the text or token options gave any).

@@ -194,15 +194,21 @@ fn bf16_bits(x: f32) -> u32 {
 ";
 
 const ROTATION: &str = "\
-// (cos, sin) of position·freq. The builtins lose accuracy on large arguments, so the angle is kept as hi + lo (lo is
-// the rounding error of the product where fma is fused, else 0) and reduced to [−π, π] by n·2π with 2π split in three
-// (Cody & Waite: n·C1 and n·C2 are exact for n < 2^15).
+// t − 2π·round(t / 2π), with 2π split in three (Cody & Waite) so that n·C1 and n·C2 are exact for |n| < 2^15.
+fn reduce_angle(t: f32) -> f32 {
+    let n = round(t * 0.15915494);
+    return ((t - n * 6.28125) - n * 0.001934051513671875) - n * 1.2556659e-6;
+}
+
+// (cos, sin) of position·freq. The f32 product alone would be off by up to position·freq·2^-24 and the builtins lose
+// accuracy on large arguments, so the product is taken as four exact partial products of the factors' 12-bit halves
+// (for |position| < 2^24), each reduced modulo 2π before they are added.
 fn rotation(position: i32, freq: f32) -> vec2<f32> {
-    let p = f32(position);
-    let hi = p * freq;
-    let lo = fma(p, freq, -hi);
-    let n = round(hi * 0.15915494);
-    let r = ((hi - n * 6.28125) - n * 0.001934051513671875) - n * 1.2556659e-6 + lo;
+    let p_lo = position & 0xfff;
+    let p = vec2<f32>(f32(position - p_lo), f32(p_lo));
+    let f_hi = bitcast<f32>(bitcast<u32>(freq) & 0xfffff000u);
+    let f = vec2<f32>(f_hi, freq - f_hi);
+    let r = (reduce_angle(p.x * f.x) + reduce_angle(p.x * f.y)) + (reduce_angle(p.y * f.x) + reduce_angle(p.y * f.y));
     return vec2<f32>(cos(r), sin(r));
 }
 ";

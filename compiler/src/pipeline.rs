@@ -97,6 +97,7 @@ pub fn compile_graph(
     opts: &CompileOptions,
     progress: &mut dyn Progress,
 ) -> Result<CompileReport, CompileError> {
+    tfc_passes::split_large_weights(&mut graph, opts.max_binding_size).map_err(CompileError::Limits)?;
     progress.stage("generating kernels");
     let schedule = schedule(&graph)?;
     let notes = fit_symbols(&mut graph, &schedule, opts.max_binding_size)?;
@@ -168,17 +169,8 @@ fn largest_buffer(schedule: &Schedule, env: &Env) -> Result<u64, CompileError> {
     Ok(largest)
 }
 
-/// Lowers the `sequence` maximum until every buffer fits `max_binding`; weights that don't fit are an error.
+/// Lowers the `sequence` maximum until every buffer fits `max_binding` (weights were split to fit before).
 fn fit_symbols(graph: &mut Graph, schedule: &Schedule, max_binding: u64) -> Result<Vec<String>, CompileError> {
-    for w in &graph.weights {
-        let size = (w.bytes().len() as u64).next_multiple_of(4);
-        if size > max_binding {
-            return Err(CompileError::Limits(format!(
-                "weight `{}` is {size} bytes, more than the storage binding limit of {max_binding} bytes; raise --max-binding-size (the bundle then needs a GPU that offers it)",
-                w.name
-            )));
-        }
-    }
     let mut notes = Vec::new();
     let size = largest_buffer(schedule, &symbol_env(graph))?;
     if size <= max_binding {

@@ -62,6 +62,20 @@ impl Weight {
         }
     }
 
+    /// Rows `start..end` of the first axis, as a view of the same bytes where the data is mapped.
+    pub fn slice_rows(&self, start: u64, end: u64) -> Weight {
+        assert!(start < end && end <= self.shape[0], "rows {start}..{end} of {} with shape {:?}", self.name, self.shape);
+        let row_bytes = (self.numel() / self.shape[0]) as usize * self.dtype.size();
+        let (from, len) = (start as usize * row_bytes, (end - start) as usize * row_bytes);
+        let data = match &self.data {
+            WeightData::Mapped { file, offset, .. } => WeightData::Mapped { file: file.clone(), offset: offset + from, len },
+            WeightData::Owned(v) => WeightData::Owned(Arc::new(v[from..from + len].to_vec())),
+        };
+        let mut shape = self.shape.clone();
+        shape[0] = end - start;
+        Weight { name: format!("{}[{start}:{end}]", self.name), dtype: self.dtype, shape, data }
+    }
+
     /// A small weight built from f32 values (constants the compiler creates, e.g. RoPE frequencies).
     pub fn from_f32(name: &str, shape: Vec<u64>, values: &[f32]) -> Weight {
         assert_eq!(shape.iter().product::<u64>() as usize, values.len(), "shape does not match the values of {name}");

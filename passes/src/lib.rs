@@ -2,9 +2,11 @@
 
 mod dead_code;
 mod reshape;
+mod split_weights;
 
 pub use dead_code::eliminate_dead_code;
 pub use reshape::fold_reshapes;
+pub use split_weights::split_large_weights;
 
 /// The default pipeline, in order.
 pub fn optimize(graph: &mut tfc_ir::Graph) {

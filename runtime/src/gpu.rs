@@ -65,7 +65,9 @@ impl Gpu {
                 _ => missing.push(format!("unknown limit {name}")),
             }
         }
-        let features = wgpu::Features::empty();
+        // Timestamps inside passes only serve `Session::profile`; a bundle never depends on them.
+        let timestamps = wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES;
+        let features = adapter.features() & timestamps;
         for f in &needs.features {
             missing.push(format!("feature {f} (this runtime enables none)"));
         }

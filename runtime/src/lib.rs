@@ -8,7 +8,7 @@ mod tokenizer;
 
 pub use bundle::Bundle;
 pub use gpu::Gpu;
-pub use session::Session;
+pub use session::{Profile, Session};
 pub use tokenizer::Tokenizer;
 
 #[derive(Debug, thiserror::Error)]

@@ -1,5 +1,6 @@
 use crate::{Bundle, Gpu, Result, RuntimeError};
 use std::collections::BTreeMap;
+use std::time::Instant;
 use tfc_ir::dim::{Env, bind_symbols};
 use tfc_ir::manifest::{BufferKind, Manifest};
 use tfc_ir::{DType, Expr, Tensor};
@@ -7,6 +8,19 @@ use tfc_ir::{DType, Expr, Tensor};
 /// Byte alignment of each dispatch's slice of the params uniform (WebGPU's minUniformBufferOffsetAlignment default).
 const PARAMS_ALIGN: u64 = 256;
 const MAX_WORKGROUPS_PER_DIM: u64 = 65535;
+
+/// Where the time of one run went.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    /// Preparing inputs, recording and submitting the commands.
+    pub host_ms: f64,
+    /// From submission until the GPU finished and the outputs were mappable.
+    pub wait_ms: f64,
+    /// Copying the outputs into host tensors.
+    pub readback_ms: f64,
+    /// GPU time of each dispatch, in manifest order (empty without timestamp queries).
+    pub dispatch_ms: Vec<f64>,
+}
 
 /// A loaded bundle on a GPU: pipelines compiled and weights uploaded. Runs the graph on given inputs.
 pub struct Session {
@@ -85,6 +99,17 @@ impl Session {
     /// Runs the graph. `inputs` are by input name; inputs with a default may be left out; i64 values are narrowed
     /// to the bundle's i32 inputs (an id that doesn't fit is an error). Returns every graph output in order.
     pub fn run(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
+        self.execute(inputs, false).map(|(outputs, _)| outputs)
+    }
+
+    /// Runs the graph like `run` and measures where the time goes. GPU times per dispatch need an adapter with
+    /// timestamp queries inside passes; without one, `dispatch_ms` is empty.
+    pub fn profile(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<(Vec<(String, Tensor)>, Profile)> {
+        self.execute(inputs, true).map(|(outputs, profile)| (outputs, profile.expect("profiling was asked for")))
+    }
+
+    fn execute(&mut self, inputs: &BTreeMap<String, Tensor>, profiling: bool) -> Result<(Vec<(String, Tensor)>, Option<Profile>)> {
+        let started = Instant::now();
         for name in inputs.keys() {
             if !self.manifest.inputs.iter().any(|i| &i.name == name) {
                 let known: Vec<&str> = self.manifest.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -120,18 +145,35 @@ impl Session {
                 queue.write_buffer(&prepared.buffers[buffer], 0, bytes);
             }
         }
+        let n = self.manifest.dispatches.len();
+        let timestamps = (profiling && device.features().contains(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)).then(|| {
+            let set = device.create_query_set(&wgpu::QuerySetDescriptor { label: None, ty: wgpu::QueryType::Timestamp, count: n as u32 + 1 });
+            let buffer = |usage| device.create_buffer(&wgpu::BufferDescriptor { label: None, size: 8 * (n as u64 + 1), usage, mapped_at_creation: false });
+            let resolved = buffer(wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC);
+            let readback = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
+            (set, resolved, readback)
+        });
         let mut encoder = device.create_command_encoder(&Default::default());
         {
             let mut pass = encoder.begin_compute_pass(&Default::default());
+            if let Some((set, _, _)) = &timestamps {
+                pass.write_timestamp(set, 0);
+            }
             for (i, d) in self.manifest.dispatches.iter().enumerate() {
                 let (x, y) = prepared.workgroups[i];
-                if x == 0 {
-                    continue;
+                if x > 0 {
+                    pass.set_pipeline(&self.pipelines[d.shader]);
+                    pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
+                    pass.dispatch_workgroups(x, y, 1);
                 }
-                pass.set_pipeline(&self.pipelines[d.shader]);
-                pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
-                pass.dispatch_workgroups(x, y, 1);
+                if let Some((set, _, _)) = &timestamps {
+                    pass.write_timestamp(set, i as u32 + 1);
+                }
             }
+        }
+        if let Some((set, resolved, readback)) = &timestamps {
+            encoder.resolve_query_set(set, 0..n as u32 + 1, resolved, 0);
+            encoder.copy_buffer_to_buffer(resolved, 0, readback, 0, None);
         }
         let mut staging = Vec::new();
         for out in &self.manifest.outputs {
@@ -148,10 +190,15 @@ impl Session {
             staging.push((out, shape, bytes, buffer));
         }
         queue.submit([encoder.finish()]);
+        let submitted = Instant::now();
         for (_, _, _, buffer) in &staging {
             buffer.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         }
+        if let Some((_, _, readback)) = &timestamps {
+            readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        }
         device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RuntimeError::Gpu(e.to_string()))?;
+        let finished = Instant::now();
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(RuntimeError::Gpu(e.to_string()));
         }
@@ -165,7 +212,20 @@ impl Session {
             };
             outputs.push((out.name.clone(), tensor));
         }
-        Ok(outputs)
+        let profile = profiling.then(|| {
+            let dispatch_ms = timestamps.map_or_else(Vec::new, |(_, _, readback)| {
+                let ticks: Vec<u64> = bytemuck::pod_collect_to_vec(&readback.get_mapped_range(..).expect("mapped above"));
+                let period_ms = queue.get_timestamp_period() as f64 * 1e-6;
+                ticks.windows(2).map(|w| w[1].saturating_sub(w[0]) as f64 * period_ms).collect()
+            });
+            Profile {
+                host_ms: (submitted - started).as_secs_f64() * 1e3,
+                wait_ms: (finished - submitted).as_secs_f64() * 1e3,
+                readback_ms: finished.elapsed().as_secs_f64() * 1e3,
+                dispatch_ms,
+            }
+        });
+        Ok((outputs, profile))
     }
 
     fn buffer(&self, index: usize) -> &wgpu::Buffer {

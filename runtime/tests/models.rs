@@ -59,3 +59,20 @@ fn tiny_llama_gqa_bf16_sharded_logits_match_transformers() {
 fn tiny_qwen2_f16_tied_logits_match_transformers() {
     check_decoder("tiny-qwen2");
 }
+
+#[test]
+fn weights_split_to_a_small_binding_limit_give_the_same_logits() {
+    // 16 KB bindings: the tied f16 embedding (32 KB) is split in row blocks shared by the lookup and the lm_head.
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("qwen-split");
+    let opts = CompileOptions { max_binding_size: 16 << 10, max_batch: 1, ..Default::default() };
+    let report = compile(&tfc_fixtures::tiny_model("tiny-qwen2"), &out, &opts, &mut Quiet).unwrap();
+    assert!(report.manifest.weights.iter().any(|w| w.name.ends_with("[0:128]")), "the embedding was not split");
+    assert_eq!(report.manifest.requires.limits["maxStorageBufferBindingSize"], 16 << 10);
+    let mut s = Session::new(&Bundle::open(&out).unwrap()).unwrap();
+    let r = reference("tiny-qwen2");
+    let got = output(s.run(&BTreeMap::from([("input_ids".to_string(), r["input_ids"].clone())])).unwrap(), "logits");
+    let error = relative_l2(&got.to_f32(), &r["logits"].to_f32());
+    println!("tiny-qwen2 split: relative L2 {error:.2e}");
+    assert!(error <= 1e-4, "relative L2 {error:.3e}");
+}

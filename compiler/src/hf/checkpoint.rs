@@ -113,20 +113,13 @@ impl Checkpoint {
                 actual: entry.shape.clone(),
             });
         }
-        let mut weight = Weight {
+        let weight = Weight {
             name: name.to_string(),
             dtype,
             shape: entry.shape.clone(),
             data: WeightData::Mapped { file: file.clone(), offset: entry.offset, len: entry.len },
         };
-        if first > 0 {
-            let skipped = (first * weight.shape[1..].iter().product::<u64>()) as usize * dtype.size();
-            weight.name = format!("{name}[{first}:]");
-            weight.shape[0] -= first;
-            weight.data =
-                WeightData::Mapped { file: file.clone(), offset: entry.offset + skipped, len: entry.len - skipped };
-        }
-        Ok(weight)
+        Ok(if first > 0 { weight.slice_rows(first, weight.shape[0]) } else { weight })
     }
 }
 
