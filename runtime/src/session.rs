@@ -2,7 +2,7 @@ use crate::{Bundle, Gpu, Result, RuntimeError};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tfc_ir::dim::{Env, bind_symbols};
-use tfc_ir::manifest::{BufferKind, Manifest};
+use tfc_ir::manifest::Manifest;
 use tfc_ir::{DType, Expr, Tensor};
 
 /// Byte alignment of each dispatch's slice of the params uniform (WebGPU's minUniformBufferOffsetAlignment default).
@@ -23,23 +23,22 @@ pub struct Profile {
 }
 
 /// A loaded bundle on a GPU: pipelines compiled and weights uploaded. Runs the graph on given inputs.
+///
+/// Every buffer is allocated once, at its size for the symbols' maxima (the compiler keeps those within the
+/// bundle's limits), so a run with other symbol values (another sequence length, the next decoding step) only
+/// rewrites the params uniform and the workgroup counts.
 pub struct Session {
     gpu: Gpu,
     manifest: Manifest,
     pipelines: Vec<wgpu::ComputePipeline>,
-    layouts: Vec<wgpu::BindGroupLayout>,
-    /// Weight buffers by buffer index.
-    weights: BTreeMap<usize, wgpu::Buffer>,
-    /// Buffers and bind groups for the symbol values of the last run.
-    prepared: Option<Prepared>,
-}
-
-struct Prepared {
-    env: Env,
-    /// Input and activation buffers by buffer index (weights live in `Session::weights`).
-    buffers: BTreeMap<usize, wgpu::Buffer>,
+    /// Every manifest buffer, by index.
+    buffers: Vec<wgpu::Buffer>,
+    params: wgpu::Buffer,
+    /// Byte offset of each dispatch's slice of `params`.
+    params_offsets: Vec<u64>,
     bind_groups: Vec<wgpu::BindGroup>,
-    workgroups: Vec<(u32, u32)>,
+    /// The symbol values of the last run and each dispatch's workgroup layout for them.
+    last: Option<(Env, Vec<(u32, u32)>)>,
 }
 
 impl Session {
@@ -81,11 +80,46 @@ impl Session {
             layouts.push(layout);
         }
 
-        let weights = upload_weights(bundle, &gpu)?;
+        let buffers = allocate_buffers(&manifest, device)?;
+        upload_weights(bundle, &gpu, &buffers)?;
+        let mut params_offsets = Vec::new();
+        let mut params_size = 0u64;
+        for d in &manifest.dispatches {
+            params_offsets.push(params_size);
+            params_size = (params_size + params_bytes(d.params.len())).next_multiple_of(PARAMS_ALIGN);
+        }
+        let params = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("params"),
+            size: params_size.max(16),
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bind_groups = manifest
+            .dispatches
+            .iter()
+            .zip(&params_offsets)
+            .map(|(d, &offset)| {
+                let mut entries: Vec<wgpu::BindGroupEntry> = d
+                    .bindings
+                    .iter()
+                    .enumerate()
+                    .map(|(slot, &b)| wgpu::BindGroupEntry { binding: slot as u32, resource: buffers[b].as_entire_binding() })
+                    .collect();
+                entries.push(wgpu::BindGroupEntry {
+                    binding: d.bindings.len() as u32,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &params,
+                        offset,
+                        size: std::num::NonZeroU64::new(params_bytes(d.params.len())),
+                    }),
+                });
+                device.create_bind_group(&wgpu::BindGroupDescriptor { label: Some(&d.node), layout: &layouts[d.shader], entries: &entries })
+            })
+            .collect();
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(RuntimeError::Gpu(format!("loading {}: {e}", bundle.dir.display())));
         }
-        Ok(Session { gpu, manifest, pipelines, layouts, weights, prepared: None })
+        Ok(Session { gpu, manifest, pipelines, buffers, params, params_offsets, bind_groups, last: None })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -133,16 +167,16 @@ impl Session {
             values.push((decl.buffer, to_bytes(&decl.name, &value, decl.dtype)?));
         }
 
-        if self.prepared.as_ref().is_none_or(|p| p.env != env) {
-            self.prepared = None; // free the old buffers before allocating new ones
-            self.prepared = Some(self.prepare(env.clone())?);
+        if self.last.as_ref().is_none_or(|(last, _)| *last != env) {
+            let workgroups = self.write_params(&env)?;
+            self.last = Some((env.clone(), workgroups));
         }
-        let prepared = self.prepared.as_ref().unwrap();
+        let workgroups = &self.last.as_ref().unwrap().1;
         let (device, queue) = (&self.gpu.device, &self.gpu.queue);
         let scope = device.push_error_scope(wgpu::ErrorFilter::Validation);
         for (buffer, bytes) in &values {
             if !bytes.is_empty() {
-                queue.write_buffer(&prepared.buffers[buffer], 0, bytes);
+                queue.write_buffer(&self.buffers[*buffer], 0, bytes);
             }
         }
         let n = self.manifest.dispatches.len();
@@ -160,10 +194,10 @@ impl Session {
                 pass.write_timestamp(set, 0);
             }
             for (i, d) in self.manifest.dispatches.iter().enumerate() {
-                let (x, y) = prepared.workgroups[i];
+                let (x, y) = workgroups[i];
                 if x > 0 {
                     pass.set_pipeline(&self.pipelines[d.shader]);
-                    pass.set_bind_group(0, &prepared.bind_groups[i], &[]);
+                    pass.set_bind_group(0, &self.bind_groups[i], &[]);
                     pass.dispatch_workgroups(x, y, 1);
                 }
                 if let Some((set, _, _)) = &timestamps {
@@ -185,8 +219,7 @@ impl Session {
                 usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
                 mapped_at_creation: false,
             });
-            let source = self.buffer(out.buffer);
-            encoder.copy_buffer_to_buffer(source, 0, &buffer, 0, Some(buffer.size()));
+            encoder.copy_buffer_to_buffer(&self.buffers[out.buffer], 0, &buffer, 0, Some(buffer.size()));
             staging.push((out, shape, bytes, buffer));
         }
         queue.submit([encoder.finish()]);
@@ -228,54 +261,19 @@ impl Session {
         Ok((outputs, profile))
     }
 
-    fn buffer(&self, index: usize) -> &wgpu::Buffer {
-        match self.weights.get(&index) {
-            Some(b) => b,
-            None => &self.prepared.as_ref().expect("buffers are prepared before use").buffers[&index],
-        }
-    }
-
-    /// Allocates the input and activation buffers for `env`, writes the params uniform and builds the bind groups.
-    fn prepare(&mut self, env: Env) -> Result<Prepared> {
-        let device = &self.gpu.device;
-        let max_binding = device.limits().max_storage_buffer_binding_size;
-        let mut buffers = BTreeMap::new();
-        for (i, b) in self.manifest.buffers.iter().enumerate() {
-            if b.kind == BufferKind::Weight {
-                continue;
-            }
-            let size = eval(&b.size, &env)?.div_ceil(4).max(1) * 4;
-            if size > max_binding {
-                return Err(RuntimeError::Limits(format!(
-                    "buffer {i} needs {size} bytes at {env:?}, more than maxStorageBufferBindingSize ({max_binding}); use shorter inputs"
-                )));
-            }
-            buffers.insert(
-                i,
-                device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("buffer {i}")),
-                    size,
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                }),
-            );
-        }
-
-        let mut params_bytes = Vec::new();
-        let mut params_ranges = Vec::new();
+    /// Writes every dispatch's params for the symbol values `env`; returns each dispatch's (x, y) workgroups.
+    fn write_params(&self, env: &Env) -> Result<Vec<(u32, u32)>> {
+        let mut bytes = vec![0u8; self.params.size() as usize];
         let mut workgroups = Vec::new();
-        for d in &self.manifest.dispatches {
-            let offset = params_bytes.len() as u64;
-            for p in &d.params {
-                let v = eval(p, &env)?;
+        for (d, &offset) in self.manifest.dispatches.iter().zip(&self.params_offsets) {
+            for (i, p) in d.params.iter().enumerate() {
+                let v = eval(p, env)?;
                 let v = u32::try_from(v)
                     .map_err(|_| RuntimeError::Input(format!("{}: a size ({v}) does not fit in 32 bits; use shorter inputs", d.node)))?;
-                params_bytes.extend_from_slice(&v.to_le_bytes());
+                let at = offset as usize + 4 * i;
+                bytes[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
-            let size = (d.params.len().div_ceil(4).max(1) * 16) as u64;
-            params_bytes.resize((offset + size).next_multiple_of(PARAMS_ALIGN) as usize, 0);
-            params_ranges.push((offset, size));
-            let total = eval(&d.workgroups, &env)?;
+            let total = eval(&d.workgroups, env)?;
             let x = total.min(MAX_WORKGROUPS_PER_DIM);
             let y = if x == 0 { 0 } else { total.div_ceil(x) };
             if y > MAX_WORKGROUPS_PER_DIM {
@@ -283,46 +281,39 @@ impl Session {
             }
             workgroups.push((x as u32, y as u32));
         }
-        let params = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("params"),
-            size: params_bytes.len().max(16) as u64,
-            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        if !params_bytes.is_empty() {
-            self.gpu.queue.write_buffer(&params, 0, &params_bytes);
-        }
-
-        let lookup = |i: usize| self.weights.get(&i).or_else(|| buffers.get(&i)).unwrap();
-        let bind_groups = self
-            .manifest
-            .dispatches
-            .iter()
-            .zip(&params_ranges)
-            .map(|(d, &(offset, size))| {
-                let mut entries: Vec<wgpu::BindGroupEntry> = d
-                    .bindings
-                    .iter()
-                    .enumerate()
-                    .map(|(slot, &b)| wgpu::BindGroupEntry { binding: slot as u32, resource: lookup(b).as_entire_binding() })
-                    .collect();
-                entries.push(wgpu::BindGroupEntry {
-                    binding: d.bindings.len() as u32,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &params,
-                        offset,
-                        size: std::num::NonZeroU64::new(size),
-                    }),
-                });
-                device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(&d.node),
-                    layout: &self.layouts[d.shader],
-                    entries: &entries,
-                })
-            })
-            .collect();
-        Ok(Prepared { env, buffers, bind_groups, workgroups })
+        self.gpu.queue.write_buffer(&self.params, 0, &bytes);
+        Ok(workgroups)
     }
+}
+
+/// Bytes of a dispatch's params uniform: whole vec4s, at least one.
+fn params_bytes(count: usize) -> u64 {
+    (count.div_ceil(4).max(1) * 16) as u64
+}
+
+/// Every buffer of the manifest: weights at their size, the others at their size for the symbols' maxima.
+fn allocate_buffers(manifest: &Manifest, device: &wgpu::Device) -> Result<Vec<wgpu::Buffer>> {
+    let at_max: Env = manifest.symbol_max().into_iter().collect();
+    let max_binding = device.limits().max_storage_buffer_binding_size;
+    manifest
+        .buffers
+        .iter()
+        .enumerate()
+        .map(|(i, b)| {
+            let size = eval(&b.size, &at_max)?.div_ceil(4).max(1) * 4;
+            if size > max_binding {
+                return Err(RuntimeError::Limits(format!(
+                    "buffer {i} needs {size} bytes, more than this device's maxStorageBufferBindingSize ({max_binding})"
+                )));
+            }
+            Ok(device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(&format!("{:?} buffer {i}", b.kind)),
+                size,
+                usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }))
+        })
+        .collect()
 }
 
 /// `operands` read-only storage buffers, then the read-write output, then the params uniform.
@@ -347,24 +338,9 @@ fn bind_group_layout(device: &wgpu::Device, bindings: usize) -> wgpu::BindGroupL
     device.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor { label: None, entries: &entries })
 }
 
-/// Creates each weight buffer and fills it chunk by chunk, so at most one chunk is in host memory at a time.
-fn upload_weights(bundle: &Bundle, gpu: &Gpu) -> Result<BTreeMap<usize, wgpu::Buffer>> {
+/// Fills the weight buffers chunk by chunk, so at most one chunk is in host memory at a time.
+fn upload_weights(bundle: &Bundle, gpu: &Gpu, buffers: &[wgpu::Buffer]) -> Result<()> {
     let m = &bundle.manifest;
-    let mut buffers = BTreeMap::new();
-    for (i, b) in m.buffers.iter().enumerate() {
-        if b.kind == BufferKind::Weight {
-            let size = eval(&b.size, &Env::new())?;
-            buffers.insert(
-                i,
-                gpu.device.create_buffer(&wgpu::BufferDescriptor {
-                    label: Some(&format!("weights {i}")),
-                    size: size.max(4),
-                    usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
-                    mapped_at_creation: false,
-                }),
-            );
-        }
-    }
     // (destination buffer, offset in it) of every piece, grouped by chunk.
     let mut by_chunk: Vec<Vec<(usize, u64, &tfc_ir::manifest::Piece)>> = vec![Vec::new(); m.chunks.len()];
     for w in &m.weights {
@@ -385,12 +361,12 @@ fn upload_weights(bundle: &Bundle, gpu: &Gpu) -> Result<BTreeMap<usize, wgpu::Bu
                 path: m.chunks[chunk].file.clone(),
                 message: format!("a piece at {}+{} runs past the chunk's end", piece.offset, piece.size),
             })?;
-            gpu.queue.write_buffer(&buffers[buffer], *at, data);
+            gpu.queue.write_buffer(&buffers[*buffer], *at, data);
         }
         // Let the queue take the chunk's data before reading the next one.
         gpu.queue.submit([]);
     }
-    Ok(buffers)
+    Ok(())
 }
 
 fn eval(e: &Expr, env: &Env) -> Result<u64> {
