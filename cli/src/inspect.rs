@@ -12,9 +12,14 @@ pub fn summarise(m: &Manifest) -> Value {
     }
     let mut bytes_per_dtype: BTreeMap<String, u64> = BTreeMap::new();
     let mut parameters = 0u64;
+    let mut tensors = Vec::new();
     for w in &m.weights {
-        parameters += w.shape.iter().product::<u64>();
-        *bytes_per_dtype.entry(w.dtype.to_string()).or_default() += w.pieces.iter().map(|p| p.size).sum::<u64>();
+        let numel = w.shape.iter().product::<u64>();
+        let bytes = w.pieces.iter().map(|p| p.size).sum::<u64>();
+        parameters += numel;
+        *bytes_per_dtype.entry(w.dtype.to_string()).or_default() += bytes;
+        let bits_per_weight = (bytes * 8) as f64 / numel.max(1) as f64;
+        tensors.push(json!({ "name": w.name, "dtype": w.dtype, "shape": w.shape, "bytes": bytes, "bits_per_weight": bits_per_weight }));
     }
     let io = |decls: &[tfc_ir::manifest::IoDecl]| -> Vec<Value> {
         decls
@@ -33,6 +38,7 @@ pub fn summarise(m: &Manifest) -> Value {
         "ops": ops,
         "parameters": parameters,
         "weight_bytes_per_dtype": bytes_per_dtype,
+        "tensors": tensors,
         "chunks": m.chunks.len(),
         "chunk_bytes": m.chunks.iter().map(|c| c.size).sum::<u64>(),
         "requires": { "features": m.requires.features, "limits": m.requires.limits },
@@ -72,5 +78,18 @@ pub fn render(s: &Value) -> String {
     let _ = writeln!(out, "ops         {}", obj(&s["ops"]));
     let _ = writeln!(out, "requires    {}", obj(&s["requires"]["limits"]));
     let _ = writeln!(out, "tokenizer   {}", s["tokenizer"].as_str().unwrap_or("none"));
+    let _ = writeln!(out, "\n{:<48} {:<6} {:>16} {:>12} {:>6}", "tensor", "format", "shape", "bytes", "bits");
+    for t in s["tensors"].as_array().into_iter().flatten() {
+        let shape: Vec<String> = t["shape"].as_array().into_iter().flatten().map(|d| d.to_string()).collect();
+        let _ = writeln!(
+            out,
+            "{:<48} {:<6} {:>16} {:>12} {:>6.2}",
+            t["name"].as_str().unwrap_or(""),
+            t["dtype"].as_str().unwrap_or(""),
+            shape.join("×"),
+            t["bytes"].as_u64().unwrap_or(0),
+            t["bits_per_weight"].as_f64().unwrap_or(0.0)
+        );
+    }
     out
 }

@@ -2,15 +2,19 @@
 
 mod inspect;
 mod npy;
+mod wasm;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use tfc_compiler::pipeline::WasmTarget;
 use tfc_compiler::{CompileOptions, Progress};
-use tfc_ir::Tensor;
-use tfc_runtime::{Bundle, Session, Tokenizer};
+use tfc_ir::{DType, Tensor};
+use std::io::Write;
+use tfc_ir::interp::SampleSettings;
+use tfc_runtime::{Bundle, Decoder, Sampling, Session, TextStream, Tokenizer};
 
 #[derive(Parser)]
 #[command(name = "tfc", version, about = "Ahead-of-time compiler from transformer models to WebGPU bundles that run in any browser")]
@@ -24,16 +28,18 @@ enum Command {
     /// Compile a model into a bundle folder (WGSL shaders, weight chunks, manifest.json, tokenizer).
     ///
     /// MODEL is a HuggingFace model folder: config.json with *.safetensors (one file or sharded with
-    /// model.safetensors.index.json) and, optionally, tokenizer.json. Supported architectures: bert, roberta, gpt2,
-    /// llama, mistral, qwen2.
+    /// model.safetensors.index.json) and, optionally, tokenizer.json (supported architectures: bert, roberta, gpt2,
+    /// llama, mistral, qwen2); or a GGUF file (architectures llama, qwen2), whose weights keep their formats
+    /// (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
     Compile {
         model: PathBuf,
         /// Bundle folder to write; it is replaced only once the new bundle is complete.
         #[arg(short, long)]
         output: PathBuf,
-        /// Back ends to emit code for (comma-separated).
-        #[arg(long, default_value = "webgpu", value_delimiter = ',')]
-        target: Vec<Target>,
+        /// Back ends to emit code for (comma-separated) [default: webgpu, and wasm where the model's ops and memory
+        /// allow it]. Naming wasm makes a fallback that cannot be built an error.
+        #[arg(long, value_delimiter = ',')]
+        target: Option<Vec<Target>>,
         /// Largest weight chunk file, e.g. 16MiB, 4MB, 1048576.
         #[arg(long, default_value = "16MiB", value_parser = parse_bytes)]
         chunk_size: u64,
@@ -48,6 +54,11 @@ enum Command {
         /// bundle runs on every conformant adapter.
         #[arg(long, default_value = "128MiB", value_parser = parse_bytes)]
         max_binding_size: u64,
+        /// Store the weight matrices in this format: f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k
+        /// or q6_k. Norms, biases and small tensors keep their dtype; a matrix whose rows are not whole blocks takes
+        /// the nearest format that fits (`tfc inspect` shows what each tensor became).
+        #[arg(long, value_parser = parse_quant)]
+        quant: Option<DType>,
     },
     /// Summarise a bundle: model, ops, parameters, bytes per dtype, chunks, and the GPU limits it needs.
     Inspect {
@@ -56,13 +67,15 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Run a bundle once on the native runtime (wgpu: a GPU, or Mesa's lavapipe on a CPU).
+    /// Run a bundle once on the native runtime (wgpu: a GPU, or Mesa's lavapipe on a CPU), or on its WASM fallback.
     ///
     /// For a decoder, the whole token sequence runs at once and `logits` holds every position.
     Run {
         bundle: PathBuf,
         #[command(flatten)]
         inputs: RunInputs,
+        #[command(flatten)]
+        engine: Engine,
         /// Write each graph output to DIR/<output name>.npy.
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
@@ -70,9 +83,30 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Time repeated runs of a bundle on the native runtime (inputs filled with token id 1000 modulo the vocabulary).
+    /// Generate text with a decoder bundle: the prompt fills the KV cache on the GPU, then one token per step,
+    /// drawn on the GPU (only its id comes back) and printed as it comes, until an end-of-sequence token or
+    /// --max-tokens. The default is greedy (temperature 0: the most likely token).
+    Generate {
+        bundle: PathBuf,
+        /// The prompt, tokenized with the bundle's tokenizer.
+        #[arg(long, conflicts_with = "tokens", required_unless_present = "tokens")]
+        prompt: Option<String>,
+        /// The prompt as token ids, comma-separated.
+        #[arg(long, value_delimiter = ',')]
+        tokens: Option<Vec<u32>>,
+        #[arg(long, default_value_t = 64)]
+        max_tokens: usize,
+        #[command(flatten)]
+        sampling: SamplingArgs,
+        /// Print {"tokens": [generated ids], "text": "..."} at the end instead of streaming text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Time repeated runs of a bundle (inputs filled with token id 1000 modulo the vocabulary).
     Bench {
         bundle: PathBuf,
+        #[command(flatten)]
+        engine: Engine,
         #[arg(long, default_value_t = 1)]
         batch: usize,
         #[arg(long, default_value_t = 128)]
@@ -82,6 +116,24 @@ enum Command {
         #[arg(long, default_value_t = 5)]
         warmup: usize,
     },
+}
+
+/// Which executor runs a bundle.
+#[derive(Args)]
+struct Engine {
+    /// native: wgpu (a GPU, or lavapipe on a CPU); wasm: the bundle's WASM SIMD fallback, in Node.js with the
+    /// executor browsers run.
+    #[arg(long, value_enum, default_value = "native")]
+    backend: Backend,
+    /// Threads of the wasm backend (more than 1 runs on worker threads sharing memory).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
+enum Backend {
+    Native,
+    Wasm,
 }
 
 #[derive(Args)]
@@ -97,10 +149,54 @@ struct RunInputs {
     files: Vec<String>,
 }
 
+#[derive(Args)]
+struct SamplingArgs {
+    /// Divides the logits before sampling; 0 picks the most likely token.
+    #[arg(long, default_value_t = 0.0)]
+    temperature: f32,
+    /// Sample among the K most likely tokens only (0: all).
+    #[arg(long, default_value_t = 0)]
+    top_k: u32,
+    /// Sample among the most likely tokens that make up this much probability (1: all).
+    #[arg(long, default_value_t = 1.0)]
+    top_p: f32,
+    /// Drop tokens less likely than this fraction of the most likely one.
+    #[arg(long, default_value_t = 0.0)]
+    min_p: f32,
+    /// Makes tokens among the last --repeat-last-n less likely (1: off).
+    #[arg(long, default_value_t = 1.0)]
+    repeat_penalty: f32,
+    #[arg(long, default_value_t = 64)]
+    repeat_last_n: usize,
+    /// Seed of the random numbers: the same seed gives the same text.
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+}
+
+impl SamplingArgs {
+    fn sampling(&self) -> Sampling {
+        let settings = SampleSettings {
+            temperature: self.temperature,
+            top_k: self.top_k,
+            top_p: self.top_p,
+            min_p: self.min_p,
+            repeat_penalty: self.repeat_penalty,
+        };
+        Sampling { settings, repeat_last_n: self.repeat_last_n, seed: self.seed }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]
 enum Target {
     Webgpu,
     Wasm,
+}
+
+fn parse_quant(s: &str) -> Result<DType, String> {
+    match DType::from_name(&s.to_ascii_lowercase()) {
+        Some(d) if d.is_float() => Ok(d),
+        _ => Err(format!("`{s}` is not a weight format; choose f32, f16, q8_0, q4_0, q4_1, q5_0, q5_1, q2_k, q3_k, q4_k, q5_k or q6_k")),
+    }
 }
 
 fn parse_bytes(s: &str) -> Result<u64, String> {
@@ -130,11 +226,16 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size } => {
-            if target.contains(&Target::Wasm) {
-                bail!("the WASM SIMD target is not available in this version of tfc; compile with --target webgpu");
-            }
-            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size };
+        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant } => {
+            let wasm = match &target {
+                None => WasmTarget::WhereSupported,
+                Some(t) if !t.contains(&Target::Webgpu) => {
+                    bail!("--target must include webgpu: its schedule is the bundle's, which the WASM fallback runs too (use --target webgpu,wasm)")
+                }
+                Some(t) if t.contains(&Target::Wasm) => WasmTarget::Required,
+                Some(_) => WasmTarget::Off,
+            };
+            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, wasm, quant };
             let started = Instant::now();
             let report = tfc_compiler::compile(&model, &output, &opts, &mut Bar::new())
                 .with_context(|| format!("compiling {}", model.display()))?;
@@ -165,13 +266,22 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Run { bundle, inputs, out, json } => {
+        Command::Run { bundle, inputs, engine, out, json } => {
             let b = Bundle::open(&bundle)?;
             let (feeds, tokens) = gather_inputs(&b, &inputs)?;
-            let mut session = Session::new(&b)?;
-            let started = Instant::now();
-            let outputs = session.run(&feeds)?;
-            let elapsed = started.elapsed();
+            let (device, elapsed_ms, outputs) = match engine.backend {
+                Backend::Native => {
+                    let mut session = Session::new(&b)?;
+                    let started = Instant::now();
+                    let outputs = session.run(&feeds)?;
+                    (session.adapter_name().to_string(), started.elapsed().as_secs_f64() * 1e3, outputs)
+                }
+                Backend::Wasm => {
+                    let runs = wasm::Runs { threads: engine.threads, warmup: 0, iterations: 1, profile: false };
+                    let run = wasm::run(&bundle, &b.manifest, &feeds, &runs)?;
+                    (run.device, run.times_ms[0], run.outputs)
+                }
+            };
             if let Some(dir) = &out {
                 std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
                 for (name, t) in &outputs {
@@ -179,15 +289,15 @@ fn run(cli: Cli) -> Result<()> {
                 }
             }
             let summary = serde_json::json!({
-                "adapter": session.adapter_name(),
+                "adapter": device,
                 "tokens": tokens,
-                "elapsed_ms": elapsed.as_secs_f64() * 1e3,
+                "elapsed_ms": elapsed_ms,
                 "outputs": outputs.iter().map(|(n, t)| (n.clone(), describe(t))).collect::<BTreeMap<_, _>>(),
             });
             if json {
                 println!("{}", serde_json::to_string(&summary)?);
             } else {
-                println!("ran on {} in {:.1} ms", session.adapter_name(), elapsed.as_secs_f64() * 1e3);
+                println!("ran on {device} in {elapsed_ms:.1} ms");
                 for (name, t) in &outputs {
                     let d = describe(t);
                     println!("{name} {:?}: first values {}, mean {:.6}, std {:.6}", t.shape, d["first"], d["mean"], d["std"]);
@@ -198,10 +308,34 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Bench { bundle, batch, sequence, iterations, warmup } => {
+        Command::Generate { bundle, prompt, tokens, max_tokens, sampling, json } => {
+            generate(&bundle, prompt, tokens, max_tokens, sampling.sampling(), json)
+        }
+        Command::Bench { bundle, engine, batch, sequence, iterations, warmup } => {
             let b = Bundle::open(&bundle)?;
             let ids: Vec<i64> = (0..batch * sequence).map(|i| 1000 + (i as i64 * 7) % 1000).collect();
             let feeds = BTreeMap::from([("input_ids".to_string(), Tensor::i64(vec![batch, sequence], ids))]);
+            if engine.backend == Backend::Wasm {
+                let runs = wasm::Runs { threads: engine.threads, warmup, iterations: iterations.max(1), profile: engine.threads == 1 };
+                let run = wasm::run(&bundle, &b.manifest, &feeds, &runs)?;
+                let mut by_op: BTreeMap<String, f64> = BTreeMap::new();
+                for (d, ms) in b.manifest.dispatches.iter().zip(&run.dispatch_ms) {
+                    *by_op.entry(d.op.clone()).or_default() += ms;
+                }
+                let summary = serde_json::json!({
+                    "adapter": run.device,
+                    "threads": engine.threads,
+                    "batch": batch,
+                    "sequence": sequence,
+                    "iterations": run.times_ms.len(),
+                    "dispatches": b.manifest.dispatches.len(),
+                    "median_ms": median(run.times_ms.clone()),
+                    "min_ms": run.times_ms.iter().copied().fold(f64::INFINITY, f64::min),
+                    "profile_median_ms": { "dispatches": by_op.values().sum::<f64>(), "by_op": by_op },
+                });
+                println!("{}", serde_json::to_string(&summary)?);
+                return Ok(());
+            }
             let mut session = Session::new(&b)?;
             for _ in 0..warmup {
                 session.run(&feeds)?;
@@ -241,6 +375,72 @@ fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
     }
+}
+
+fn generate(
+    bundle: &Path,
+    prompt: Option<String>,
+    tokens: Option<Vec<u32>>,
+    max_tokens: usize,
+    sampling: Sampling,
+    json: bool,
+) -> Result<()> {
+    let b = Bundle::open(bundle)?;
+    let tokenizer = if b.manifest.tokenizer.is_some() { Some(Tokenizer::from_bundle(&b)?) } else { None };
+    let prompt_ids = match (tokens, &prompt, &tokenizer) {
+        (Some(ids), _, _) => ids,
+        (None, Some(text), Some(t)) => t.encode(text)?,
+        (None, Some(_), None) => bail!("this bundle has no tokenizer; give the prompt as --tokens"),
+        (None, None, _) => bail!("give a --prompt or --tokens"),
+    };
+    let end_of_sequence: Vec<u32> = b
+        .manifest
+        .model
+        .get("eos_token_ids")
+        .map(|ids| ids.split(',').filter_map(|t| t.parse().ok()).collect())
+        .unwrap_or_default();
+    let mut decoder = Decoder::new(Session::new(&b)?)?;
+    decoder.set_sampling(sampling);
+    let mut stream = tokenizer.as_ref().map(TextStream::new);
+    let mut out = std::io::stdout();
+    let started = Instant::now();
+    let mut next = decoder.feed(&prompt_ids, false)?.next_token;
+    let first_token = started.elapsed();
+    let mut generated = Vec::new();
+    while generated.len() < max_tokens && !end_of_sequence.contains(&next) {
+        generated.push(next);
+        if let (Some(s), false) = (&mut stream, json) {
+            write!(out, "{}", s.push(next)?)?;
+            out.flush()?;
+        }
+        if generated.len() == max_tokens || decoder.past() == decoder.context_length() {
+            break;
+        }
+        next = decoder.feed(&[next], false)?.next_token;
+    }
+    let elapsed = started.elapsed();
+    let text = match &tokenizer {
+        Some(t) => Some(t.decode(&generated)?),
+        None => None,
+    };
+    if json {
+        println!("{}", serde_json::json!({ "tokens": generated, "text": text }));
+    } else {
+        if tokenizer.is_none() {
+            print!("{}", generated.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+        }
+        println!();
+        let decode = (elapsed - first_token).as_secs_f64();
+        eprintln!(
+            "{} prompt tokens, {} generated; first token after {:.1} ms, then {:.1} tokens/s on {}",
+            prompt_ids.len(),
+            generated.len(),
+            first_token.as_secs_f64() * 1e3,
+            generated.len().saturating_sub(1) as f64 / decode.max(1e-9),
+            decoder.session().adapter_name()
+        );
+    }
+    Ok(())
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

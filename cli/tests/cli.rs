@@ -129,3 +129,24 @@ fn run_tokenizes_text_with_the_bundled_tokenizer() {
     assert_eq!(json["tokens"], serde_json::json!([101, 7592, 2088, 1010, 2023, 2003, 1037, 3231, 1012, 102]));
     assert_eq!(json["outputs"]["last_hidden_state"]["shape"], serde_json::json!([1, 10, 384]));
 }
+
+#[test]
+fn generate_is_greedy_by_default_and_repeatable_with_a_seed() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("llama");
+    ok(&["compile", path(&tfc_fixtures::tiny_model("tiny-llama")), "-o", path(&bundle)]);
+    let reference = tfc_fixtures::reference("tiny-llama");
+    let ids: Vec<String> = reference["generated_ids"].to_i64().iter().map(i64::to_string).collect();
+    let prompt = ids[..16].join(",");
+    let tokens = |extra: &[&str]| -> serde_json::Value {
+        let mut args = vec!["generate", path(&bundle), "--tokens", &prompt, "--max-tokens", "12", "--json"];
+        args.extend_from_slice(extra);
+        serde_json::from_str::<serde_json::Value>(&ok(&args)).unwrap()["tokens"].clone()
+    };
+    let greedy: Vec<u64> = ids[16..28].iter().map(|t| t.parse().unwrap()).collect();
+    assert_eq!(tokens(&[]), serde_json::json!(greedy), "greedy tokens differ from transformers' generate");
+    let sampled = ["--temperature", "1.5", "--top-k", "50", "--top-p", "0.95", "--seed", "7"];
+    assert_eq!(tokens(&sampled), tokens(&sampled), "the same seed gave different tokens");
+    let other_seed = ["--temperature", "1.5", "--top-k", "50", "--top-p", "0.95", "--seed", "8"];
+    assert_ne!(tokens(&sampled), tokens(&other_seed), "two seeds gave the same 12 tokens");
+}

@@ -117,11 +117,19 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
         let rank = dims.len();
         let first_dim = parts.params.len();
         parts.params.extend(dims.iter().map(Dim::to_expr));
-        writeln!(parts.body, "    // Output coordinates over the {rank} merged axes, last fastest, give each operand's offset.").unwrap();
+        writeln!(
+            parts.body,
+            "    // Output coordinates over the {rank} merged axes, last fastest, give each operand's offset."
+        )
+        .unwrap();
         writeln!(parts.body, "    var offsets = vec2<u32>(0u, 0u);\n    var rest = i;").unwrap();
-        writeln!(parts.body, "    for (var k = 0u; k < {rank}u; k++) {{\n        let axis = {}u - k;", rank - 1).unwrap();
-        writeln!(parts.body, "        let c = rest % param({first_dim}u + axis);\n        rest = rest / param({first_dim}u + axis);")
+        writeln!(parts.body, "    for (var k = 0u; k < {rank}u; k++) {{\n        let axis = {}u - k;", rank - 1)
             .unwrap();
+        writeln!(
+            parts.body,
+            "        let c = rest % param({first_dim}u + axis);\n        rest = rest / param({first_dim}u + axis);"
+        )
+        .unwrap();
         for (k, ix) in index.iter().enumerate() {
             if let Index::Strided(strides) = ix {
                 let first = parts.params.len();
@@ -131,8 +139,12 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
         }
         parts.body.push_str("    }\n");
     }
-    writeln!(parts.body, "    let a = load_in0({});\n    let b = load_in1({});\n    out[i] = {expr};", offsets[0], offsets[1])
-        .unwrap();
+    writeln!(
+        parts.body,
+        "    let a = load_in0({});\n    let b = load_in1({});\n    out[i] = {expr};",
+        offsets[0], offsets[1]
+    )
+    .unwrap();
     let describe = |ix: &Index| match ix {
         Index::Same => "same shape",
         Index::Suffix(_) => "broadcast over leading axes",

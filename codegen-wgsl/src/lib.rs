@@ -15,10 +15,13 @@
 
 mod attention;
 mod elementwise;
+mod generation;
 mod math;
 mod matmul;
 mod movement;
 mod norm;
+mod quant;
+mod quant_matmul;
 mod rope;
 mod shader;
 
@@ -49,14 +52,18 @@ pub enum CodegenError {
     Invalid { name: String, message: String },
 }
 
-/// The kernel computing `node`, or `None` for nodes that need none: inputs, weights and reshapes (a reshape is a
-/// view; the runtime aliases its operand's buffer).
+/// The kernel computing `node`, or `None` for nodes that need none: inputs, weights, states and reshapes (a reshape
+/// is a view; the runtime aliases its operand's buffer). A `CacheWrite` kernel binds only the new rows as operand;
+/// its state is the output binding, written in place.
 pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenError> {
     let n = graph.node(node);
-    if matches!(n.op, Op::Input { .. } | Op::Weight(_) | Op::Reshape { .. }) {
+    if matches!(n.op, Op::Input { .. } | Op::Weight(_) | Op::Reshape { .. } | Op::State { .. }) {
         return Ok(None);
     }
-    let operands = graph.inputs_of(node);
+    let mut operands = graph.inputs_of(node);
+    if let Op::CacheWrite { .. } = n.op {
+        operands.remove(0); // the state is written in place: it is the output binding
+    }
     let node = Node {
         name: &n.name,
         op: &n.op,
@@ -67,15 +74,22 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         if t.dtype == DType::I64 {
             return Err(node.error(format!("operand {i} is i64 ({t}); tfc kernels take i32 indices, cast them")));
         }
+        if t.dtype.is_block() && t.shape.last().and_then(|d| d.as_const()).is_none_or(|k| k % t.dtype.block_elems() as u64 != 0) {
+            return Err(node.error(format!("operand {i} ({t}) is block-quantized but its rows are not whole {} blocks", t.dtype)));
+        }
     }
     if node.output.dtype == DType::I64 {
         return Err(node.error(format!("the output is i64 ({}); tfc kernels produce i32, cast to i32 instead", node.output)));
     }
     let parts = match &n.op {
-        Op::Input { .. } | Op::Weight(_) | Op::Reshape { .. } => unreachable!("handled above"),
+        Op::Input { .. } | Op::Weight(_) | Op::Reshape { .. } | Op::State { .. } => unreachable!("handled above"),
+        Op::CacheWrite { offset } => generation::cache_write(&node, offset)?,
+        Op::ArgMax => generation::argmax(&node)?,
+        Op::Sample => generation::sample(&node)?,
         Op::Unary(op) => elementwise::unary(&node, *op)?,
         Op::Binary(op) => elementwise::binary(&node, *op)?,
         Op::Cast { to } => elementwise::cast(&node, *to)?,
+        Op::MatMul { transpose_a: false, transpose_b: true } if quant_matmul::applies(&node) => quant_matmul::matmul(&node)?,
         Op::MatMul { transpose_a, transpose_b } => matmul::matmul(&node, *transpose_a, *transpose_b)?,
         Op::LayerNorm { eps } => norm::norm(&node, *eps, true)?,
         Op::RmsNorm { eps } => norm::norm(&node, *eps, false)?,
@@ -87,7 +101,13 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         Op::Rope { interleaved } => rope::rope(&node, *interleaved)?,
         Op::Attention { causal, scale } => attention::attention(&node, *causal, *scale)?,
     };
-    parts.build().map(Some)
+    if let Some(i) = parts.inputs.iter().position(|&(dtype, access)| dtype.is_block() && access != shader::Access::Float) {
+        return Err(node.error(format!(
+            "operand {i} is block-quantized ({}); this op moves elements unchanged and takes only f32, f16, bf16 or integer operands",
+            node.inputs[i].dtype
+        )));
+    }
+    parts.build(&node.inputs).map(Some)
 }
 
 /// Parses and validates a WGSL module with naga against what core WebGPU offers every shader.

@@ -4,27 +4,30 @@
 //!   registers as two 4-wide groups per axis half a tile apart, so that neighbouring invocations read neighbouring
 //!   vec4s of workgroup memory. K advances in slices of BK staged through workgroup memory (k-major, 16 KiB); the
 //!   next slice is fetched into registers while the current one is multiplied.
-//! - Skinny, for M ≤ 4 (decoding one token): a tile of M×M wastes almost all of its work, so each workgroup
-//!   instead computes all M rows of a few columns, its invocations splitting K, and sums their partial dot
+//! - Skinny, for M ≤ 128 (decoding, short prompts): there would be too few tiles to occupy the GPU, so each
+//!   workgroup instead computes 4 rows of a few columns, its invocations splitting K, and sums their partial dot
 //!   products in workgroup memory. The columns and lanes are laid out so that B is read along its contiguous axis.
 //!
-//! The dispatch covers both; workgroups past the chosen strategy's work return at once.
+//! The dispatch covers whichever is chosen; workgroups past its work return at once.
 //!
 //! Params: M, N, K, A's strides along m and k, B's along k and n (so one body serves every transpose case), the tile
 //! counts along m and n, the batch count, then 4 batch dims, A's 4 batch strides and B's 4 (0 where broadcast).
 
 use crate::CodegenError;
-use crate::shader::{Access, Node, Parts, broadcast_axes, expr, product};
+use crate::shader::{Access, Node, Parts, at_most, broadcast_axes, expr, product};
 use std::fmt::Write;
 use tfc_ir::{Dim, Expr};
 
 const TILE: u32 = 128;
-const BK: u32 = 16;
+const BK: u32 = 8;
 /// Outputs per invocation along m and n.
 const TM: u32 = 8;
 const TN: u32 = 8;
 const BATCH_AXES: usize = 4;
-const SKINNY_ROWS: u32 = 4;
+/// Up to this M, the skinny strategy, over groups of 4 rows.
+const SKINNY_ROWS: u32 = 128;
+/// Pairs of k per lane and step of the skinny strategy's loop.
+const SKINNY_UNROLL: u32 = 4;
 
 pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Result<Parts, CodegenError> {
     let (a, b) = (&node.inputs[0].shape, &node.inputs[1].shape);
@@ -47,11 +50,8 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
     }
     let matrix_a = ra * ca;
     let matrix_b = rb * cb;
-    let mut batch_strides: Vec<Vec<Dim>> = strides
-        .into_iter()
-        .zip([&matrix_a, &matrix_b])
-        .map(|(s, size)| s.iter().map(|x| x * size).collect())
-        .collect();
+    let mut batch_strides: Vec<Vec<Dim>> =
+        strides.into_iter().zip([&matrix_a, &matrix_b]).map(|(s, size)| s.iter().map(|x| x * size).collect()).collect();
     // Pad at the front: leading axes of size 1 and stride 0 change nothing.
     while dims.len() < BATCH_AXES {
         dims.insert(0, one.clone());
@@ -72,12 +72,18 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
         skinny.columns,
     );
     parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
-    let skinny_blocks = Expr::ceil_div(expr(n), Expr::Const(skinny.columns as u64));
+    // The skinny strategy's column blocks × row groups of 4, when it is the one chosen.
+    let skinny_groups = Expr::product(vec![
+        Expr::ceil_div(expr(n), Expr::Const(skinny.columns as u64)),
+        Expr::ceil_div(expr(m), Expr::Const(4)),
+        at_most(expr(m), SKINNY_ROWS as u64),
+    ]);
     parts.workgroups = Expr::product(vec![
-        Expr::max(vec![Expr::product(vec![tiles_m.clone(), tiles_n.clone()]), skinny_blocks]),
+        Expr::max(vec![Expr::product(vec![tiles_m.clone(), tiles_n.clone()]), skinny_groups]),
         batches.clone(),
     ]);
-    parts.params = vec![expr(m), expr(n), expr(k), expr(&a_m), expr(&a_k), expr(&b_k), expr(&b_n), tiles_m, tiles_n, batches];
+    parts.params =
+        vec![expr(m), expr(n), expr(k), expr(&a_m), expr(&a_k), expr(&b_k), expr(&b_n), tiles_m, tiles_n, batches];
     parts.params.extend(dims.iter().map(expr));
     for s in &batch_strides {
         parts.params.extend(s.iter().map(expr));
@@ -105,38 +111,70 @@ impl Skinny {
     }
 }
 
-/// The tile coordinates (row, k) of this invocation's j-th loaded element of one operand's slice. `k_contiguous`:
-/// the operand is contiguous along k, so each invocation reads a run of k; otherwise a run of rows.
-fn slice_coord(k_contiguous: bool) -> String {
-    let per = TILE * BK / 256;
+/// Where this invocation's run of 4 elements of an operand's slice starts, as WGSL (row, k) in the tile.
+/// `k_contiguous`: the operand is contiguous along k, so the run goes along k; otherwise along its rows.
+fn run_start(k_contiguous: bool) -> String {
     if k_contiguous {
-        let runs = BK / per;
-        format!("vec2<u32>(lid / {runs}u, (lid % {runs}u) * {per}u + j)")
+        let runs = BK / 4;
+        format!("vec2<u32>(lid / {runs}u, (lid % {runs}u) * 4u)")
     } else {
-        let runs = TILE / per;
-        format!("vec2<u32>((lid % {runs}u) * {per}u + j, lid / {runs}u)")
+        let runs = TILE / 4;
+        format!("vec2<u32>((lid % {runs}u) * 4u, lid / {runs}u)")
     }
 }
 
 fn decls(transpose_a: bool, transpose_b: bool, skinny: &Skinny) -> String {
-    let per = TILE * BK / 256;
     let vecs = TILE / 4;
-    let mut s = format!(
+    let slice = BK * vecs;
+    let mut s = format!("const SKINNY_ROWS: u32 = {SKINNY_ROWS}u;\n\n");
+    // An operand's load and store functions, given the params holding its strides along its rows (m for A, n for B)
+    // and along k, and its row count.
+    let operand = |name: &str, k_contiguous: bool, row_stride: u32, k_stride: u32, rows: u32| -> String {
+        let (run_stride, store) = if k_contiguous {
+            (
+                k_stride,
+                format!(
+                    "    for (var j = 0u; j < 4u; j++) {{\n        {name}_tile[buffer + (start.y + j) * {vecs}u + start.x / 4u][start.x % 4u] = v[j];\n    }}"
+                ),
+            )
+        } else {
+            (row_stride, format!("    {name}_tile[buffer + start.y * {vecs}u + start.x / 4u] = v;"))
+        };
+        let check = if k_contiguous {
+            format!("start.x < param({rows}u) && k + j < param(2u)")
+        } else {
+            format!("start.x + j < param({rows}u) && k < param(2u)")
+        };
+        format!(
+            "
+// This invocation's 4 elements of the {name} slice at k0, in a run along the operand's contiguous axis from tile
+// coordinates `start` (row, k); `at` is the address of the first for k0 = 0.
+fn load_{name}(at: u32, start: vec2<u32>, k0: u32) -> vec4<f32> {{
+    var v = vec4<f32>(0.0);
+    let k = k0 + start.y;
+    let first = at + k0 * param({k_stride}u);
+    for (var j = 0u; j < 4u; j++) {{
+        if {check} {{
+            v[j] = load_in{input}(first + j * param({run_stride}u));
+        }}
+    }}
+    return v;
+}}
+
+fn store_{name}(v: vec4<f32>, start: vec2<u32>, buffer: u32) {{
+{store}
+}}
+",
+            input = if name == "a" { 0 } else { 1 },
+        )
+    };
+    write!(
+        s,
         "\
-// The current K-slice of the tiles, k-major so that a vec4 holds 4 consecutive rows of A or columns of B:
-// a_tile[k * {vecs} + m / 4][m % 4] = A(m0 + m, k0 + k), b_tile[k * {vecs} + n / 4][n % 4] = B(k0 + k, n0 + n).
-var<workgroup> a_tile: array<vec4<f32>, {a_len}>;
-var<workgroup> b_tile: array<vec4<f32>, {a_len}>;
-
-// Tile coordinates (m, k) of this invocation's j-th element of the A slice.
-fn a_coord(lid: u32, j: u32) -> vec2<u32> {{
-    return {a_coord};
-}}
-
-// Tile coordinates (n, k) of this invocation's j-th element of the B slice.
-fn b_coord(lid: u32, j: u32) -> vec2<u32> {{
-    return {b_coord};
-}}
+// Two buffers of one K-slice of each tile, k-major so that a vec4 holds 4 consecutive rows of A or columns of B:
+// a_tile[b·{slice} + k·{vecs} + m/4][m % 4] = A(m0 + m, k0 + k), b_tile[b·{slice} + k·{vecs} + n/4][n % 4] = B(k0 + k, n0 + n).
+var<workgroup> a_tile: array<vec4<f32>, {len}>;
+var<workgroup> b_tile: array<vec4<f32>, {len}>;
 
 // Offsets of A and B for a batch index, over the 4 batch axes, last fastest.
 fn batch_offsets(batch: u32) -> vec2<u32> {{
@@ -150,42 +188,7 @@ fn batch_offsets(batch: u32) -> vec2<u32> {{
     }}
     return offsets;
 }}
-
-fn load_a(base: u32, m0: u32, k0: u32, lid: u32) -> array<f32, {per}> {{
-    var v: array<f32, {per}>;
-    for (var j = 0u; j < {per}u; j++) {{
-        let c = a_coord(lid, j);
-        let m = m0 + c.x;
-        let k = k0 + c.y;
-        if m < param(0u) && k < param(2u) {{
-            v[j] = load_in0(base + m * param(3u) + k * param(4u));
-        }}
-    }}
-    return v;
-}}
-
-fn load_b(base: u32, n0: u32, k0: u32, lid: u32) -> array<f32, {per}> {{
-    var v: array<f32, {per}>;
-    for (var j = 0u; j < {per}u; j++) {{
-        let c = b_coord(lid, j);
-        let n = n0 + c.x;
-        let k = k0 + c.y;
-        if k < param(2u) && n < param(1u) {{
-            v[j] = load_in1(base + k * param(5u) + n * param(6u));
-        }}
-    }}
-    return v;
-}}
-
-fn store_tiles(a: array<f32, {per}>, b: array<f32, {per}>, lid: u32) {{
-    for (var j = 0u; j < {per}u; j++) {{
-        let ca = a_coord(lid, j);
-        a_tile[ca.y * {vecs}u + ca.x / 4u][ca.x % 4u] = a[j];
-        let cb = b_coord(lid, j);
-        b_tile[cb.y * {vecs}u + cb.x / 4u][cb.x % 4u] = b[j];
-    }}
-}}
-
+{a}{b}
 // Row m, columns n..n + 3 of the output matrix at `base`, where they exist.
 fn store_row(base: u32, m: u32, n: u32, v: vec4<f32>) {{
     if m >= param(0u) {{
@@ -198,42 +201,40 @@ fn store_row(base: u32, m: u32, n: u32, v: vec4<f32>) {{
     }}
 }}
 ",
-        a_len = BK * TILE / 4,
-        a_coord = slice_coord(!transpose_a),
-        b_coord = slice_coord(transpose_b),
-    );
-    s.push_str(&tiled());
-    s.push_str(&skinny_fn(skinny));
-    s
-}
-
-/// The tiled strategy, with the TM×TN accumulators as named vec4s (rows i, column groups g) so that they stay in
-/// registers.
-fn tiled() -> String {
-    let vecs = TILE / 4;
-    let half = TILE / 8;
-    let mut s = String::new();
-    writeln!(s, "\nfn tiled(group: u32, lid: u32) {{").unwrap();
-    s.push_str(
-        "    let tiles_m = param(7u);
+        len = 2 * slice,
+        a = operand("a", !transpose_a, 3, 4, 0),
+        b = operand("b", transpose_b, 6, 5, 1),
+    )
+    .unwrap();
+    writeln!(
+        s,
+        "
+fn tiled(group: u32, lid: u32) {{
+    let tiles_m = param(7u);
     let tiles_n = param(8u);
     let tile_n = group % tiles_n;
     let tile_m = (group / tiles_n) % tiles_m;
     let batch = group / tiles_n / tiles_m;
-    if batch >= param(9u) {
+    if batch >= param(9u) {{
         return;
-    }
+    }}
     let base = batch_offsets(batch);
-",
-    );
-    writeln!(
-        s,
-        "    let m0 = tile_m * {TILE}u;
+    let m0 = tile_m * {TILE}u;
     let n0 = tile_n * {TILE}u;
-    // This invocation's rows are m0 + 4·ty + (0..4) and {half4} more, its columns n0 + 4·tx + (0..4) and {half4} more.
+    // This invocation's runs of the A and B slices start at tile coordinates (row, k) a_tile_at and b_tile_at,
+    // matrix coordinates a_start and b_start, and addresses a_at and b_at in the first slice.
+    let a_tile_at = {a_start};
+    let b_tile_at = {b_start};
+    let a_start = vec2<u32>(m0, 0u) + a_tile_at;
+    let b_start = vec2<u32>(n0, 0u) + b_tile_at;
+    let a_at = base.x + a_start.x * param(3u) + a_start.y * param(4u);
+    let b_at = base.y + b_start.x * param(6u) + b_start.y * param(5u);
+    // This invocation's outputs: rows m0 + 4·ty + (0..4) and {half} more, columns n0 + 4·tx + (0..4) and {half} more.
     let tx = lid % 16u;
     let ty = lid / 16u;",
-        half4 = TILE / 2
+        a_start = run_start(!transpose_a),
+        b_start = run_start(transpose_b),
+        half = TILE / 2,
     )
     .unwrap();
     for i in 0..TM {
@@ -243,33 +244,40 @@ fn tiled() -> String {
     }
     writeln!(
         s,
-        "    var a_next = load_a(base.x, m0, 0u, lid);
-    var b_next = load_b(base.y, n0, 0u, lid);
-    let slices = (param(2u) + {}u) / {BK}u;
+        "    var a_next = load_a(a_at, a_start, 0u);
+    var b_next = load_b(b_at, b_start, 0u);
+    let slices = (param(2u) + {last}u) / {BK}u;
     for (var s = 0u; s < slices; s++) {{
-        store_tiles(a_next, b_next, lid);
+        // Alternate buffers, so one barrier per slice keeps writers off the buffer being read.
+        let buffer = (s % 2u) * {slice}u;
+        store_a(a_next, a_tile_at, buffer);
+        store_b(b_next, b_tile_at, buffer);
         workgroupBarrier();
         if s + 1u < slices {{
-            a_next = load_a(base.x, m0, (s + 1u) * {BK}u, lid);
-            b_next = load_b(base.y, n0, (s + 1u) * {BK}u, lid);
+            a_next = load_a(a_at, a_start, (s + 1u) * {BK}u);
+            b_next = load_b(b_at, b_start, (s + 1u) * {BK}u);
         }}
-        for (var k = 0u; k < {BK}u; k++) {{",
-        BK - 1
+        // The slice's {BK} steps of k, unrolled.",
+        last = BK - 1,
     )
     .unwrap();
-    for r in 0..TM / 4 {
-        writeln!(s, "            let a{r} = a_tile[k * {vecs}u + ty + {}u];", r * half).unwrap();
-    }
-    for g in 0..TN / 4 {
-        writeln!(s, "            let b{g} = b_tile[k * {vecs}u + tx + {}u];", g * half).unwrap();
-    }
-    for i in 0..TM {
-        let lane = ["x", "y", "z", "w"][(i % 4) as usize];
+    let half = TILE / 8;
+    for k in 0..BK {
+        let row = k * vecs;
+        for r in 0..TM / 4 {
+            writeln!(s, "        let a{r}_{k} = a_tile[buffer + {}u + ty];", row + r * half).unwrap();
+        }
         for g in 0..TN / 4 {
-            writeln!(s, "            acc{i}_{g} += a{}.{lane} * b{g};", i / 4).unwrap();
+            writeln!(s, "        let b{g}_{k} = b_tile[buffer + {}u + tx];", row + g * half).unwrap();
+        }
+        for i in 0..TM {
+            let lane = ["x", "y", "z", "w"][(i % 4) as usize];
+            for g in 0..TN / 4 {
+                writeln!(s, "        acc{i}_{g} += a{}_{k}.{lane} * b{g}_{k};", i / 4).unwrap();
+            }
         }
     }
-    s.push_str("        }\n        workgroupBarrier();\n    }\n    let out_base = batch * param(0u) * param(1u);\n");
+    s.push_str("    }\n    let out_base = batch * param(0u) * param(1u);\n");
     for i in 0..TM {
         for g in 0..TN / 4 {
             writeln!(
@@ -282,6 +290,7 @@ fn tiled() -> String {
         }
     }
     s.push_str("}\n");
+    s.push_str(&skinny_fn(skinny));
     s
 }
 
@@ -292,34 +301,60 @@ fn skinny_fn(skinny: &Skinny) -> String {
     } else {
         (format!("lid % {columns}u"), format!("lid / {columns}u"), format!("l * {columns}u + c"))
     };
+    let step = 2 * lanes;
+    let mut unrolled = String::new();
+    for u in 0..SKINNY_UNROLL {
+        let k = if u == 0 { "k".to_string() } else { format!("k + {}u", u * step) };
+        writeln!(
+            unrolled,
+            "            acc += a_column(base.x, rows, {k}) * load_in1(b_at + ({k}) * param(5u)) + a_column(base.x, rows, {k} + 1u) * load_in1(b_at + ({k} + 1u) * param(5u));"
+        )
+        .unwrap();
+    }
     format!(
         "
-// Up to {SKINNY_ROWS} rows of A at column k.
-fn a_column(base: u32, k: u32) -> vec4<f32> {{
-    var v = vec4<f32>(0.0);
-    for (var m = 0u; m < {SKINNY_ROWS}u; m++) {{
-        if m < param(0u) {{
-            v[m] = load_in0(base + m * param(3u) + k * param(4u));
-        }}
+// Column k of the `rows` (1 to 4) rows of A from `base`.
+fn a_column(base: u32, rows: u32, k: u32) -> vec4<f32> {{
+    let at = base + k * param(4u);
+    var v = vec4<f32>(load_in0(at), 0.0, 0.0, 0.0);
+    if rows > 1u {{
+        v.y = load_in0(at + param(3u));
+    }}
+    if rows > 2u {{
+        v.z = load_in0(at + 2u * param(3u));
+    }}
+    if rows > 3u {{
+        v.w = load_in0(at + 3u * param(3u));
     }}
     return v;
 }}
 
-// All M ≤ {SKINNY_ROWS} rows of {columns} columns: {lanes} invocations per column split K, and their partial sums (a
-// vec4 over the rows) meet in a_tile.
+// A group of 4 of the M ≤ {SKINNY_ROWS} rows and {columns} columns: {lanes} invocations per column split K in pairs of
+// neighbouring k (one word of a 16-bit B), {SKINNY_UNROLL} pairs at a time so that their loads overlap, and their
+// partial sums (a vec4 over the rows) meet in a_tile.
 fn skinny(group: u32, lid: u32) {{
-    let blocks = (param(1u) + {}u) / {columns}u;
+    let blocks = (param(1u) + {last_column}u) / {columns}u;
+    let row_groups = (param(0u) + 3u) / 4u;
     let n0 = (group % blocks) * {columns}u;
-    let batch = group / blocks;
+    let m0 = ((group / blocks) % row_groups) * 4u;
+    let batch = group / blocks / row_groups;
     if batch >= param(9u) {{
         return;
     }}
-    let base = batch_offsets(batch);
+    let rows = min(4u, param(0u) - m0);
+    let base = batch_offsets(batch) + vec2<u32>(m0 * param(3u), 0u);
     let n = n0 + {column};
+    let b_at = base.y + n * param(6u);
     var acc = vec4<f32>(0.0);
     if n < param(1u) {{
-        for (var k = {lane}; k < param(2u); k += {lanes}u) {{
-            acc += a_column(base.x, k) * load_in1(base.y + k * param(5u) + n * param(6u));
+        var k = 2u * ({lane});
+        for (; k + {last_k}u < param(2u); k += {stride}u) {{
+{unrolled}        }}
+        for (; k < param(2u); k += {step}u) {{
+            acc += a_column(base.x, rows, k) * load_in1(b_at + k * param(5u));
+            if k + 1u < param(2u) {{
+                acc += a_column(base.x, rows, k + 1u) * load_in1(b_at + (k + 1u) * param(5u));
+            }}
         }}
     }}
     a_tile[lid] = acc;
@@ -331,17 +366,19 @@ fn skinny(group: u32, lid: u32) {{
             sum += a_tile[{slot}];
         }}
         let out_base = batch * param(0u) * param(1u);
-        for (var m = 0u; m < param(0u); m++) {{
-            out[out_base + m * param(1u) + n0 + c] = sum[m];
+        for (var m = 0u; m < rows; m++) {{
+            out[out_base + (m0 + m) * param(1u) + n0 + c] = sum[m];
         }}
     }}
 }}
 ",
-        columns - 1
+        last_column = columns - 1,
+        last_k = (SKINNY_UNROLL - 1) * step + 1,
+        stride = SKINNY_UNROLL * step,
     )
 }
 
-const BODY: &str = "    if param(0u) <= 4u {
+const BODY: &str = "    if param(0u) <= SKINNY_ROWS {
         skinny(group, lid);
     } else {
         tiled(group, lid);

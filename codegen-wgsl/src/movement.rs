@@ -110,7 +110,10 @@ fn simplify_transpose(shape: &[Dim], perm: &[usize]) -> (Vec<Dim>, Vec<usize>) {
     }
     let mut by_input: Vec<usize> = (0..runs.len()).collect();
     by_input.sort_by_key(|&r| runs[r].0);
-    let dims = by_input.iter().map(|&r| shape[runs[r].0..runs[r].0 + runs[r].1].iter().fold(one.clone(), |acc, d| &acc * *d)).collect();
+    let dims = by_input
+        .iter()
+        .map(|&r| shape[runs[r].0..runs[r].0 + runs[r].1].iter().fold(one.clone(), |acc, d| &acc * *d))
+        .collect();
     let perm = (0..runs.len()).map(|r| by_input.iter().position(|&x| x == r).unwrap()).collect();
     (dims, perm)
 }
@@ -190,7 +193,7 @@ fn tiled_transpose(node: &Node, perm: &[usize], out_dims: &[Dim], moved_strides:
         expr(&moved_strides[x]),
         expr(&out_strides[y]),
     ];
-    for list in [&out_dims, &moved_strides, &out_strides[..]] {
+    for list in [out_dims, moved_strides, &out_strides[..]] {
         parts.params.extend(others.iter().map(|&a| expr(&list[a])));
     }
     parts.workgroups = Expr::product(vec![parts.params[2].clone(), parts.params[3].clone(), parts.params[4].clone()]);

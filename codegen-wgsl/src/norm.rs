@@ -16,7 +16,9 @@ fn rows(node: &Node, name: &str, summary: String) -> Parts {
     parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
     parts.params = vec![rows.clone(), expr(&shape[shape.len() - 1])];
     parts.workgroups = rows;
-    parts.body.push_str("    if group >= param(0u) {\n        return;\n    }\n    let d = param(1u);\n    let base = group * d;\n");
+    parts.body.push_str(
+        "    if group >= param(0u) {\n        return;\n    }\n    let d = param(1u);\n    let base = group * d;\n",
+    );
     parts
 }
 

@@ -13,7 +13,8 @@ pub(crate) fn rope(node: &Node, interleaved: bool) -> Result<Parts, CodegenError
         "rotate feature pairs {} of every head by position · inv_freq",
         if interleaved { "(2i, 2i + 1)" } else { "(i, i + r/2)" }
     );
-    parts.inputs = vec![(x.dtype, Access::Float), (node.inputs[1].dtype, Access::Int), (node.inputs[2].dtype, Access::Float)];
+    parts.inputs =
+        vec![(x.dtype, Access::Float), (node.inputs[1].dtype, Access::Int), (node.inputs[2].dtype, Access::Float)];
     parts.helpers.push(Helper::Rotation);
     let numel = product(&x.shape);
     parts.workgroups = groups_for(numel.clone(), 256);

@@ -53,7 +53,7 @@ pub(crate) fn storage_type(dtype: DType) -> &'static str {
     match dtype {
         DType::F32 => "f32",
         DType::I32 => "i32",
-        DType::F16 | DType::BF16 | DType::I64 => "u32",
+        _ => "u32",
     }
 }
 
@@ -71,8 +71,9 @@ pub(crate) fn value_type(dtype: DType, access: Access) -> &'static str {
     }
 }
 
-/// The body of `load_inN(i)` for element `i` of binding `var`.
-fn accessor(var: &str, dtype: DType, access: Access) -> String {
+/// The body of `load_inN(i)` for element `i` of binding `var`; `row_len` is the length of the operand's last axis
+/// (block formats are decoded row by row).
+fn accessor(var: &str, dtype: DType, access: Access, row_len: u32) -> String {
     let word = format!("{var}[i >> 1u]");
     let float = match dtype {
         DType::F32 => format!("{var}[i]"),
@@ -81,6 +82,7 @@ fn accessor(var: &str, dtype: DType, access: Access) -> String {
         // bf16 is the high half of an f32: shift the low element up, mask the high one in place.
         DType::BF16 => format!("bitcast<f32>(select({word} << 16u, {word} & 0xffff0000u, (i & 1u) == 1u))"),
         DType::I64 => unreachable!("i64 operands are rejected before code generation"),
+        _block => crate::quant::element(var, row_len),
     };
     match (access, dtype) {
         (Access::Float, _) => float,
@@ -129,23 +131,31 @@ impl Parts {
         self.params.len() - 1
     }
 
-    pub fn build(self) -> Result<Kernel, CodegenError> {
+    /// The module text, validated; `operands` are the types of the node's operands, in binding order.
+    pub fn build(self, operands: &[&TensorType]) -> Result<Kernel, CodegenError> {
         assert!(self.workgroup_size <= 256, "workgroup size {} exceeds WebGPU's default limit", self.workgroup_size);
         let mut s = String::new();
         let inputs: Vec<String> = self.inputs.iter().map(|&(d, _)| d.name().to_string()).collect();
-        writeln!(s, "// tfc kernel `{}` ({} -> {}): {}", self.name, inputs.join(", "), self.output, self.summary).unwrap();
+        writeln!(s, "// tfc kernel `{}` ({} -> {}): {}", self.name, inputs.join(", "), self.output, self.summary)
+            .unwrap();
         let words = self.params.len().div_ceil(4).max(1);
         writeln!(s, "\nstruct Params {{\n    v: array<vec4<u32>, {words}>,\n}}\n").unwrap();
         for (i, &(dtype, _)) in self.inputs.iter().enumerate() {
             writeln!(s, "@group(0) @binding({i}) var<storage, read> in{i}: array<{}>;", storage_type(dtype)).unwrap();
         }
         let n = self.inputs.len();
-        writeln!(s, "@group(0) @binding({n}) var<storage, read_write> out: array<{}>;", storage_type(self.output)).unwrap();
+        writeln!(s, "@group(0) @binding({n}) var<storage, read_write> out: array<{}>;", storage_type(self.output))
+            .unwrap();
         writeln!(s, "@group(0) @binding({}) var<uniform> params: Params;\n", n + 1).unwrap();
         s.push_str("fn param(i: u32) -> u32 {\n    return params.v[i / 4u][i % 4u];\n}\n");
         for (i, &(dtype, access)) in self.inputs.iter().enumerate() {
             let ty = value_type(dtype, access);
-            let body = accessor(&format!("in{i}"), dtype, access);
+            let var = format!("in{i}");
+            let row_len = operands[i].shape.last().and_then(Dim::as_const).unwrap_or(1) as u32;
+            if dtype.is_block() {
+                s.push_str(&crate::quant::decoder(&var, dtype, row_len));
+            }
+            let body = accessor(&var, dtype, access, row_len);
             writeln!(s, "\nfn load_in{i}(i: u32) -> {ty} {{\n    return {body};\n}}").unwrap();
         }
         for helper in crate::math::with_dependencies(&self.helpers) {
@@ -178,6 +188,13 @@ pub(crate) fn expr(dim: &Dim) -> Expr {
 
 pub(crate) fn product(dims: &[Dim]) -> Expr {
     tfc_ir::dim::product(dims).to_expr()
+}
+
+/// 1 if `x ≤ limit`, else 0: ⌈(max(limit + 1, x) − x) / (limit + 1)⌉, since expressions have no comparisons.
+pub(crate) fn at_most(x: Expr, limit: u64) -> Expr {
+    let above = Expr::Const(limit + 1);
+    let gap = Expr::Sub(Box::new(Expr::max(vec![above.clone(), x.clone()])), Box::new(x));
+    Expr::ceil_div(gap, above)
 }
 
 /// Workgroups for one invocation per item.

@@ -5,7 +5,7 @@ mod common;
 
 use common::{add, c, check, env, input, run, weight};
 use tfc_codegen_wgsl::{CodegenError, kernel};
-use tfc_ir::{BinaryOp, DType, Dim, Graph, InputDefault, Op, UnaryOp};
+use tfc_ir::{BinaryOp, DType, Graph, InputDefault, Op, UnaryOp};
 
 const UNARY: [UnaryOp; 14] = [
     UnaryOp::Neg,
@@ -185,38 +185,27 @@ fn matmul_every_transpose_and_weight_dtype() {
             let r = check(&g, id, &env(&[("sequence", m)]));
             let (a_m, a_k) = if ta { (1, m) } else { (k, 1) };
             let (b_k, b_n) = if tb { (1, k) } else { (n, 1) };
-            assert_eq!(r.params[..10], [m, n, k, a_m, a_k, b_k, b_n, 1, 2, 2]);
+            assert_eq!(r.params[..10], [m, n, k, a_m, a_k, b_k, b_n, 1, 1, 2]);
             // Batch: [1, 1, 1, 2], A strided by its matrix, B broadcast.
             assert_eq!(r.params[10..], [1, 1, 1, 2, 0, 0, 0, m * k, 0, 0, 0, 0]);
-            assert_eq!(r.workgroups, 2 * 2);
+            // M ≤ 128: the skinny strategy, 9 groups of 4 rows × blocks of 8 (Bᵀ) or 16 columns, per batch entry.
+            let columns = if tb { 8 } else { 16 };
+            assert_eq!(r.workgroups, 9 * n.div_ceil(columns) * 2);
         }
     }
 }
 
 #[test]
-fn matmul_batch_broadcasting() {
+fn matmul_strategy_follows_m() {
     let mut g = Graph::new();
-    let s = g.symbol("sequence", 512);
-    let e = env(&[("sequence", 130)]);
-    let a = input(&mut g, "a", DType::F32, &[c(2), c(1), s.clone(), c(64)]);
-    let b = input(&mut g, "b", DType::F32, &[c(1), c(5), c(64), s.clone()]);
-    let r = run(&mut g, Op::MatMul { transpose_a: false, transpose_b: false }, &[a, b], &e);
-    assert_eq!(r.params[..10], [130, 130, 64, 64, 1, 130, 1, 3, 3, 10]);
-    assert_eq!(r.params[10..], [1, 1, 2, 5, 0, 0, 130 * 64, 0, 0, 0, 0, 64 * 130]);
-    assert_eq!(r.workgroups, 3 * 3 * 10);
-
-    // Attention-style scores over [b, h, s, d] × [b, h, s, d]ᵀ: the batch axes merge.
-    let q = input(&mut g, "q", DType::F32, &[c(2), c(12), s.clone(), c(64)]);
-    let r = run(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[q, q], &e);
-    assert_eq!(r.params[10..], [1, 1, 1, 24, 0, 0, 0, 130 * 64, 0, 0, 0, 130 * 64]);
-
-    let shape = |alternate: bool| -> Vec<Dim> {
-        (0..5).map(|i| c(if (i % 2 == 0) == alternate { 2 } else { 1 })).chain([c(4), c(4)]).collect()
-    };
-    let a = input(&mut g, "a5", DType::F32, &shape(true));
-    let b = input(&mut g, "b5", DType::F32, &shape(false));
-    let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: false }, &[a, b]);
-    assert!(unsupported(&g, id).contains("batch axes"));
+    let s = g.symbol("sequence", 4096);
+    let a = input(&mut g, "a", DType::F32, &[s.clone(), c(64)]);
+    let w = weight(&mut g, "w", DType::F16, &[1000, 64]);
+    let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
+    for (m, workgroups) in [(1, 125), (4, 125), (5, 250), (128, 32 * 125), (129, 2 * 8), (1000, 8 * 8)] {
+        let r = check(&g, id, &env(&[("sequence", m)]));
+        assert_eq!(r.workgroups, workgroups, "M = {m}");
+    }
 }
 
 #[test]
@@ -367,7 +356,9 @@ fn concats_of_up_to_7_inputs() {
     assert_eq!(k.params, vec![8 * 32, 8 * 32, 5 * 32, 3 * 32]);
     assert_eq!(k.workgroups, 1);
 
-    let parts: Vec<_> = (0..7).map(|i| weight(&mut g, &format!("w{i}"), [DType::F32, DType::F16, DType::BF16][i % 3], &[2, i as u64 + 1])).collect();
+    let parts: Vec<_> = (0..7)
+        .map(|i| weight(&mut g, &format!("w{i}"), [DType::F32, DType::F16, DType::BF16][i % 3], &[2, i as u64 + 1]))
+        .collect();
     let k = run(&mut g, Op::Concat { axis: 1 }, &parts, &e);
     assert_eq!(k.params, vec![56, 28, 1, 2, 3, 4, 5, 6, 7]);
 
@@ -406,7 +397,9 @@ fn attention_variants() {
     let p = g.symbol("past", 512);
     let t = &p + &s;
     let e = env(&[("sequence", 5), ("past", 70)]);
-    for (heads, groups, d, ev_) in [(8u64, 8u64, 64u64, 64u64), (8, 2, 128, 128), (4, 1, 80, 96), (2, 2, 256, 256), (3, 1, 1, 300)] {
+    for (heads, groups, d, ev_) in
+        [(8u64, 8u64, 64u64, 64u64), (8, 2, 128, 128), (4, 1, 80, 96), (2, 2, 256, 256), (3, 1, 1, 300)]
+    {
         let q = input(&mut g, "q", DType::F32, &[c(2), s.clone(), c(heads), c(d)]);
         let k = input(&mut g, "k", DType::F32, &[c(2), t.clone(), c(groups), c(d)]);
         let v = input(&mut g, "v", DType::F32, &[c(2), t.clone(), c(groups), c(ev_)]);
@@ -420,8 +413,9 @@ fn attention_variants() {
                     continue;
                 }
                 let r = check(&g, id, &e);
-                assert_eq!(r.params, vec![2, 5, heads, 75, groups]);
-                assert_eq!(r.workgroups, 2 * 5 * heads);
+                assert_eq!(r.params, vec![2, 5, heads, 75, groups, 1]);
+                // Per batch entry and key/value head, the 5 · H/G rows that share it, in blocks of 4.
+                assert_eq!(r.workgroups, 2 * groups * (5 * heads / groups).div_ceil(4));
             }
         }
     }
@@ -431,13 +425,32 @@ fn attention_variants() {
 }
 
 #[test]
+fn attention_decoding_splits_the_features() {
+    let mut g = Graph::new();
+    let s = g.symbol("sequence", 512);
+    let p = g.symbol("past", 512);
+    let t = &p + &s;
+    let q = input(&mut g, "q", DType::F32, &[c(1), s.clone(), c(32), c(128)]);
+    let k = input(&mut g, "k", DType::F32, &[c(1), t.clone(), c(8), c(128)]);
+    let v = input(&mut g, "v", DType::F32, &[c(1), t.clone(), c(8), c(128)]);
+    let id = add(&mut g, Op::Attention { causal: true, scale: 0.088 }, &[q, k, v]);
+    let decode = check(&g, id, &env(&[("sequence", 1), ("past", 99)]));
+    assert_eq!(decode.params, vec![1, 1, 32, 100, 8, 4]);
+    assert_eq!(decode.workgroups, 8 * 4);
+    let prefill = check(&g, id, &env(&[("sequence", 7), ("past", 0)]));
+    assert_eq!(prefill.params, vec![1, 7, 32, 7, 8, 1]);
+    assert_eq!(prefill.workgroups, 8 * 7);
+}
+
+#[test]
 fn attention_with_half_key_values_and_odd_scale() {
     let mut g = Graph::new();
     let q = input(&mut g, "q", DType::F32, &[c(1), c(3), c(4), c(16)]);
     let k = weight(&mut g, "k", DType::F16, &[1, 100, 2, 16]);
     let v = weight(&mut g, "v", DType::BF16, &[1, 100, 2, 24]);
     let r = run(&mut g, Op::Attention { causal: true, scale: 0.1 / 3.0 }, &[q, k, v], &env(&[]));
-    assert_eq!(r.params, vec![1, 3, 4, 100, 2]);
+    assert_eq!(r.params, vec![1, 3, 4, 100, 2, 1]);
+    assert_eq!(r.workgroups, 2 * 2);
     let id = add(&mut g, Op::Attention { causal: true, scale: f32::NAN }, &[q, k, v]);
     assert!(unsupported(&g, id).contains("finite"));
 }

@@ -1,5 +1,6 @@
 //! tfc's compiler: importers from model checkpoints into the IR, the pipeline driver and the bundle writer.
 
+pub mod gguf;
 pub mod hf;
 pub mod pipeline;
 pub mod schedule;

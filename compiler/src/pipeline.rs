@@ -1,11 +1,11 @@
 //! The compile driver: model files → IR → passes → kernels and schedule → bundle folder.
 
 use crate::schedule::{Schedule, ScheduleError, schedule};
-use crate::writer::{Staging, WriteError, write_weights};
-use crate::hf;
+use crate::writer::{Staging, WriteError, write_web_files, write_weights};
+use crate::{gguf, hf};
 use std::collections::BTreeMap;
 use std::path::Path;
-use tfc_ir::manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, Requirements, SymbolDecl, WeightDecl};
+use tfc_ir::manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, Requirements, SymbolDecl, WasmDispatch, WasmFallback, WeightDecl};
 use tfc_ir::{Env, Graph};
 
 /// The WebGPU default for `maxStorageBufferBindingSize`, which every conformant adapter offers.
@@ -20,12 +20,26 @@ pub struct CompileOptions {
     pub max_sequence: Option<u64>,
     /// The largest storage binding the bundle may need.
     pub max_binding_size: u64,
+    /// Whether to emit the WASM SIMD fallback (CPUs, browsers without WebGPU).
+    pub wasm: WasmTarget,
+    /// Store the weight matrices in this dtype (`--quant`); see `tfc_passes::quantize`.
+    pub quant: Option<tfc_ir::DType>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { chunk_size: 16 << 20, max_batch: 8, max_sequence: None, max_binding_size: DEFAULT_MAX_BINDING }
+        CompileOptions { chunk_size: 16 << 20, max_batch: 8, max_sequence: None, max_binding_size: DEFAULT_MAX_BINDING, wasm: WasmTarget::WhereSupported, quant: None }
     }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WasmTarget {
+    /// No fallback.
+    Off,
+    /// The fallback where the bundle's ops and memory allow it; otherwise a note says why there is none.
+    WhereSupported,
+    /// The fallback, or an error saying why it cannot be built.
+    Required,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +54,8 @@ pub enum CompileError {
     Write(#[from] WriteError),
     #[error("{0}")]
     Limits(String),
+    #[error(transparent)]
+    Wasm(#[from] tfc_codegen_wasm_simd::CodegenError),
 }
 
 /// What happened, for the CLI to report.
@@ -65,34 +81,65 @@ impl Progress for Quiet {
 /// Reads the model at `model` and builds its graph, passes applied.
 pub fn load_graph(model: &Path, opts: &CompileOptions) -> Result<Graph, CompileError> {
     let input_err = |message: &str| CompileError::Input { path: model.display().to_string(), message: message.to_string() };
+    let import = hf::ImportOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence };
     let mut graph = if model.is_dir() {
-        let import = hf::ImportOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence };
         hf::import(model, &import)?
+    } else if is_gguf(model) {
+        gguf::import(model, &import)?
     } else {
         let ext = model.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         return Err(match ext.as_str() {
             "onnx" => input_err("ONNX import is not available in this version of tfc; export the model as a HuggingFace folder (config.json + safetensors)"),
-            "gguf" => input_err("GGUF import is not available in this version of tfc; use the HuggingFace folder (config.json + safetensors) of the model"),
             _ if !model.exists() => input_err("no such file or folder"),
-            _ => input_err("not a model tfc can read: give a HuggingFace model folder (config.json + *.safetensors)"),
+            _ => input_err("not a model tfc can read: give a HuggingFace model folder (config.json + *.safetensors) or a .gguf file"),
         });
     };
     tfc_passes::optimize(&mut graph);
+    if let Some(target) = opts.quant {
+        tfc_passes::quantize(&mut graph, target).map_err(CompileError::Limits)?;
+    }
     Ok(graph)
+}
+
+fn is_gguf(model: &Path) -> bool {
+    model.extension().is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
+}
+
+/// The tokenizer.json for the bundle: the model folder's, or one converted from a GGUF file's metadata. A GGUF
+/// tokenizer tfc cannot convert leaves the bundle without one, with a note saying why.
+fn load_tokenizer(model: &Path, notes: &mut Vec<String>) -> Result<Option<Vec<u8>>, CompileError> {
+    if is_gguf(model) {
+        let file = gguf::GgufFile::open(model).map_err(hf::ImportError::from)?;
+        return Ok(match gguf::tokenizer_json(&file) {
+            Ok(json) => Some(json.into_bytes()),
+            Err(why) => {
+                notes.push(format!("no tokenizer in the bundle: {why}; give token ids"));
+                None
+            }
+        });
+    }
+    let path = model.join("tokenizer.json");
+    if !path.is_file() {
+        return Ok(None);
+    }
+    std::fs::read(&path).map(Some).map_err(|e| CompileError::Write(crate::writer::io_err(&path)(e)))
 }
 
 /// Compiles the model at `model` into a bundle folder at `out`. Nothing is left at `out` unless this succeeds.
 pub fn compile(model: &Path, out: &Path, opts: &CompileOptions, progress: &mut dyn Progress) -> Result<CompileReport, CompileError> {
     progress.stage("importing");
     let graph = load_graph(model, opts)?;
-    let tokenizer = Some(model.join("tokenizer.json")).filter(|p| p.is_file());
-    compile_graph(graph, tokenizer.as_deref(), out, opts, progress)
+    let mut notes = Vec::new();
+    let tokenizer = load_tokenizer(model, &mut notes)?;
+    let mut report = compile_graph(graph, tokenizer.as_deref(), out, opts, progress)?;
+    report.notes.splice(0..0, notes);
+    Ok(report)
 }
 
-/// Writes the bundle of an imported (and optimised) graph, with the tokenizer file if there is one.
+/// Writes the bundle of an imported (and optimised) graph, with its tokenizer.json if there is one.
 pub fn compile_graph(
     mut graph: Graph,
-    tokenizer: Option<&Path>,
+    tokenizer: Option<&[u8]>,
     out: &Path,
     opts: &CompileOptions,
     progress: &mut dyn Progress,
@@ -100,8 +147,19 @@ pub fn compile_graph(
     tfc_passes::split_large_weights(&mut graph, opts.max_binding_size).map_err(CompileError::Limits)?;
     progress.stage("generating kernels");
     let schedule = schedule(&graph)?;
-    let notes = fit_symbols(&mut graph, &schedule, opts.max_binding_size)?;
+    let mut notes = fit_symbols(&mut graph, &schedule, opts.max_binding_size)?;
     let requires = requirements(&graph, &schedule)?;
+    let fallback = match opts.wasm {
+        WasmTarget::Off => None,
+        target => match wasm_fallback(&graph, &schedule, &mut notes) {
+            Ok(fallback) => Some(fallback),
+            Err(e) if target == WasmTarget::Required => return Err(e),
+            Err(e) => {
+                notes.push(format!("no WASM fallback in this bundle, so it needs WebGPU: {e}"));
+                None
+            }
+        },
+    };
 
     progress.stage("writing weights");
     let staging = Staging::new(out)?;
@@ -112,9 +170,21 @@ pub fn compile_graph(
         shaders.push(decl.clone());
     }
     let tokenizer = match tokenizer {
-        Some(src) => {
-            std::fs::copy(src, staging.dir.join("tokenizer.json")).map_err(crate::writer::io_err(src))?;
+        Some(json) => {
+            staging.write("tokenizer.json", json)?;
             Some("tokenizer.json".to_string())
+        }
+        None => None,
+    };
+    write_web_files(&staging)?;
+    let wasm = match fallback {
+        Some((fallback, memory)) => {
+            let file = |name: &str, bytes: &[u8]| format!("{name}-{}.wasm", &crate::writer::sha256_hex(bytes)[..12]);
+            let (module, shared_module) = (file("fallback", &fallback.module), file("fallback-shared", &fallback.shared_module));
+            staging.write(&module, &fallback.module)?;
+            staging.write(&shared_module, &fallback.shared_module)?;
+            let dispatches = fallback.dispatches.into_iter().map(|d| WasmDispatch { kernel: d.kernel, params: d.params }).collect();
+            Some(WasmFallback { module, shared_module, kernels: fallback.kernels, dispatches, memory })
         }
         None => None,
     };
@@ -147,6 +217,7 @@ pub fn compile_graph(
         dispatches: schedule.dispatches.clone(),
         requires,
         tokenizer,
+        wasm,
     };
     let mut json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
     json.push(b'\n');
@@ -206,4 +277,44 @@ fn requirements(graph: &Graph, schedule: &Schedule) -> Result<Requirements, Comp
     limits.insert("maxComputeInvocationsPerWorkgroup".to_string(), workgroup);
     limits.insert("maxComputeWorkgroupSizeX".to_string(), workgroup);
     Ok(Requirements { features: Vec::new(), limits })
+}
+
+/// Browsers may give WebAssembly less than the 4 GiB wasm32 addresses (mobile and 32-bit ones often do).
+const WASM_MEMORY_NOTE: u64 = 2 << 30;
+
+/// The WASM fallback of the schedule and the memory it needs at the symbols' maxima; an error if that is more than
+/// a wasm32 module can address.
+fn wasm_fallback(graph: &Graph, schedule: &Schedule, notes: &mut Vec<String>) -> Result<(tfc_codegen_wasm_simd::Fallback, u64), CompileError> {
+    let ids: BTreeMap<&str, tfc_ir::NodeId> = graph.node_ids().map(|id| (graph.node(id).name.as_str(), id)).collect();
+    let nodes: Vec<tfc_ir::NodeId> = schedule.dispatches.iter().map(|d| ids[d.node.as_str()]).collect();
+    let fallback = tfc_codegen_wasm_simd::fallback(graph, &nodes)?;
+    let env = symbol_env(graph);
+    let mut buffers = Vec::new();
+    for b in &schedule.buffers {
+        let size = b.size.eval(&env).map_err(|e| CompileError::Limits(format!("buffer size `{}`: {e}", b.size)))?;
+        buffers.push((b.kind, size));
+    }
+    let params: Vec<usize> = fallback.dispatches.iter().map(|d| d.params.len()).collect();
+    let layout = tfc_codegen_wasm_simd::layout::layout(&buffers, &params);
+    let memory = tfc_codegen_wasm_simd::layout::pages(&layout) * tfc_codegen_wasm_simd::layout::PAGE;
+    let gib = |bytes: u64| bytes as f64 / (1u64 << 30) as f64;
+    let weights: u64 = buffers.iter().filter(|(k, _)| *k == tfc_ir::manifest::BufferKind::Weight).map(|(_, s)| s).sum();
+    let limits: Vec<String> = graph.symbols.iter().map(|s| format!("{} ≤ {}", s.name, s.max)).collect();
+    if memory > tfc_codegen_wasm_simd::MAX_MEMORY {
+        return Err(CompileError::Limits(format!(
+            "the WASM fallback would need {:.2} GiB of memory at {} ({:.2} GiB of weights, {:.2} GiB for the rest), more than the 4 GiB a wasm32 module can address; lower --max-sequence or --max-batch, quantize the weights (--quant), or compile with --target webgpu",
+            gib(memory),
+            limits.join(", "),
+            gib(weights),
+            gib(memory - weights),
+        )));
+    }
+    if memory > WASM_MEMORY_NOTE {
+        notes.push(format!(
+            "the WASM fallback needs {:.2} GiB of memory at {}; some browsers (mobile, 32-bit) give WebAssembly less",
+            gib(memory),
+            limits.join(", ")
+        ));
+    }
+    Ok((fallback, memory))
 }

@@ -30,11 +30,11 @@ pub fn schedule(graph: &Graph) -> Result<Schedule, ScheduleError> {
     let order = graph.topo_order()?;
     let position: BTreeMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
 
-    // Views share the storage of the value they reshape.
+    // Views share the storage of the value they reshape; a cache write's result is a view of its state.
     let mut root: BTreeMap<NodeId, NodeId> = BTreeMap::new();
     for &id in &order {
         let r = match graph.node(id).op {
-            Op::Reshape { .. } => root[&graph.inputs_of(id)[0]],
+            Op::Reshape { .. } | Op::CacheWrite { .. } => root[&graph.inputs_of(id)[0]],
             _ => id,
         };
         root.insert(id, r);
@@ -61,6 +61,7 @@ pub fn schedule(graph: &Graph) -> Result<Schedule, ScheduleError> {
     let mut free: Vec<usize> = Vec::new();
     let mut busy: Vec<(usize, usize)> = Vec::new();
     let at_max: Env = graph.symbols.iter().map(|s| (s.name.clone(), s.max)).collect();
+    let needed_by = output_cones(graph);
 
     for &id in &order {
         let node = graph.node(id);
@@ -81,11 +82,32 @@ pub fn schedule(graph: &Graph) -> Result<Schedule, ScheduleError> {
             Op::Weight(w) => {
                 storage.insert(id, buffers.len());
                 weight_buffers.insert(w.0, buffers.len());
-                let padded = (graph.weights[w.0].bytes().len() as u64).next_multiple_of(4);
+                let padded = graph.weights[w.0].bundle_len();
                 buffers.push(Buffer { kind: BufferKind::Weight, size: Expr::Const(padded) });
                 continue;
             }
+            Op::State { .. } => {
+                storage.insert(id, buffers.len());
+                buffers.push(Buffer { kind: BufferKind::State, size: bytes });
+                continue;
+            }
             Op::Reshape { .. } => continue,
+            Op::CacheWrite { .. } => {
+                // Writes into its state's buffer in place: the state is the output binding, not an operand.
+                let new = graph.inputs_of(id)[1];
+                let kernel = tfc_codegen_wgsl::kernel(graph, id)?.expect("cache writes have a kernel");
+                let shader = add_shader(&mut shaders, kernel.clone());
+                dispatches.push(Dispatch {
+                    node: node.name.clone(),
+                    op: node.op.kind().to_string(),
+                    shader,
+                    bindings: vec![storage[&root[&new]], storage[&root[&id]]],
+                    params: kernel.params,
+                    workgroups: kernel.workgroups,
+                    needed_by: needed_by[&id].clone(),
+                });
+                continue;
+            }
             _ => {}
         }
 
@@ -117,15 +139,7 @@ pub fn schedule(graph: &Graph) -> Result<Schedule, ScheduleError> {
         busy.push((last_use.get(&id).copied().unwrap_or(here), buffer));
 
         let kernel: Kernel = tfc_codegen_wgsl::kernel(graph, id)?.expect("every op other than inputs, weights and reshapes has a kernel");
-        let shader = match shaders.iter().position(|(_, text)| *text == kernel.wgsl) {
-            Some(s) => s,
-            None => {
-                let file = format!("shaders/{}-{}.wgsl", kernel.name, &crate::writer::sha256_hex(kernel.wgsl.as_bytes())[..12]);
-                let decl = Shader { file, entry_point: kernel.entry_point.clone(), workgroup_size: kernel.workgroup_size };
-                shaders.push((decl, kernel.wgsl.clone()));
-                shaders.len() - 1
-            }
-        };
+        let shader = add_shader(&mut shaders, kernel.clone());
         let mut bindings: Vec<usize> = graph.inputs_of(id).iter().map(|i| storage[&root[i]]).collect();
         bindings.push(buffer);
         dispatches.push(Dispatch {
@@ -135,6 +149,7 @@ pub fn schedule(graph: &Graph) -> Result<Schedule, ScheduleError> {
             bindings,
             params: kernel.params,
             workgroups: kernel.workgroups,
+            needed_by: needed_by.get(&id).cloned().unwrap_or_default(),
         });
     }
 
@@ -153,4 +168,30 @@ pub fn schedule(graph: &Graph) -> Result<Schedule, ScheduleError> {
         })
         .collect();
     Ok(Schedule { buffers, weight_buffers, inputs, outputs, dispatches, shaders })
+}
+
+/// For every node, the indices of the graph outputs that depend on it.
+fn output_cones(graph: &Graph) -> BTreeMap<NodeId, Vec<usize>> {
+    let mut cones: BTreeMap<NodeId, Vec<usize>> = BTreeMap::new();
+    for (index, (_, output)) in graph.outputs.iter().enumerate() {
+        let mut stack = vec![*output];
+        while let Some(id) = stack.pop() {
+            let users = cones.entry(id).or_default();
+            if users.last() != Some(&index) {
+                users.push(index);
+                stack.extend(graph.inputs_of(id));
+            }
+        }
+    }
+    cones
+}
+
+/// The index of the kernel's shader, added if no earlier kernel had the same text.
+fn add_shader(shaders: &mut Vec<(Shader, String)>, kernel: Kernel) -> usize {
+    if let Some(s) = shaders.iter().position(|(_, text)| *text == kernel.wgsl) {
+        return s;
+    }
+    let file = format!("shaders/{}-{}.wgsl", kernel.name, &crate::writer::sha256_hex(kernel.wgsl.as_bytes())[..12]);
+    shaders.push((Shader { file, entry_point: kernel.entry_point, workgroup_size: kernel.workgroup_size }, kernel.wgsl));
+    shaders.len() - 1
 }

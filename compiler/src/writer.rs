@@ -75,11 +75,45 @@ impl Drop for Staging {
     }
 }
 
+/// The JS runtime's ES modules (runtime/js/src) in dependency order; the last is the entry point.
+const RUNTIME_MODULES: [&str; 7] = [
+    include_str!("../../runtime/js/src/errors.js"),
+    include_str!("../../runtime/js/src/loader.js"),
+    include_str!("../../runtime/js/src/manifest.js"),
+    include_str!("../../runtime/js/src/tokenizer.js"),
+    include_str!("../../runtime/js/src/wasm-backend.js"),
+    include_str!("../../runtime/js/src/webgpu.js"),
+    include_str!("../../runtime/js/src/tfc.js"),
+];
+
+/// The runtime as the one module a page imports: the modules joined, their imports of each other dropped, and only
+/// the entry point's exports kept. The modules import each other in single-line `import … from './x.js';`
+/// statements only, and share one namespace of top-level names.
+pub fn runtime_js() -> String {
+    let mut out = format!("// tfc.js of tfc {}: runtime/js/src joined into one ES module. Docs: docs/js-api.md\n", env!("CARGO_PKG_VERSION"));
+    for (i, module) in RUNTIME_MODULES.iter().enumerate() {
+        let entry = i + 1 == RUNTIME_MODULES.len();
+        for line in module.lines().filter(|l| !l.starts_with("import ")) {
+            out.push_str(if entry { line } else { line.strip_prefix("export ").unwrap_or(line) });
+            out.push('\n');
+        }
+    }
+    out
+}
+
+/// Writes what a bundle needs to run in a browser: `tfc.js`, its TypeScript declarations and the demo page.
+pub fn write_web_files(staging: &Staging) -> Result<(), WriteError> {
+    staging.write("tfc.js", runtime_js().as_bytes())?;
+    staging.write("tfc.d.ts", include_bytes!("../../runtime/js/tfc.d.ts"))?;
+    staging.write("index.html", include_bytes!("../../runtime/js/index.html"))
+}
+
 /// Packs the graph's weights into chunks of at most `chunk_size` bytes, streaming from the (memory-mapped) sources.
 /// A chunk holds whole weights where they fit; a weight larger than a chunk is split over chunks of its own.
 /// Chunk boundaries therefore follow weights, so a new model version that changes one weight changes few chunks.
-/// Each weight is zero-padded to a multiple of 4 bytes (GPU copies need it). Returns the chunks and each weight's
-/// pieces; `progress` is called with (bytes done, bytes total).
+/// Each weight is written in its bundle layout (`Weight::write_bundle_bytes`) and zero-padded to a multiple of 4
+/// bytes (GPU copies need it). Returns the chunks and each weight's pieces; `progress` is called with (bytes done,
+/// bytes total).
 pub fn write_weights(
     staging: &Staging,
     graph: &Graph,
@@ -87,42 +121,69 @@ pub fn write_weights(
     progress: &mut dyn FnMut(u64, u64),
 ) -> Result<(Vec<Chunk>, Vec<Vec<Piece>>), WriteError> {
     let chunk_size = (chunk_size / 4 * 4).max(4);
-    let total: u64 = graph.weights.iter().map(|w| (w.bytes().len() as u64).next_multiple_of(4)).sum();
-    let mut chunks: Vec<Chunk> = Vec::new();
+    let total: u64 = graph.weights.iter().map(|w| w.bundle_len()).sum();
+    let mut chunks = Chunks { staging, chunk_size, done: Vec::new(), open: ChunkWriter::new(staging)?, written: 0 };
     let mut pieces: Vec<Vec<Piece>> = Vec::new();
-    let mut open = ChunkWriter::new(staging)?;
-    let mut done = 0u64;
     for w in &graph.weights {
-        let bytes = w.bytes();
-        let padded = (bytes.len() as u64).next_multiple_of(4);
-        if open.len > 0 && open.len + padded.min(chunk_size) > chunk_size {
-            chunks.push(open.close()?);
-            open = ChunkWriter::new(staging)?;
+        let padded = w.bundle_len();
+        if chunks.open.len > 0 && chunks.open.len + padded.min(chunk_size) > chunk_size {
+            chunks.next()?;
         }
         let mut mine = Vec::new();
-        let mut at = 0u64;
-        while at < padded {
-            if open.len == chunk_size {
-                chunks.push(open.close()?);
-                open = ChunkWriter::new(staging)?;
-            }
-            let take = (padded - at).min(chunk_size - open.len);
-            let data = &bytes[(at as usize).min(bytes.len())..((at + take) as usize).min(bytes.len())];
-            mine.push(Piece { chunk: chunks.len(), offset: open.len, size: take });
-            open.append(data)?;
-            open.append(&[0u8; 3][..take as usize - data.len()])?;
-            at += take;
-            done += take;
-            progress(done, total);
-        }
+        let start = chunks.written;
+        w.write_bundle_bytes(|data| {
+            chunks.append(data, &mut mine)?;
+            progress(chunks.written, total);
+            Ok::<(), WriteError>(())
+        })?;
+        let padding = padded - (chunks.written - start);
+        chunks.append(&[0u8; 3][..padding as usize], &mut mine)?;
         pieces.push(mine);
     }
-    if open.len > 0 {
-        chunks.push(open.close()?);
+    progress(total, total);
+    if chunks.open.len > 0 {
+        chunks.next()?;
     } else {
-        let _ = fs::remove_file(&open.path);
+        let _ = fs::remove_file(&chunks.open.path);
     }
-    Ok((chunks, pieces))
+    Ok((chunks.done, pieces))
+}
+
+/// The chunks written so far and the one being filled.
+struct Chunks<'a> {
+    staging: &'a Staging,
+    chunk_size: u64,
+    done: Vec<Chunk>,
+    open: ChunkWriter,
+    /// Weight bytes written in all.
+    written: u64,
+}
+
+impl Chunks<'_> {
+    /// Closes the open chunk and opens the next (in the same temporary file, so in this order).
+    fn next(&mut self) -> Result<(), WriteError> {
+        self.done.push(self.open.close()?);
+        self.open = ChunkWriter::new(self.staging)?;
+        Ok(())
+    }
+
+    /// Appends bytes of one weight, continuing its last piece or starting a piece in a new chunk.
+    fn append(&mut self, mut data: &[u8], pieces: &mut Vec<Piece>) -> Result<(), WriteError> {
+        while !data.is_empty() {
+            if self.open.len == self.chunk_size {
+                self.next()?;
+            }
+            let take = (data.len() as u64).min(self.chunk_size - self.open.len);
+            match pieces.last_mut() {
+                Some(p) if p.chunk == self.done.len() && p.offset + p.size == self.open.len => p.size += take,
+                _ => pieces.push(Piece { chunk: self.done.len(), offset: self.open.len, size: take }),
+            }
+            self.open.append(&data[..take as usize])?;
+            self.written += take;
+            data = &data[take as usize..];
+        }
+        Ok(())
+    }
 }
 
 /// The chunk being filled: hashed while written to a temporary file, renamed to `<sha256>.bin` when closed.
@@ -147,13 +208,26 @@ impl ChunkWriter {
         Ok(())
     }
 
-    fn close(self) -> Result<Chunk, WriteError> {
-        let ChunkWriter { file, path, hasher, len } = self;
-        file.into_inner().map_err(|e| e.into_error()).and_then(|f| f.sync_all()).map_err(io_err(&path))?;
-        let sha256 = hex(&hasher.finalize());
+    fn close(&mut self) -> Result<Chunk, WriteError> {
+        let (path, len) = (self.path.clone(), self.len);
+        self.file.flush().and_then(|()| self.file.get_ref().sync_all()).map_err(io_err(&path))?;
+        let sha256 = hex(&std::mem::take(&mut self.hasher).finalize());
         let file = format!("weights/{sha256}.bin");
         let named = path.with_file_name(format!("{sha256}.bin"));
         fs::rename(&path, &named).map_err(io_err(&named))?;
         Ok(Chunk { file, size: len, sha256 })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `runtime_js` drops import lines whole, so an import must fit on one line and name a sibling module.
+    #[test]
+    fn runtime_modules_import_each_other_in_single_lines() {
+        for module in super::RUNTIME_MODULES {
+            for line in module.lines().filter(|l| l.trim_start().starts_with("import ")) {
+                assert!(line.starts_with("import {") && line.contains("} from './") && line.ends_with(".js';"), "{line}");
+            }
+        }
     }
 }

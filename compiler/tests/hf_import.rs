@@ -8,11 +8,11 @@ use std::path::Path;
 use tfc_compiler::hf::{ImportError, ImportOptions, import};
 use tfc_ir::{Graph, Op, Tensor, WeightData, interp, relative_l2};
 
+/// The graph's first output (`last_hidden_state` or `logits`).
 fn run(graph: &Graph, inputs: &[(&str, Tensor)]) -> Tensor {
     let inputs: BTreeMap<String, Tensor> = inputs.iter().map(|(n, t)| (n.to_string(), t.clone())).collect();
-    let mut outputs = interp::run(graph, &inputs).expect("the interpreter runs the imported graph");
-    assert_eq!(outputs.len(), 1);
-    outputs.pop().unwrap().1
+    let outputs = interp::run(graph, &inputs).expect("the interpreter runs the imported graph");
+    outputs.into_iter().next().unwrap().1
 }
 
 fn assert_names_unique(graph: &Graph) {
@@ -27,9 +27,12 @@ fn assert_names_unique(graph: &Graph) {
 fn check_decoder(name: &str) -> Graph {
     let graph = import(&fixtures().join("models").join(name), &ImportOptions::default()).unwrap();
     assert_names_unique(&graph);
-    assert_eq!(graph.outputs[0].0, "logits");
+    let outputs: Vec<&str> = graph.outputs.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(outputs, ["logits", "last_logits", "next_token"]);
     assert_eq!(graph.symbol_max("sequence"), Some(128));
-    assert_eq!(graph.symbol_max("batch"), Some(8));
+    assert_eq!(graph.symbol_max("past"), Some(127));
+    assert_eq!(graph.symbol_max("batch"), None, "decoders run batch 1");
+    assert_eq!(graph.metadata["context_length"], "128");
     for (key, value) in [("hidden_size", "64"), ("num_layers", "2"), ("vocab_size", "256"), ("source", name)] {
         assert_eq!(graph.metadata[key], value, "metadata {key}");
     }
@@ -274,4 +277,31 @@ fn unsupported_rope_type_is_an_error() {
         );
     });
     assert_mentions(&import_err(dir.path()), &["config.json", "rope_parameters.rope_type", "yarn", "llama3"]);
+}
+
+/// The interpreter's decoding path (KV cache states, `past`) against transformers' full forward over the greedy
+/// continuation: the oracle for the runtimes' decoding.
+#[test]
+fn interpreter_decodes_with_the_kv_cache_like_transformers() {
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2"] {
+        let graph = import(&fixtures().join("models").join(name), &ImportOptions::default()).unwrap();
+        let reference = fixtures().join("reference").join(name);
+        let ids = read_ids(&reference.join("generated_ids.npy")).to_i64();
+        let logits = read_f32(&reference.join("generated_logits.npy"));
+        let vocab = *logits.shape.last().unwrap();
+        let mut states = BTreeMap::new();
+        let prompt = 16;
+        for (start, end) in std::iter::once((0, prompt)).chain((prompt..ids.len() - 1).map(|p| (p, p + 1))) {
+            let input = Tensor::i32(vec![1, end - start], ids[start..end].iter().map(|&t| t as i32).collect());
+            let symbols = [("past".to_string(), start as u64)].into();
+            let inputs = [("input_ids".to_string(), input)].into();
+            let outputs = interp::run_with(&graph, &inputs, &symbols, &mut states).unwrap();
+            let last = &outputs.iter().find(|(n, _)| n == "last_logits").unwrap().1;
+            let want = &logits.to_f32()[(end - 1) * vocab..end * vocab];
+            let error = relative_l2(&last.to_f32(), want);
+            assert!(error < 1e-4, "{name}: after position {}: relative L2 {error:.2e}", end - 1);
+            let next = outputs.iter().find(|(n, _)| n == "next_token").unwrap().1.to_i64()[0];
+            assert_eq!(next, ids[end], "{name}: greedy token after position {}", end - 1);
+        }
+    }
 }

@@ -4,17 +4,19 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::fmt;
-use std::ops::{Add, Mul};
+use std::ops::{Add, Mul, Sub};
 
 /// Values bound to the symbols of a graph for one run, e.g. `batch = 1, sequence = 12`.
 pub type Env = BTreeMap<String, u64>;
 
-/// A tensor dimension: a polynomial with positive integer coefficients over named symbols
-/// (`sequence`, `2*sequence + 1`, `batch*sequence`). The canonical form makes equality structural.
+/// A tensor dimension: a polynomial with integer coefficients over named symbols (`sequence`, `past + sequence`,
+/// `batch*sequence`, `sequence - 1`). The canonical form makes equality structural. A dimension must not be
+/// negative for the symbol values of a run; evaluation checks that.
 #[derive(Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Dim {
-    /// Monomial (sorted symbol names, repeated for powers) → coefficient. The empty monomial is the constant term.
-    terms: BTreeMap<Vec<String>, u64>,
+    /// Monomial (sorted symbol names, repeated for powers) → nonzero coefficient. The empty monomial is the
+    /// constant term.
+    terms: BTreeMap<Vec<String>, i64>,
 }
 
 impl Dim {
@@ -22,10 +24,11 @@ impl Dim {
         Dim { terms: BTreeMap::from([(vec![name.to_string()], 1)]) }
     }
 
+    /// The value if the dimension has no symbols (None also for a negative constant).
     pub fn as_const(&self) -> Option<u64> {
         match self.terms.len() {
             0 => Some(0),
-            1 => self.terms.get(&Vec::new()).copied(),
+            1 => self.terms.get(&Vec::new()).and_then(|&c| u64::try_from(c).ok()),
             _ => None,
         }
     }
@@ -43,41 +46,36 @@ impl Dim {
     }
 
     pub fn eval(&self, env: &Env) -> Result<u64, String> {
-        let mut total = 0u64;
-        for (monomial, coef) in &self.terms {
-            let mut v = *coef;
-            for s in monomial {
-                let x = env.get(s).ok_or_else(|| format!("symbol `{s}` has no value"))?;
-                v = v.checked_mul(*x).ok_or("dimension overflows u64")?;
-            }
-            total = total.checked_add(v).ok_or("dimension overflows u64")?;
-        }
-        Ok(total)
+        self.to_expr().eval(env).map_err(|e| format!("dimension `{self}`: {e}"))
     }
 
+    /// The expression form: positive terms summed, minus the negative ones.
     pub fn to_expr(&self) -> Expr {
-        let terms: Vec<Expr> = self
-            .terms
-            .iter()
-            .map(|(m, c)| {
-                let mut factors: Vec<Expr> = m.iter().map(|s| Expr::Sym(s.clone())).collect();
-                if *c != 1 || factors.is_empty() {
-                    factors.insert(0, Expr::Const(*c));
-                }
-                Expr::product(factors)
-            })
-            .collect();
-        Expr::sum(terms)
+        let term = |m: &Vec<String>, c: u64| {
+            let mut factors: Vec<Expr> = m.iter().map(|s| Expr::Sym(s.clone())).collect();
+            if c != 1 || factors.is_empty() {
+                factors.insert(0, Expr::Const(c));
+            }
+            Expr::product(factors)
+        };
+        let plus = Expr::sum(self.terms.iter().filter(|(_, c)| **c > 0).map(|(m, c)| term(m, c.unsigned_abs())).collect());
+        let minus: Vec<Expr> = self.terms.iter().filter(|(_, c)| **c < 0).map(|(m, c)| term(m, c.unsigned_abs())).collect();
+        if minus.is_empty() { plus } else { Expr::Sub(Box::new(plus), Box::new(Expr::sum(minus))) }
+    }
+
+    fn from_terms(terms: impl IntoIterator<Item = (Vec<String>, i64)>) -> Dim {
+        let mut out = BTreeMap::new();
+        for (m, c) in terms {
+            *out.entry(m).or_insert(0) += c;
+        }
+        out.retain(|_, c| *c != 0);
+        Dim { terms: out }
     }
 }
 
 impl From<u64> for Dim {
     fn from(v: u64) -> Dim {
-        let mut terms = BTreeMap::new();
-        if v != 0 {
-            terms.insert(Vec::new(), v);
-        }
-        Dim { terms }
+        Dim::from_terms([(Vec::new(), i64::try_from(v).expect("dimension fits in i64"))])
     }
 }
 
@@ -90,26 +88,27 @@ impl From<usize> for Dim {
 impl Add for &Dim {
     type Output = Dim;
     fn add(self, rhs: &Dim) -> Dim {
-        let mut terms = self.terms.clone();
-        for (m, c) in &rhs.terms {
-            *terms.entry(m.clone()).or_insert(0) += c;
-        }
-        Dim { terms }
+        Dim::from_terms(self.terms.iter().chain(&rhs.terms).map(|(m, c)| (m.clone(), *c)))
+    }
+}
+
+impl Sub for &Dim {
+    type Output = Dim;
+    fn sub(self, rhs: &Dim) -> Dim {
+        Dim::from_terms(self.terms.iter().map(|(m, c)| (m.clone(), *c)).chain(rhs.terms.iter().map(|(m, c)| (m.clone(), -c))))
     }
 }
 
 impl Mul for &Dim {
     type Output = Dim;
     fn mul(self, rhs: &Dim) -> Dim {
-        let mut terms = BTreeMap::new();
-        for (ma, ca) in &self.terms {
-            for (mb, cb) in &rhs.terms {
+        Dim::from_terms(self.terms.iter().flat_map(|(ma, ca)| {
+            rhs.terms.iter().map(move |(mb, cb)| {
                 let mut m: Vec<String> = ma.iter().chain(mb).cloned().collect();
                 m.sort();
-                *terms.entry(m).or_insert(0) += ca * cb;
-            }
-        }
-        Dim { terms }
+                (m, ca * cb)
+            })
+        }))
     }
 }
 
@@ -132,7 +131,8 @@ pub fn product(dims: &[Dim]) -> Dim {
 
 /// An unsigned integer expression over symbols, as stored in the manifest and evaluated by the runtimes.
 ///
-/// JSON form: a number, a symbol name, or `[op, operand…]` with op one of `add`, `mul`, `max`, `ceil_div`.
+/// JSON form: a number, a symbol name, or `[op, operand…]` with op one of `add`, `mul`, `max`, `sub`, `ceil_div`.
+/// `sub` of a larger from a smaller value is an evaluation error, never a wrap-around.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(into = "Value", try_from = "Value")]
 pub enum Expr {
@@ -141,6 +141,7 @@ pub enum Expr {
     Add(Vec<Expr>),
     Mul(Vec<Expr>),
     Max(Vec<Expr>),
+    Sub(Box<Expr>, Box<Expr>),
     CeilDiv(Box<Expr>, Box<Expr>),
 }
 
@@ -205,6 +206,10 @@ impl Expr {
             Expr::Add(v) => all(v)?.into_iter().try_fold(0u64, |a, b| a.checked_add(b)).ok_or("overflow")?,
             Expr::Mul(v) => all(v)?.into_iter().try_fold(1u64, |a, b| a.checked_mul(b)).ok_or("overflow")?,
             Expr::Max(v) => all(v)?.into_iter().max().unwrap_or(0),
+            Expr::Sub(a, b) => {
+                let (x, y) = (a.eval(env)?, b.eval(env)?);
+                x.checked_sub(y).ok_or_else(|| format!("`{self}` is negative ({x} − {y})"))?
+            }
             Expr::CeilDiv(a, b) => {
                 let d = b.eval(env)?;
                 if d == 0 {
@@ -221,6 +226,7 @@ impl Expr {
             Expr::Mul(_) => "mul",
             Expr::Max(_) => "max",
             Expr::CeilDiv(..) => "ceil_div",
+            Expr::Sub(..) => "sub",
             Expr::Const(_) | Expr::Sym(_) => "",
         }
     }
@@ -243,7 +249,9 @@ impl From<Expr> for Value {
         match e {
             Expr::Const(c) => Value::from(c),
             Expr::Sym(s) => Value::from(s),
-            Expr::CeilDiv(a, b) => Value::Array(vec!["ceil_div".into(), (*a).into(), (*b).into()]),
+            Expr::CeilDiv(ref a, ref b) | Expr::Sub(ref a, ref b) => {
+                Value::Array(vec![e.op_name().into(), (**a).clone().into(), (**b).clone().into()])
+            }
             Expr::Add(ref v) | Expr::Mul(ref v) | Expr::Max(ref v) => {
                 let mut items = vec![Value::from(e.op_name())];
                 items.extend(v.iter().cloned().map(Value::from));
@@ -266,9 +274,10 @@ impl TryFrom<Value> for Expr {
                     (Some("add"), _) => Ok(Expr::Add(args)),
                     (Some("mul"), _) => Ok(Expr::Mul(args)),
                     (Some("max"), _) => Ok(Expr::Max(args)),
-                    (Some("ceil_div"), 2) => {
+                    (Some(name @ ("ceil_div" | "sub")), 2) => {
                         let mut it = args.into_iter();
-                        Ok(Expr::CeilDiv(Box::new(it.next().unwrap()), Box::new(it.next().unwrap())))
+                        let (a, b) = (Box::new(it.next().unwrap()), Box::new(it.next().unwrap()));
+                        Ok(if name == "sub" { Expr::Sub(a, b) } else { Expr::CeilDiv(a, b) })
                     }
                     _ => Err(format!("unknown expression operator {op}")),
                 }
@@ -303,6 +312,7 @@ impl fmt::Display for Expr {
                 f.write_str(")")
             }
             Expr::CeilDiv(a, b) => write!(f, "ceil({a} / {b})"),
+            Expr::Sub(a, b) => write!(f, "{a} - ({b})"),
         }
     }
 }
@@ -320,6 +330,14 @@ mod tests {
         assert_eq!((&s * &Dim::from(2u64)).as_const(), None);
         assert_eq!(Dim::from(7u64).as_const(), Some(7));
         assert_eq!(s.as_sym(), Some("sequence"));
+        let past = Dim::sym("past");
+        assert_eq!(&(&past + &s) - &past, s);
+        let last = &s - &Dim::from(1u64);
+        let env = Env::from([("sequence".to_string(), 5u64)]);
+        assert_eq!(last.eval(&env).unwrap(), 4);
+        assert!((&Dim::from(1u64) - &s).eval(&env).is_err());
+        let json = serde_json::to_string(&last.to_expr()).unwrap();
+        assert_eq!(json, r#"["sub","sequence",1]"#);
     }
 
     #[test]
@@ -336,14 +354,16 @@ mod tests {
     }
 }
 
-/// Finds the symbol values that make each declared shape equal its actual shape, and checks them against the
-/// symbols' maxima. `shapes` yields (input name, declared dims, actual dims).
+/// Finds the symbol values that make each declared shape equal its actual shape, starting from the values in
+/// `given` (symbols no input shape shows, like `past`), and checks them against the symbols' maxima. `shapes`
+/// yields (input name, declared dims, actual dims).
 pub fn bind_symbols<'a>(
     shapes: impl IntoIterator<Item = (&'a str, &'a [Expr], &'a [usize])>,
+    given: &Env,
     max: &BTreeMap<String, u64>,
 ) -> Result<Env, String> {
     let shapes: Vec<_> = shapes.into_iter().collect();
-    let mut env = Env::new();
+    let mut env = given.clone();
     for (name, declared, actual) in &shapes {
         if declared.len() != actual.len() {
             return Err(format!("input `{name}` must have rank {}, got shape {actual:?}", declared.len()));
@@ -368,7 +388,7 @@ pub fn bind_symbols<'a>(
         }
     }
     for (s, v) in &env {
-        if *v == 0 {
+        if *v == 0 && !given.contains_key(s) {
             return Err(format!("`{s}` must be at least 1"));
         }
         if let Some(m) = max.get(s)

@@ -62,6 +62,11 @@ impl Graph {
         id
     }
 
+    /// A tensor kept across runs (see `Op::State`); `ty` must have constant dims.
+    pub fn state(&mut self, name: &str, ty: TensorType) -> NodeId {
+        self.dag.add_node(Node { name: name.to_string(), op: Op::State { name: name.to_string() }, ty })
+    }
+
     pub fn weight(&mut self, weight: Weight) -> NodeId {
         let ty = TensorType::new(weight.dtype, weight.shape.iter().map(|&d| Dim::from(d)).collect());
         let name = weight.name.clone();
@@ -122,6 +127,14 @@ impl Graph {
             Op::Weight(w) => Some(&self.weights[w.0]),
             _ => None,
         }
+    }
+
+    /// Replaces the weight of a weight node by one of the same shape (the dtype may change, e.g. when quantized).
+    pub fn set_weight(&mut self, id: NodeId, weight: Weight) {
+        let Op::Weight(w) = self.dag[id].op else { panic!("{} is not a weight node", self.dag[id].name) };
+        assert_eq!(weight.shape, self.weights[w.0].shape, "the new weight of {} has another shape", self.dag[id].name);
+        self.dag[id].ty.dtype = weight.dtype;
+        self.weights[w.0] = weight;
     }
 
     /// Nodes in an order where every node comes after its operands; ties keep insertion order, so the order (and

@@ -4,7 +4,7 @@
 use crate::dim::{Env, Expr, bind_symbols};
 use crate::op::{BinaryOp, UnaryOp};
 use crate::tensor::{Data, Tensor};
-use crate::{DType, Graph, NodeId, Op};
+use crate::{DType, Graph, InputDefault, NodeId, Op};
 use std::collections::{BTreeMap, HashMap};
 
 #[derive(Debug, thiserror::Error)]
@@ -18,7 +18,21 @@ pub enum InterpError {
 }
 
 /// Runs `graph` on `inputs` (by input name); inputs with a default may be left out. Returns the graph outputs.
+/// States start as zeros and are dropped afterwards (for a decoder: a whole sequence, `past = 0`); see `run_with`
+/// to keep them.
 pub fn run(graph: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>, InterpError> {
+    let fresh: Env = graph.symbols.iter().filter(|s| s.name == "past").map(|s| (s.name.clone(), 0)).collect();
+    run_with(graph, inputs, &fresh, &mut BTreeMap::new())
+}
+
+/// Like `run`, with symbol values no input shape gives (e.g. `past`) and the graph's states by name, which
+/// `CacheWrite` updates (a state missing from `states` starts as zeros).
+pub fn run_with(
+    graph: &Graph,
+    inputs: &BTreeMap<String, Tensor>,
+    symbols: &Env,
+    states: &mut BTreeMap<String, Tensor>,
+) -> Result<Vec<(String, Tensor)>, InterpError> {
     let declared: Vec<(String, Vec<Expr>)> = graph
         .inputs
         .iter()
@@ -28,6 +42,7 @@ pub fn run(graph: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(Stri
     let max: BTreeMap<String, u64> = graph.symbols.iter().map(|s| (s.name.clone(), s.max)).collect();
     let env = bind_symbols(
         declared.iter().map(|(n, d)| (n.as_str(), d.as_slice(), inputs[n].shape.as_slice())),
+        symbols,
         &max,
     )
     .map_err(InterpError::Inputs)?;
@@ -57,7 +72,7 @@ pub fn run(graph: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(Stri
                 (Some(t), _) => convert(t, node.ty.dtype),
                 (None, Some(d)) => {
                     let shape = eval_shape(&node.ty.shape, &env).map_err(err)?;
-                    crate::default_input(*d, node.ty.dtype, &shape)
+                    crate::default_input(*d, node.ty.dtype, &shape, &env)
                 }
                 (None, None) => return Err(InterpError::MissingInput(name.clone())),
             },
@@ -68,6 +83,19 @@ pub fn run(graph: &Graph, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(Stri
                     DType::I32 | DType::I64 => Tensor::i64(shape, w.to_f32().iter().map(|&x| x as i64).collect()),
                     _ => Tensor::f32(shape, w.to_f32()),
                 }
+            }
+            Op::State { name } => states.get(name).cloned().unwrap_or_else(|| {
+                let shape: Vec<usize> = node.ty.shape.iter().map(|d| d.as_const().unwrap_or(0) as usize).collect();
+                crate::default_input(InputDefault::Zeros, node.ty.dtype, &shape, &env)
+            }),
+            Op::CacheWrite { offset } => {
+                let Op::State { name } = &graph.node(operand_ids[0]).op else {
+                    return Err(err("operand 0 must be a State".into()));
+                };
+                let offset = offset.eval(&env).map_err(err)? as usize;
+                let (state, rows) = cache_write(operands[0], operands[1], offset).map_err(err)?;
+                states.insert(name.clone(), state);
+                rows
             }
             op => eval(op, &operands, &env, node.ty.dtype).map_err(err)?,
         };
@@ -89,15 +117,25 @@ fn eval_shape(shape: &[crate::Dim], env: &Env) -> Result<Vec<usize>, String> {
 
 fn convert(t: &Tensor, to: DType) -> Tensor {
     match to {
-        DType::F32 | DType::F16 | DType::BF16 => Tensor::f32(t.shape.clone(), t.to_f32()),
         DType::I32 => Tensor::i32(t.shape.clone(), t.to_i64().iter().map(|&x| x as i32).collect()),
         DType::I64 => Tensor::i64(t.shape.clone(), t.to_i64()),
+        // Every float dtype (block formats included) holds its values as f32 here.
+        _ => Tensor::f32(t.shape.clone(), t.to_f32()),
     }
 }
 
 fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, String> {
     Ok(match op {
-        Op::Input { .. } | Op::Weight(_) => unreachable!("handled by run"),
+        Op::Input { .. } | Op::Weight(_) | Op::State { .. } | Op::CacheWrite { .. } => unreachable!("handled by run"),
+        Op::ArgMax => argmax(x[0]),
+        Op::Sample => {
+            let width = *x[0].shape.last().unwrap();
+            let (logits, settings, uniform) = (x[0].to_f32(), x[1].to_f32(), x[2].to_f32());
+            let penalized: Vec<i64> = x[3].to_i64();
+            let settings = SampleSettings::from_slice(&settings);
+            let picks = logits.chunks_exact(width.max(1)).zip(&uniform).map(|(row, &u)| sample(row, &settings, u, &penalized) as i32);
+            Tensor::i32(x[2].shape.clone(), picks.collect())
+        }
         Op::Gather => gather(x[0], x[1]),
         Op::MatMul { transpose_a, transpose_b } => matmul(x[0], x[1], *transpose_a, *transpose_b)?,
         Op::Binary(b) => binary(*b, x[0], x[1], out_dtype)?,
@@ -458,5 +496,122 @@ fn cast(t: &Tensor, to: DType) -> Tensor {
         DType::F16 => Tensor::f32(t.shape.clone(), t.to_f32().iter().map(|&x| half::f16::from_f32(x).to_f32()).collect()),
         DType::BF16 => Tensor::f32(t.shape.clone(), t.to_f32().iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect()),
         DType::I32 | DType::I64 => convert(&Tensor::i64(t.shape.clone(), t.to_i64()), to),
+        block => unreachable!("the type rule of Cast rejects {block}"),
     }
+}
+
+/// The state with `new` stored at rows `offset..` of axis 1, and its rows `0..offset + s`.
+fn cache_write(state: &Tensor, new: &Tensor, offset: usize) -> Result<(Tensor, Tensor), String> {
+    let (capacity, s) = (state.shape[1], new.shape[1]);
+    if offset + s > capacity {
+        return Err(format!("{} rows past {offset} do not fit the cache's {capacity} rows", s));
+    }
+    let row: usize = state.shape[2..].iter().product();
+    let mut values = state.to_f32();
+    values[offset * row..(offset + s) * row].copy_from_slice(&new.to_f32());
+    let mut shape = state.shape.clone();
+    shape[1] = offset + s;
+    let rows = Tensor::f32(shape, values[..(offset + s) * row].to_vec());
+    Ok((Tensor::f32(state.shape.clone(), values), rows))
+}
+
+fn argmax(x: &Tensor) -> Tensor {
+    let d = *x.shape.last().unwrap();
+    let v = x.to_f32();
+    let best = v
+        .chunks_exact(d.max(1))
+        .map(|row| row.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &a)| if a > b.1 { (i, a) } else { b }).0 as i32)
+        .collect();
+    Tensor::i32(x.shape[..x.shape.len() - 1].to_vec(), best)
+}
+
+/// The settings operand of `Op::Sample`.
+#[derive(Clone, Copy, Debug)]
+pub struct SampleSettings {
+    /// 0 (or less) picks the largest logit.
+    pub temperature: f32,
+    /// Keep only the k most likely tokens (ties at the k-th kept too); 0 keeps all.
+    pub top_k: u32,
+    /// Keep the most likely tokens whose probabilities add up to at least this; 1 (or more, or 0) keeps all.
+    pub top_p: f32,
+    /// Keep tokens at least this fraction as likely as the most likely one; 0 keeps all.
+    pub min_p: f32,
+    /// Logits of penalized tokens are divided by this when positive, multiplied when negative; 0 or 1 is off.
+    pub repeat_penalty: f32,
+}
+
+impl SampleSettings {
+    pub fn from_slice(v: &[f32]) -> SampleSettings {
+        SampleSettings { temperature: v[0], top_k: v[1].max(0.0) as u32, top_p: v[2], min_p: v[3], repeat_penalty: v[4] }
+    }
+
+    pub fn to_vec(self) -> Vec<f32> {
+        vec![self.temperature, self.top_k as f32, self.top_p, self.min_p, self.repeat_penalty]
+    }
+}
+
+/// Bisection steps that find a probability threshold; 2^-40 is far below any probability that matters.
+pub const SAMPLE_SEARCH_STEPS: u32 = 40;
+
+/// The token `Op::Sample` draws from one row of logits with the uniform number `u`. Every backend follows these
+/// steps in f32, so they agree but for rounding in sums:
+/// 1. penalize: logits of the tokens in `penalized` are divided by the penalty when positive, multiplied otherwise;
+/// 2. temperature ≤ 0: the first largest logit;
+/// 3. weights w = exp((logit − max) / temperature), so the largest is 1;
+/// 4. keep w ≥ the k-th largest weight (top-k), and w ≥ min_p (min-p);
+/// 5. top-p: among those, keep w ≥ t for the largest t whose kept weights sum to ≥ top_p of the kept total;
+///    thresholds in 4 and 5 are found by bisection on [0, 1] in `SAMPLE_SEARCH_STEPS` steps;
+/// 6. walk the kept tokens in index order and take the first whose running weight passes u times their total.
+/// The most likely token is always kept (its weight is 1).
+pub fn sample(logits: &[f32], s: &SampleSettings, u: f32, penalized: &[i64]) -> usize {
+    let penalty_on = s.repeat_penalty > 0.0 && s.repeat_penalty != 1.0;
+    let logit = |i: usize| -> f32 {
+        let l = logits[i];
+        if penalty_on && penalized.binary_search(&(i as i64)).is_ok() {
+            if l > 0.0 { l / s.repeat_penalty } else { l * s.repeat_penalty }
+        } else {
+            l
+        }
+    };
+    let (mut best, mut max) = (0usize, f32::NEG_INFINITY);
+    for i in 0..logits.len() {
+        if logit(i) > max {
+            (best, max) = (i, logit(i));
+        }
+    }
+    if s.temperature <= 0.0 {
+        return best;
+    }
+    let weight = |i: usize| ((logit(i) - max) / s.temperature).exp();
+    // The largest threshold in [0, 1] for which `enough(t)` holds, by bisection.
+    let search = |enough: &dyn Fn(f32) -> bool| -> f32 {
+        let (mut lo, mut hi) = (0f32, 1f32);
+        for _ in 0..SAMPLE_SEARCH_STEPS {
+            let mid = 0.5 * (lo + hi);
+            if enough(mid) { lo = mid } else { hi = mid }
+        }
+        lo
+    };
+    let mut floor = s.min_p.max(0.0);
+    if s.top_k > 0 {
+        let count = |t: f32| (0..logits.len()).filter(|&i| weight(i) >= t).count();
+        floor = floor.max(search(&|t| count(t) >= s.top_k as usize));
+    }
+    let kept_sum = |t: f32| (0..logits.len()).map(weight).filter(|&w| w >= t).sum::<f32>();
+    if s.top_p > 0.0 && s.top_p < 1.0 {
+        let total = kept_sum(floor);
+        floor = floor.max(search(&|t| kept_sum(t.max(floor)) >= s.top_p * total));
+    }
+    let target = u * kept_sum(floor);
+    let mut running = 0f32;
+    for i in 0..logits.len() {
+        let w = weight(i);
+        if w >= floor {
+            running += w;
+            if running > target {
+                return i;
+            }
+        }
+    }
+    best // only reached through rounding, with u close to 1
 }

@@ -8,6 +8,7 @@ pub mod graph;
 pub mod interp;
 pub mod manifest;
 pub mod op;
+pub mod quant;
 pub mod tensor;
 pub mod weight;
 
@@ -18,15 +19,17 @@ pub use op::{BinaryOp, InputDefault, Op, TensorType, UnaryOp};
 pub use tensor::{Data, Tensor, relative_l2};
 pub use weight::{MappedFile, Weight, WeightData, WeightId};
 
-/// The value a runtime feeds to an input the caller left out.
-pub fn default_input(default: InputDefault, dtype: DType, shape: &[usize]) -> Tensor {
+/// The value a runtime feeds to an input the caller left out. Positions count from the symbol `past` (the tokens
+/// already in a KV cache) when `env` has it, else from 0.
+pub fn default_input(default: InputDefault, dtype: DType, shape: &[usize], env: &Env) -> Tensor {
     let numel: usize = shape.iter().product();
     let last = shape.last().copied().unwrap_or(1).max(1);
+    let first = env.get("past").copied().unwrap_or(0) as i64;
     let value = |i: usize| -> i64 {
         match default {
             InputDefault::Zeros => 0,
             InputDefault::Ones => 1,
-            InputDefault::Positions => (i % last) as i64,
+            InputDefault::Positions => first + (i % last) as i64,
         }
     };
     match dtype {

@@ -29,6 +29,34 @@ pub struct Manifest {
     pub requires: Requirements,
     /// File name of the tokenizer in the bundle (HF tokenizer.json format), if the model came with one.
     pub tokenizer: Option<String>,
+    /// The WASM SIMD fallback, when the bundle was compiled for it (`--target webgpu,wasm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub wasm: Option<WasmFallback>,
+}
+
+/// The CPU fallback: one WebAssembly module running the same dispatches on the same buffers (docs/bundle-format.md).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmFallback {
+    /// Relative path, `wasm/fallback-<hash>.wasm`: imports `env.memory` unshared, for one thread.
+    pub module: String,
+    /// Relative path, `wasm/fallback-shared-<hash>.wasm`: the same code importing a shared memory, for threads.
+    pub shared_module: String,
+    /// Export names of the kernels.
+    pub kernels: Vec<String>,
+    /// One per entry of `dispatches`, in the same order.
+    pub dispatches: Vec<WasmDispatch>,
+    /// Bytes of linear memory the fallback needs at the symbols' maxima (buffers, params and the control block).
+    pub memory: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WasmDispatch {
+    /// Index into `WasmFallback::kernels`.
+    pub kernel: usize,
+    /// The u32 params the kernel reads, evaluated with the run's symbol values.
+    pub params: Vec<Expr>,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -60,6 +88,8 @@ pub enum BufferKind {
     Weight,
     /// Scratch for intermediate values and outputs; several values share one buffer when their lifetimes don't overlap.
     Activation,
+    /// Kept across runs (a KV cache): zeros when a session starts or is reset.
+    State,
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -121,6 +151,9 @@ pub struct Dispatch {
     pub params: Vec<Expr>,
     /// Total workgroups; a runtime lays them out as (x, y) with x ≤ 65535 and the kernel linearises them.
     pub workgroups: Expr,
+    /// Indices (into `outputs`) of the graph outputs that need this dispatch; a run that asks for some outputs
+    /// only may skip the dispatches none of them needs.
+    pub needed_by: Vec<usize>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -163,6 +196,11 @@ impl Manifest {
         for d in &self.dispatches {
             if d.shader >= self.shaders.len() || d.bindings.iter().any(|&b| b >= nb) {
                 return bad(format!("dispatch `{}` names a missing shader or buffer", d.node));
+            }
+        }
+        if let Some(wasm) = &self.wasm {
+            if wasm.dispatches.len() != self.dispatches.len() || wasm.dispatches.iter().any(|d| d.kernel >= wasm.kernels.len()) {
+                return bad("the wasm section does not match the dispatches".into());
             }
         }
         Ok(())

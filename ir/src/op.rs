@@ -45,7 +45,7 @@ impl fmt::Display for TensorType {
 pub enum InputDefault {
     Zeros,
     Ones,
-    /// 0, 1, 2, … along the last axis (position ids).
+    /// past, past + 1, … along the last axis (position ids; `past` is the number of cached tokens, 0 without a cache).
     Positions,
 }
 
@@ -112,6 +112,19 @@ pub enum Op {
     /// mask entry is 0 is not seen. A query that sees no key gets zeros.
     Attention { causal: bool, scale: f32 },
     Cast { to: DType },
+    /// A tensor kept across runs (a KV cache), zeros when a session starts. Its type has constant dims; only
+    /// `CacheWrite` writes it.
+    State { name: String },
+    /// `(state [1, T, …], new [1, s, …]) → state[:, 0..offset + s]`: stores `new` at rows `offset..offset + s` of the
+    /// state's axis 1, where later runs see it, and gives every row stored so far. `offset` is usually `past`.
+    CacheWrite { offset: Dim },
+    /// The index of the largest value over the last axis (the first one on ties), as i32; the axis is removed.
+    ArgMax,
+    /// Draws a token from each row of logits: `(logits [.., V], settings [5] f32, uniform [..] f32,
+    /// penalized [n] i32) → [..] i32`. settings = (temperature, top_k, top_p, min_p, repeat_penalty);
+    /// `uniform` holds one number in [0, 1) per row; `penalized` lists distinct token ids in increasing order, padded
+    /// with i32::MAX. See `interp::sample` for the exact rule; all zeros settings pick the largest logit.
+    Sample,
 }
 
 impl Op {
@@ -133,6 +146,10 @@ impl Op {
             Op::Rope { .. } => "Rope",
             Op::Attention { .. } => "Attention",
             Op::Cast { .. } => "Cast",
+            Op::State { .. } => "State",
+            Op::CacheWrite { .. } => "CacheWrite",
+            Op::ArgMax => "ArgMax",
+            Op::Sample => "Sample",
         }
     }
 
@@ -157,7 +174,7 @@ impl Op {
         };
         let f32_of = |shape: Vec<Dim>| TensorType::new(DType::F32, shape);
         match self {
-            Op::Input { .. } | Op::Weight(_) => Err("inputs and weights carry their own type".into()),
+            Op::Input { .. } | Op::Weight(_) | Op::State { .. } => Err("inputs, weights and states carry their own type".into()),
             Op::Gather => {
                 arity(2..=2)?;
                 int(1)?;
@@ -236,7 +253,12 @@ impl Op {
                 arity(1..=1)?;
                 let x = inputs[0];
                 let len = x.shape.get(*axis).ok_or_else(|| format!("axis {axis} out of range for {x}"))?;
-                let out = dim_sub(end, start).ok_or_else(|| format!("slice {start}..{end} is not a valid range"))?;
+                let out = end - start;
+                if let (Some(st), Some(e)) = (start.as_const(), end.as_const())
+                    && st > e
+                {
+                    return Err(format!("slice {st}..{e} is empty backwards"));
+                }
                 if let (Some(e), Some(l)) = (end.as_const(), len.as_const())
                     && e > l
                 {
@@ -308,7 +330,49 @@ impl Op {
             }
             Op::Cast { to } => {
                 arity(1..=1)?;
+                if to.is_block() {
+                    return Err(format!("cannot cast to the block format {to}; weights are quantized by the quantize pass"));
+                }
                 Ok(TensorType::new(*to, inputs[0].shape.clone()))
+            }
+            Op::CacheWrite { offset } => {
+                arity(2..=2)?;
+                let (state, new) = (inputs[0], inputs[1]);
+                let one = Dim::from(1u64);
+                if state.rank() < 2 || state.shape[0] != one || state.shape.iter().any(|d| d.as_const().is_none()) {
+                    return Err(format!("the state must have constant dims and batch 1, is {state}"));
+                }
+                if new.rank() != state.rank() || new.shape[0] != one || new.shape[2..] != state.shape[2..] || new.dtype.is_float() != state.dtype.is_float() {
+                    return Err(format!("{new} does not fit the rows of state {state}"));
+                }
+                let mut shape = state.shape.clone();
+                shape[1] = offset + &new.shape[1];
+                Ok(TensorType::new(state.dtype, shape))
+            }
+            Op::Sample => {
+                arity(4..=4)?;
+                float(0)?;
+                float(1)?;
+                float(2)?;
+                int(3)?;
+                let (logits, settings, uniform) = (&inputs[0].shape, &inputs[1].shape, &inputs[2].shape);
+                if logits.is_empty() || settings[..] != [Dim::from(5u64)] || uniform[..] != logits[..logits.len() - 1] {
+                    return Err(format!(
+                        "takes logits [.., V], settings [5], one uniform number per row and a list of penalized ids; got {}, {}, {}",
+                        inputs[0], inputs[1], inputs[2]
+                    ));
+                }
+                rank(3, 1)?;
+                Ok(TensorType::new(DType::I32, uniform.clone()))
+            }
+            Op::ArgMax => {
+                arity(1..=1)?;
+                float(0)?;
+                let shape = &inputs[0].shape;
+                if shape.is_empty() {
+                    return Err("needs rank ≥ 1".into());
+                }
+                Ok(TensorType::new(DType::I32, shape[..shape.len() - 1].to_vec()))
             }
         }
     }
@@ -318,22 +382,6 @@ impl Op {
 fn matrix_dims(shape: &[Dim], transposed: bool) -> (&Dim, &Dim) {
     let (r, c) = (&shape[shape.len() - 2], &shape[shape.len() - 1]);
     if transposed { (c, r) } else { (r, c) }
-}
-
-/// `a − b` when it is a valid dimension: constants, or `b` a constant part of `a`, or `b` zero.
-pub fn dim_sub(a: &Dim, b: &Dim) -> Option<Dim> {
-    if let Some(bc) = b.as_const() {
-        if bc == 0 {
-            return Some(a.clone());
-        }
-        if let Some(ac) = a.as_const() {
-            return ac.checked_sub(bc).map(Dim::from);
-        }
-    }
-    if a == b {
-        return Some(Dim::from(0u64));
-    }
-    None
 }
 
 /// numpy broadcasting of two shapes.

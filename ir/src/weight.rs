@@ -62,10 +62,42 @@ impl Weight {
         }
     }
 
+    /// The length of the last axis, along which block formats store their blocks.
+    pub fn row_len(&self) -> u64 {
+        self.shape.last().copied().unwrap_or(1)
+    }
+
+    /// Bytes of the weight in a bundle (docs/bundle-format.md), padded to a multiple of 4: its bytes as stored, or
+    /// for a block format its rows in the bundle's layout.
+    pub fn bundle_len(&self) -> u64 {
+        let len = match crate::quant::BlockFormat::of(self.dtype) {
+            Some(f) => (self.numel() / self.row_len()) * f.bundle_row_bytes(self.row_len() as usize) as u64,
+            None => self.bytes().len() as u64,
+        };
+        len.next_multiple_of(4)
+    }
+
+    /// Passes the weight's bundle bytes (without the final padding) to `sink` in order, at most a few MiB at a
+    /// time, so that a large weight is never repacked in memory at once.
+    pub fn write_bundle_bytes<E>(&self, mut sink: impl FnMut(&[u8]) -> Result<(), E>) -> Result<(), E> {
+        let Some(f) = crate::quant::BlockFormat::of(self.dtype) else { return sink(self.bytes()) };
+        let row_bytes = self.dtype.bytes(self.row_len()) as usize;
+        let rows_per_batch = ((4 << 20) / row_bytes.max(1)).max(1);
+        let mut packed = Vec::new();
+        for batch in self.bytes().chunks(rows_per_batch * row_bytes) {
+            packed.clear();
+            for row in batch.chunks_exact(row_bytes) {
+                f.repack_row(row, &mut packed);
+            }
+            sink(&packed)?;
+        }
+        Ok(())
+    }
+
     /// Rows `start..end` of the first axis, as a view of the same bytes where the data is mapped.
     pub fn slice_rows(&self, start: u64, end: u64) -> Weight {
         assert!(start < end && end <= self.shape[0], "rows {start}..{end} of {} with shape {:?}", self.name, self.shape);
-        let row_bytes = (self.numel() / self.shape[0]) as usize * self.dtype.size();
+        let row_bytes = self.dtype.bytes(self.numel() / self.shape[0]) as usize;
         let (from, len) = (start as usize * row_bytes, (end - start) as usize * row_bytes);
         let data = match &self.data {
             WeightData::Mapped { file, offset, .. } => WeightData::Mapped { file: file.clone(), offset: offset + from, len },
@@ -96,6 +128,11 @@ impl Weight {
             DType::BF16 => b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect(),
             DType::I32 => b.chunks_exact(4).map(|c| i32::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
             DType::I64 => b.chunks_exact(8).map(|c| i64::from_le_bytes(c.try_into().unwrap()) as f32).collect(),
+            block => {
+                let mut values = Vec::with_capacity(self.numel() as usize);
+                crate::quant::BlockFormat::of(block).expect("a block format").decode(b, &mut values);
+                values
+            }
         }
     }
 }

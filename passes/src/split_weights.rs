@@ -15,7 +15,7 @@ const MAX_CONCAT: usize = 7;
 pub fn split_large_weights(graph: &mut Graph, max_bytes: u64) -> Result<(), String> {
     let oversized: Vec<NodeId> = graph
         .node_ids()
-        .filter(|&id| graph.weight_of(id).is_some_and(|w| (w.bytes().len() as u64).next_multiple_of(4) > max_bytes))
+        .filter(|&id| graph.weight_of(id).is_some_and(|w| w.bundle_len() > max_bytes))
         .collect();
     for weight_node in oversized {
         let weight = graph.weight_of(weight_node).unwrap().clone();
@@ -65,7 +65,7 @@ pub fn split_large_weights(graph: &mut Graph, max_bytes: u64) -> Result<(), Stri
                     return Err(format!(
                         "weight `{}` ({} bytes) is larger than the {max_bytes}-byte binding limit and is used by {name} ({}), which tfc cannot split; raise the binding limit",
                         weight.name,
-                        weight.bytes().len(),
+                        weight.bundle_len(),
                         op.kind()
                     ));
                 }
@@ -80,7 +80,7 @@ pub fn split_large_weights(graph: &mut Graph, max_bytes: u64) -> Result<(), Stri
 /// Row ranges of at most `max_bytes` each (whole rows; every block but the last has the same size).
 fn row_blocks(weight: &Weight, max_bytes: u64) -> Result<Vec<(u64, u64)>, String> {
     let rows = weight.shape.first().copied().unwrap_or(1);
-    let row_bytes = weight.bytes().len() as u64 / rows.max(1);
+    let row_bytes = weight.bundle_len() / rows.max(1);
     let per_block = (max_bytes / 4 * 4) / row_bytes.max(1);
     if per_block == 0 || weight.shape.len() < 2 {
         return Err(format!(

@@ -2,14 +2,16 @@
 //! chunk's sha256), checks the adapter against the bundle's needs, and runs its dispatch schedule with wgpu.
 
 mod bundle;
+mod decoder;
 mod gpu;
 mod session;
 mod tokenizer;
 
 pub use bundle::Bundle;
+pub use decoder::{Decoder, Sampling, Step};
 pub use gpu::Gpu;
 pub use session::{Profile, Session};
-pub use tokenizer::Tokenizer;
+pub use tokenizer::{TextStream, Tokenizer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RuntimeError {

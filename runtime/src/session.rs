@@ -2,7 +2,7 @@ use crate::{Bundle, Gpu, Result, RuntimeError};
 use std::collections::BTreeMap;
 use std::time::Instant;
 use tfc_ir::dim::{Env, bind_symbols};
-use tfc_ir::manifest::Manifest;
+use tfc_ir::manifest::{BufferKind, Manifest};
 use tfc_ir::{DType, Expr, Tensor};
 
 /// Byte alignment of each dispatch's slice of the params uniform (WebGPU's minUniformBufferOffsetAlignment default).
@@ -132,18 +132,59 @@ impl Session {
 
     /// Runs the graph. `inputs` are by input name; inputs with a default may be left out; i64 values are narrowed
     /// to the bundle's i32 inputs (an id that doesn't fit is an error). Returns every graph output in order.
+    /// For a decoder, the tokens are a whole sequence (nothing cached before them).
     pub fn run(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<Vec<(String, Tensor)>> {
-        self.execute(inputs, false).map(|(outputs, _)| outputs)
+        let fresh = self.fresh_sequence();
+        self.execute(inputs, &fresh, &[], false).map(|(outputs, _)| outputs)
+    }
+
+    /// `past = 0` for a bundle with a KV cache: a run without cached tokens.
+    fn fresh_sequence(&self) -> Env {
+        self.manifest.symbols.iter().filter(|s| s.name == "past").map(|s| (s.name.clone(), 0)).collect()
+    }
+
+    /// Like `run`, with values for symbols that no input's shape gives (`past`, the number of cached tokens), and
+    /// only the named outputs (all of them if `outputs` is empty): dispatches no named output needs are skipped.
+    pub fn run_with(&mut self, inputs: &BTreeMap<String, Tensor>, symbols: &Env, outputs: &[&str]) -> Result<Vec<(String, Tensor)>> {
+        self.execute(inputs, symbols, outputs, false).map(|(outputs, _)| outputs)
+    }
+
+    /// Zeros every state buffer (forgets the KV cache).
+    pub fn reset_states(&mut self) {
+        let mut encoder = self.gpu.device.create_command_encoder(&Default::default());
+        for (b, decl) in self.buffers.iter().zip(&self.manifest.buffers) {
+            if decl.kind == BufferKind::State {
+                encoder.clear_buffer(b, 0, None);
+            }
+        }
+        self.gpu.queue.submit([encoder.finish()]);
     }
 
     /// Runs the graph like `run` and measures where the time goes. GPU times per dispatch need an adapter with
     /// timestamp queries inside passes; without one, `dispatch_ms` is empty.
     pub fn profile(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<(Vec<(String, Tensor)>, Profile)> {
-        self.execute(inputs, true).map(|(outputs, profile)| (outputs, profile.expect("profiling was asked for")))
+        let fresh = self.fresh_sequence();
+        self.execute(inputs, &fresh, &[], true).map(|(outputs, profile)| (outputs, profile.expect("profiling was asked for")))
     }
 
-    fn execute(&mut self, inputs: &BTreeMap<String, Tensor>, profiling: bool) -> Result<(Vec<(String, Tensor)>, Option<Profile>)> {
+    fn execute(
+        &mut self,
+        inputs: &BTreeMap<String, Tensor>,
+        symbols: &Env,
+        wanted: &[&str],
+        profiling: bool,
+    ) -> Result<(Vec<(String, Tensor)>, Option<Profile>)> {
         let started = Instant::now();
+        let mut selected = Vec::new();
+        for (i, out) in self.manifest.outputs.iter().enumerate() {
+            if wanted.is_empty() || wanted.contains(&out.name.as_str()) {
+                selected.push(i);
+            }
+        }
+        if selected.len() < wanted.len() {
+            let known: Vec<&str> = self.manifest.outputs.iter().map(|o| o.name.as_str()).collect();
+            return Err(RuntimeError::Input(format!("asked for outputs {wanted:?}; the model's outputs are {}", known.join(", "))));
+        }
         for name in inputs.keys() {
             if !self.manifest.inputs.iter().any(|i| &i.name == name) {
                 let known: Vec<&str> = self.manifest.inputs.iter().map(|i| i.name.as_str()).collect();
@@ -153,6 +194,7 @@ impl Session {
         let given: Vec<_> = self.manifest.inputs.iter().filter(|i| inputs.contains_key(&i.name)).collect();
         let env = bind_symbols(
             given.iter().map(|i| (i.name.as_str(), i.shape.as_slice(), inputs[&i.name].shape.as_slice())),
+            symbols,
             &self.manifest.symbol_max(),
         )
         .map_err(RuntimeError::Input)?;
@@ -161,7 +203,7 @@ impl Session {
             let shape = eval_shape(&decl.shape, &env)?;
             let value = match (inputs.get(&decl.name), decl.default) {
                 (Some(t), _) => t.clone(),
-                (None, Some(d)) => tfc_ir::default_input(d, decl.dtype, &shape),
+                (None, Some(d)) => tfc_ir::default_input(d, decl.dtype, &shape, &env),
                 (None, None) => return Err(RuntimeError::Input(format!("input `{}` is required", decl.name))),
             };
             values.push((decl.buffer, to_bytes(&decl.name, &value, decl.dtype)?));
@@ -195,7 +237,7 @@ impl Session {
             }
             for (i, d) in self.manifest.dispatches.iter().enumerate() {
                 let (x, y) = workgroups[i];
-                if x > 0 {
+                if x > 0 && d.needed_by.iter().any(|o| selected.contains(o)) {
                     pass.set_pipeline(&self.pipelines[d.shader]);
                     pass.set_bind_group(0, &self.bind_groups[i], &[]);
                     pass.dispatch_workgroups(x, y, 1);
@@ -210,7 +252,7 @@ impl Session {
             encoder.copy_buffer_to_buffer(resolved, 0, readback, 0, None);
         }
         let mut staging = Vec::new();
-        for out in &self.manifest.outputs {
+        for out in selected.iter().map(|&i| &self.manifest.outputs[i]) {
             let shape = eval_shape(&out.shape, &env)?;
             let bytes = (shape.iter().product::<usize>() * out.dtype.size()) as u64;
             let buffer = device.create_buffer(&wgpu::BufferDescriptor {

@@ -28,3 +28,36 @@ impl Tokenizer {
             .map_err(|e| RuntimeError::Input(format!("cannot tokenize the text: {e}")))
     }
 }
+
+impl Tokenizer {
+    /// The text of `ids`, special tokens left out.
+    pub fn decode(&self, ids: &[u32]) -> Result<String> {
+        self.0.decode(ids, true).map_err(|e| RuntimeError::Input(format!("cannot decode tokens: {e}")))
+    }
+}
+
+/// Turns generated tokens into text as they come, holding back a piece that ends inside a UTF-8 character (or a
+/// byte-level token sequence that is not yet a whole character), so no replacement character is ever printed.
+pub struct TextStream<'t> {
+    tokenizer: &'t Tokenizer,
+    ids: Vec<u32>,
+    printed: usize,
+}
+
+impl<'t> TextStream<'t> {
+    pub fn new(tokenizer: &'t Tokenizer) -> TextStream<'t> {
+        TextStream { tokenizer, ids: Vec::new(), printed: 0 }
+    }
+
+    /// The new text that `id` completes (possibly empty).
+    pub fn push(&mut self, id: u32) -> Result<String> {
+        self.ids.push(id);
+        let text = self.tokenizer.decode(&self.ids)?;
+        if text.ends_with('\u{fffd}') || text.len() < self.printed || !text.is_char_boundary(self.printed) {
+            return Ok(String::new());
+        }
+        let piece = text[self.printed..].to_string();
+        self.printed = text.len();
+        Ok(piece)
+    }
+}

@@ -1,4 +1,5 @@
-//! Graph building and kernel checks shared by the tests.
+//! Graph building and kernel checks shared by the tests (each test binary uses part of them).
+#![allow(dead_code)]
 
 use std::sync::Arc;
 use tfc_codegen_wgsl::{Kernel, kernel};

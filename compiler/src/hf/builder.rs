@@ -8,6 +8,9 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use tfc_ir::{BinaryOp, DType, Dim, Graph, InputDefault, NodeId, Op, TensorType, UnaryOp, Weight};
 
+/// How many recent tokens a decoder's repeat penalty can look at.
+pub const PENALIZED_TOKENS: u64 = 64;
+
 pub(crate) struct Builder<'a> {
     pub g: Graph,
     checkpoint: &'a Checkpoint,
@@ -19,9 +22,13 @@ pub(crate) struct Builder<'a> {
     loaded: HashMap<String, NodeId>,
     batch: Dim,
     sequence: Dim,
+    /// Decoders: the number of cached tokens before this call, and the rows of the KV cache.
+    past: Option<Dim>,
+    context: u64,
 }
 
 impl<'a> Builder<'a> {
+    /// An encoder's builder: inputs `[batch, sequence]`.
     pub fn new(
         config: &Config,
         checkpoint: &'a Checkpoint,
@@ -41,7 +48,38 @@ impl<'a> Builder<'a> {
             loaded: HashMap::new(),
             batch,
             sequence,
+            past: None,
+            context: max_sequence,
         }
+    }
+
+    /// The tokens that end generation, from generation_config.json beside config.json if it has them, else from
+    /// config.json; recorded in the bundle as `eos_token_ids` (comma-separated).
+    pub fn end_of_sequence(&mut self, config: &Config) -> Result<(), ImportError> {
+        let generation = config.file().with_file_name("generation_config.json");
+        let mut ids = None;
+        if generation.is_file() {
+            ids = Config::load(&generation)?.opt_u64_list("eos_token_id")?;
+        }
+        if ids.is_none() {
+            ids = config.opt_u64_list("eos_token_id")?;
+        }
+        if let Some(ids) = ids {
+            let list: Vec<String> = ids.iter().map(u64::to_string).collect();
+            self.g.metadata.insert("eos_token_ids".into(), list.join(","));
+        }
+        Ok(())
+    }
+
+    /// A decoder's builder: batch 1, `sequence` new tokens after `past` cached ones, a KV cache of `context` rows
+    /// (so one bundle serves the whole prompt at once — prefill — and then one token at a time — decode).
+    pub fn decoder(config: &Config, checkpoint: &'a Checkpoint, model_type: &str, context: u64) -> Self {
+        let mut b = Builder::new(config, checkpoint, model_type, 1, context);
+        b.g.symbols.retain(|s| s.name != "batch");
+        b.batch = Dim::from(1u64);
+        b.past = Some(b.g.symbol("past", context - 1));
+        b.g.metadata.insert("context_length".into(), context.to_string());
+        b
     }
 
     /// Chooses the first of `prefixes` under which the checkpoint holds `probe` (a base-model tensor name).
@@ -179,6 +217,44 @@ impl<'a> Builder<'a> {
         let s = &self.g.node(heads).ty.shape;
         let shape = vec![s[0].clone(), s[1].clone(), &s[2] * &s[3]];
         self.op(format!("{module}.merge_heads"), Op::Reshape { shape }, &[heads])
+    }
+
+    /// Stores this call's keys and values (`[1, s, G, d]`) in the layer's cache; returns every cached row, this
+    /// call's included.
+    pub fn kv_cache(&mut self, module: &str, k: NodeId, v: NodeId) -> Result<(NodeId, NodeId), ImportError> {
+        let past = self.past.clone().expect("only decoders have a KV cache");
+        let mut cached = Vec::new();
+        for (name, x) in [("key_cache", k), ("value_cache", v)] {
+            let s = self.g.node(x).ty.shape.clone();
+            let ty = TensorType::new(DType::F32, vec![Dim::from(1u64), Dim::from(self.context), s[2].clone(), s[3].clone()]);
+            let state = self.g.state(&format!("{module}.{name}"), ty);
+            cached.push(self.op(format!("{module}.{name}.write"), Op::CacheWrite { offset: past.clone() }, &[state, x])?);
+        }
+        Ok((cached[0], cached[1]))
+    }
+
+    /// A decoder's outputs from its final hidden states: `logits` at every position, `last_logits` at the last one
+    /// and `next_token`, drawn on the GPU from the last logits with the inputs `sampling` (temperature, top-k,
+    /// top-p, min-p, repeat penalty; zeros pick the most likely token), `uniform` (the random number) and
+    /// `penalized` (recent tokens for the repeat penalty). The last two outputs multiply only the last row by the
+    /// LM head, so a decoding step that asks for them alone skips the full product.
+    pub fn decoder_outputs(&mut self, hidden: NodeId, lm_head: NodeId) -> Result<(), ImportError> {
+        let head = Op::MatMul { transpose_a: false, transpose_b: true };
+        let logits = self.op("lm_head", head.clone(), &[hidden, lm_head])?;
+        self.g.output("logits", logits);
+        let end = self.sequence.clone();
+        let start = &end - &Dim::from(1u64);
+        let last = self.op("last_position", Op::Slice { axis: 1, start, end }, &[hidden])?;
+        let last_logits = self.op("lm_head.last", head, &[last, lm_head])?;
+        self.g.output("last_logits", last_logits);
+        let one = Dim::from(1u64);
+        let sampling = self.g.input("sampling", TensorType::new(DType::F32, vec![Dim::from(5u64)]), Some(InputDefault::Zeros));
+        let uniform = self.g.input("uniform", TensorType::new(DType::F32, vec![one.clone(), one]), Some(InputDefault::Zeros));
+        let penalized = TensorType::new(DType::I32, vec![Dim::from(PENALIZED_TOKENS)]);
+        let penalized = self.g.input("penalized", penalized, Some(InputDefault::Zeros));
+        let next = self.op("next_token", Op::Sample, &[last_logits, sampling, uniform, penalized])?;
+        self.g.output("next_token", next);
+        Ok(())
     }
 
     pub fn finish(mut self, hidden_size: u64, num_layers: u64, vocab_size: u64) -> Graph {

@@ -1,5 +1,6 @@
 //! The tensors of a checkpoint: one `model.safetensors` or the shards named by `model.safetensors.index.json`, each
-//! memory-mapped. Only the headers are parsed; weights are byte ranges of the maps.
+//! memory-mapped, or the tensors of a GGUF file under transformers' names. Only the headers are parsed; weights are
+//! byte ranges of the maps.
 
 use super::ImportError;
 use safetensors::{Dtype, SafeTensors};
@@ -11,15 +12,21 @@ use tfc_ir::{DType, MappedFile, Weight, WeightData};
 pub(crate) struct Checkpoint {
     files: Vec<Arc<MappedFile>>,
     tensors: HashMap<String, Entry>,
+    /// Whether the rows of the query and key projections pair rotary features as (2i, 2i+1) (llama.cpp's GGUF
+    /// layout) rather than transformers' (i, i + d/2).
+    pub interleaved_rotary_pairs: bool,
 }
 
-struct Entry {
-    file: usize,
-    dtype: Dtype,
-    shape: Vec<u64>,
+pub(crate) struct Entry {
+    /// The tensor's name in its file.
+    pub source_name: String,
+    pub file: usize,
+    /// The dtype, or the name of a storage type tfc does not read.
+    pub dtype: Result<DType, String>,
+    pub shape: Vec<u64>,
     /// Absolute byte range in the file.
-    offset: usize,
-    len: usize,
+    pub offset: usize,
+    pub len: usize,
 }
 
 const SINGLE: &str = "model.safetensors";
@@ -39,7 +46,7 @@ impl Checkpoint {
                        shards); convert PyTorch .bin checkpoints to safetensors first",
             });
         };
-        let mut checkpoint = Checkpoint { files: Vec::new(), tensors: HashMap::new() };
+        let mut checkpoint = Checkpoint { files: Vec::new(), tensors: HashMap::new(), interleaved_rotary_pairs: false };
         for path in paths {
             checkpoint.add_file(&path)?;
         }
@@ -59,9 +66,16 @@ impl Checkpoint {
         let index = self.files.len();
         for (name, info) in metadata.tensors() {
             let (start, end) = info.data_offsets;
+            let dtype = match info.dtype {
+                Dtype::F32 => Ok(DType::F32),
+                Dtype::F16 => Ok(DType::F16),
+                Dtype::BF16 => Ok(DType::BF16),
+                other => Err(format!("{other:?}")),
+            };
             let entry = Entry {
+                source_name: name.clone(),
                 file: index,
-                dtype: info.dtype,
+                dtype,
                 shape: info.shape.iter().map(|&d| d as u64).collect(),
                 offset: 8 + header_len + start,
                 len: end - start,
@@ -70,6 +84,11 @@ impl Checkpoint {
         }
         self.files.push(file);
         Ok(())
+    }
+
+    /// A checkpoint of already parsed tensors (by the name the importers look up) in one mapped file.
+    pub fn from_entries(file: Arc<MappedFile>, tensors: HashMap<String, Entry>, interleaved_rotary_pairs: bool) -> Checkpoint {
+        Checkpoint { files: vec![file], tensors, interleaved_rotary_pairs }
     }
 
     pub fn contains(&self, name: &str) -> bool {
@@ -93,28 +112,21 @@ impl Checkpoint {
             .get(name)
             .ok_or_else(|| ImportError::MissingTensor { names: vec![name.to_string()], searched: self.searched() })?;
         let file = &self.files[entry.file];
-        let dtype = match entry.dtype {
-            Dtype::F32 => DType::F32,
-            Dtype::F16 => DType::F16,
-            Dtype::BF16 => DType::BF16,
-            other => {
-                return Err(ImportError::Dtype {
-                    file: file.path.clone(),
-                    name: name.to_string(),
-                    dtype: format!("{other:?}"),
-                });
-            }
-        };
+        let dtype = entry.dtype.clone().map_err(|dtype| ImportError::Dtype {
+            file: file.path.clone(),
+            name: entry.source_name.clone(),
+            dtype,
+        })?;
         if entry.shape != expected {
             return Err(ImportError::Shape {
                 file: file.path.clone(),
-                name: name.to_string(),
+                name: entry.source_name.clone(),
                 expected: expected.to_vec(),
                 actual: entry.shape.clone(),
             });
         }
         let weight = Weight {
-            name: name.to_string(),
+            name: entry.source_name.clone(),
             dtype,
             shape: entry.shape.clone(),
             data: WeightData::Mapped { file: file.clone(), offset: entry.offset, len: entry.len },

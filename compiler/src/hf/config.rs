@@ -26,6 +26,11 @@ impl Config {
         }
     }
 
+    /// A configuration made by an importer of another format; errors name `file`.
+    pub fn from_json(file: &Path, json: Map<String, Value>) -> Config {
+        Config { file: file.to_path_buf(), scope: String::new(), json }
+    }
+
     pub fn file(&self) -> &Path {
         &self.file
     }
@@ -101,6 +106,14 @@ impl Config {
 
     pub fn opt_str_list(&self, key: &str) -> Result<Option<Vec<String>>, ImportError> {
         self.typed(key, "a list of strings", |v| v.as_array()?.iter().map(|s| s.as_str().map(str::to_string)).collect())
+    }
+
+    /// One integer or a list of them (as transformers writes `eos_token_id`).
+    pub fn opt_u64_list(&self, key: &str) -> Result<Option<Vec<u64>>, ImportError> {
+        self.typed(key, "an integer or a list of integers", |v| match v {
+            Value::Array(items) => items.iter().map(Value::as_u64).collect(),
+            other => other.as_u64().map(|t| vec![t]),
+        })
     }
 
     /// The object under `key`, if present.

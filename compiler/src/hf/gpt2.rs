@@ -29,7 +29,7 @@ pub(crate) fn build(
     let head_dim = hidden / heads;
     let max_seq = max_sequence(config, opts, "n_positions", positions, true)?;
 
-    let mut b = Builder::new(config, checkpoint, "gpt2", opts.max_batch, max_seq);
+    let mut b = Builder::decoder(config, checkpoint, "gpt2", max_seq);
     b.detect_prefix(&["transformer.", ""], "wte.weight")?;
     let input_ids = b.token_input("input_ids", None);
     let position_ids = b.token_input("position_ids", Some(InputDefault::Positions));
@@ -55,7 +55,8 @@ pub(crate) fn build(
         if scale_by_layer {
             scale /= (i + 1) as f32;
         }
-        let ctx = b.attention(&attn, (qkv[0], qkv[1], qkv[2]), None, true, scale)?;
+        let (k, v) = b.kv_cache(&attn, qkv[1], qkv[2])?;
+        let ctx = b.attention(&attn, (qkv[0], k, v), None, true, scale)?;
         let y = b.conv1d(&format!("{attn}.c_proj"), ctx, hidden, hidden)?;
         x = b.binary(format!("{block}.attn_residual"), BinaryOp::Add, x, y)?;
 
@@ -68,7 +69,7 @@ pub(crate) fn build(
     }
     let x = b.layer_norm(&b.name("ln_f"), x, hidden, eps)?;
     let lm_head = if tied { wte } else { b.weight("lm_head.weight", &[vocab, hidden])? };
-    let logits = b.op("lm_head", Op::MatMul { transpose_a: false, transpose_b: true }, &[x, lm_head])?;
-    b.g.output("logits", logits);
+    b.decoder_outputs(x, lm_head)?;
+    b.end_of_sequence(config)?;
     Ok(b.finish(hidden, layers, vocab))
 }

@@ -76,7 +76,7 @@ pub(crate) fn build(
         ));
     }
 
-    let mut b = Builder::new(config, checkpoint, model_type, opts.max_batch, max_seq);
+    let mut b = Builder::decoder(config, checkpoint, model_type, max_seq);
     if let Some(note) = capped_note {
         b.g.metadata.insert("sequence_cap".into(), note);
     }
@@ -99,10 +99,14 @@ pub(crate) fn build(
             let y = b.split_heads(&format!("{proj}.heads"), y, n, head_dim)?;
             qkv.push(match part {
                 "v" => y,
-                _ => b.op(format!("{proj}.rope"), Op::Rope { interleaved: false }, &[y, position_ids, inv_freq])?,
+                _ => {
+                    let rope = Op::Rope { interleaved: checkpoint.interleaved_rotary_pairs };
+                    b.op(format!("{proj}.rope"), rope, &[y, position_ids, inv_freq])?
+                }
             });
         }
-        let ctx = b.attention(&attn, (qkv[0], qkv[1], qkv[2]), None, true, scale)?;
+        let (k, v) = b.kv_cache(&attn, qkv[1], qkv[2])?;
+        let ctx = b.attention(&attn, (qkv[0], k, v), None, true, scale)?;
         let y = b.linear(&format!("{attn}.o_proj"), ctx, heads * head_dim, hidden, o_bias)?;
         x = b.binary(format!("{layer}.attn_residual"), BinaryOp::Add, x, y)?;
 
@@ -117,8 +121,8 @@ pub(crate) fn build(
     }
     let x = b.rms_norm(&b.name("norm"), x, hidden, eps)?;
     let lm_head = if tied { embed } else { b.weight("lm_head.weight", &[vocab, hidden])? };
-    let logits = b.op("lm_head", Op::MatMul { transpose_a: false, transpose_b: true }, &[x, lm_head])?;
-    b.g.output("logits", logits);
+    b.decoder_outputs(x, lm_head)?;
+    b.end_of_sequence(config)?;
     Ok(b.finish(hidden, layers, vocab))
 }
 

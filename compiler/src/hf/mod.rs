@@ -9,10 +9,10 @@ mod builder;
 mod checkpoint;
 mod config;
 mod gpt2;
-mod llama;
+pub(crate) mod llama;
 
-use checkpoint::Checkpoint;
-use config::Config;
+pub(crate) use checkpoint::{Checkpoint, Entry};
+pub(crate) use config::Config;
 use std::path::{Path, PathBuf};
 use tfc_ir::Graph;
 
@@ -66,6 +66,8 @@ pub enum ImportError {
     Graph { file: PathBuf, model_type: String, source: tfc_ir::GraphError },
     #[error("invalid import options: {0}")]
     Options(String),
+    #[error(transparent)]
+    Gguf(#[from] crate::gguf::GgufError),
 }
 
 fn list_paths(paths: &[PathBuf]) -> String {

@@ -1,0 +1,158 @@
+//! The WASM SIMD fallback as `tfc run --backend wasm` runs it (in Node.js, with the executor browsers run): every op
+//! case of the shared suite against the interpreter on 1 and 3 threads (which must agree bit for bit), the real
+//! all-MiniLM-L6-v2 against transformers and the WebGPU path, and the compiler's memory check.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::process::Command;
+use tfc_compiler::pipeline::WasmTarget;
+use tfc_compiler::{CompileOptions, Quiet, compile, compile_graph};
+use tfc_fixtures::{masked_rows, read_npy, reference};
+use tfc_ir::{DType, Data, Dim, Graph, Op, Tensor, TensorType, relative_l2};
+
+/// The default options, with a fallback that cannot be built an error.
+fn required() -> CompileOptions {
+    CompileOptions { wasm: WasmTarget::Required, ..Default::default() }
+}
+
+fn write_npy(path: &Path, t: &Tensor) {
+    fn write<T: npyz::AutoSerialize + Copy>(path: &Path, shape: &[usize], values: &[T]) {
+        use npyz::WriterBuilder;
+        let shape: Vec<u64> = shape.iter().map(|&d| d as u64).collect();
+        let file = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+        let mut npy = npyz::WriteOptions::new().default_dtype().shape(&shape).writer(file).begin_nd().unwrap();
+        npy.extend(values.iter().copied()).unwrap();
+        npy.finish().unwrap();
+    }
+    match &t.data {
+        Data::F32(v) => write(path, &t.shape, v),
+        Data::I32(v) => write(path, &t.shape, v),
+        Data::I64(v) => write(path, &t.shape, v),
+    }
+}
+
+/// Runs `bundle` on `inputs` with `tfc run --backend wasm --threads N`; the outputs by name, or the error message.
+fn run_wasm(bundle: &Path, inputs: &BTreeMap<String, Tensor>, threads: usize) -> Result<BTreeMap<String, Tensor>, String> {
+    let dir = tempfile::tempdir().unwrap();
+    let mut args: Vec<String> = vec!["run".into(), bundle.display().to_string(), "--backend".into(), "wasm".into()];
+    args.extend(["--threads".into(), threads.to_string(), "--out".into(), dir.path().join("out").display().to_string()]);
+    for (name, t) in inputs {
+        let file = dir.path().join(format!("{name}.npy"));
+        write_npy(&file, t);
+        args.extend(["--input".into(), format!("{name}={}", file.display())]);
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_tfc")).args(&args).output().unwrap();
+    if !out.status.success() {
+        return Err(String::from_utf8_lossy(&out.stderr).trim().to_string());
+    }
+    let mut outputs = BTreeMap::new();
+    for e in std::fs::read_dir(dir.path().join("out")).unwrap() {
+        let path = e.unwrap().path();
+        outputs.insert(path.file_stem().unwrap().to_string_lossy().into_owned(), read_npy(&path));
+    }
+    Ok(outputs)
+}
+
+fn bits(t: &Tensor) -> Vec<u32> {
+    match &t.data {
+        Data::F32(v) => v.iter().map(|x| x.to_bits()).collect(),
+        Data::I32(v) => v.iter().map(|&x| x as u32).collect(),
+        Data::I64(v) => v.iter().map(|&x| x as u32).collect(),
+    }
+}
+
+#[test]
+fn every_op_matches_the_interpreter_on_one_and_three_threads() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut failures = Vec::new();
+    let cases = tfc_fixtures::op_cases();
+    for case in &cases {
+        let out = dir.path().join(&case.name);
+        let compiled = compile_graph(case.graph.clone(), None, &out, &required(), &mut Quiet);
+        // Block-quantized weights have no WASM decoder yet: the compile must say so.
+        if let Some(w) = case.graph.weights.iter().find(|w| w.dtype.is_block()) {
+            match compiled {
+                Err(e) if e.to_string().contains(&format!("{} weights are not decoded by the WASM fallback", w.dtype)) => {}
+                other => failures.push(format!("{}: expected a clear error for {} weights, got {:?}", case.name, w.dtype, other.err())),
+            }
+            continue;
+        }
+        if let Err(e) = compiled {
+            failures.push(format!("{}: {e}", case.name));
+            continue;
+        }
+        let expected = tfc_ir::interp::run(&case.graph, &case.inputs).unwrap_or_else(|e| panic!("{}: interpreter: {e}", case.name));
+        let (one, three) = match (run_wasm(&out, &case.inputs, 1), run_wasm(&out, &case.inputs, 3)) {
+            (Ok(one), Ok(three)) => (one, three),
+            (Err(e), _) | (_, Err(e)) => {
+                failures.push(format!("{}: {e}", case.name));
+                continue;
+            }
+        };
+        let (want, got) = (&expected[0].1, &one["y"]);
+        let error = match (&want.data, &got.data) {
+            (Data::F32(w), Data::F32(g)) if want.shape == got.shape => relative_l2(g, w),
+            (Data::I32(w), Data::I32(g)) if want.shape == got.shape => (w != g) as u8 as f64,
+            _ => f64::INFINITY,
+        };
+        println!("{:<45} relative L2 {error:.2e} (tolerance {:.0e})", case.name, case.tolerance);
+        if error > case.tolerance || error.is_nan() {
+            failures.push(format!("{}: relative L2 {error:.3e} > {:.0e} (shape {:?} vs {:?})", case.name, case.tolerance, got.shape, want.shape));
+        }
+        if bits(got) != bits(&three["y"]) {
+            failures.push(format!("{}: 3 threads give other bits than 1", case.name));
+        }
+    }
+    assert!(failures.is_empty(), "{} of {} op cases failed:\n{}", failures.len(), cases.len(), failures.join("\n"));
+}
+
+#[test]
+fn minilm_matches_transformers_and_the_webgpu_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("minilm");
+    compile(&tfc_fixtures::minilm(), &out, &required(), &mut Quiet).unwrap();
+    let mut gpu = tfc_runtime::Session::new(&tfc_runtime::Bundle::open(&out).unwrap()).unwrap();
+    for (case, threads) in [("s0", 1), ("s1", 2), ("s2", 1), ("batch3", 2)] {
+        let mut r = reference(&format!("minilm/{case}"));
+        let want = r.remove("last_hidden_state").unwrap();
+        let mask = r["attention_mask"].clone();
+        let got = run_wasm(&out, &r, threads).unwrap_or_else(|e| panic!("minilm {case}: {e}")).remove("last_hidden_state").unwrap();
+        let webgpu = gpu.run(&r).unwrap().remove(0).1;
+        assert_eq!(got.shape, want.shape);
+        let error = relative_l2(&masked_rows(&got, &mask), &masked_rows(&want, &mask));
+        let vs_webgpu = relative_l2(&masked_rows(&got, &mask), &masked_rows(&webgpu, &mask));
+        println!("minilm {case} ({threads} threads): relative L2 {error:.2e} to transformers, {vs_webgpu:.2e} to WebGPU");
+        assert!(error <= 1e-4, "minilm {case}: relative L2 {error:.3e} to transformers > 1e-4");
+        assert!(vs_webgpu <= 1e-5, "minilm {case}: relative L2 {vs_webgpu:.3e} to the WebGPU path > 1e-5");
+    }
+}
+
+/// A graph whose one activation has `width` f32 per token, so its memory grows with the sequence limit.
+fn wide_graph(width: u64, max_sequence: u64) -> Graph {
+    let mut g = Graph::new();
+    let s = g.symbol("sequence", max_sequence);
+    let x = g.input("x", TensorType::new(DType::F32, vec![s, Dim::from(width)]), None);
+    let y = g.add("y", Op::Unary(tfc_ir::UnaryOp::Exp), &[x]).unwrap();
+    g.output("y", y);
+    g
+}
+
+#[test]
+fn a_fallback_over_4_gib_is_refused_with_the_figure() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = CompileOptions { max_binding_size: 1 << 40, ..required() };
+    // Input and output: 2 × 4 KiB per token, so 2^20 tokens need 8 GiB.
+    let e = compile_graph(wide_graph(1024, 1 << 20), None, &dir.path().join("big"), &opts, &mut Quiet).err().expect("refused");
+    let message = e.to_string();
+    assert!(message.contains("8.00 GiB") && message.contains("sequence ≤ 1048576") && message.contains("--max-sequence"), "{message}");
+    assert!(!dir.path().join("big").exists());
+    // By default the bundle is written without the fallback, and a note says why.
+    let report = compile_graph(wide_graph(1024, 1 << 20), None, &dir.path().join("big"), &CompileOptions { wasm: WasmTarget::WhereSupported, ..opts }, &mut Quiet).unwrap();
+    assert!(report.manifest.wasm.is_none());
+    assert!(report.notes.iter().any(|n| n.contains("no WASM fallback") && n.contains("8.00 GiB")), "{:?}", report.notes);
+    // Within 4 GiB the fallback is written and the manifest records what it needs.
+    let report = compile_graph(wide_graph(1024, 1 << 10), None, &dir.path().join("small"), &opts, &mut Quiet).unwrap();
+    let wasm = report.manifest.wasm.expect("a fallback");
+    assert_eq!(wasm.memory, (8u64 << 20) + (1 << 16), "two 4 MiB buffers, the control block and slack, in pages");
+    assert!(dir.path().join("small").join(&wasm.module).is_file() && dir.path().join("small").join(&wasm.shared_module).is_file());
+}

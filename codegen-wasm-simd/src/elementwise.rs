@@ -1,0 +1,446 @@
+//! Unary, Binary (numpy broadcasting) and Cast. Threads take contiguous runs of output elements; each run is walked
+//! four elements at a time (an f32x4), the last vector stored lane by lane where the run ends.
+
+use crate::asm::{Body, I, Local};
+use crate::decode::{Format, f32_to_bf16, f32_to_half};
+use crate::math::{Helper, call};
+use crate::{Args, CodegenError, Kernel, Node, broadcast_axes};
+use tfc_ir::{BinaryOp, DType, Dim, Expr, UnaryOp};
+
+/// The most axes broadcasting indexes after merging axes that broadcast alike.
+const MAX_RANK: usize = 6;
+
+fn product(dims: &[Dim]) -> Expr {
+    tfc_ir::dim::product(dims).to_expr()
+}
+
+/// For elements `i = start, start + 4, …` below `end`: `value(b, i)` pushes the f32x4 (or i32x4) of elements i..i+4,
+/// stored at element i of the 4-byte `out`, lane by lane for the last, partial vector.
+pub(crate) fn for_each_vector(b: &mut Body, start: Local, end: Local, out: Local, value: impl FnOnce(&mut Body, Local)) {
+    let (i, count) = (b.i32(), b.i32());
+    b.for_range(i, |b| { b.get(start); }, end, 4, |b| {
+        b.assign(count, |b| {
+            b.get(end).get(i).op(I::I32Sub).i32c(4).min_u();
+        });
+        Format::F32.address(b, out, i);
+        value(b, i);
+        b.store_lanes(count);
+    });
+}
+
+/// Pushes `f(x)` for the f32x4 local `x`.
+fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) {
+    let one_plus_exp_of = |b: &mut Body, scale: f32| {
+        b.splat(1.0).get(x).splat(scale).op(I::F32x4Mul);
+        call(b, Helper::Exp);
+        b.op(I::F32x4Add);
+    };
+    match op {
+        UnaryOp::Neg => {
+            b.get(x).op(I::F32x4Neg);
+        }
+        UnaryOp::Abs => {
+            b.get(x).op(I::F32x4Abs);
+        }
+        UnaryOp::Exp => {
+            b.get(x);
+            call(b, Helper::Exp);
+        }
+        UnaryOp::Log => {
+            b.get(x);
+            call(b, Helper::Log);
+        }
+        UnaryOp::Sqrt => {
+            b.get(x).op(I::F32x4Sqrt);
+        }
+        UnaryOp::Rsqrt => {
+            b.splat(1.0).get(x).op(I::F32x4Sqrt).op(I::F32x4Div);
+        }
+        UnaryOp::Recip => {
+            b.splat(1.0).get(x).op(I::F32x4Div);
+        }
+        UnaryOp::Tanh => {
+            b.get(x);
+            call(b, Helper::Tanh);
+        }
+        UnaryOp::Erf => {
+            b.get(x);
+            call(b, Helper::Erf);
+        }
+        UnaryOp::Sigmoid => {
+            b.splat(1.0);
+            one_plus_exp_of(b, -1.0);
+            b.op(I::F32x4Div);
+        }
+        UnaryOp::Relu => {
+            b.get(x).splat(0.0).op(I::F32x4Max);
+        }
+        // x·Φ(x) = x/2 · erfc(−x/√2), which does not cancel for negative x as 1 + erf(x/√2) would.
+        UnaryOp::Gelu => {
+            b.get(x).splat(0.5).op(I::F32x4Mul);
+            b.get(x).splat(-std::f32::consts::FRAC_1_SQRT_2).op(I::F32x4Mul);
+            call(b, Helper::Erfc);
+            b.op(I::F32x4Mul);
+        }
+        // x/2 · (1 + tanh u) = x · sigmoid(2u), u = √(2/π)(x + 0.044715x³), which neither cancels nor overflows.
+        UnaryOp::GeluTanh => {
+            b.get(x);
+            b.splat(1.0);
+            b.get(x).get(x).op(I::F32x4Mul).get(x).op(I::F32x4Mul).splat(0.044715).op(I::F32x4Mul).get(x).op(I::F32x4Add);
+            b.splat(-1.595_769_1).op(I::F32x4Mul);
+            call(b, Helper::Exp);
+            b.op(I::F32x4Add).op(I::F32x4Div);
+        }
+        UnaryOp::Silu => {
+            b.get(x);
+            one_plus_exp_of(b, -1.0);
+            b.op(I::F32x4Div);
+        }
+    }
+}
+
+fn unary_name(op: UnaryOp) -> &'static str {
+    match op {
+        UnaryOp::Neg => "neg",
+        UnaryOp::Abs => "abs",
+        UnaryOp::Exp => "exp",
+        UnaryOp::Log => "log",
+        UnaryOp::Sqrt => "sqrt",
+        UnaryOp::Rsqrt => "rsqrt",
+        UnaryOp::Recip => "recip",
+        UnaryOp::Tanh => "tanh",
+        UnaryOp::Erf => "erf",
+        UnaryOp::Sigmoid => "sigmoid",
+        UnaryOp::Relu => "relu",
+        UnaryOp::Gelu => "gelu",
+        UnaryOp::GeluTanh => "gelu_tanh",
+        UnaryOp::Silu => "silu",
+    }
+}
+
+/// Params: the element count.
+pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Kernel, CodegenError> {
+    let format = node.format(0)?;
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let (input, x) = (args.input(0), b.v128());
+    for_each_vector(&mut b, start, end, args.output(), |b, i| {
+        format.address(b, input, i);
+        format.load4(b);
+        b.set(x);
+        apply_unary(b, op, x);
+    });
+    Ok(Kernel { name: format!("unary_{}", unary_name(op)), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
+/// How an operand's element follows from the output's linear index.
+enum Index {
+    /// The operand has the output's shape (up to size-1 axes).
+    Same,
+    /// Broadcast over leading axes only: element `i % n` of the operand's `n` (a param index).
+    Suffix(usize),
+    /// One element.
+    Scalar,
+    /// Per-axis strides over the merged output axes (0 where it broadcasts); the param index of the first stride.
+    Strided(usize),
+}
+
+/// The broadcasting of a binary op: the merged output axes (param index of the first dim, rank) and each operand's
+/// index, with the params they read.
+struct Broadcast {
+    dims: (usize, usize),
+    index: [Index; 2],
+    params: Vec<Expr>,
+}
+
+impl Broadcast {
+    fn new(node: &Node) -> Result<Broadcast, CodegenError> {
+        let out = &node.output.shape;
+        let (dims, strides) = broadcast_axes(out, [&node.inputs[0].shape, &node.inputs[1].shape]);
+        let zero = Dim::from(0u64);
+        let mut params = vec![product(out)];
+        let strided = strides.iter().any(|s| {
+            let broadcast: Vec<bool> = s.iter().map(|d| *d == zero).collect();
+            matches!(broadcast.iter().position(|&x| !x), Some(first) if broadcast[first..].contains(&true))
+        });
+        if strided && dims.len() > MAX_RANK {
+            return Err(node.error(format!(
+                "broadcasting {} with {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
+                node.inputs[0], node.inputs[1], dims.len()
+            )));
+        }
+        let first_dim = params.len();
+        if strided {
+            params.extend(dims.iter().map(Dim::to_expr));
+        }
+        let index = strides.map(|s| {
+            let broadcast: Vec<bool> = s.iter().map(|d| *d == zero).collect();
+            match broadcast.iter().position(|&x| !x) {
+                None => Index::Scalar,
+                Some(0) if !broadcast.contains(&true) => Index::Same,
+                Some(first) if !broadcast[first..].contains(&true) => {
+                    params.push(product(&dims[first..]));
+                    Index::Suffix(params.len() - 1)
+                }
+                Some(_) => {
+                    params.extend(s.iter().map(Dim::to_expr));
+                    Index::Strided(params.len() - s.len())
+                }
+            }
+        });
+        let [a, c] = index;
+        Ok(Broadcast { dims: (first_dim, dims.len()), index: [a, c], params })
+    }
+}
+
+/// The params of one operand's index, loaded once at the start of the kernel.
+enum Loaded {
+    Same,
+    Suffix(Local),
+    Scalar,
+    /// (dims, strides) over the merged axes.
+    Strided(Vec<Local>, Vec<Local>),
+}
+
+impl Loaded {
+    fn new(b: &mut Body, args: &Args, broadcast: &Broadcast, index: &Index) -> Loaded {
+        let (first_dim, rank) = broadcast.dims;
+        match *index {
+            Index::Same => Loaded::Same,
+            Index::Scalar => Loaded::Scalar,
+            Index::Suffix(p) => Loaded::Suffix(args.param(b, p)),
+            Index::Strided(p) => {
+                let dims = (0..rank).map(|a| args.param(b, first_dim + a)).collect();
+                let strides = (0..rank).map(|a| args.param(b, p + a)).collect();
+                Loaded::Strided(dims, strides)
+            }
+        }
+    }
+
+    /// Pushes the operand's element index for output element `e` (an i32 local).
+    fn element(&self, b: &mut Body, e: Local) {
+        match self {
+            Loaded::Same => {
+                b.get(e);
+            }
+            Loaded::Scalar => {
+                b.i32c(0);
+            }
+            Loaded::Suffix(n) => {
+                b.get(e).get(*n).op(I::I32RemU);
+            }
+            Loaded::Strided(dims, strides) => {
+                // The output coordinates over the merged axes, last fastest, times the operand's strides.
+                let (rest, offset) = (b.i32(), b.i32());
+                b.get(e).set(rest).i32c(0).set(offset);
+                for axis in (0..dims.len()).rev() {
+                    b.get(offset).get(rest).get(dims[axis]).op(I::I32RemU).get(strides[axis]).op(I::I32Mul).op(I::I32Add).set(offset);
+                    b.get(rest).get(dims[axis]).op(I::I32DivU).set(rest);
+                }
+                b.get(offset);
+            }
+        }
+    }
+
+    /// Pushes the f32x4 of the operand's elements for output elements i..i+4.
+    fn load4(&self, b: &mut Body, format: Format, base: Local, i: Local) {
+        let gather = |b: &mut Body| {
+            let (e, at) = (b.i32(), b.i32());
+            b.splat(0.0);
+            for lane in 0..4u8 {
+                b.assign(e, |b| {
+                    b.get(i).i32c(lane as i32).op(I::I32Add);
+                });
+                b.assign(at, |b| self.element(b, e));
+                format.address(b, base, at);
+                format.load1(b);
+                b.op(I::F32x4ReplaceLane(lane));
+            }
+        };
+        match self {
+            Loaded::Same => {
+                format.address(b, base, i);
+                format.load4(b);
+            }
+            Loaded::Scalar => {
+                b.get(base);
+                format.load1(b);
+                b.op(I::F32x4Splat);
+            }
+            Loaded::Suffix(n) => {
+                // Four consecutive elements unless they wrap around the end of the operand.
+                let (j, v) = (b.i32(), b.v128());
+                b.get(i).get(*n).op(I::I32RemU).tee(j).i32c(4).op(I::I32Add).get(*n).op(I::I32LeU).if_else(
+                    |b| {
+                        format.address(b, base, j);
+                        format.load4(b);
+                        b.set(v);
+                    },
+                    |b| {
+                        gather(b);
+                        b.set(v);
+                    },
+                );
+                b.get(v);
+            }
+            Loaded::Strided(..) => gather(b),
+        }
+    }
+}
+
+fn binary_name(op: BinaryOp) -> &'static str {
+    match op {
+        BinaryOp::Add => "add",
+        BinaryOp::Sub => "sub",
+        BinaryOp::Mul => "mul",
+        BinaryOp::Div => "div",
+        BinaryOp::Max => "max",
+        BinaryOp::Min => "min",
+        BinaryOp::Pow => "pow",
+    }
+}
+
+/// Params: the element count, then the merged dims (if an operand is strided), then each operand's suffix length
+/// or strides.
+pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Kernel, CodegenError> {
+    let formats = [node.format(0)?, node.format(1)?];
+    let broadcast = Broadcast::new(node)?;
+    let (mut b, args) = Args::new(2);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let loaded = [0, 1].map(|k| Loaded::new(&mut b, &args, &broadcast, &broadcast.index[k]));
+    if node.output.dtype == DType::I32 {
+        integer_binary(&mut b, &args, op, &loaded, formats, (start, end));
+    } else {
+        let (x, y) = (b.v128(), b.v128());
+        for_each_vector(&mut b, start, end, args.output(), |b, i| {
+            loaded[0].load4(b, formats[0], args.input(0), i);
+            b.set(x);
+            loaded[1].load4(b, formats[1], args.input(1), i);
+            b.set(y);
+            b.get(x).get(y);
+            match op {
+                BinaryOp::Add => b.op(I::F32x4Add),
+                BinaryOp::Sub => b.op(I::F32x4Sub),
+                BinaryOp::Mul => b.op(I::F32x4Mul),
+                BinaryOp::Div => b.op(I::F32x4Div),
+                BinaryOp::Max => b.op(I::F32x4Max),
+                BinaryOp::Min => b.op(I::F32x4Min),
+                BinaryOp::Pow => {
+                    call(b, Helper::Pow);
+                    b
+                }
+            };
+        });
+    }
+    Ok(Kernel { name: format!("binary_{}", binary_name(op)), body: b, bindings: 3, params: broadcast.params })
+}
+
+/// Integer binary ops, one element at a time, as the interpreter's i64 arithmetic truncated to i32: wrapping
+/// add/sub/mul, Euclidean division (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
+fn integer_binary(b: &mut Body, args: &Args, op: BinaryOp, loaded: &[Loaded; 2], formats: [Format; 2], (start, end): (Local, Local)) {
+    let (e, at, x, y, q, r) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let out = args.output();
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        for (k, value) in [x, y].into_iter().enumerate() {
+            b.assign(at, |b| loaded[k].element(b, e));
+            formats[k].address(b, args.input(k), at);
+            formats[k].load1_i32(b);
+            b.set(value);
+        }
+        Format::I32.address(b, out, e);
+        match op {
+            BinaryOp::Add => {
+                b.get(x).get(y).op(I::I32Add);
+            }
+            BinaryOp::Sub => {
+                b.get(x).get(y).op(I::I32Sub);
+            }
+            BinaryOp::Mul => {
+                b.get(x).get(y).op(I::I32Mul);
+            }
+            BinaryOp::Max => {
+                b.get(x).get(y).get(x).get(y).op(I::I32GtS).op(I::Select);
+            }
+            BinaryOp::Min => {
+                b.get(x).get(y).get(x).get(y).op(I::I32LtS).op(I::Select);
+            }
+            BinaryOp::Div => {
+                // x / −1 is −x (i32.div_s would trap on i32::MIN); otherwise truncate, then move the quotient one
+                // step away from zero's side when the remainder is negative.
+                b.get(y).i32c(-1).op(I::I32Eq).if_else(
+                    |b| {
+                        b.i32c(0).get(x).op(I::I32Sub).set(q);
+                    },
+                    |b| {
+                        b.get(x).get(y).op(I::I32DivS).set(q);
+                        b.get(x).get(q).get(y).op(I::I32Mul).op(I::I32Sub).set(r);
+                        b.get(r).i32c(0).op(I::I32LtS).if_(|b| {
+                            b.get(q).i32c(-1).i32c(1).get(y).i32c(0).op(I::I32GtS).op(I::Select).op(I::I32Add).set(q);
+                        });
+                    },
+                );
+                b.get(q);
+            }
+            BinaryOp::Pow => {
+                // Repeated squaring with wrapping multiplication; r is the running power, q the exponent left.
+                b.get(y).i32c(0).get(y).i32c(0).op(I::I32GtS).op(I::Select).i32c(63).min_u().set(q);
+                b.i32c(1).set(r);
+                b.while_(
+                    |b| {
+                        b.get(q);
+                    },
+                    |b| {
+                        b.get(q).i32c(1).op(I::I32And).if_(|b| {
+                            b.get(r).get(x).op(I::I32Mul).set(r);
+                        });
+                        b.get(x).get(x).op(I::I32Mul).set(x);
+                        b.get(q).i32c(1).op(I::I32ShrU).set(q);
+                    },
+                );
+                b.get(r);
+            }
+        }
+        b.i32_store(0);
+    });
+}
+
+/// Params: the element count.
+pub(crate) fn cast(node: &Node, to: DType) -> Result<Kernel, CodegenError> {
+    let from = node.format(0)?;
+    let out_format = node.output_format()?;
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let input = args.input(0);
+    match to {
+        DType::F32 | DType::I32 => for_each_vector(&mut b, start, end, args.output(), |b, i| {
+            from.address(b, input, i);
+            match (from, to) {
+                (Format::I32, DType::I32) => b.v128_load(0),
+                (_, DType::I32) => {
+                    from.load4(b);
+                    b.op(I::I32x4TruncSatF32x4S)
+                }
+                _ => {
+                    from.load4(b);
+                    b
+                }
+            };
+        }),
+        DType::F16 | DType::BF16 => {
+            let e = b.i32();
+            b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+                out_format.address(b, args.output(), e);
+                from.address(b, input, e);
+                from.load1(b);
+                if to == DType::F16 { f32_to_half(b) } else { f32_to_bf16(b) }
+                out_format.store_bits(b);
+            });
+        }
+        DType::I64 => return Err(node.error("casts to i64 are not stored by tfc bundles; cast to i32")),
+        block => return Err(node.error(format!("casts to the block format {block} are not kernels (weights are quantized when compiled)"))),
+    }
+    Ok(Kernel { name: "cast".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}

@@ -1,0 +1,229 @@
+//! Ops that move elements: Gather, Transpose, Slice, Concat. Elements keep their stored bits where input and output
+//! dtypes agree (f16 and bf16 transposes and slices stay 16-bit); float inputs of a different dtype are decoded.
+
+use crate::asm::{I, Local};
+use crate::decode::Format;
+use crate::elementwise::for_each_vector;
+use crate::{Args, CodegenError, Kernel, Node};
+use tfc_ir::{Dim, Expr};
+
+/// The most axes a transpose indexes (after dropping size-1 axes and merging axes that stay together).
+const MAX_RANK: usize = 6;
+
+fn product(dims: &[Dim]) -> Expr {
+    tfc_ir::dim::product(dims).to_expr()
+}
+
+/// `(table [V, …], indices) → [indices…, row]`; an index outside [0, V) gives a row of zeros. Threads take runs of
+/// indices. Params: the index count, the row length, V.
+pub(crate) fn gather(node: &Node) -> Result<Kernel, CodegenError> {
+    let (table, indices) = (node.format(0)?, node.format(1)?);
+    let (mut b, args) = Args::new(2);
+    let (count, row, rows) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
+    let (start, end) = args.share(&mut b, count);
+    let (j, index, first, last, source, value) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.v128());
+    b.for_range(j, |b| { b.get(start); }, end, 1, |b| {
+        indices.address(b, args.input(1), j);
+        indices.load1_i32(b);
+        b.set(index);
+        b.mul(j, row).set(first);
+        b.get(first).get(row).op(I::I32Add).set(last);
+        for_each_vector(b, first, last, args.output(), |b, i| {
+            // Element i − first of table row `index`; the unsigned comparison also rejects negative indices.
+            b.get(index).get(rows).op(I::I32LtU).if_else(
+                |b| {
+                    b.mul(index, row).get(i).op(I::I32Add).get(first).op(I::I32Sub).set(source);
+                    table.address(b, args.input(0), source);
+                    if table == Format::I32 {
+                        b.v128_load(0);
+                    } else {
+                        table.load4(b);
+                    }
+                    b.set(value);
+                },
+                |b| {
+                    b.splat(0.0).set(value);
+                },
+            );
+            b.get(value);
+        });
+    });
+    let t = node.inputs[0];
+    let params = vec![product(&node.inputs[1].shape), product(&t.shape[1..]), t.shape[0].to_expr()];
+    Ok(Kernel { name: "gather".into(), body: b, bindings: 3, params })
+}
+
+/// Input dims and perm with size-1 axes dropped and input axes that stay neighbours in the output merged.
+fn simplify_transpose(shape: &[Dim], perm: &[usize]) -> (Vec<Dim>, Vec<usize>) {
+    let one = Dim::from(1u64);
+    let kept: Vec<usize> = (0..shape.len()).filter(|&a| shape[a] != one).collect();
+    let renumber = |a: usize| kept.iter().position(|&k| k == a).expect("kept axes are renumbered");
+    let perm: Vec<usize> = perm.iter().filter(|&&a| shape[a] != one).map(|&a| renumber(a)).collect();
+    let shape: Vec<&Dim> = kept.iter().map(|&a| &shape[a]).collect();
+    // Runs of output axes that are consecutive input axes, in output order.
+    let mut runs: Vec<(usize, usize)> = Vec::new();
+    for &a in &perm {
+        match runs.last_mut() {
+            Some((start, len)) if *start + *len == a => *len += 1,
+            _ => runs.push((a, 1)),
+        }
+    }
+    let mut by_input: Vec<usize> = (0..runs.len()).collect();
+    by_input.sort_by_key(|&r| runs[r].0);
+    let dims = by_input.iter().map(|&r| shape[runs[r].0..runs[r].0 + runs[r].1].iter().fold(one.clone(), |acc, d| &acc * *d)).collect();
+    let perm = (0..runs.len()).map(|r| by_input.iter().position(|&x| x == r).expect("every run has an input position")).collect();
+    (dims, perm)
+}
+
+/// A permutation of the axes, as a copy of each output row (the innermost output axis) from a strided run of the
+/// input. Threads take runs of output rows. Params: the output row count, the row length, the input stride along
+/// the row, then the other output axes' dims and input strides.
+pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Kernel, CodegenError> {
+    let format = node.format(0)?;
+    let (dims, perm) = simplify_transpose(&node.inputs[0].shape, perm);
+    let rank = dims.len();
+    if rank > MAX_RANK {
+        return Err(node.error(format!("the permutation moves {rank} separate axis groups of {}; kernels handle up to {MAX_RANK}", node.inputs[0])));
+    }
+    let mut in_strides = vec![Dim::from(1u64); rank];
+    for a in (0..rank.saturating_sub(1)).rev() {
+        in_strides[a] = &in_strides[a + 1] * &dims[a + 1];
+    }
+    // Output axes in order, each with its length and input stride; a rank-0 copy is one row of one element.
+    let axes: Vec<(Dim, Dim)> = perm.iter().map(|&p| (dims[p].clone(), in_strides[p].clone())).collect();
+    let (row, outer) = match axes.split_last() {
+        Some((last, outer)) => (last.clone(), outer.to_vec()),
+        None => ((Dim::from(1u64), Dim::from(1u64)), Vec::new()),
+    };
+    let mut params = vec![product(&outer.iter().map(|(d, _)| d.clone()).collect::<Vec<_>>()), row.0.to_expr(), row.1.to_expr()];
+    params.extend(outer.iter().map(|(d, _)| d.to_expr()));
+    params.extend(outer.iter().map(|(_, s)| s.to_expr()));
+
+    let (mut b, args) = Args::new(1);
+    let (rows, length, stride) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
+    let outer_dims: Vec<Local> = (0..outer.len()).map(|a| args.param(&mut b, 3 + a)).collect();
+    let outer_strides: Vec<Local> = (0..outer.len()).map(|a| args.param(&mut b, 3 + outer.len() + a)).collect();
+    let (start, end) = args.share(&mut b, rows);
+    let (r, rest, source, target, target_end) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let (source_step, size) = (b.i32(), format.size() as i32);
+    b.get(stride).i32c(format.shift()).op(I::I32Shl).set(source_step);
+    b.for_range(r, |b| { b.get(start); }, end, 1, |b| {
+        // The input offset of the row's first element: its coordinates over the outer axes times their strides.
+        b.get(r).set(rest).i32c(0).set(source);
+        for a in (0..outer.len()).rev() {
+            b.get(source).get(rest).get(outer_dims[a]).op(I::I32RemU).get(outer_strides[a]).op(I::I32Mul).op(I::I32Add).set(source);
+            b.get(rest).get(outer_dims[a]).op(I::I32DivU).set(rest);
+        }
+        format.address(b, args.input(0), source);
+        b.set(source);
+        b.mul(r, length).set(target);
+        format.address(b, args.output(), target);
+        b.set(target);
+        b.get(length).i32c(format.shift()).op(I::I32Shl).get(target).op(I::I32Add).set(target_end);
+        b.while_(
+            |b| {
+                b.get(target).get(target_end).op(I::I32LtU);
+            },
+            |b| {
+                b.get(target).get(source);
+                format.load_bits(b);
+                format.store_bits(b);
+                b.add_to(target, size).add_local(source, source_step);
+            },
+        );
+    });
+    Ok(Kernel { name: "transpose".into(), body: b, bindings: 2, params })
+}
+
+/// Elements `start..end` of one axis: a copy of one block per index of the axes before it. Threads take runs of
+/// blocks. Params: the block count, the output block, the input block, the offset of the range in an input block
+/// (all in elements).
+pub(crate) fn slice(node: &Node, axis: usize, start: &Dim) -> Result<Kernel, CodegenError> {
+    let format = node.format(0)?;
+    let (x, y) = (&node.inputs[0].shape, &node.output.shape);
+    let inner = tfc_ir::dim::product(&x[axis + 1..]);
+    let params = vec![product(&y[..axis]), product(&y[axis..]), product(&x[axis..]), (start * &inner).to_expr()];
+    let (mut b, args) = Args::new(1);
+    let (blocks, out_block, in_block, offset) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2), args.param(&mut b, 3));
+    let (first, last) = args.share(&mut b, blocks);
+    let (o, at) = (b.i32(), b.i32());
+    b.for_range(o, |b| { b.get(first); }, last, 1, |b| {
+        b.mul(o, out_block).set(at);
+        format.address(b, args.output(), at);
+        b.mul(o, in_block).get(offset).op(I::I32Add).set(at);
+        format.address(b, args.input(0), at);
+        b.get(out_block).i32c(format.shift()).op(I::I32Shl);
+        b.op(I::MemoryCopy { src_mem: 0, dst_mem: 0 });
+    });
+    Ok(Kernel { name: "slice".into(), body: b, bindings: 2, params })
+}
+
+/// The inputs' blocks, one after another, per index of the axes before `axis`. Threads take runs of those indices.
+/// An input stored as the output is copied; a float input of another dtype is decoded. Params: the outer count, the
+/// output block, then each input's block (in elements).
+pub(crate) fn concat(node: &Node, axis: usize) -> Result<Kernel, CodegenError> {
+    let out = node.output_format()?;
+    let formats: Vec<Format> = (0..node.inputs.len()).map(|i| node.format(i)).collect::<Result<_, _>>()?;
+    let y = &node.output.shape;
+    let mut params = vec![product(&y[..axis]), product(&y[axis..])];
+    params.extend(node.inputs.iter().map(|t| product(&t.shape[axis..])));
+    let (mut b, args) = Args::new(node.inputs.len());
+    let (outer, out_block) = (args.param(&mut b, 0), args.param(&mut b, 1));
+    let blocks: Vec<Local> = (0..node.inputs.len()).map(|k| args.param(&mut b, 2 + k)).collect();
+    let (first, last) = args.share(&mut b, outer);
+    let (o, target, target_end, source, at) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    b.for_range(o, |b| { b.get(first); }, last, 1, |b| {
+        b.mul(o, out_block).set(target);
+        for (k, &format) in formats.iter().enumerate() {
+            b.mul(o, blocks[k]).set(source);
+            b.get(target).get(blocks[k]).op(I::I32Add).set(target_end);
+            if format == out {
+                out.address(b, args.output(), target);
+                format.address(b, args.input(k), source);
+                b.get(blocks[k]).i32c(format.shift()).op(I::I32Shl);
+                b.op(I::MemoryCopy { src_mem: 0, dst_mem: 0 });
+            } else {
+                for_each_vector(b, target, target_end, args.output(), |b, i| {
+                    b.get(i).get(target).op(I::I32Sub).get(source).op(I::I32Add).set(at);
+                    format.address(b, args.input(k), at);
+                    format.load4(b);
+                });
+            }
+            b.get(target_end).set(target);
+        }
+    });
+    Ok(Kernel { name: "concat".into(), body: b, bindings: node.inputs.len() as u32 + 1, params })
+}
+
+/// `(state, new)`: stores `new` at rows `offset..` of the state's axis 1 (the state has batch 1). The dispatch binds
+/// `new` and then the state, as its output. Threads take runs of elements. Params: the element offset of row
+/// `offset` in the state, the element count of `new`.
+pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Kernel, CodegenError> {
+    let (state, new) = (node.format(0)?, node.format(1)?);
+    let row = tfc_ir::dim::product(&node.inputs[0].shape[2..]);
+    let params = vec![(offset * &row).to_expr(), product(&node.inputs[1].shape)];
+    let (mut b, args) = Args::new(1);
+    let (first, count) = (args.param(&mut b, 0), args.param(&mut b, 1));
+    let (start, end) = args.share(&mut b, count);
+    let (target, source) = (b.i32(), b.i32());
+    if state == new {
+        b.get(first).get(start).op(I::I32Add).set(target);
+        state.address(&mut b, args.output(), target);
+        new.address(&mut b, args.input(0), start);
+        b.get(end).get(start).op(I::I32Sub).i32c(state.shift()).op(I::I32Shl);
+        b.op(I::MemoryCopy { src_mem: 0, dst_mem: 0 });
+    } else if state == Format::F32 {
+        b.get(first).get(start).op(I::I32Add).set(target);
+        b.get(first).get(end).op(I::I32Add).set(source);
+        for_each_vector(&mut b, target, source, args.output(), |b, i| {
+            let at = b.let_i32(|b| {
+                b.get(i).get(first).op(I::I32Sub);
+            });
+            new.address(b, args.input(0), at);
+            new.load4(b);
+        });
+    } else {
+        return Err(node.error(format!("writes {} rows into a {} cache; kernels store caches as f32 or as their rows' dtype", node.inputs[1].dtype, node.inputs[0].dtype)));
+    }
+    Ok(Kernel { name: "cache_write".into(), body: b, bindings: 2, params })
+}

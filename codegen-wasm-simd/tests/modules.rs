@@ -1,0 +1,28 @@
+//! Every op case of the shared suite gives a fallback module that validates (running them is `cli/tests/wasm.rs`),
+//! except those with block-quantized weights, which must fail with an error naming the format.
+
+use tfc_ir::Op;
+
+#[test]
+fn every_op_case_compiles_to_a_valid_module() {
+    let mut failures = Vec::new();
+    for case in tfc_fixtures::op_cases() {
+        let g = &case.graph;
+        let nodes: Vec<_> = g
+            .topo_order()
+            .unwrap()
+            .into_iter()
+            .filter(|&id| !matches!(g.node(id).op, Op::Input { .. } | Op::Weight(_) | Op::State { .. } | Op::Reshape { .. }))
+            .collect();
+        match tfc_codegen_wasm_simd::fallback(g, &nodes) {
+            Ok(f) => assert_eq!(f.dispatches.len(), nodes.len()),
+            Err(e) => {
+                let block = g.weights.iter().find(|w| w.dtype.is_block());
+                if !block.is_some_and(|w| e.to_string().contains(&format!("{} weights are not decoded", w.dtype))) {
+                    failures.push(format!("{}: {e}", case.name));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -1,0 +1,156 @@
+//! `x · Wᵀ` for a block-quantized weight W `[N, K]` (ggml's matrix layout: rows along K), with x `[…, K]` read as R
+//! rows. The packed weight is decoded in the kernel (`decode4_in1`, see `quant.rs`), in two strategies chosen per
+//! dispatch from R (a runtime value):
+//!
+//! - Matrix-vector, for R ≤ 4 (decoding): streams W once. A workgroup takes 16 rows of W: 8 groups of 32
+//!   invocations, each invocation 2 rows, so that neighbouring invocations read neighbouring words of a row and each
+//!   x value loaded serves 2 rows. Each invocation walks its rows in steps of 4 elements, 32 steps apart; the 32
+//!   partial sums of a row meet in workgroup memory.
+//! - Tiled, for R > 4 (prefill): 64×64 output tiles, K in slices of 16 staged in workgroup memory (W decoded as it
+//!   is staged), 4×4 outputs per invocation.
+//!
+//! The dispatch covers both; workgroups past the chosen strategy's work return at once.
+//! Params: R, N, K.
+
+use crate::CodegenError;
+use crate::shader::{Access, Node, Parts, expr, product};
+use tfc_ir::Expr;
+
+/// Rows of x up to which the matrix-vector strategy runs.
+const VECTOR_ROWS: u32 = 4;
+/// Rows of W per matrix-vector workgroup and the output tile's side (the WGSL below is written for these).
+const ROWS_PER_GROUP: u32 = 16;
+const TILE: u32 = 64;
+
+/// Whether the quantized kernel computes this MatMul (`transpose_b` is implied by the caller's match): a 2-D block
+/// format weight as B, a float A.
+pub(crate) fn applies(node: &Node) -> bool {
+    let (a, b) = (node.inputs[0], node.inputs[1]);
+    b.dtype.is_block() && b.rank() == 2 && !a.dtype.is_block()
+}
+
+pub(crate) fn matmul(node: &Node) -> Result<Parts, CodegenError> {
+    let (a, w) = (node.inputs[0], node.inputs[1]);
+    let k = node.constant(&w.shape[1], "K", u32::MAX as u64)?;
+    let rows = product(&a.shape[..a.rank() - 1]);
+    let n = expr(&w.shape[0]);
+    let mut parts = Parts::new("quant_matmul", 256);
+    parts.summary = format!(
+        "x · Wᵀ with W {}: for R ≤ {VECTOR_ROWS} {ROWS_PER_GROUP} rows of W per workgroup, else {TILE}×{TILE} tiles",
+        w.dtype
+    );
+    parts.inputs = vec![(a.dtype, Access::Float), (w.dtype, Access::Float)];
+    let vector_groups = Expr::ceil_div(n.clone(), Expr::Const(ROWS_PER_GROUP as u64));
+    let tiles = Expr::product(vec![
+        Expr::ceil_div(rows.clone(), Expr::Const(TILE as u64)),
+        Expr::ceil_div(n.clone(), Expr::Const(TILE as u64)),
+    ]);
+    parts.workgroups = Expr::max(vec![vector_groups, tiles]);
+    parts.params = vec![rows, n, Expr::Const(k as u64)];
+    parts.decls = DECLS.to_string();
+    parts.body = format!(
+        "    if param(0u) <= {VECTOR_ROWS}u {{
+        matvec(group, lid);
+    }} else {{
+        tiled(group, lid);
+    }}
+"
+    );
+    Ok(parts)
+}
+
+const DECLS: &str = "\
+// Matrix-vector: 2 partial sums (one per row of W) per invocation. Tiled: the K-slice of the x tile, then the W tile,
+// k-major as vec4s over 4 rows: tile[k·16 + m/4][m % 4] = x(m0 + m, k0 + k), tile[256 + k·16 + n/4][n % 4] = W(n0 + n, k0 + k).
+var<workgroup> tile: array<vec4<f32>, 512>;
+
+// x(m, k..k+3) as a vec4 over k, zeros for rows past R.
+fn x4(m: u32, k: u32) -> vec4<f32> {
+    if m >= param(0u) {
+        return vec4<f32>(0.0);
+    }
+    let at = m * param(2u) + k;
+    return vec4<f32>(load_in0(at), load_in0(at + 1u), load_in0(at + 2u), load_in0(at + 3u));
+}
+
+fn matvec(group: u32, lid: u32) {
+    let n0 = group * 16u;
+    if n0 >= param(1u) {
+        return;
+    }
+    let lane = lid % 32u;
+    let first = n0 + (lid / 32u) * 2u;
+    // Rows past N read the last row and are not stored.
+    let row0 = min(first, param(1u) - 1u);
+    let row1 = min(first + 1u, param(1u) - 1u);
+    // acc0[m] = row0 · x(m), acc1 likewise.
+    var acc0 = vec4<f32>(0.0);
+    var acc1 = vec4<f32>(0.0);
+    for (var k = lane * 4u; k < param(2u); k += 128u) {
+        let xs = mat4x4<f32>(x4(0u, k), x4(1u, k), x4(2u, k), x4(3u, k));
+        acc0 += decode4_in1(row0, k) * xs;
+        acc1 += decode4_in1(row1, k) * xs;
+    }
+    tile[lid] = acc0;
+    tile[256u + lid] = acc1;
+    workgroupBarrier();
+    if lid < 16u {
+        // Row lid of the 16: row group lid / 2, row lid % 2 of it.
+        let at = (lid % 2u) * 256u + (lid / 2u) * 32u;
+        var sum = vec4<f32>(0.0);
+        for (var l = 0u; l < 32u; l++) {
+            sum += tile[at + l];
+        }
+        let n = n0 + lid;
+        if n < param(1u) {
+            for (var m = 0u; m < param(0u); m++) {
+                out[m * param(1u) + n] = sum[m];
+            }
+        }
+    }
+}
+
+fn tiled(group: u32, lid: u32) {
+    let tiles_n = (param(1u) + 63u) / 64u;
+    let m0 = (group / tiles_n) * 64u;
+    let n0 = (group % tiles_n) * 64u;
+    if m0 >= param(0u) {
+        return;
+    }
+    // Staging: invocation lid loads 4 consecutive k of row lid / 4 of each tile.
+    let r = lid / 4u;
+    let kq = (lid % 4u) * 4u;
+    let w_row = min(n0 + r, param(1u) - 1u);
+    // Outputs: rows m0 + 4·ty + (0..4), columns n0 + 4·tx + (0..4).
+    let tx = lid % 16u;
+    let ty = lid / 16u;
+    var acc: array<vec4<f32>, 4>;
+    for (var k0 = 0u; k0 < param(2u); k0 += 16u) {
+        let xv = x4(m0 + r, k0 + kq);
+        let wv = decode4_in1(w_row, k0 + kq);
+        for (var i = 0u; i < 4u; i++) {
+            tile[(kq + i) * 16u + r / 4u][r % 4u] = xv[i];
+            tile[256u + (kq + i) * 16u + r / 4u][r % 4u] = wv[i];
+        }
+        workgroupBarrier();
+        for (var kk = 0u; kk < 16u; kk++) {
+            let a = tile[kk * 16u + ty];
+            let b = tile[256u + kk * 16u + tx];
+            acc[0] += a.x * b;
+            acc[1] += a.y * b;
+            acc[2] += a.z * b;
+            acc[3] += a.w * b;
+        }
+        workgroupBarrier();
+    }
+    for (var i = 0u; i < 4u; i++) {
+        let m = m0 + 4u * ty + i;
+        for (var j = 0u; j < 4u; j++) {
+            let n = n0 + 4u * tx + j;
+            if m < param(0u) && n < param(1u) {
+                out[m * param(1u) + n] = acc[i][j];
+            }
+        }
+    }
+}
+";
