@@ -14,7 +14,7 @@ use tfc_compiler::{CompileOptions, Progress};
 use tfc_ir::{DType, Tensor};
 use std::io::Write;
 use tfc_ir::interp::SampleSettings;
-use tfc_runtime::{Bundle, Decoder, Sampling, Session, TextStream, Tokenizer};
+use tfc_runtime::{Bundle, ChatTemplate, Decoder, Message, Sampling, Session, TextStream, Tokenizer};
 
 #[derive(Parser)]
 #[command(name = "tfc", version, about = "Ahead-of-time compiler from transformer models to WebGPU bundles that run in any browser")]
@@ -89,8 +89,11 @@ enum Command {
     Generate {
         bundle: PathBuf,
         /// The prompt, tokenized with the bundle's tokenizer.
-        #[arg(long, conflicts_with = "tokens", required_unless_present = "tokens")]
+        #[arg(long, conflicts_with_all = ["tokens", "chat"], required_unless_present_any = ["tokens", "chat"])]
         prompt: Option<String>,
+        /// A user message, put into the model's chat template (with its system prompt, if the template adds one).
+        #[arg(long, conflicts_with = "tokens")]
+        chat: Option<String>,
         /// The prompt as token ids, comma-separated.
         #[arg(long, value_delimiter = ',')]
         tokens: Option<Vec<u32>>,
@@ -308,8 +311,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate { bundle, prompt, tokens, max_tokens, sampling, json } => {
-            generate(&bundle, prompt, tokens, max_tokens, sampling.sampling(), json)
+        Command::Generate { bundle, prompt, chat, tokens, max_tokens, sampling, json } => {
+            generate(&bundle, Prompt { text: prompt, chat, tokens }, max_tokens, sampling.sampling(), json)
         }
         Command::Bench { bundle, engine, batch, sequence, iterations, warmup } => {
             let b = Bundle::open(&bundle)?;
@@ -377,21 +380,26 @@ fn run(cli: Cli) -> Result<()> {
     }
 }
 
-fn generate(
-    bundle: &Path,
-    prompt: Option<String>,
+/// What `tfc generate` starts from: exactly one of these is set.
+struct Prompt {
+    text: Option<String>,
+    chat: Option<String>,
     tokens: Option<Vec<u32>>,
-    max_tokens: usize,
-    sampling: Sampling,
-    json: bool,
-) -> Result<()> {
+}
+
+fn generate(bundle: &Path, prompt: Prompt, max_tokens: usize, sampling: Sampling, json: bool) -> Result<()> {
     let b = Bundle::open(bundle)?;
     let tokenizer = if b.manifest.tokenizer.is_some() { Some(Tokenizer::from_bundle(&b)?) } else { None };
-    let prompt_ids = match (tokens, &prompt, &tokenizer) {
-        (Some(ids), _, _) => ids,
-        (None, Some(text), Some(t)) => t.encode(text)?,
-        (None, Some(_), None) => bail!("this bundle has no tokenizer; give the prompt as --tokens"),
-        (None, None, _) => bail!("give a --prompt or --tokens"),
+    let need_tokenizer = || tokenizer.as_ref().context("this bundle has no tokenizer; give the prompt as --tokens");
+    let prompt_ids = match prompt {
+        Prompt { tokens: Some(ids), .. } => ids,
+        Prompt { text: Some(text), .. } => need_tokenizer()?.encode(&text, true)?,
+        Prompt { chat: Some(message), .. } => {
+            let template = ChatTemplate::from_manifest(&b.manifest)
+                .context("this bundle has no chat template (the model folder had none); use --prompt")?;
+            need_tokenizer()?.encode(&template.render(&[Message::new("user", &message)], true)?, false)?
+        }
+        _ => bail!("give a --prompt, --chat or --tokens"),
     };
     let end_of_sequence: Vec<u32> = b
         .manifest
@@ -453,7 +461,7 @@ fn gather_inputs(bundle: &Bundle, inputs: &RunInputs) -> Result<(BTreeMap<String
     let mut feeds = BTreeMap::new();
     let tokens: Option<Vec<i64>> = match (&inputs.tokens, &inputs.text) {
         (Some(ids), _) => Some(ids.clone()),
-        (None, Some(text)) => Some(Tokenizer::from_bundle(bundle)?.encode(text)?.into_iter().map(i64::from).collect()),
+        (None, Some(text)) => Some(Tokenizer::from_bundle(bundle)?.encode(text, true)?.into_iter().map(i64::from).collect()),
         (None, None) => None,
     };
     if let Some(ids) = &tokens {

@@ -74,7 +74,7 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         if t.dtype == DType::I64 {
             return Err(node.error(format!("operand {i} is i64 ({t}); tfc kernels take i32 indices, cast them")));
         }
-        if t.dtype.is_block() && t.shape.last().and_then(|d| d.as_const()).is_none_or(|k| k % t.dtype.block_elems() as u64 != 0) {
+        if t.dtype.is_block() && t.shape.last().and_then(|d| d.as_const()).is_none_or(|k| !k.is_multiple_of(t.dtype.block_elems() as u64)) {
             return Err(node.error(format!("operand {i} ({t}) is block-quantized but its rows are not whole {} blocks", t.dtype)));
         }
     }

@@ -26,6 +26,9 @@ const TN: u32 = 8;
 const BATCH_AXES: usize = 4;
 /// Up to this M, the skinny strategy, over groups of 4 rows.
 const SKINNY_ROWS: u32 = 128;
+/// Below this many output tiles (about one wave of workgroups on a large GPU) the tiled strategy leaves most of the
+/// GPU idle, and the skinny one is faster whatever M is.
+const MIN_TILES: u32 = 128;
 /// Pairs of k per lane and step of the skinny strategy's loop.
 const SKINNY_UNROLL: u32 = 4;
 
@@ -66,17 +69,19 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
     let skinny = Skinny::new(transpose_b);
     let mut parts = Parts::new("matmul", 256);
     parts.summary = format!(
-        "A{} × B{}: {TILE}×{TILE} tiles with K-slices of {BK}, or for M ≤ {SKINNY_ROWS} {} columns per workgroup",
+        "A{} × B{}: {TILE}×{TILE} tiles with K-slices of {BK}, or for M ≤ {SKINNY_ROWS} or fewer than {MIN_TILES} tiles 4 rows × {} columns per workgroup",
         if transpose_a { "ᵀ" } else { "" },
         if transpose_b { "ᵀ" } else { "" },
         skinny.columns,
     );
     parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
-    // The skinny strategy's column blocks × row groups of 4, when it is the one chosen.
+    // The skinny strategy's column blocks × row groups of 4, when it is the one chosen (`at_most` is 1 or 0, and
+    // the larger of two such is their "or").
+    let tiles = Expr::product(vec![tiles_m.clone(), tiles_n.clone()]);
     let skinny_groups = Expr::product(vec![
         Expr::ceil_div(expr(n), Expr::Const(skinny.columns as u64)),
         Expr::ceil_div(expr(m), Expr::Const(4)),
-        at_most(expr(m), SKINNY_ROWS as u64),
+        Expr::max(vec![at_most(expr(m), SKINNY_ROWS as u64), at_most(tiles, MIN_TILES as u64 - 1)]),
     ]);
     parts.workgroups = Expr::product(vec![
         Expr::max(vec![Expr::product(vec![tiles_m.clone(), tiles_n.clone()]), skinny_groups]),
@@ -126,7 +131,7 @@ fn run_start(k_contiguous: bool) -> String {
 fn decls(transpose_a: bool, transpose_b: bool, skinny: &Skinny) -> String {
     let vecs = TILE / 4;
     let slice = BK * vecs;
-    let mut s = format!("const SKINNY_ROWS: u32 = {SKINNY_ROWS}u;\n\n");
+    let mut s = format!("const SKINNY_ROWS: u32 = {SKINNY_ROWS}u;\nconst MIN_TILES: u32 = {MIN_TILES}u;\n\n");
     // An operand's load and store functions, given the params holding its strides along its rows (m for A, n for B)
     // and along k, and its row count.
     let operand = |name: &str, k_contiguous: bool, row_stride: u32, k_stride: u32, rows: u32| -> String {
@@ -329,7 +334,7 @@ fn a_column(base: u32, rows: u32, k: u32) -> vec4<f32> {{
     return v;
 }}
 
-// A group of 4 of the M ≤ {SKINNY_ROWS} rows and {columns} columns: {lanes} invocations per column split K in pairs of
+// A group of 4 rows and {columns} columns: {lanes} invocations per column split K in pairs of
 // neighbouring k (one word of a 16-bit B), {SKINNY_UNROLL} pairs at a time so that their loads overlap, and their
 // partial sums (a vec4 over the rows) meet in a_tile.
 fn skinny(group: u32, lid: u32) {{
@@ -378,7 +383,7 @@ fn skinny(group: u32, lid: u32) {{
     )
 }
 
-const BODY: &str = "    if param(0u) <= SKINNY_ROWS {
+const BODY: &str = "    if param(0u) <= SKINNY_ROWS || param(7u) * param(8u) < MIN_TILES {
         skinny(group, lid);
     } else {
         tiled(group, lid);

@@ -196,13 +196,22 @@ fn matmul_every_transpose_and_weight_dtype() {
 }
 
 #[test]
-fn matmul_strategy_follows_m() {
+fn matmul_strategy_follows_the_tile_count() {
     let mut g = Graph::new();
     let s = g.symbol("sequence", 4096);
     let a = input(&mut g, "a", DType::F32, &[s.clone(), c(64)]);
     let w = weight(&mut g, "w", DType::F16, &[1000, 64]);
     let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
-    for (m, workgroups) in [(1, 125), (4, 125), (5, 250), (128, 32 * 125), (129, 2 * 8), (1000, 8 * 8)] {
+    // N = 1000: 8 column tiles of 128, or 125 skinny blocks of 8 columns; skinny up to M = 128 and below 128 tiles
+    // (M ≤ 1920).
+    for (m, workgroups) in [(1, 125), (4, 125), (5, 250), (129, 33 * 125), (1920, 480 * 125), (1921, 16 * 8), (4096, 32 * 8)] {
+        let r = check(&g, id, &env(&[("sequence", m)]));
+        assert_eq!(r.workgroups, workgroups, "M = {m}");
+    }
+    // N = 20000: 157 column tiles, so the tiled strategy from M = 129 on; skinny (2500 blocks) below.
+    let w = weight(&mut g, "wide", DType::F16, &[20000, 64]);
+    let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
+    for (m, workgroups) in [(1, 2500), (128, 32 * 2500), (129, 2 * 157)] {
         let r = check(&g, id, &env(&[("sequence", m)]));
         assert_eq!(r.workgroups, workgroups, "M = {m}");
     }

@@ -305,3 +305,25 @@ fn interpreter_decodes_with_the_kv_cache_like_transformers() {
         }
     }
 }
+
+#[test]
+fn chat_template_and_special_tokens_come_from_tokenizer_config() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model");
+    std::fs::create_dir(&model).unwrap();
+    for entry in std::fs::read_dir(fixtures().join("models/tiny-qwen2")).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, model.join(path.file_name().unwrap())).unwrap();
+    }
+    let template = "{% for m in messages %}<|{{ m['role'] }}|>{{ m['content'] }}{% endfor %}";
+    let config = serde_json::json!({
+        "chat_template": [{"name": "tool_use", "template": "no"}, {"name": "default", "template": template}],
+        "bos_token": {"content": "<s>", "lstrip": false},
+        "eos_token": "</s>",
+    });
+    std::fs::write(model.join("tokenizer_config.json"), config.to_string()).unwrap();
+    let graph = import(&model, &ImportOptions::default()).unwrap();
+    assert_eq!(graph.metadata["chat_template"], template);
+    assert_eq!(graph.metadata["bos_token"], "<s>");
+    assert_eq!(graph.metadata["eos_token"], "</s>");
+}

@@ -20,10 +20,11 @@ impl Tokenizer {
         Ok(Tokenizer(tokenizer))
     }
 
-    /// Token ids of `text` with the model's special tokens (e.g. [CLS] … [SEP]).
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>> {
+    /// Token ids of `text`, with the model's special tokens (e.g. [CLS] … [SEP]) when `special` is set; a rendered
+    /// chat template brings its own, so it is encoded without.
+    pub fn encode(&self, text: &str, special: bool) -> Result<Vec<u32>> {
         self.0
-            .encode(text, true)
+            .encode(text, special)
             .map(|e| e.get_ids().to_vec())
             .map_err(|e| RuntimeError::Input(format!("cannot tokenize the text: {e}")))
     }

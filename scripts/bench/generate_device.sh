@@ -58,7 +58,9 @@ import json, re, sys
 text = open("/tmp/tfc.txt").read()
 m = re.search(r"(\d+) prompt tokens, (\d+) generated; first token after ([\d.]+) ms, then ([\d.]+) tokens/s on (.*)", text)
 tfc = {"prompt_tokens": int(m[1]), "generated": int(m[2]), "first_token_ms": float(m[3]), "decode_tokens_per_s": float(m[4]), "adapter": m[5].strip()}
+manifest = json.load(open("/tmp/llama-bundle/manifest.json"))
 print(json.dumps({"model": "Llama-3.2-1B shape (16 layers, hidden 2048, 32/8 heads, vocab 128256), bf16 weights",
+                  "weight_bytes": sum(c["size"] for c in manifest["chunks"]),
                   "prompt": int(sys.argv[1]), "new_tokens": int(sys.argv[2]), "tfc": tfc,
                   "pytorch": json.load(open("/tmp/torch.json")), "copy": json.load(open("/tmp/copy.json"))}, indent=1))
 PY

@@ -116,6 +116,26 @@ impl Config {
         })
     }
 
+    /// tokenizer_config.json's `chat_template`: a string, or a list of `{name, template}` of which `default` is taken.
+    pub fn chat_template(&self) -> Result<Option<String>, ImportError> {
+        self.typed("chat_template", "a string or a list of {name, template}", |v| match v {
+            Value::String(t) => Some(t.clone()),
+            Value::Array(named) => named
+                .iter()
+                .find(|t| t["name"] == "default")
+                .and_then(|t| t["template"].as_str().map(str::to_string)),
+            _ => None,
+        })
+    }
+
+    /// A special token of tokenizer_config.json: a string, or an object with its `content`.
+    pub fn special_token(&self, key: &str) -> Result<Option<String>, ImportError> {
+        self.typed(key, "a string or an object with `content`", |v| match v {
+            Value::String(t) => Some(t.clone()),
+            other => other["content"].as_str().map(str::to_string),
+        })
+    }
+
     /// The object under `key`, if present.
     pub fn object(&self, key: &str) -> Result<Option<Config>, ImportError> {
         let json = self.typed(key, "an object", |v| v.as_object().cloned())?;

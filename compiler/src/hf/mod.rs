@@ -105,5 +105,33 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let source = source.file_name().map_or_else(|| source.display().to_string(), |n| n.to_string_lossy().into_owned());
     graph.metadata.insert("architecture".into(), model_type);
     graph.metadata.insert("source".into(), source);
+    graph.metadata.extend(chat_template(dir)?);
     Ok(graph)
+}
+
+/// The model's chat template with the special tokens it refers to, as metadata (`chat_template`, `bos_token`,
+/// `eos_token`): from `chat_template.jinja` or else `tokenizer_config.json`'s `chat_template` (a string, or a list
+/// of named templates of which `default` is taken). Nothing if the folder has neither.
+fn chat_template(dir: &Path) -> Result<Vec<(String, String)>, ImportError> {
+    let config_file = dir.join("tokenizer_config.json");
+    let tokenizer_config = if config_file.is_file() { Some(Config::load(&config_file)?) } else { None };
+    let jinja = dir.join("chat_template.jinja");
+    let template = if jinja.is_file() {
+        let text = std::fs::read_to_string(&jinja)
+            .map_err(|source| ImportError::Io { path: jinja, source, hint: "restore the model's chat_template.jinja" })?;
+        Some(text)
+    } else {
+        match &tokenizer_config {
+            Some(c) => c.chat_template()?,
+            None => None,
+        }
+    };
+    let Some(template) = template else { return Ok(Vec::new()) };
+    let mut metadata = vec![("chat_template".to_string(), template)];
+    for key in ["bos_token", "eos_token"] {
+        if let Some(token) = tokenizer_config.as_ref().map(|c| c.special_token(key)).transpose()?.flatten() {
+            metadata.push((key.to_string(), token));
+        }
+    }
+    Ok(metadata)
 }
