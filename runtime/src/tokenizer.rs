@@ -8,8 +8,12 @@ impl Tokenizer {
         let file = bundle.manifest.tokenizer.as_ref().ok_or_else(|| {
             RuntimeError::Input("this bundle has no tokenizer (the model folder had no tokenizer.json); pass token ids with --tokens".into())
         })?;
-        let path = bundle.dir.join(file);
-        let mut tokenizer = tokenizers::Tokenizer::from_file(&path)
+        Tokenizer::from_file(&bundle.dir.join(file))
+    }
+
+    /// A tokenizer.json file.
+    pub fn from_file(path: &std::path::Path) -> Result<Tokenizer> {
+        let mut tokenizer = tokenizers::Tokenizer::from_file(path)
             .map_err(|e| RuntimeError::Bundle { path: path.display().to_string(), message: format!("cannot load tokenizer: {e}") })?;
         // Encode like transformers' tokenizer call: no padding to a fixed length, no silent truncation (a text too
         // long for the bundle is refused by the runtime with the limit named).
