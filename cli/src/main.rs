@@ -29,7 +29,7 @@ enum Command {
     ///
     /// MODEL is a HuggingFace model folder: config.json with *.safetensors (one file or sharded with
     /// model.safetensors.index.json) and, optionally, tokenizer.json (supported architectures: bert, roberta, gpt2,
-    /// llama, mistral, qwen2); or a GGUF file (architectures llama, qwen2), whose weights keep their formats
+    /// llama, mistral, qwen2); or a GGUF file (architectures llama, qwen2, phi3, bert), whose weights keep their formats
     /// (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
     Compile {
         model: PathBuf,
@@ -46,9 +46,9 @@ enum Command {
         /// Largest batch the bundle accepts.
         #[arg(long, default_value_t = 8)]
         max_batch: u64,
-        /// Longest sequence the bundle accepts [default: the model's maximum positions, lowered if a buffer would
-        /// exceed --max-binding-size].
-        #[arg(long)]
+        /// Longest sequence the bundle accepts; for a decoder, its context (prompt and generated tokens together)
+        /// [default: the model's maximum positions, lowered if a buffer would exceed --max-binding-size].
+        #[arg(long, visible_alias = "max-context")]
         max_sequence: Option<u64>,
         /// Largest storage-buffer binding the bundle may need. The default is WebGPU's guaranteed minimum, so the
         /// bundle runs on every conformant adapter.
@@ -129,8 +129,8 @@ struct Engine {
     #[arg(long, value_enum, default_value = "native")]
     backend: Backend,
     /// Threads of the wasm backend (more than 1 runs on worker threads sharing memory).
-    #[arg(long, default_value_t = 1)]
-    threads: usize,
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    threads: u32,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, clap::ValueEnum)]

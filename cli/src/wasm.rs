@@ -33,7 +33,7 @@ pub struct WasmRun {
 
 /// How many times to run, and whether to time each dispatch.
 pub struct Runs {
-    pub threads: usize,
+    pub threads: u32,
     /// Untimed runs first.
     pub warmup: usize,
     pub iterations: usize,

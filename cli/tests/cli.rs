@@ -48,7 +48,7 @@ fn compiling_twice_gives_byte_identical_bundles() {
     let dir = tempfile::tempdir().unwrap();
     let model = tfc_fixtures::tiny_model("tiny-llama");
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
-    ok(&["compile", path(&model), "--target", "webgpu", "-o", path(&a), "--chunk-size", "20KB"]);
+    ok(&["compile", path(&model), "--target", "webgpu,wasm", "-o", path(&a), "--chunk-size", "20KB"]);
     ok(&["compile", path(&model), "-o", path(&b), "--chunk-size", "20KB"]);
     let (ta, tb) = (tree(&a), tree(&b));
     assert!(ta.iter().filter(|(p, _)| p.starts_with("weights")).count() > 2, "expected several chunks");
@@ -149,4 +149,31 @@ fn generate_is_greedy_by_default_and_repeatable_with_a_seed() {
     assert_eq!(tokens(&sampled), tokens(&sampled), "the same seed gave different tokens");
     let other_seed = ["--temperature", "1.5", "--top-k", "50", "--top-p", "0.95", "--seed", "8"];
     assert_ne!(tokens(&sampled), tokens(&other_seed), "two seeds gave the same 12 tokens");
+}
+
+#[test]
+fn quantized_compiles_are_byte_identical_and_inspect_lists_each_tensors_format() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tfc_fixtures::gguf_model("tiny-llama-q4_k.gguf");
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    ok(&["compile", path(&model), "--target", "webgpu", "-o", path(&a)]);
+    ok(&["compile", path(&model), "--target", "webgpu", "-o", path(&b)]);
+    assert!(tree(&a) == tree(&b), "two compiles of a GGUF file differ");
+    let summary: serde_json::Value = serde_json::from_str(&ok(&["inspect", path(&a), "--json"])).unwrap();
+    let tensor = |name: &str| summary["tensors"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap().clone();
+    assert_eq!(tensor("blk.0.ffn_up.weight")["dtype"], "q4_k");
+    assert_eq!(tensor("blk.0.ffn_up.weight")["bits_per_weight"], 4.5);
+    assert_eq!(tensor("blk.0.attn_norm.weight")["dtype"], "f32");
+    assert!(ok(&["inspect", path(&a)]).contains("blk.0.ffn_up.weight"));
+
+    // tiny-qwen2's rows of 64 are not whole Q6_K blocks: its matrices fall back to Q8_0, its norms stay f16.
+    let q = dir.path().join("q");
+    ok(&["compile", path(&tfc_fixtures::tiny_model("tiny-qwen2")), "--target", "webgpu", "--quant", "q6_k", "-o", path(&q)]);
+    let summary: serde_json::Value = serde_json::from_str(&ok(&["inspect", path(&q), "--json"])).unwrap();
+    let dtypes: std::collections::BTreeSet<&str> = summary["tensors"].as_array().unwrap().iter().map(|t| t["dtype"].as_str().unwrap()).collect();
+    assert!(dtypes.contains("q8_0") && dtypes.contains("f16") && !dtypes.contains("q6_k"), "{dtypes:?}");
+
+    let out = tfc(&["compile", path(&model), "--quant", "q7_k", "-o", path(&dir.path().join("bad"))]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("`q7_k` is not a weight format"), "{err}");
 }

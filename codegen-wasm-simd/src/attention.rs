@@ -1,8 +1,10 @@
 //! Scaled dot-product attention with an online softmax (Milakov & Gimelshein, 2018). Threads take runs of
 //! (batch, query, head) rows. A row walks its visible keys four at a time: the four scores (dot products vectorised
-//! along the head size d), their max against the running one, and p = exp(score − max); the output row, which
-//! holds the running Σ p·v, is rescaled when the max grows, and divided by Σ p at the end. The head sizes d and e are
-//! baked in, so the loops along them are unrolled with constant offsets.
+//! along the head size d, with the query in registers), their max against the running one, and
+//! p = exp(score − max); the running Σ p·v, one f32x4 register per four features of e, is rescaled when the max
+//! grows and divided by Σ p at the end. Keys past the visible ones are read on the last visible row and, like
+//! masked keys, scored as LOWEST, so the walk has no branch per key. The head sizes d and e are baked in, so the
+//! loops along them are unrolled with constant offsets.
 //! Params: batch, query count s, query heads H, key count t, key/value heads G.
 
 use crate::asm::{Body, I, Local};

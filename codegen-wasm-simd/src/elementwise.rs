@@ -87,7 +87,7 @@ fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) {
             b.get(x);
             b.splat(1.0);
             b.get(x).get(x).op(I::F32x4Mul).get(x).op(I::F32x4Mul).splat(0.044715).op(I::F32x4Mul).get(x).op(I::F32x4Add);
-            b.splat(-1.595_769_1).op(I::F32x4Mul);
+            b.splat(-1.595_769).op(I::F32x4Mul);
             call(b, Helper::Exp);
             b.op(I::F32x4Add).op(I::F32x4Div);
         }
@@ -146,6 +146,28 @@ enum Index {
     Strided(usize),
 }
 
+/// An operand's broadcasting over the merged output axes, from its strides there (0 where it broadcasts).
+#[derive(Clone, Copy, PartialEq)]
+enum Pattern {
+    Same,
+    /// Broadcast over the axes before this one only.
+    Suffix(usize),
+    Scalar,
+    Strided,
+}
+
+impl Pattern {
+    fn of(strides: &[Dim]) -> Pattern {
+        let broadcast: Vec<bool> = strides.iter().map(|d| *d == Dim::from(0u64)).collect();
+        match broadcast.iter().position(|&x| !x) {
+            None => Pattern::Scalar,
+            Some(0) if !broadcast.contains(&true) => Pattern::Same,
+            Some(first) if !broadcast[first..].contains(&true) => Pattern::Suffix(first),
+            Some(_) => Pattern::Strided,
+        }
+    }
+}
+
 /// The broadcasting of a binary op: the merged output axes (param index of the first dim, rank) and each operand's
 /// index, with the params they read.
 struct Broadcast {
@@ -158,39 +180,34 @@ impl Broadcast {
     fn new(node: &Node) -> Result<Broadcast, CodegenError> {
         let out = &node.output.shape;
         let (dims, strides) = broadcast_axes(out, [&node.inputs[0].shape, &node.inputs[1].shape]);
-        let zero = Dim::from(0u64);
-        let mut params = vec![product(out)];
-        let strided = strides.iter().any(|s| {
-            let broadcast: Vec<bool> = s.iter().map(|d| *d == zero).collect();
-            matches!(broadcast.iter().position(|&x| !x), Some(first) if broadcast[first..].contains(&true))
-        });
+        let patterns = strides.each_ref().map(|s| Pattern::of(s));
+        let strided = patterns.contains(&Pattern::Strided);
         if strided && dims.len() > MAX_RANK {
             return Err(node.error(format!(
                 "broadcasting {} with {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
                 node.inputs[0], node.inputs[1], dims.len()
             )));
         }
+        // params: the element count, the merged dims if an operand is strided, then each operand's suffix length or
+        // strides.
+        let mut params = vec![product(out)];
         let first_dim = params.len();
         if strided {
             params.extend(dims.iter().map(Dim::to_expr));
         }
-        let index = strides.map(|s| {
-            let broadcast: Vec<bool> = s.iter().map(|d| *d == zero).collect();
-            match broadcast.iter().position(|&x| !x) {
-                None => Index::Scalar,
-                Some(0) if !broadcast.contains(&true) => Index::Same,
-                Some(first) if !broadcast[first..].contains(&true) => {
-                    params.push(product(&dims[first..]));
-                    Index::Suffix(params.len() - 1)
-                }
-                Some(_) => {
-                    params.extend(s.iter().map(Dim::to_expr));
-                    Index::Strided(params.len() - s.len())
-                }
+        let index = [0, 1].map(|k| match patterns[k] {
+            Pattern::Same => Index::Same,
+            Pattern::Scalar => Index::Scalar,
+            Pattern::Suffix(first) => {
+                params.push(product(&dims[first..]));
+                Index::Suffix(params.len() - 1)
+            }
+            Pattern::Strided => {
+                params.extend(strides[k].iter().map(Dim::to_expr));
+                Index::Strided(params.len() - strides[k].len())
             }
         });
-        let [a, c] = index;
-        Ok(Broadcast { dims: (first_dim, dims.len()), index: [a, c], params })
+        Ok(Broadcast { dims: (first_dim, dims.len()), index, params })
     }
 }
 

@@ -12,7 +12,7 @@
 //!   output, chosen so that every element is computed by the same instructions whatever the thread count: results
 //!   are bit-identical for 1 or N threads.
 //!
-//! Kernels read up to 15 bytes past the end of a buffer (the last vector of a row) and ignore those lanes: a runtime
+//! Kernels read up to 16 bytes past the end of a buffer (the last vector of a row) and ignore those lanes: a runtime
 //! must leave at least 16 readable bytes after every buffer, as the layout in docs/bundle-format.md does.
 
 mod asm;
@@ -25,6 +25,7 @@ mod matmul;
 mod movement;
 mod norm;
 mod rope;
+mod sample;
 
 use asm::{Body, I, Local};
 use decode::Format;
@@ -208,7 +209,7 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Input { .. } | Op::Weight(_) | Op::State { .. } | Op::Reshape { .. } => Err(node.error("has no kernel: it is not dispatched")),
         Op::CacheWrite { offset } => movement::cache_write(&node, offset),
         Op::ArgMax => norm::argmax(&node),
-        Op::Sample => Err(node.error("sampling has no WASM kernel yet; generate on WebGPU, or greedily (ArgMax)")),
+        Op::Sample => sample::sample(&node),
         Op::Unary(op) => elementwise::unary(&node, *op),
         Op::Binary(op) => elementwise::binary(&node, *op),
         Op::Cast { to } => elementwise::cast(&node, *to),

@@ -4,26 +4,31 @@
 //!   product of two contiguous rows, vectorised along k. A register block of MB rows of A × NB rows of B keeps
 //!   MB·NB f32x4 partial sums; the last K % 4 elements are read as a full vector with the extra lanes masked to
 //!   zero; each output is the horizontal sum of its partial sums. Threads take blocks of NB columns (all rows), so
-//!   each thread streams its own rows of B once while they stay in L1 across the rows of A.
+//!   each thread streams its own rows of B once while they stay in L1 across the rows of A. A block-quantized B
+//!   (the only layout it comes in) is walked a block at a time: its scales, then its eight groups of four.
 //! - Axpy (B contiguous along n): out[m, n..n+4] += A(m, k) · B(k, n..n+4) over k, MB rows × NV vectors of columns
 //!   per register block; threads take blocks of columns.
 //! - Strided (Aᵀ with Bᵀ): one scalar dot product per output; no model needs it fast.
 //!
-//! Rows and columns past the end of a block are computed on the last valid row or column and not stored, so every
-//! output is computed by the same instructions wherever its block falls: results do not depend on the thread count.
+//! Columns past the end of a block are computed on the last valid column and not stored (Dot takes rows in pairs and
+//! an odd last row alone; Axpy computes rows past the end on the last valid one), so every output is computed by
+//! the same instructions wherever its block falls: results do not depend on the thread count.
 //!
 //! Params: M, N, K, A's strides along m and k, B's along k and n, the batch count, then 4 batch dims, A's 4 batch
 //! strides and B's 4 (0 where broadcast), all in elements.
 
 use crate::asm::{Body, I, Local};
-use crate::decode::Format;
+use crate::decode::{BLOCK, Blocks, Format};
 use crate::{Args, CodegenError, Kernel, Node, broadcast_axes};
 use tfc_ir::{Dim, Expr};
 
 const BATCH_AXES: usize = 4;
-/// Dot: rows of A and of B per register block.
-const DOT_MB: u32 = 4;
-const DOT_NB: u32 = 2;
+/// Dot: rows of A and of B per register block. Eight f32x4 partial sums, with the four B vectors and an A vector,
+/// are what V8's x64 code keeps in its 16 vector registers; larger blocks spill and run slower.
+const DOT_MB: u32 = 2;
+const DOT_NB: u32 = 4;
+/// Dot with block-quantized B: rows of B per register block (each with its scales in registers).
+const BLOCK_DOT_NB: u32 = 2;
 /// Axpy: rows of A and f32x4 column vectors per register block.
 const AXPY_MB: u32 = 4;
 const AXPY_NV: u32 = 2;
@@ -118,25 +123,35 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
         params.extend(s.iter().map(Dim::to_expr));
     }
 
-    let formats = [node.format(0)?, node.format(1)?];
+    let blocks = Blocks::of(node.inputs[1].dtype).map_err(|m| node.error(format!("operand 1: {m}")))?;
+    if let Some(blocks) = blocks
+        && (transpose_a || !transpose_b || b.len() != 2)
+    {
+        return Err(node.error(format!("{} weights are read as a plain [N, K] matrix (x · Wᵀ); got {}", blocks.dtype, node.inputs[1])));
+    }
     let strategy = match (transpose_a, transpose_b) {
         (false, true) => Strategy::Dot,
         (_, false) => Strategy::Axpy,
         (true, true) => Strategy::Strided,
     };
+    let fa = node.format(0)?;
     let (mut body, args) = Args::new(2);
     let shape = Shape::load(&mut body, &args);
-    let name = match strategy {
-        Strategy::Dot => {
-            dot(&mut body, &args, &shape, formats);
+    let name = match (strategy, blocks) {
+        (Strategy::Dot, Some(blocks)) => {
+            dot(&mut body, &args, &shape, fa, Rows::Blocks(blocks));
+            "matmul_dot_blocks"
+        }
+        (Strategy::Dot, None) => {
+            dot(&mut body, &args, &shape, fa, Rows::Dense(node.format(1)?));
             "matmul_dot"
         }
-        Strategy::Axpy => {
-            axpy(&mut body, &args, &shape, formats);
+        (Strategy::Axpy, _) => {
+            axpy(&mut body, &args, &shape, [fa, node.format(1)?]);
             "matmul_axpy"
         }
-        Strategy::Strided => {
-            strided(&mut body, &args, &shape, formats);
+        (Strategy::Strided, _) => {
+            strided(&mut body, &args, &shape, [fa, node.format(1)?]);
             "matmul_strided"
         }
     };
@@ -179,84 +194,206 @@ fn store_output(b: &mut Body, args: &Args, shape: &Shape, batch: Local, row: Loc
     });
 }
 
-fn dot(b: &mut Body, args: &Args, shape: &Shape, [fa, fb]: [Format; 2]) {
-    let (mb, nb) = (DOT_MB, DOT_NB);
-    // Lanes of the last, partial vector of a row: lane < K % 4.
-    let tail_mask = b.let_v128(|b| {
-        b.op(I::V128Const(0x0000_0003_0000_0002_0000_0001_0000_0000));
-        b.get(shape.k).i32c(3).op(I::I32And).op(I::I32x4Splat).op(I::I32x4LtS);
-    });
-    let main_bytes_a = b.let_i32(|b| {
-        b.get(shape.k).i32c(!3).op(I::I32And).i32c(fa.shift()).op(I::I32Shl);
-    });
-    let a_rows: Vec<Local> = (0..mb).map(|_| b.i32()).collect();
-    let b_rows: Vec<Local> = (0..nb).map(|_| b.i32()).collect();
-    let acc: Vec<Vec<Local>> = (0..mb).map(|_| (0..nb).map(|_| b.v128()).collect()).collect();
-    let a_vec: Vec<Local> = (0..mb).map(|_| b.v128()).collect();
-    let b_vec: Vec<Local> = (0..nb).map(|_| b.v128()).collect();
-    let (m0, ka, kb, row, col) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+/// How the dot strategy reads B's rows.
+#[derive(Clone, Copy)]
+enum Rows {
+    Dense(Format),
+    Blocks(Blocks),
+}
 
-    // One step along k: load MB + NB vectors at byte offsets ka and kb of the rows, masked for the tail; multiply-add.
-    let step = |b: &mut Body, masked: bool| {
-        for (r, &base) in a_rows.iter().enumerate() {
-            b.get(base).get(ka).op(I::I32Add);
-            fa.load4(b);
-            if masked {
-                b.get(tail_mask).op(I::V128And);
-            }
-            b.set(a_vec[r]);
+impl Rows {
+    /// B rows per register block: block formats keep each row's scales in registers too, so they take fewer rows.
+    fn per_block(self) -> u32 {
+        match self {
+            Rows::Dense(_) => DOT_NB,
+            Rows::Blocks(_) => BLOCK_DOT_NB,
         }
-        for (c, &base) in b_rows.iter().enumerate() {
-            b.get(base).get(kb).op(I::I32Add);
-            fb.load4(b);
-            if masked {
-                b.get(tail_mask).op(I::V128And);
-            }
-            b.set(b_vec[c]);
-        }
-        for r in 0..mb as usize {
-            for c in 0..nb as usize {
-                b.get(acc[r][c]).get(a_vec[r]).get(b_vec[c]).op(I::F32x4Mul).op(I::F32x4Add).set(acc[r][c]);
-            }
-        }
+    }
+}
+
+fn dot(b: &mut Body, args: &Args, shape: &Shape, fa: Format, rows_b: Rows) {
+    let nb = rows_b.per_block();
+    // Bytes per row of B, and for block formats where a row's scales begin.
+    let (row_bytes, scales_offset) = match rows_b {
+        Rows::Dense(fb) => (
+            b.let_i32(|b| {
+                b.get(shape.k).i32c(fb.shift()).op(I::I32Shl);
+            }),
+            None,
+        ),
+        Rows::Blocks(blocks) => (b.let_i32(|b| blocks.row_bytes(b, shape.k)), Some(b.let_i32(|b| blocks.scales_offset(b, shape.k)))),
     };
+    let b_shift = match rows_b {
+        Rows::Dense(fb) => fb.shift(),
+        Rows::Blocks(_) => 0,
+    };
+    let b_rows: Vec<Local> = (0..nb).map(|_| b.i32()).collect();
+    let (m0, last_pair) = (b.i32(), b.i32());
+    let k_loop = KLoop::new(b, shape, fa, rows_b, scales_offset);
 
     for_each_column_block(b, args, shape, nb, |b, batch, n0, a_off, b_off| {
         for (c, &base) in b_rows.iter().enumerate() {
-            // Byte address of row min(n0 + c, N − 1) of B.
+            // Byte address of row min(n0 + c, N − 1) of B (block formats have no batch axes: b_off is 0).
             b.get(args.input(1));
-            b.get(b_off);
+            b.get(b_off).i32c(b_shift).op(I::I32Shl);
             clamped(b, n0, c as u32, shape.n);
-            b.get(shape.k).op(I::I32Mul).op(I::I32Add).i32c(fb.shift()).op(I::I32Shl).op(I::I32Add).set(base);
+            b.get(row_bytes).op(I::I32Mul).op(I::I32Add).op(I::I32Add).set(base);
         }
-        b.for_range(m0, |b| { b.i32c(0); }, shape.m, mb as i32, |b| {
-            for (r, &base) in a_rows.iter().enumerate() {
-                b.get(args.input(0));
-                b.get(a_off);
-                clamped(b, m0, r as u32, shape.m);
-                b.get(shape.k).op(I::I32Mul).op(I::I32Add).i32c(fa.shift()).op(I::I32Shl).op(I::I32Add).set(base);
-            }
-            for &a in acc.iter().flatten() {
-                b.splat(0.0).set(a);
-            }
-            b.i32c(0).set(kb);
-            b.for_range(ka, |b| { b.i32c(0); }, main_bytes_a, fa.bytes_per_4() as i32, |b| {
-                step(b, false);
-                b.add_to(kb, fb.bytes_per_4() as i32);
-            });
-            b.get(shape.k).i32c(3).op(I::I32And).if_(|b| step(b, true));
-            for r in 0..mb {
-                for c in 0..nb {
-                    b.get(m0).i32c(r as i32).op(I::I32Add).set(row);
-                    b.get(n0).i32c(c as i32).op(I::I32Add).set(col);
-                    let sum = acc[r as usize][c as usize];
-                    store_output(b, args, shape, batch, row, col, |b| {
-                        b.get(sum).hsum();
-                    });
-                }
-            }
+        let block = |b: &mut Body, rows: u32| {
+            let block = DotBlock::new(b, rows, &b_rows);
+            block.emit(b, args, shape, &k_loop, (batch, m0, n0, a_off));
+        };
+        // Pairs of rows, then the last row alone if M is odd.
+        b.get(shape.m).i32c(!1).op(I::I32And).set(last_pair);
+        b.for_range(m0, |b| { b.i32c(0); }, last_pair, DOT_MB as i32, |b| block(b, DOT_MB));
+        b.get(shape.m).i32c(1).op(I::I32And).if_(|b| {
+            b.get(last_pair).set(m0);
+            block(b, 1);
         });
     });
+}
+
+/// The walk along k of the dot strategy, for one register block.
+struct KLoop {
+    fa: Format,
+    rows_b: Rows,
+    /// Lanes of the last, partial vector of a dense row: lane < K % 4.
+    tail_mask: Local,
+    /// Bytes of A's rows covered by whole vectors.
+    main_bytes_a: Local,
+    /// Block formats: the number of blocks per row, and the offset of a row's scales.
+    block_count: Local,
+    scales_offset: Option<Local>,
+}
+
+impl KLoop {
+    fn new(b: &mut Body, shape: &Shape, fa: Format, rows_b: Rows, scales_offset: Option<Local>) -> KLoop {
+        let tail_mask = b.let_v128(|b| {
+            b.op(I::V128Const(0x0000_0003_0000_0002_0000_0001_0000_0000));
+            b.get(shape.k).i32c(3).op(I::I32And).op(I::I32x4Splat).op(I::I32x4LtS);
+        });
+        let main_bytes_a = b.let_i32(|b| {
+            b.get(shape.k).i32c(!3).op(I::I32And).i32c(fa.shift()).op(I::I32Shl);
+        });
+        let block_count = b.let_i32(|b| {
+            b.get(shape.k).i32c(BLOCK.trailing_zeros() as i32).op(I::I32ShrU);
+        });
+        KLoop { fa, rows_b, tail_mask, main_bytes_a, block_count, scales_offset }
+    }
+}
+
+/// One register block of the dot strategy: `rows` rows of A (from m0) against the rows of B at `b_rows`.
+struct DotBlock<'a> {
+    a_rows: Vec<Local>,
+    b_rows: &'a [Local],
+    acc: Vec<Vec<Local>>,
+    a_vec: Local,
+    b_vec: Vec<Local>,
+    ka: Local,
+    kb: Local,
+}
+
+impl<'a> DotBlock<'a> {
+    fn new(b: &mut Body, rows: u32, b_rows: &'a [Local]) -> DotBlock<'a> {
+        DotBlock {
+            a_rows: (0..rows).map(|_| b.i32()).collect(),
+            b_rows,
+            acc: (0..rows).map(|_| b_rows.iter().map(|_| b.v128()).collect()).collect(),
+            a_vec: b.v128(),
+            b_vec: b_rows.iter().map(|_| b.v128()).collect(),
+            ka: b.i32(),
+            kb: b.i32(),
+        }
+    }
+
+    /// Multiplies the A vectors at byte offset ka (+ `offset`) of their rows, masked by `mask` if given, with the B
+    /// vectors in `b_vec`, into the partial sums.
+    fn multiply(&self, b: &mut Body, fa: Format, offset: u32, mask: Option<Local>) {
+        for (r, &base) in self.a_rows.iter().enumerate() {
+            b.get(base).get(self.ka).op(I::I32Add);
+            fa.load4_at(b, offset);
+            if let Some(mask) = mask {
+                b.get(mask).op(I::V128And);
+            }
+            b.set(self.a_vec);
+            for (c, &sum) in self.acc[r].iter().enumerate() {
+                b.get(sum).get(self.a_vec).get(self.b_vec[c]).op(I::F32x4Mul).op(I::F32x4Add).set(sum);
+            }
+        }
+    }
+
+    /// Dense B: one step of four elements at byte offsets ka and kb, masked to the lanes below K % 4 for the tail.
+    fn dense_step(&self, b: &mut Body, (fa, fb): (Format, Format), mask: Option<Local>) {
+        for (c, &base) in self.b_rows.iter().enumerate() {
+            b.get(base).get(self.kb).op(I::I32Add);
+            fb.load4(b);
+            if let Some(mask) = mask {
+                b.get(mask).op(I::V128And);
+            }
+            b.set(self.b_vec[c]);
+        }
+        self.multiply(b, fa, 0, mask);
+    }
+
+    /// The partial sums over all of k.
+    fn walk(&self, b: &mut Body, k: &KLoop) {
+        let fa = k.fa;
+        match k.rows_b {
+            Rows::Dense(fb) => {
+                b.i32c(0).set(self.kb);
+                b.for_range(self.ka, |b| { b.i32c(0); }, k.main_bytes_a, fa.bytes_per_4() as i32, |b| {
+                    self.dense_step(b, (fa, fb), None);
+                    b.add_to(self.kb, fb.bytes_per_4() as i32);
+                });
+                b.get(k.tail_mask).op(I::V128AnyTrue).if_(|b| self.dense_step(b, (fa, fb), Some(k.tail_mask)));
+            }
+            Rows::Blocks(blocks) => {
+                // Block j: its scales, then its eight groups of four elements; kb is the block's index.
+                let scales_offset = k.scales_offset.expect("block formats have a scales offset");
+                let (quants, scales): (Vec<Local>, Vec<Local>) = self.b_rows.iter().map(|_| (b.i32(), b.i32())).unzip();
+                let (d, m): (Vec<Local>, Vec<Local>) = self.b_rows.iter().map(|_| (b.v128(), b.v128())).unzip();
+                b.i32c(0).set(self.ka);
+                b.for_range(self.kb, |b| { b.i32c(0); }, k.block_count, 1, |b| {
+                    for (c, &row) in self.b_rows.iter().enumerate() {
+                        b.get(row).get(self.kb).i32c(blocks.quant_bytes as i32).op(I::I32Mul).op(I::I32Add).set(quants[c]);
+                        b.get(row).get(scales_offset).op(I::I32Add).get(self.kb).i32c(2 * blocks.halves as i32).op(I::I32Mul).op(I::I32Add);
+                        b.set(scales[c]);
+                        blocks.load_scales(b, scales[c], d[c], m[c]);
+                    }
+                    for group in 0..BLOCK / 4 {
+                        for c in 0..self.b_rows.len() {
+                            blocks.decode_group(b, quants[c], group, d[c], m[c]);
+                            b.set(self.b_vec[c]);
+                        }
+                        self.multiply(b, fa, group * fa.bytes_per_4(), None);
+                    }
+                    b.add_to(self.ka, (BLOCK / 4 * fa.bytes_per_4()) as i32);
+                });
+            }
+        }
+    }
+
+    fn emit(&self, b: &mut Body, args: &Args, shape: &Shape, k: &KLoop, (batch, m0, n0, a_off): (Local, Local, Local, Local)) {
+        for (r, &base) in self.a_rows.iter().enumerate() {
+            // Byte address of row m0 + r of A.
+            b.get(args.input(0)).get(a_off).get(m0).i32c(r as i32).op(I::I32Add);
+            b.get(shape.k).op(I::I32Mul).op(I::I32Add).i32c(k.fa.shift()).op(I::I32Shl).op(I::I32Add).set(base);
+        }
+        for &sum in self.acc.iter().flatten() {
+            b.splat(0.0).set(sum);
+        }
+        self.walk(b, k);
+        let (row, col) = (b.i32(), b.i32());
+        for (r, sums) in self.acc.iter().enumerate() {
+            for (c, &sum) in sums.iter().enumerate() {
+                b.get(m0).i32c(r as i32).op(I::I32Add).set(row);
+                b.get(n0).i32c(c as i32).op(I::I32Add).set(col);
+                store_output(b, args, shape, batch, row, col, |b| {
+                    b.get(sum).hsum();
+                });
+            }
+        }
+    }
 }
 
 fn axpy(b: &mut Body, args: &Args, shape: &Shape, [fa, fb]: [Format; 2]) {

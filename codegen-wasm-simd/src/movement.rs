@@ -2,7 +2,7 @@
 //! dtypes agree (f16 and bf16 transposes and slices stay 16-bit); float inputs of a different dtype are decoded.
 
 use crate::asm::{I, Local};
-use crate::decode::Format;
+use crate::decode::{BLOCK, Blocks, Format};
 use crate::elementwise::for_each_vector;
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::{Dim, Expr};
@@ -17,6 +17,18 @@ fn product(dims: &[Dim]) -> Expr {
 /// `(table [V, …], indices) → [indices…, row]`; an index outside [0, V) gives a row of zeros. Threads take runs of
 /// indices. Params: the index count, the row length, V.
 pub(crate) fn gather(node: &Node) -> Result<Kernel, CodegenError> {
+    match Blocks::of(node.inputs[0].dtype).map_err(|m| node.error(format!("operand 0: {m}")))? {
+        Some(blocks) => gather_blocks(node, blocks),
+        None => gather_dense(node),
+    }
+}
+
+fn gather_params(node: &Node) -> Vec<Expr> {
+    let t = node.inputs[0];
+    vec![product(&node.inputs[1].shape), product(&t.shape[1..]), t.shape[0].to_expr()]
+}
+
+fn gather_dense(node: &Node) -> Result<Kernel, CodegenError> {
     let (table, indices) = (node.format(0)?, node.format(1)?);
     let (mut b, args) = Args::new(2);
     let (count, row, rows) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
@@ -48,9 +60,54 @@ pub(crate) fn gather(node: &Node) -> Result<Kernel, CodegenError> {
             b.get(value);
         });
     });
-    let t = node.inputs[0];
-    let params = vec![product(&node.inputs[1].shape), product(&t.shape[1..]), t.shape[0].to_expr()];
-    Ok(Kernel { name: "gather".into(), body: b, bindings: 3, params })
+    Ok(Kernel { name: "gather".into(), body: b, bindings: 3, params: gather_params(node) })
+}
+
+/// Gather from a block-quantized table (rows of whole blocks): each row decoded block by block, group by group.
+fn gather_blocks(node: &Node, blocks: Blocks) -> Result<Kernel, CodegenError> {
+    let indices = node.format(1)?;
+    let (mut b, args) = Args::new(2);
+    let (count, row, rows) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
+    let row_bytes = b.let_i32(|b| blocks.row_bytes(b, row));
+    let scales_offset = b.let_i32(|b| blocks.scales_offset(b, row));
+    let block_count = b.let_i32(|b| {
+        b.get(row).i32c(BLOCK.trailing_zeros() as i32).op(I::I32ShrU);
+    });
+    let (start, end) = args.share(&mut b, count);
+    let (j, index, first, last, base, block, quants, scales, target) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let (d, m) = (b.v128(), b.v128());
+    b.for_range(j, |b| { b.get(start); }, end, 1, |b| {
+        indices.address(b, args.input(1), j);
+        indices.load1_i32(b);
+        b.set(index);
+        b.mul(j, row).set(first);
+        // The unsigned comparison also rejects negative indices.
+        b.get(index).get(rows).op(I::I32LtU).if_else(
+            |b| {
+                b.get(args.input(0)).get(index).get(row_bytes).op(I::I32Mul).op(I::I32Add).set(base);
+                Format::F32.address(b, args.output(), first);
+                b.set(target);
+                b.for_range(block, |b| { b.i32c(0); }, block_count, 1, |b| {
+                    b.get(base).get(block).i32c(blocks.quant_bytes as i32).op(I::I32Mul).op(I::I32Add).set(quants);
+                    b.get(base).get(scales_offset).op(I::I32Add).get(block).i32c(2 * blocks.halves as i32).op(I::I32Mul).op(I::I32Add).set(scales);
+                    blocks.load_scales(b, scales, d, m);
+                    for group in 0..BLOCK / 4 {
+                        b.get(target);
+                        blocks.decode_group(b, quants, group, d, m);
+                        b.v128_store(16 * group);
+                    }
+                    b.add_to(target, 4 * BLOCK as i32);
+                });
+            },
+            |b| {
+                b.get(first).get(row).op(I::I32Add).set(last);
+                for_each_vector(b, first, last, args.output(), |b, _| {
+                    b.splat(0.0);
+                });
+            },
+        );
+    });
+    Ok(Kernel { name: "gather_blocks".into(), body: b, bindings: 3, params: gather_params(node) })
 }
 
 /// Input dims and perm with size-1 axes dropped and input axes that stay neighbours in the output merged.

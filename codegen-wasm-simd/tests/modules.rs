@@ -1,5 +1,5 @@
 //! Every op case of the shared suite gives a fallback module that validates (running them is `cli/tests/wasm.rs`),
-//! except those with block-quantized weights, which must fail with an error naming the format.
+//! except those with K-quant weights, which must fail with an error naming the format.
 
 use tfc_ir::Op;
 

@@ -71,7 +71,7 @@ const E: u32 = {e}u;
 // Keys per chunk of staged values.
 const VALUE_KEYS: u32 = {value_keys}u;
 // The score of a key that is not seen; also the running max before any key is seen.
-const LOWEST: f32 = -3.4028235e38;
+const LOWEST: f32 = -3.4028234e38;
 
 // The rows' queries, each zero-padded to {d_pad} features.
 var<workgroup> q_rows: array<vec4<f32>, {q_len}>;

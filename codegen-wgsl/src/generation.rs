@@ -52,7 +52,7 @@ fn better(value: f32, index: u32, than_value: f32, than_index: u32) -> bool {
         return;
     }
     let width = param(1u);
-    var value = -3.4028235e38f;
+    var value = -3.4028234e38f;
     var index = 0xffffffffu;
     for (var i = lid; i < width; i += 256u) {
         let v = load_in0(row * width + i);
@@ -188,7 +188,7 @@ fn kept_count(base: u32, width: u32, t: f32, lid: u32) -> u32 {{
     }
     workgroupBarrier();
 
-    var value = -3.4028235e38f;
+    var value = -3.4028234e38f;
     var index = 0xffffffffu;
     for (var i = lid; i < width; i += 256u) {
         let l = logit(base, i);

@@ -80,7 +80,7 @@ pub(crate) fn softmax(node: &Node) -> Result<Parts, CodegenError> {
 
 const SOFTMAX_DECLS: &str = "\
 // The lowest f32: the max of nothing, without an infinity that would make exp(−inf − (−inf)) NaN.
-const LOWEST: f32 = -3.4028235e38;
+const LOWEST: f32 = -3.4028234e38;
 
 var<workgroup> partial_max: array<f32, 256>;
 var<workgroup> partial_sum: array<f32, 256>;

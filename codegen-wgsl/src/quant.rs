@@ -43,8 +43,8 @@ fn decode4_{var}(row: u32, k: u32) -> vec4<f32> {{
     } else {
         writeln!(s, "    let d = unpack2x16float({var}[row * {row_words}u + {scales_at}u + block / 2u])[block & 1u];").unwrap();
     }
-    // The four nibbles or bit fields of one word at `shift`, for 32-element blocks (low nibbles of qs[0..16], then
-    // the high nibbles).
+    // The 4-bit parts of elements j..j+3 of a 32-element block whose `qs` starts at `qs_bytes`: the low nibbles of
+    // qs[0..16] for j < 16, their high nibbles after.
     let nibbles = |qs_bytes: usize| {
         format!("(({} >> vec4<u32>((j / 16u) * 4u)) & vec4<u32>(15u))", bytes(&word(qs_bytes, "(j % 16u) / 4u")))
     };

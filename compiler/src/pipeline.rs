@@ -81,7 +81,8 @@ impl Progress for Quiet {
 /// Reads the model at `model` and builds its graph, passes applied.
 pub fn load_graph(model: &Path, opts: &CompileOptions) -> Result<Graph, CompileError> {
     let input_err = |message: &str| CompileError::Input { path: model.display().to_string(), message: message.to_string() };
-    let import = hf::ImportOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence };
+    let import =
+        hf::ImportOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence, max_binding_size: opts.max_binding_size };
     let mut graph = if model.is_dir() {
         hf::import(model, &import)?
     } else if is_gguf(model) {
@@ -122,7 +123,7 @@ fn load_tokenizer(model: &Path, notes: &mut Vec<String>) -> Result<Option<Vec<u8
     if !path.is_file() {
         return Ok(None);
     }
-    std::fs::read(&path).map(Some).map_err(|e| CompileError::Write(crate::writer::io_err(&path)(e)))
+    std::fs::read(&path).map(Some).map_err(|e| CompileError::Input { path: path.display().to_string(), message: format!("cannot read: {e}") })
 }
 
 /// Compiles the model at `model` into a bundle folder at `out`. Nothing is left at `out` unless this succeeds.
@@ -147,7 +148,8 @@ pub fn compile_graph(
     tfc_passes::split_large_weights(&mut graph, opts.max_binding_size).map_err(CompileError::Limits)?;
     progress.stage("generating kernels");
     let schedule = schedule(&graph)?;
-    let mut notes = fit_symbols(&mut graph, &schedule, opts.max_binding_size)?;
+    let mut notes = std::mem::take(&mut graph.notes);
+    notes.extend(fit_symbols(&mut graph, &schedule, opts.max_binding_size)?);
     let requires = requirements(&graph, &schedule)?;
     let fallback = match opts.wasm {
         WasmTarget::Off => None,

@@ -49,7 +49,7 @@ fn every_block_format_decodes_to_the_gguf_packages_values_bit_for_bit() {
             formats.insert(w.dtype);
         }
     }
-    assert_eq!(formats.len(), 7, "formats covered: {formats:?}");
+    assert_eq!(formats.len(), 10, "formats covered: {formats:?}");
 }
 
 /// The real weight matrix a quantize.json entry names (`minilm:<tensor>` or `smollm2:<tensor>`, decoded).
@@ -105,6 +105,67 @@ fn smollm2_tokenizer_gives_llama_cpps_ids() {
     }
 }
 
+/// llama.cpp's own tokenizer tests: vocabulary-only GGUF files (byte-level BPE: gpt-2, llama-bpe, qwen2;
+/// SentencePiece: llama-spm, phi-3; WordPiece: bert-bge) with 46 inputs each (spaces, digits, accents, emoji, scripts) and the ids
+/// llama.cpp gives them. The files (2–8 MB) come with llama.cpp's source, which CI does not
+/// download; run with `--ignored` after `bash fixtures/scripts/setup_llama_cpp.sh`.
+#[test]
+#[ignore = "needs llama.cpp's vocabulary test files: bash fixtures/scripts/setup_llama_cpp.sh"]
+fn tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
+    let dir = tfc_fixtures::root().join(".cache/llama-vocab");
+    for name in ["gpt-2", "llama-bpe", "qwen2", "llama-spm", "phi-3", "bert-bge"] {
+        let file = |ext: &str| dir.join(format!("ggml-vocab-{name}.gguf{ext}"));
+        let json = tfc_compiler::gguf::tokenizer_json(&GgufFile::open(&file("")).unwrap()).unwrap();
+        let tokenizer = tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap();
+        let inputs = std::fs::read_to_string(file(".inp")).unwrap();
+        let outputs = std::fs::read_to_string(file(".out")).unwrap();
+        let cases: Vec<(&str, &str)> = inputs.split("\n__ggml_vocab_test__\n").zip(outputs.lines()).collect();
+        assert!(cases.len() >= 40, "{name}: {} cases", cases.len());
+        for (text, ids) in cases {
+            let want: Vec<u32> = ids.split_whitespace().map(|i| i.parse().unwrap()).collect();
+            assert_eq!(tokenizer.encode(text, false).unwrap().get_ids(), want, "{name}: {text:?}");
+        }
+    }
+}
+
+/// MiniLM's WordPiece vocabulary spelled as llama.cpp's converter writes it into a BERT GGUF (a word's first piece
+/// with `▁`, continuations without `##`): the converted tokenizer must give MiniLM's own ids.
+#[test]
+fn wordpiece_tokenizer_gives_the_reference_tokenizers_ids() {
+    let mut reference = tokenizers::Tokenizer::from_file(tfc_fixtures::minilm().join("tokenizer.json")).unwrap();
+    reference.with_padding(None);
+    let mut vocab: Vec<(String, u32)> = reference.get_vocab(true).into_iter().collect();
+    vocab.sort_by_key(|&(_, id)| id);
+    let special = |t: &str| t.starts_with('[') && t.ends_with(']');
+    let tokens: Vec<String> = vocab
+        .iter()
+        .map(|(t, _)| match t.strip_prefix("##") {
+            _ if special(t) => t.clone(),
+            Some(rest) => rest.to_string(),
+            None => format!("\u{2581}{t}"),
+        })
+        .collect();
+    let types: Vec<u32> = vocab.iter().map(|(t, _)| if special(t) { 3 } else { 1 }).collect();
+    let id = |t: &str| vocab.iter().find(|(v, _)| v == t).unwrap().1;
+    let file = FileBuilder::header(0, 7)
+        .kv("general.architecture", "bert")
+        .kv("tokenizer.ggml.model", "bert")
+        .strings("tokenizer.ggml.tokens", &tokens)
+        .u32s("tokenizer.ggml.token_type", &types)
+        .kv_u32("tokenizer.ggml.unknown_token_id", id("[UNK]"))
+        .kv_u32("tokenizer.ggml.cls_token_id", id("[CLS]"))
+        .kv_u32("tokenizer.ggml.seperator_token_id", id("[SEP]"))
+        .data(0);
+    let dir = tempfile::tempdir().unwrap();
+    let json = tfc_compiler::gguf::tokenizer_json(&file.open(dir.path()).unwrap()).unwrap();
+    let converted = tokenizers::Tokenizer::from_bytes(json.as_bytes()).unwrap();
+    let sentences: Vec<String> = serde_json::from_str(&std::fs::read_to_string(tfc_fixtures::root().join("reference/minilm/sentences.json")).unwrap()).unwrap();
+    for text in sentences {
+        let want = reference.encode(text.as_str(), true).unwrap();
+        assert_eq!(converted.encode(text.as_str(), true).unwrap().get_ids(), want.get_ids(), "{text:?}");
+    }
+}
+
 /// A small valid GGUF file, built field by field so tests can make it lie.
 struct FileBuilder {
     bytes: Vec<u8>,
@@ -138,6 +199,20 @@ impl FileBuilder {
     /// A string metadata pair.
     fn kv(self, key: &str, value: &str) -> Self {
         self.string(key).u32(8).string(value)
+    }
+
+    fn kv_u32(self, key: &str, value: u32) -> Self {
+        self.string(key).u32(4).u32(value)
+    }
+
+    /// An array-of-strings metadata pair.
+    fn strings(self, key: &str, values: &[String]) -> Self {
+        values.iter().fold(self.string(key).u32(9).u32(8).u64(values.len() as u64), |b, v| b.string(v))
+    }
+
+    /// An array-of-u32 metadata pair.
+    fn u32s(self, key: &str, values: &[u32]) -> Self {
+        values.iter().fold(self.string(key).u32(9).u32(4).u64(values.len() as u64), |b, &v| b.u32(v))
     }
 
     /// A 2-D tensor info `[rows, 32]` of `ggml_type` at data offset `offset`.

@@ -144,7 +144,7 @@ fn minilm_padded_batch_matches_transformers() {
 
 #[test]
 fn minilm_graph_follows_the_conventions() {
-    let graph = import(&minilm_dir(), &ImportOptions { max_batch: 2, max_sequence: Some(128) }).unwrap();
+    let graph = import(&minilm_dir(), &ImportOptions { max_batch: 2, max_sequence: Some(128), ..Default::default() }).unwrap();
     assert_names_unique(&graph);
     let inputs: Vec<_> = graph.inputs.iter().map(|&id| graph.node(id).name.as_str()).collect();
     assert_eq!(inputs, ["input_ids", "attention_mask", "token_type_ids", "position_ids"]);
@@ -153,7 +153,7 @@ fn minilm_graph_follows_the_conventions() {
     assert_eq!(graph.metadata["num_layers"], "6");
     // The unused int64 position_ids buffer of the checkpoint is not imported.
     assert!(graph.weights.iter().all(|w| w.name != "embeddings.position_ids"));
-    let err = import(&minilm_dir(), &ImportOptions { max_batch: 1, max_sequence: Some(513) }).unwrap_err();
+    let err = import(&minilm_dir(), &ImportOptions { max_batch: 1, max_sequence: Some(513), ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("512"), "{err}");
 }
 
@@ -326,4 +326,16 @@ fn chat_template_and_special_tokens_come_from_tokenizer_config() {
     assert_eq!(graph.metadata["chat_template"], template);
     assert_eq!(graph.metadata["bos_token"], "<s>");
     assert_eq!(graph.metadata["eos_token"], "</s>");
+}
+
+#[test]
+fn decoder_context_is_capped_so_each_kv_cache_fits_the_binding_limit() {
+    // tiny-llama: 2 key/value heads of 16 features, so 128 bytes of key cache per token and layer.
+    let model = fixtures().join("models/tiny-llama");
+    let opts = ImportOptions { max_binding_size: 8192, ..Default::default() };
+    let graph = import(&model, &opts).unwrap();
+    assert_eq!(graph.metadata["context_length"], "64");
+    assert!(graph.notes.iter().any(|n| n.contains("context capped at 64 tokens")), "{:?}", graph.notes);
+    let err = import(&model, &ImportOptions { max_sequence: Some(128), ..opts }).unwrap_err().to_string();
+    assert!(err.contains("ask for at most 64 tokens"), "{err}");
 }

@@ -41,6 +41,8 @@ pub struct Graph {
     pub symbols: Vec<Symbol>,
     /// Free-form facts about the model (architecture, source) that go into the manifest.
     pub metadata: BTreeMap<String, String>,
+    /// Decisions made while building the graph that the user should hear of (e.g. a context length lowered to fit).
+    pub notes: Vec<String>,
 }
 
 impl Graph {

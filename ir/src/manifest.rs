@@ -198,10 +198,10 @@ impl Manifest {
                 return bad(format!("dispatch `{}` names a missing shader or buffer", d.node));
             }
         }
-        if let Some(wasm) = &self.wasm {
-            if wasm.dispatches.len() != self.dispatches.len() || wasm.dispatches.iter().any(|d| d.kernel >= wasm.kernels.len()) {
-                return bad("the wasm section does not match the dispatches".into());
-            }
+        if let Some(wasm) = &self.wasm
+            && (wasm.dispatches.len() != self.dispatches.len() || wasm.dispatches.iter().any(|d| d.kernel >= wasm.kernels.len()))
+        {
+            return bad("the wasm section does not match the dispatches".into());
         }
         Ok(())
     }

@@ -47,7 +47,7 @@ fn is_matrix(graph: &Graph, id: NodeId) -> bool {
 /// The dtype a matrix with rows of `row_len` elements, stored as `source`, takes for `target`.
 fn storage_for(target: DType, row_len: u64, source: DType) -> DType {
     let mut dtype = target;
-    while row_len % dtype.block_elems() as u64 != 0 {
+    while !row_len.is_multiple_of(dtype.block_elems() as u64) {
         dtype = fallback(dtype, source);
     }
     dtype
@@ -73,15 +73,31 @@ fn convert(weight: &Weight, dtype: DType) -> Weight {
         DType::F32 => bytemuck::cast_slice(&values).to_vec(),
         DType::F16 => values.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()).collect(),
         DType::BF16 => values.iter().flat_map(|&v| half::bf16::from_f32(v).to_le_bytes()).collect(),
-        block => {
-            let mut bytes = Vec::with_capacity(block.bytes(weight.numel()) as usize);
-            for row in values.chunks(weight.row_len() as usize) {
-                tfc_ir::quant::quantize_row(block, row, &mut bytes);
-            }
-            bytes
-        }
+        block => quantize_rows(block, &values, weight.row_len() as usize),
     };
     Weight { name: weight.name.clone(), dtype, shape: weight.shape.clone(), data: WeightData::Owned(Arc::new(bytes)) }
+}
+
+/// The rows of `values` quantized to `block`, spread over the machine's cores (the bytes are the same in any case).
+fn quantize_rows(block: DType, values: &[f32], row_len: usize) -> Vec<u8> {
+    let rows: Vec<&[f32]> = values.chunks(row_len).collect();
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let per_thread = rows.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let parts: Vec<_> = rows
+            .chunks(per_thread)
+            .map(|chunk| {
+                scope.spawn(move || {
+                    let mut bytes = Vec::new();
+                    for row in chunk {
+                        tfc_ir::quant::quantize_row(block, row, &mut bytes);
+                    }
+                    bytes
+                })
+            })
+            .collect();
+        parts.into_iter().flat_map(|part| part.join().expect("quantizing a row does not panic")).collect()
+    })
 }
 
 #[cfg(test)]

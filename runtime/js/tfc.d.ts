@@ -6,7 +6,10 @@ export function load(url: string | URL, options?: LoadOptions): Promise<Model>;
 export interface LoadOptions {
   /** Called as weight bytes arrive (from the network or the cache). */
   onProgress?: (progress: Progress) => void;
-  /** `auto` (the default) takes WebGPU when the device can run the bundle, else the bundle's WASM fallback. */
+  /**
+   * `auto` (the default) takes WebGPU when a GPU can run the bundle, else the bundle's WASM fallback (also when
+   * WebGPU would run on the CPU, which is far slower), else WebGPU on the CPU.
+   */
   backend?: 'auto' | 'webgpu' | 'wasm';
   /** Threads of the WASM fallback: more than 1 needs a cross-origin isolated page (default: every core there, else 1). */
   threads?: number;
@@ -51,7 +54,7 @@ export interface Model {
   dispose(): void;
 }
 
-/** A HuggingFace tokenizer.json: WordPiece (BERT family) and byte-level BPE (GPT-2, Llama 3, Qwen2) models. */
+/** A HuggingFace tokenizer.json: WordPiece (BERT family) and byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2) models. */
 export class Tokenizer {
   /** Throws `tokenizer-unsupported`, naming the part, for a tokenizer.json that uses something not implemented. */
   constructor(json: object);
@@ -74,7 +77,7 @@ export type TfcErrorCode =
   | 'insecure-context'
   /** No WebGPU, no adapter, or the adapter would not open a device. */
   | 'webgpu-unavailable'
-  /** The GPU lacks limits or features the bundle needs (the message names each), or inputs too large for it. */
+  /** The GPU lacks limits or features the bundle needs (the message names each one). */
   | 'device-limits'
   /** The WASM fallback cannot run: the bundle has none, or the browser lacks SIMD128 (or threads, if asked for). */
   | 'wasm-unavailable'

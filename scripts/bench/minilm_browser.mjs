@@ -54,6 +54,7 @@ const median = (values) => values.sort((a, b) => a - b)[values.length >> 1];
 const medians = (visits) =>
   Object.fromEntries(Object.keys(visits[0]).filter((k) => k.endsWith('_ms')).map((k) => [k, median(visits.map((v) => v[k]))]));
 
+const loadBefore = os.loadavg()[0];
 const results = {};
 for (const backend of manifest.wasm ? ['webgpu', 'wasm'] : ['webgpu']) {
   const visits = { cold: [], cold_100mbit: [], cached: [] };
@@ -75,6 +76,8 @@ const bench = JSON.parse(tfc('bench', bundle, '--sequence', String(tokens.length
 const out = {
   chromium: execFileSync(CHROMIUM, ['--version'], { encoding: 'utf8' }).trim(),
   cpu: `${os.cpus()[0].model}, ${os.cpus().length} cores`,
+  // Other work on the machine slows the CPU-bound figures down: the 1-minute load average before and after.
+  load_average: [loadBefore, os.loadavg()[0]],
   sentence: SENTENCE,
   tokens: tokens.length,
   weights_bytes: manifest.chunks.reduce((sum, c) => sum + c.size, 0),

@@ -161,7 +161,7 @@ fn dtype_of(ggml_type: u32) -> Result<DType, String> {
 }
 
 /// The types [`GgufFile::open`] accepts, for error messages.
-pub const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K";
+const SUPPORTED_TYPES: &str = "F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K and Q6_K";
 
 /// Reads values from the map, every read bounds-checked.
 struct Reader<'a> {
@@ -345,10 +345,10 @@ fn parse(bytes: &[u8]) -> Result<Parsed, String> {
             .map_err(|t| format!("tensor `{name}` is stored as {t}, which tfc does not read; it reads {SUPPORTED_TYPES}"))?;
         let numel = dims.iter().try_fold(1u64, |n, &d| n.checked_mul(d));
         let block = dtype.block_elems() as u64;
-        let Some(numel) = numel.filter(|_| dims[0] % block == 0 && dims.iter().all(|&d| d > 0)) else {
+        let Some(numel) = numel.filter(|_| dims[0].is_multiple_of(block) && dims.iter().all(|&d| d > 0)) else {
             return Err(format!("tensor `{name}` has dimensions {dims:?}, which {dtype} cannot store (rows of whole {block}-element blocks)"));
         };
-        if offset % alignment != 0 {
+        if !offset.is_multiple_of(alignment) {
             return Err(format!("tensor `{name}` starts at data offset {offset}, which is not a multiple of the alignment {alignment}"));
         }
         let len = dtype.bytes(numel);

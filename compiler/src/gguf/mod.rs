@@ -3,12 +3,13 @@
 //!
 //! The hyperparameters in the file's metadata become a transformers-style configuration and the tensors are looked
 //! up under transformers' names, so the graph is built by the same builder as a Hugging Face folder of that
-//! architecture. Supported `general.architecture`s: `llama` (Llama, Mistral-style and SmolLM models) and `qwen2`.
+//! architecture. Supported `general.architecture`s: `llama` (Llama, Mistral-style and SmolLM models), `qwen2`,
+//! `phi3` (fused matrices read as row ranges) and `bert` (encoders: the output is the last hidden state).
 
 mod file;
 mod tokenizer;
 
-pub use file::{GgufError, GgufFile, SUPPORTED_TYPES, TensorInfo, Value};
+pub use file::{GgufError, GgufFile, TensorInfo, Value};
 pub use tokenizer::tokenizer_json;
 
 use crate::hf::{self, Checkpoint, Config, Entry, ImportError, ImportOptions};
@@ -18,35 +19,155 @@ use std::path::Path;
 use tfc_ir::Graph;
 
 /// The values of `general.architecture` that [`import`] builds.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "phi3", "bert"];
 
-/// llama.cpp's tensor names of the llama family (per layer `blk.N.<name>`) and transformers' names for them.
-const LAYER_NAMES: &[(&str, &str)] = &[
-    ("attn_norm", "input_layernorm"),
-    ("attn_q", "self_attn.q_proj"),
-    ("attn_k", "self_attn.k_proj"),
-    ("attn_v", "self_attn.v_proj"),
-    ("attn_output", "self_attn.o_proj"),
-    ("ffn_norm", "post_attention_layernorm"),
-    ("ffn_gate", "mlp.gate_proj"),
-    ("ffn_up", "mlp.up_proj"),
-    ("ffn_down", "mlp.down_proj"),
-];
-const MODEL_NAMES: &[(&str, &str)] =
-    &[("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"), ("output.weight", "lm_head.weight")];
+/// llama.cpp's tensor names of an architecture family and transformers' names for them.
+struct Names {
+    /// Whole tensor names outside the layers.
+    model: &'static [(&'static str, &'static str)],
+    /// What transformers puts before the layer number.
+    layers: &'static str,
+    /// Module names inside a layer (`blk.N.<module>.weight`).
+    layer: &'static [(&'static str, &'static str)],
+    /// Modules inside a layer whose rows are several transformers modules one after another.
+    fused: &'static [(&'static str, Fused)],
+}
 
-/// transformers' name of a llama-family GGUF tensor (unknown names are kept).
-fn transformers_name(gguf: &str) -> String {
-    if let Some(&(_, hf)) = MODEL_NAMES.iter().find(|(g, _)| *g == gguf) {
-        return hf.to_string();
+/// How the rows of a fused GGUF matrix divide among transformers modules.
+#[derive(Clone, Copy)]
+enum Fused {
+    /// Query, key and value projections: heads·head_dim rows, then kv_heads·head_dim twice.
+    QueryKeyValue,
+    /// Gate and up projections of a gated MLP, half the rows each.
+    GateUp,
+}
+
+impl Fused {
+    fn modules(self) -> &'static [&'static str] {
+        match self {
+            Fused::QueryKeyValue => &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
+            Fused::GateUp => &["mlp.gate_proj", "mlp.up_proj"],
+        }
     }
-    let mapped = gguf.strip_prefix("blk.").and_then(|rest| {
-        let (layer, tensor) = rest.split_once('.')?;
-        let (module, kind) = tensor.rsplit_once('.')?;
-        let &(_, hf) = LAYER_NAMES.iter().find(|(g, _)| *g == module)?;
-        Some(format!("model.layers.{layer}.{hf}.{kind}"))
-    });
-    mapped.unwrap_or_else(|| gguf.to_string())
+
+    /// The rows of each module, from the transformers configuration.
+    fn rows(self, config: &Map<String, Json>, total: u64) -> Vec<u64> {
+        let get = |key: &str| config[key].as_u64().expect("set by the importer");
+        match self {
+            Fused::QueryKeyValue => {
+                let head_dim = get("head_dim");
+                let kv = get("num_key_value_heads") * head_dim;
+                vec![get("num_attention_heads") * head_dim, kv, kv]
+            }
+            Fused::GateUp => vec![total / 2, total / 2],
+        }
+    }
+}
+
+const LLAMA_NAMES: Names = Names {
+    model: &[("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"), ("output.weight", "lm_head.weight")],
+    layers: "model.layers",
+    layer: &[
+        ("attn_norm", "input_layernorm"),
+        ("attn_q", "self_attn.q_proj"),
+        ("attn_k", "self_attn.k_proj"),
+        ("attn_v", "self_attn.v_proj"),
+        ("attn_output", "self_attn.o_proj"),
+        ("ffn_norm", "post_attention_layernorm"),
+        ("ffn_gate", "mlp.gate_proj"),
+        ("ffn_up", "mlp.up_proj"),
+        ("ffn_down", "mlp.down_proj"),
+    ],
+    fused: &[],
+};
+
+/// Phi-3: the llama family with fused query/key/value and gate/up matrices.
+const PHI3_NAMES: Names = Names {
+    model: LLAMA_NAMES.model,
+    layers: LLAMA_NAMES.layers,
+    layer: &[
+        ("attn_norm", "input_layernorm"),
+        ("attn_output", "self_attn.o_proj"),
+        ("ffn_norm", "post_attention_layernorm"),
+        ("ffn_down", "mlp.down_proj"),
+    ],
+    fused: &[("attn_qkv", Fused::QueryKeyValue), ("ffn_up", Fused::GateUp)],
+};
+
+const BERT_NAMES: Names = Names {
+    model: &[
+        ("token_embd.weight", "embeddings.word_embeddings.weight"),
+        ("token_types.weight", "embeddings.token_type_embeddings.weight"),
+        ("position_embd.weight", "embeddings.position_embeddings.weight"),
+        ("token_embd_norm.weight", "embeddings.LayerNorm.weight"),
+        ("token_embd_norm.bias", "embeddings.LayerNorm.bias"),
+    ],
+    layers: "encoder.layer",
+    layer: &[
+        ("attn_q", "attention.self.query"),
+        ("attn_k", "attention.self.key"),
+        ("attn_v", "attention.self.value"),
+        ("attn_output", "attention.output.dense"),
+        ("attn_output_norm", "attention.output.LayerNorm"),
+        ("ffn_up", "intermediate.dense"),
+        ("ffn_down", "output.dense"),
+        ("layer_output_norm", "output.LayerNorm"),
+    ],
+    fused: &[],
+};
+
+impl Names {
+    /// The transformers tensors of one GGUF tensor: one, or several row ranges of a fused matrix.
+    fn entries(&self, gguf: &GgufFile, t: &TensorInfo, config: &Map<String, Json>) -> Result<Vec<(String, Entry)>, ImportError> {
+        let entry = |source_name: String, offset: usize, len: usize, shape: Vec<u64>| Entry { source_name, file: 0, dtype: Ok(t.dtype), shape, offset, len };
+        let fused = layer_tensor(&t.name)
+            .and_then(|(layer, module, kind)| self.fused.iter().find(|(g, _)| *g == module).map(|&(_, how)| (layer, kind, how)));
+        let Some((layer, kind, how)) = fused else {
+            return Ok(vec![(self.transformers_name(&t.name), entry(t.name.clone(), t.offset, t.len, t.shape()))]);
+        };
+        let shape = t.shape();
+        let rows = how.rows(config, shape[0]);
+        if shape.len() != 2 || rows.iter().sum::<u64>() != shape[0] {
+            return Err(ImportError::Gguf(gguf.error(format!(
+                "tensor `{}` has shape {shape:?}; the hyperparameters make it {} fused matrices of {rows:?} rows",
+                t.name,
+                rows.len()
+            ))));
+        }
+        let row_bytes = t.dtype.bytes(shape[1]) as usize;
+        let mut start = 0u64;
+        Ok(how
+            .modules()
+            .iter()
+            .zip(rows)
+            .map(|(module, rows)| {
+                let name = format!("{}.{layer}.{module}.{kind}", self.layers);
+                let source = format!("{}[{start}:{}]", t.name, start + rows);
+                let e = entry(source, t.offset + start as usize * row_bytes, rows as usize * row_bytes, vec![rows, shape[1]]);
+                start += rows;
+                (name, e)
+            })
+            .collect())
+    }
+
+    /// transformers' name of a GGUF tensor (unknown names are kept).
+    fn transformers_name(&self, gguf: &str) -> String {
+        if let Some(&(_, hf)) = self.model.iter().find(|(g, _)| *g == gguf) {
+            return hf.to_string();
+        }
+        let mapped = layer_tensor(gguf).and_then(|(layer, module, kind)| {
+            let &(_, hf) = self.layer.iter().find(|(g, _)| *g == module)?;
+            Some(format!("{}.{layer}.{hf}.{kind}", self.layers))
+        });
+        mapped.unwrap_or_else(|| gguf.to_string())
+    }
+}
+
+/// (layer, module, `weight` or `bias`) of a layer's tensor, `blk.<layer>.<module>.<kind>`.
+fn layer_tensor(name: &str) -> Option<(&str, &str, &str)> {
+    let (layer, tensor) = name.strip_prefix("blk.")?.split_once('.')?;
+    let (module, kind) = tensor.rsplit_once('.')?;
+    Some((layer, module, kind))
 }
 
 /// Typed access to the metadata, with errors naming the file and the key.
@@ -99,7 +220,7 @@ impl Metadata<'_> {
 }
 
 /// The architecture named in the file.
-pub fn architecture(gguf: &GgufFile) -> Result<String, ImportError> {
+fn architecture(gguf: &GgufFile) -> Result<String, ImportError> {
     match gguf.get("general.architecture") {
         Some(Value::String(a)) => Ok(a.clone()),
         Some(v) => Err(ImportError::Gguf(gguf.error(format!("metadata `general.architecture` must be a string, is {v}")))),
@@ -118,23 +239,62 @@ pub fn import(path: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
         ))));
     }
     let meta = Metadata { gguf: &gguf, arch: arch.clone() };
-    let config = Config::from_json(path, llama_config(&meta)?);
-    let tensors: HashMap<String, Entry> = gguf
-        .tensors
-        .iter()
-        .map(|t| {
-            let entry = Entry { source_name: t.name.clone(), file: 0, dtype: Ok(t.dtype), shape: t.shape(), offset: t.offset, len: t.len };
-            (transformers_name(&t.name), entry)
-        })
-        .collect();
+    let (config, names, build): (_, _, hf::Build) = match arch.as_str() {
+        "bert" => (bert_config(&meta)?, &BERT_NAMES, hf::bert::build),
+        "phi3" => (llama_config(&meta)?, &PHI3_NAMES, hf::llama::build),
+        _ => (llama_config(&meta)?, &LLAMA_NAMES, hf::llama::build),
+    };
+    let mut tensors: HashMap<String, Entry> = HashMap::new();
+    for t in &gguf.tensors {
+        tensors.extend(names.entries(&gguf, t, &config)?);
+    }
+    let positions = config.get("max_position_embeddings").and_then(Json::as_u64);
+    let config = Config::from_json(path, config);
     // llama.cpp's converter reorders the query and key rows of `llama` models so that rotary pairs are adjacent;
-    // `qwen2` keeps transformers' order.
+    // `qwen2` and `phi3` keep transformers' order.
     let checkpoint = Checkpoint::from_entries(gguf.map.clone(), tensors, arch == "llama");
-    let mut graph = hf::llama::build(&config, &checkpoint, opts, &arch)?;
+    let mut graph = build(&config, &checkpoint, opts, &arch)?;
+    if let (Some(positions), Some(context)) = (positions, meta.arch_opt_u64("context_length")?)
+        && positions < context
+    {
+        let note = format!(
+            "max sequence capped at the sliding window of {positions} (context_length is {context}): tfc does not implement sliding-window attention yet"
+        );
+        graph.metadata.insert("sequence_cap".into(), note);
+    }
     let source = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     graph.metadata.insert("architecture".into(), arch);
     graph.metadata.insert("source".into(), source);
     Ok(graph)
+}
+
+/// The rows of a tensor the file must have.
+fn rows(gguf: &GgufFile, name: &str) -> Result<u64, ImportError> {
+    let t = gguf
+        .tensor(name)
+        .ok_or_else(|| ImportError::Gguf(gguf.error(format!("has no tensor `{name}`; the file does not hold a complete model"))))?;
+    Ok(t.shape()[0])
+}
+
+/// The transformers configuration of a BERT encoder, from the GGUF metadata.
+fn bert_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
+    let causal = format!("{}.attention.causal", meta.arch);
+    if meta.gguf.get(&causal).and_then(Value::as_bool) == Some(true) {
+        return Err(meta.error(&causal, "is true; tfc builds BERT as an encoder (bidirectional attention)"));
+    }
+    let config = json!({
+        "model_type": "bert",
+        "hidden_size": meta.arch_u64("embedding_length")?,
+        "num_hidden_layers": meta.arch_u64("block_count")?,
+        "num_attention_heads": meta.arch_u64("attention.head_count")?,
+        "intermediate_size": meta.arch_u64("feed_forward_length")?,
+        "vocab_size": rows(meta.gguf, "token_embd.weight")?,
+        "max_position_embeddings": rows(meta.gguf, "position_embd.weight")?,
+        "type_vocab_size": rows(meta.gguf, "token_types.weight")?,
+        "layer_norm_eps": meta.arch_opt_f64("attention.layer_norm_epsilon")?.unwrap_or(1e-12),
+        "hidden_act": "gelu",
+    });
+    Ok(config.as_object().expect("an object").clone())
 }
 
 /// The transformers configuration of a llama-family model, from the GGUF metadata.
@@ -152,10 +312,17 @@ fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
         let key = format!("{}.rope.dimension_count", meta.arch);
         return Err(meta.error(&key, format!("is {rotary}, less than the head size {head_dim}: partial rotary embeddings are not supported for {}", meta.arch)));
     }
-    let embedding = gguf
-        .tensor("token_embd.weight")
-        .ok_or_else(|| ImportError::Gguf(gguf.error("has no tensor `token_embd.weight`; the file does not hold a complete model")))?;
-    let vocab = embedding.shape()[0];
+    let vocab = rows(gguf, "token_embd.weight")?;
+    if let Some(t) = gguf.tensors.iter().find(|t| t.name.starts_with("rope_factors")) {
+        return Err(ImportError::Gguf(gguf.error(format!(
+            "has `{}`: rotary embeddings with per-frequency factors (LongRoPE) are not supported yet",
+            t.name
+        ))));
+    }
+    // tfc has no sliding-window attention yet: within the window it equals full attention, so the graph is built for
+    // sequences no longer than the window.
+    let context = meta.arch_u64("context_length")?;
+    let positions = meta.arch_opt_u64("attention.sliding_window")?.filter(|&w| w > 0).map_or(context, |w| w.min(context));
     let mut config = json!({
         "model_type": meta.arch,
         "hidden_size": hidden,
@@ -165,7 +332,7 @@ fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
         "head_dim": head_dim,
         "intermediate_size": meta.arch_u64("feed_forward_length")?,
         "vocab_size": vocab,
-        "max_position_embeddings": meta.arch_u64("context_length")?,
+        "max_position_embeddings": positions,
         "rms_norm_eps": meta.arch_opt_f64("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
         "rope_theta": meta.arch_opt_f64("rope.freq_base")?.unwrap_or(10000.0),
         "hidden_act": "silu",
@@ -196,10 +363,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn llama_tensor_names_map_to_transformers_names() {
-        assert_eq!(transformers_name("blk.12.attn_q.bias"), "model.layers.12.self_attn.q_proj.bias");
-        assert_eq!(transformers_name("blk.0.ffn_down.weight"), "model.layers.0.mlp.down_proj.weight");
-        assert_eq!(transformers_name("output.weight"), "lm_head.weight");
-        assert_eq!(transformers_name("rope_freqs.weight"), "rope_freqs.weight");
+    fn tensor_names_map_to_transformers_names() {
+        assert_eq!(LLAMA_NAMES.transformers_name("blk.12.attn_q.bias"), "model.layers.12.self_attn.q_proj.bias");
+        assert_eq!(LLAMA_NAMES.transformers_name("blk.0.ffn_down.weight"), "model.layers.0.mlp.down_proj.weight");
+        assert_eq!(LLAMA_NAMES.transformers_name("output.weight"), "lm_head.weight");
+        assert_eq!(LLAMA_NAMES.transformers_name("rope_freqs.weight"), "rope_freqs.weight");
+        assert_eq!(BERT_NAMES.transformers_name("blk.3.layer_output_norm.bias"), "encoder.layer.3.output.LayerNorm.bias");
+        assert_eq!(BERT_NAMES.transformers_name("token_embd_norm.weight"), "embeddings.LayerNorm.weight");
     }
 }

@@ -281,6 +281,31 @@ pub fn activation(config: &Config, key: &str, default: &str) -> Result<UnaryOp, 
     }
 }
 
+/// A decoder's context length: `wanted` (asked for, or the model's positions), lowered when one layer's key or value
+/// cache (`row_bytes` per token) would not fit the binding limit — with a note for the user — or an error if the
+/// length was asked for explicitly.
+pub fn fit_context(opts: &ImportOptions, wanted: u64, row_bytes: u64) -> Result<(u64, Option<String>), ImportError> {
+    let fits = opts.max_binding_size / row_bytes.max(1);
+    if wanted <= fits {
+        return Ok((wanted, None));
+    }
+    let limit = opts.max_binding_size;
+    if opts.max_sequence.is_some() {
+        return Err(ImportError::Options(format!(
+            "a context of {wanted} tokens needs {} bytes for each layer's key cache, more than the {limit}-byte binding \
+             limit; ask for at most {fits} tokens or raise --max-binding-size",
+            wanted * row_bytes
+        )));
+    }
+    Ok((
+        fits,
+        Some(format!(
+            "context capped at {fits} tokens (the model has {wanted}) so that each layer's KV cache fits the {limit}-byte \
+             binding limit; --max-context and --max-binding-size change it"
+        )),
+    ))
+}
+
 /// The longest sequence to build for: the requested one or the model's `positions`. Learned position tables
 /// (`learned`) cannot go past their size.
 pub fn max_sequence(

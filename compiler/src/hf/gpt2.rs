@@ -1,6 +1,6 @@
 //! GPT-2: `input_ids`, `position_ids` → `logits`.
 
-use super::builder::{Builder, activation, max_sequence};
+use super::builder::{Builder, activation, fit_context, max_sequence};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
 use super::{ImportError, ImportOptions};
@@ -29,7 +29,9 @@ pub(crate) fn build(
     let head_dim = hidden / heads;
     let max_seq = max_sequence(config, opts, "n_positions", positions, true)?;
 
+    let (max_seq, context_note) = fit_context(opts, max_seq, hidden * 4)?;
     let mut b = Builder::decoder(config, checkpoint, "gpt2", max_seq);
+    b.g.notes.extend(context_note);
     b.detect_prefix(&["transformer.", ""], "wte.weight")?;
     let input_ids = b.token_input("input_ids", None);
     let position_ids = b.token_input("position_ids", Some(InputDefault::Positions));

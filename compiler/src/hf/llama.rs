@@ -1,7 +1,7 @@
 //! The Llama family (Llama, Mistral, Qwen2): `input_ids`, `position_ids` → `logits`. RMSNorm, rotary positions,
 //! grouped-query attention and a gated MLP; the members differ in biases, defaults and sliding windows.
 
-use super::builder::{Builder, activation, max_sequence};
+use super::builder::{Builder, activation, fit_context, max_sequence};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
 use super::{ImportError, ImportOptions};
@@ -76,9 +76,10 @@ pub(crate) fn build(
         ));
     }
 
+    let (max_seq, context_note) = fit_context(opts, max_seq, kv_heads * head_dim * 4)?;
     let mut b = Builder::decoder(config, checkpoint, model_type, max_seq);
-    if let Some(note) = capped_note {
-        b.g.metadata.insert("sequence_cap".into(), note);
+    for note in capped_note.into_iter().chain(context_note) {
+        b.g.notes.push(note);
     }
     b.detect_prefix(&["model.", ""], "embed_tokens.weight")?;
     let input_ids = b.token_input("input_ids", None);

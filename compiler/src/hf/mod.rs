@@ -4,7 +4,7 @@
 //! Supported `model_type`s: `bert` and `roberta` (encoders, output `last_hidden_state`), `gpt2`, `llama`, `mistral`
 //! and `qwen2` (decoders, output `logits`).
 
-mod bert;
+pub(crate) mod bert;
 mod builder;
 mod checkpoint;
 mod config;
@@ -23,13 +23,17 @@ pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "gpt2", "llama",
 pub struct ImportOptions {
     /// The largest batch the graph is built for.
     pub max_batch: u64,
-    /// The longest sequence the graph is built for; `None` takes the model's maximum positions.
+    /// The longest sequence the graph is built for (for a decoder, its context: prompt and generated tokens);
+    /// `None` takes the model's maximum positions, for a decoder lowered until each layer's KV cache fits
+    /// `max_binding_size`.
     pub max_sequence: Option<u64>,
+    /// The largest storage binding the bundle may need.
+    pub max_binding_size: u64,
 }
 
 impl Default for ImportOptions {
     fn default() -> ImportOptions {
-        ImportOptions { max_batch: 8, max_sequence: None }
+        ImportOptions { max_batch: 8, max_sequence: None, max_binding_size: 128 << 20 }
     }
 }
 
@@ -75,7 +79,7 @@ fn list_paths(paths: &[PathBuf]) -> String {
 }
 
 /// An architecture's graph builder; the model type picks among the variants one builder handles.
-type Build = fn(&Config, &Checkpoint, &ImportOptions, &str) -> Result<Graph, ImportError>;
+pub(crate) type Build = fn(&Config, &Checkpoint, &ImportOptions, &str) -> Result<Graph, ImportError>;
 
 /// Imports the Hugging Face model in `dir` (a folder with `config.json` and `model.safetensors` or a sharded
 /// `model.safetensors.index.json`).

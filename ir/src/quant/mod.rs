@@ -84,7 +84,7 @@ const _: () = {
     let mut i = 0;
     while i < FORMATS.len() {
         assert!(FORMATS[i].block_bytes == ggml_sizes[i]);
-        assert!(FORMATS[i].quant_bytes % 4 == 0);
+        assert!(FORMATS[i].quant_bytes.is_multiple_of(4));
         i += 1;
     }
 };
@@ -93,11 +93,6 @@ impl BlockFormat {
     /// The layout of `dtype`, or `None` for element types.
     pub fn of(dtype: DType) -> Option<&'static BlockFormat> {
         FORMATS.iter().find(|f| f.dtype == dtype)
-    }
-
-    /// Bits per weight.
-    pub fn bits_per_weight(&self) -> f64 {
-        (self.block_bytes * 8) as f64 / self.block_elems as f64
     }
 
     /// The quant part and the f16 scales (`m` is 0 where the format has one scale) of one ggml block.

@@ -20,7 +20,7 @@ async function fetchWithRetries(url, read, signal) {
       const response = await fetch(url, { signal });
       if (response.ok) return await read(response);
       if (!retryable(response.status)) {
-        fail('network', `${url}: HTTP ${response.status}; check that the bundle folder was copied to the server completely`);
+        fail('network', `${url}: HTTP ${response.status}; check the URL, and that the bundle folder was copied to the server completely`);
       }
       reason = `HTTP ${response.status}`;
     } catch (e) {

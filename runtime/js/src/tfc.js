@@ -33,7 +33,8 @@ async function openBackend(manifest, { backend: choice = 'auto', threads }) {
   if (!BACKENDS.includes(choice)) fail('bad-option', `backend must be one of ${BACKENDS.join(', ')}, not ${JSON.stringify(choice)}`);
   if (choice === 'wasm') return openWasm(manifest, threads);
   try {
-    return await WebGpuBackend.open(manifest);
+    // `auto` prefers the WASM fallback to WebGPU emulated on the CPU, which is far slower (docs/benchmarks.md).
+    return await WebGpuBackend.open(manifest, { software: choice === 'webgpu' || !manifest.wasm });
   } catch (e) {
     if (choice === 'auto' && (e.code === 'webgpu-unavailable' || e.code === 'device-limits')) return openWasm(manifest, threads, e);
     throw e;

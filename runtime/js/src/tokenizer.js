@@ -1,5 +1,5 @@
 // Tokenizers from a HuggingFace tokenizer.json, giving the same ids as the Rust `tokenizers` crate for the parts
-// implemented here: WordPiece (BERT family) and byte-level BPE (GPT-2, Llama 3, Qwen2). The pipeline is the crate's:
+// implemented here: WordPiece (BERT family) and byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2). The pipeline is the crate's:
 // split out added tokens, normalize, pre-tokenize, run the model on each piece, add the special tokens. Anything
 // else in a tokenizer.json is refused by name rather than approximated.
 
@@ -132,6 +132,10 @@ function preTokenizer(config) {
     case 'BertPreTokenizer': return (pieces) => pieces.flatMap((p) => p.match(BERT_WORDS) ?? []);
     case 'ByteLevel': return byteLevel(config);
     case 'Split': return split(config);
+    case 'Digits': {
+      const digits = config.individual_digits ? /\p{N}/gu : /\p{N}+/gu;
+      return (pieces) => pieces.flatMap((p) => isolate(p, digits));
+    }
     case 'Sequence': {
       const steps = config.pretokenizers.map(preTokenizer);
       return (pieces) => steps.reduce((p, step) => step(p), pieces);

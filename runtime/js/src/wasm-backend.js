@@ -21,11 +21,16 @@ const alignUp = (n, multiple) => Math.ceil(n / multiple) * multiple;
 // Where a buffer kind goes: weights first, then states (both independent of the symbols), then the rest.
 const PLACE = { weight: 0, state: 1, input: 2, activation: 2 };
 
-/** Byte offsets of the buffers (sizes evaluated with `env`) and of each dispatch's params, and the end. */
+/**
+ * Byte offsets of the buffers (sizes evaluated with `env`) and of each dispatch's params, where the buffers that
+ * depend on the symbols begin (`fixedEnd`), and the end.
+ */
 function wasmLayout(manifest, env) {
   const buffers = new Array(manifest.buffers.length);
   let at = CONTROL_BYTES;
+  let fixedEnd = at;
   for (let group = 0; group < 3; group++) {
+    if (group === 2) fixedEnd = at;
     manifest.buffers.forEach((b, i) => {
       if (PLACE[b.kind] !== group) return;
       buffers[i] = at;
@@ -37,7 +42,7 @@ function wasmLayout(manifest, env) {
     at += 4 * d.params.length;
     return offset;
   });
-  return { buffers, params, end: at + SLACK };
+  return { buffers, params, fixedEnd, end: at + SLACK };
 }
 
 // Runs the dispatches of `plan` ([kernel export name, argument list] each) as thread `thread` of `threads`, calling
@@ -134,11 +139,12 @@ export class WasmBackend {
     this.threads = threads;
     this.spawnWorker = spawnWorker;
     this.workerPort = workerPort;
-    // Weights and states keep their place for every run; the layout of the rest follows the symbol values.
-    const fixed = wasmLayout(manifest, Object.fromEntries(manifest.symbols.map((s) => [s.name, 1])));
+    // Weights and states keep their place for every run (here laid out at the symbols' maxima); the memory grows
+    // for the rest when a run needs it.
+    const fixed = wasmLayout(manifest, Object.fromEntries(manifest.symbols.map((s) => [s.name, s.max])));
     this.offsets = fixed.buffers;
     const maxPages = Math.min(MAX_PAGES, Math.ceil(manifest.wasm.memory / PAGE));
-    this.memory = new WebAssembly.Memory({ initial: Math.ceil(fixed.end / PAGE), maximum: maxPages, shared: threads > 1 });
+    this.memory = new WebAssembly.Memory({ initial: Math.ceil(fixed.fixedEnd / PAGE), maximum: maxPages, shared: threads > 1 });
     // Where each piece of each chunk goes: [byte offset in memory, piece].
     this.pieces = manifest.chunks.map(() => []);
     for (const w of manifest.weights) {

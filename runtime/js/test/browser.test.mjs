@@ -1,8 +1,8 @@
 // tfc.js in headless Chromium against bundles compiled by this checkout's tfc and served from localhost: results
 // equal the native runtime's, the Cache API spares downloads, bad chunks and devices fail clearly, the demo pages
 // work. WebGPU runs on SwiftShader here (CPU), so the MiniLM cases take a few minutes.
-//   node --test runtime/js/test/   (after `cargo build --release -p tfc-cli`; TFC_SCREENSHOTS=docs/images saves
-//   the demo pages' screenshots there)
+//   cargo build --release -p tfc-cli && node --test runtime/js/test/browser.test.mjs
+// TFC_SCREENSHOTS=docs/images saves the demo pages' screenshots there; TFC picks another tfc binary.
 import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
@@ -48,11 +48,14 @@ before(async () => {
   });
   native.logits = runNative(bundles.llama, path.join(work, 'native-llama'), '--tokens', TOKENS.join(',')).outputs.logits.data;
 
-  // tiny-llama as if it needed more than any GPU has: once with its WASM fallback, once without.
-  const fallback = manifestOf(bundles.llama);
-  fallback.requires.limits.maxStorageBufferBindingSize = 2 ** 40;
-  fallback.requires.features.push('shader-f16');
-  const demanding = { ...fallback, wasm: undefined };
+  // Bundles as if they needed more than any GPU has: MiniLM with its WASM fallback, tiny-llama without one.
+  const needMore = (manifest) => {
+    manifest.requires.limits.maxStorageBufferBindingSize = 2 ** 40;
+    manifest.requires.features.push('shader-f16');
+    return Buffer.from(JSON.stringify(manifest));
+  };
+  const fallback = needMore(manifestOf(bundles.minilm));
+  const demanding = needMore({ ...manifestOf(bundles.llama), wasm: undefined });
   const corrupted = manifestOf(bundles.minilm).chunks[0].file;
   const flipByte = (bytes, at) => Buffer.concat([bytes.subarray(0, at), Buffer.from([bytes[at] ^ 1]), bytes.subarray(at + 1)]);
   server = await serve({
@@ -63,8 +66,8 @@ before(async () => {
       hook: (file, bytes) => file === corrupted && flipByte(bytes, 100),
     },
     '/flaky/': { dir: bundles.llama, hook: (file, bytes, nth) => file.startsWith('weights/') && nth === 1 && 'cut' },
-    '/demanding/': { dir: bundles.llama, hook: (file) => file === 'manifest.json' && Buffer.from(JSON.stringify(demanding)) },
-    '/fallback/': { dir: bundles.llama, hook: (file) => file === 'manifest.json' && Buffer.from(JSON.stringify(fallback)) },
+    '/demanding/': { dir: bundles.llama, hook: (file) => file === 'manifest.json' && demanding },
+    '/fallback/': { dir: bundles.minilm, hook: (file) => file === 'manifest.json' && fallback },
     '/tiny-llama/': { dir: bundles.llama },
     '/runtime/': { dir: path.join(ROOT, 'runtime/js') },
   });
@@ -103,7 +106,7 @@ test('tokenizers in Chromium give the tokenizers crate\'s ids on the corpus', as
     const json = async (url) => (await fetch(url)).json();
     const gunzipped = async (url) => new Response((await fetch(url)).body.pipeThrough(new DecompressionStream('gzip'))).json();
     const corpus = await json('/runtime/test/fixtures/corpus.json');
-    const cases = { minilm: '/minilm/tokenizer.json', 'bpe-gpt2': 0, 'bpe-llama3': 0, 'bpe-qwen2': 0 };
+    const cases = { minilm: '/minilm/tokenizer.json', 'bpe-gpt2': 0, 'bpe-llama3': 0, 'bpe-qwen2': 0, 'bpe-smollm2': 0 };
     const mismatches = {};
     for (const [name, url] of Object.entries(cases)) {
       const tokenizer = new Tokenizer(await json(url || `/runtime/test/fixtures/${name}.json`));
@@ -113,7 +116,7 @@ test('tokenizers in Chromium give the tokenizers crate\'s ids on the corpus', as
     return { lines: corpus.length, mismatches };
   });
   assert.ok(result.lines >= 1000);
-  assert.deepEqual(result.mismatches, { minilm: 0, 'bpe-gpt2': 0, 'bpe-llama3': 0, 'bpe-qwen2': 0 });
+  assert.deepEqual(result.mismatches, { minilm: 0, 'bpe-gpt2': 0, 'bpe-llama3': 0, 'bpe-qwen2': 0, 'bpe-smollm2': 0 });
 });
 
 test(`MiniLM embed on WebGPU equals the native runtime's (relative L2 ≤ ${TOLERANCE})`, async (t) => {
@@ -170,7 +173,7 @@ test('a second load, and a new model version, read shared chunks from the Cache 
 test('tfc.js runs in a Web Worker', async () => {
   const result = await inPage(async ([origin, sentence]) => {
     const source = `import { load } from '${origin}/minilm/tfc.js';
-      const model = await load('${origin}/minilm/');
+      const model = await load('${origin}/minilm/', { backend: 'webgpu' });
       postMessage(Array.from(await model.embed(${JSON.stringify(sentence)})));`;
     const worker = new Worker(URL.createObjectURL(new Blob([source], { type: 'text/javascript' })), { type: 'module' });
     return new Promise((resolve, reject) => {
@@ -204,7 +207,7 @@ test('a download cut short is retried, and a decoder runs like on the native run
   await clearCache();
   const result = await inPage(async (tokens) => {
     const { load } = await import('/minilm/tfc.js');
-    const model = await load('/flaky/');
+    const model = await load('/flaky/', { backend: 'webgpu' });
     const { logits } = await model.run({ input_ids: { data: tokens, shape: [1, tokens.length] } });
     return { logits: Array.from(logits.data), shape: logits.shape };
   }, TOKENS);
@@ -224,16 +227,22 @@ test('a device that lacks what the bundle needs is refused by name before any do
   assert.equal(requestsUnder('/demanding/weights/'), 0);
 });
 
-test('where WebGPU cannot run a bundle, auto takes its WASM fallback', async () => {
-  const result = await inPage(async (tokens) => {
+test('auto takes the WASM fallback where WebGPU cannot run a bundle or runs on the CPU', async () => {
+  const result = await inPage(async (sentence) => {
     const { load } = await import('/minilm/tfc.js');
     const model = await load('/fallback/');
-    const { logits } = await model.run({ input_ids: { data: tokens, shape: [1, tokens.length] } });
-    return { backend: model.backend, logits: Array.from(logits.data) };
-  }, TOKENS);
+    const software = (await navigator.gpu.requestAdapter()).info.isFallbackAdapter;
+    return {
+      backend: model.backend,
+      vector: Array.from(await model.embed(sentence)),
+      software,
+      softwareBackend: (await load('/minilm/')).backend,
+    };
+  }, SENTENCES[0]);
   assert.equal(result.error, undefined, result.error?.message);
   assert.equal(result.backend, 'wasm');
-  assert.ok(relativeL2(result.logits, native.logits) <= TOLERANCE);
+  assert.ok(relativeL2(result.vector, native.embeddings[0].vector) <= TOLERANCE);
+  assert.equal(result.softwareBackend, result.software ? 'wasm' : 'webgpu');
 });
 
 test('a full storage quota is reported as such', async () => {
@@ -297,7 +306,7 @@ test('the demo pages load the model and show output', async () => {
       assert.equal(scores.length, 4);
       assert.ok(scores[1] > scores[2], `guitar ${scores[1]} vs weather ${scores[2]}`);
     } else {
-      assert.match(await page.textContent('#decoder'), /generation comes later/i);
+      assert.match(await page.textContent('#decoder'), /generation in the browser comes later/i);
     }
     if (shots) await page.screenshot({ path: path.join(shots, `demo-${name}.png`), fullPage: true });
     await page.close();

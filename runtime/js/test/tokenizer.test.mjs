@@ -16,6 +16,7 @@ const cases = {
   'bpe-gpt2': fixture('bpe-gpt2.json'),
   'bpe-llama3': fixture('bpe-llama3.json'),
   'bpe-qwen2': fixture('bpe-qwen2.json'),
+  'bpe-smollm2': fixture('bpe-smollm2.json'),
 };
 
 // Reports every differing line (at most 5 shown), not just the first.
