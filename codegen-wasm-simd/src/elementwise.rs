@@ -4,7 +4,8 @@
 use crate::asm::{Body, I, Local};
 use crate::decode::{Format, f32_to_bf16, f32_to_half};
 use crate::math::{Helper, call};
-use crate::{Args, CodegenError, Kernel, Node, broadcast_axes};
+use crate::{Args, CodegenError, Kernel, Node};
+use tfc_ir::layout::broadcast_axes;
 use tfc_ir::{BinaryOp, DType, Dim, Expr, UnaryOp};
 
 /// The most axes broadcasting indexes after merging axes that broadcast alike.

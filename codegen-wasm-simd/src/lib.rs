@@ -29,7 +29,7 @@ mod sample;
 
 use asm::{Body, I, Local};
 use decode::Format;
-use tfc_ir::{Dim, Expr, Graph, NodeId, Op, TensorType};
+use tfc_ir::{Expr, Graph, NodeId, Op, TensorType};
 use wasm_encoder::{
     CodeSection, EntityType, ExportKind, ExportSection, FunctionSection, ImportSection, MemoryType, Module, TypeSection, ValType,
 };
@@ -162,42 +162,6 @@ impl Node<'_> {
     pub fn finite(&self, value: f32, what: &str) -> Result<f32, CodegenError> {
         if value.is_finite() { Ok(value) } else { Err(self.error(format!("{what} is {value}; kernels need a finite value"))) }
     }
-}
-
-/// numpy broadcasting of `operands` to `out`, simplified: size-1 output axes are dropped and neighbouring axes that
-/// every operand broadcasts alike are merged. Returns the merged dims and, per operand, its element stride on each
-/// (0 where it broadcasts); the operands are contiguous.
-pub(crate) fn broadcast_axes<const N: usize>(out: &[Dim], operands: [&[Dim]; N]) -> (Vec<Dim>, [Vec<Dim>; N]) {
-    let one = Dim::from(1u64);
-    let rank = out.len();
-    let broadcasts = |shape: &[Dim], axis: usize| axis + shape.len() < rank || shape[axis + shape.len() - rank] == one;
-    let mut dims: Vec<Dim> = Vec::new();
-    let mut flags: Vec<[bool; N]> = Vec::new();
-    for (axis, d) in out.iter().enumerate() {
-        if *d == one {
-            continue;
-        }
-        let f = operands.map(|s| broadcasts(s, axis));
-        if flags.last() == Some(&f) {
-            let last = dims.last_mut().expect("flags and dims grow together");
-            *last = &*last * d;
-        } else {
-            dims.push(d.clone());
-            flags.push(f);
-        }
-    }
-    let strides = std::array::from_fn(|k| {
-        let mut strides = vec![Dim::from(0u64); dims.len()];
-        let mut running = one.clone();
-        for axis in (0..dims.len()).rev() {
-            if !flags[axis][k] {
-                strides[axis] = running.clone();
-                running = &running * &dims[axis];
-            }
-        }
-        strides
-    });
-    (dims, strides)
 }
 
 /// The kernel computing `node`. Inputs, weights and reshapes (views) have none and are an error here.

@@ -19,7 +19,8 @@
 
 use crate::asm::{Body, I, Local};
 use crate::decode::{BLOCK, Blocks, Format};
-use crate::{Args, CodegenError, Kernel, Node, broadcast_axes};
+use crate::{Args, CodegenError, Kernel, Node};
+use tfc_ir::layout::broadcast_axes;
 use tfc_ir::{Dim, Expr};
 
 const BATCH_AXES: usize = 4;

@@ -6,6 +6,7 @@ use crate::decode::{BLOCK, Blocks, Format};
 use crate::elementwise::for_each_vector;
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::{Dim, Expr};
+use tfc_ir::layout::simplify_transpose;
 
 /// The most axes a transpose indexes (after dropping size-1 axes and merging axes that stay together).
 const MAX_RANK: usize = 6;
@@ -108,28 +109,6 @@ fn gather_blocks(node: &Node, blocks: Blocks) -> Result<Kernel, CodegenError> {
         );
     });
     Ok(Kernel { name: "gather_blocks".into(), body: b, bindings: 3, params: gather_params(node) })
-}
-
-/// Input dims and perm with size-1 axes dropped and input axes that stay neighbours in the output merged.
-fn simplify_transpose(shape: &[Dim], perm: &[usize]) -> (Vec<Dim>, Vec<usize>) {
-    let one = Dim::from(1u64);
-    let kept: Vec<usize> = (0..shape.len()).filter(|&a| shape[a] != one).collect();
-    let renumber = |a: usize| kept.iter().position(|&k| k == a).expect("kept axes are renumbered");
-    let perm: Vec<usize> = perm.iter().filter(|&&a| shape[a] != one).map(|&a| renumber(a)).collect();
-    let shape: Vec<&Dim> = kept.iter().map(|&a| &shape[a]).collect();
-    // Runs of output axes that are consecutive input axes, in output order.
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for &a in &perm {
-        match runs.last_mut() {
-            Some((start, len)) if *start + *len == a => *len += 1,
-            _ => runs.push((a, 1)),
-        }
-    }
-    let mut by_input: Vec<usize> = (0..runs.len()).collect();
-    by_input.sort_by_key(|&r| runs[r].0);
-    let dims = by_input.iter().map(|&r| shape[runs[r].0..runs[r].0 + runs[r].1].iter().fold(one.clone(), |acc, d| &acc * *d)).collect();
-    let perm = (0..runs.len()).map(|r| by_input.iter().position(|&x| x == r).expect("every run has an input position")).collect();
-    (dims, perm)
 }
 
 /// A permutation of the axes, as a copy of each output row (the innermost output axis) from a strided run of the

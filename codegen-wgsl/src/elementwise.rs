@@ -3,7 +3,8 @@
 
 use crate::CodegenError;
 use crate::math::Helper;
-use crate::shader::{Access, Node, Parts, broadcast_axes, groups_for, is_packed, product};
+use crate::shader::{Access, Node, Parts, groups_for, is_packed, product};
+use tfc_ir::layout::broadcast_axes;
 use std::fmt::Write;
 use tfc_ir::{BinaryOp, DType, Dim, Expr, UnaryOp};
 
@@ -94,7 +95,7 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
     parts.helpers.extend(helper);
     prologue(&mut parts, product(&node.output.shape));
 
-    let (dims, strides) = broadcast_axes(&node.output.shape, &[&node.inputs[0].shape, &node.inputs[1].shape]);
+    let (dims, strides) = broadcast_axes(&node.output.shape, [&node.inputs[0].shape, &node.inputs[1].shape]);
     let index: Vec<Index> = strides.into_iter().map(|s| Index::of(&dims, s)).collect();
     let strided = index.iter().any(|x| matches!(x, Index::Strided(_)));
     if strided && dims.len() > MAX_RANK {

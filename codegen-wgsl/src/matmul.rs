@@ -14,7 +14,8 @@
 //! counts along m and n, the batch count, then 4 batch dims, A's 4 batch strides and B's 4 (0 where broadcast).
 
 use crate::CodegenError;
-use crate::shader::{Access, Node, Parts, at_most, broadcast_axes, expr, product};
+use crate::shader::{Access, Node, Parts, at_most, expr, product};
+use tfc_ir::layout::broadcast_axes;
 use std::fmt::Write;
 use tfc_ir::{Dim, Expr};
 
@@ -44,7 +45,7 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
     let (b_k, b_n) = if transpose_b { (one.clone(), k.clone()) } else { (n.clone(), one.clone()) };
 
     let out_batch = &node.output.shape[..node.output.shape.len() - 2];
-    let (mut dims, strides) = broadcast_axes(out_batch, &[&a[..a.len() - 2], &b[..b.len() - 2]]);
+    let (mut dims, strides) = broadcast_axes(out_batch, [&a[..a.len() - 2], &b[..b.len() - 2]]);
     if dims.len() > BATCH_AXES {
         return Err(node.error(format!(
             "{} × {} has {} batch axes that broadcast differently; the kernel takes up to {BATCH_AXES}: reshape to merge them",

@@ -6,6 +6,7 @@ use crate::CodegenError;
 use crate::shader::{Access, Node, Parts, expr, groups_for, is_packed, product, storage_type};
 use std::fmt::Write;
 use tfc_ir::{DType, Dim, Expr};
+use tfc_ir::layout::simplify_transpose;
 
 const WORKGROUP: u32 = 256;
 /// The most axes the index arithmetic handles (after dropping size-1 axes and merging axes that stay together).
@@ -91,31 +92,6 @@ fn source(o: u32) -> u32 {
     let mut parts = copy(node, "slice", source, params);
     parts.summary = "a range of one axis".to_string();
     Ok(parts)
-}
-
-/// Input dims and perm with size-1 axes dropped and input axes that stay neighbours in the output merged.
-fn simplify_transpose(shape: &[Dim], perm: &[usize]) -> (Vec<Dim>, Vec<usize>) {
-    let one = Dim::from(1u64);
-    let kept: Vec<usize> = (0..shape.len()).filter(|&a| shape[a] != one).collect();
-    let renumber = |a: usize| kept.iter().position(|&k| k == a).unwrap();
-    let perm: Vec<usize> = perm.iter().filter(|&&a| shape[a] != one).map(|&a| renumber(a)).collect();
-    let shape: Vec<&Dim> = kept.iter().map(|&a| &shape[a]).collect();
-    // Runs of output axes that are consecutive input axes, in output order.
-    let mut runs: Vec<(usize, usize)> = Vec::new();
-    for &a in &perm {
-        match runs.last_mut() {
-            Some((start, len)) if *start + *len == a => *len += 1,
-            _ => runs.push((a, 1)),
-        }
-    }
-    let mut by_input: Vec<usize> = (0..runs.len()).collect();
-    by_input.sort_by_key(|&r| runs[r].0);
-    let dims = by_input
-        .iter()
-        .map(|&r| shape[runs[r].0..runs[r].0 + runs[r].1].iter().fold(one.clone(), |acc, d| &acc * *d))
-        .collect();
-    let perm = (0..runs.len()).map(|r| by_input.iter().position(|&x| x == r).unwrap()).collect();
-    (dims, perm)
 }
 
 /// Contiguous strides of a shape.

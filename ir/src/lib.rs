@@ -6,6 +6,7 @@ pub mod dim;
 pub mod dtype;
 pub mod graph;
 pub mod interp;
+pub mod layout;
 pub mod manifest;
 pub mod op;
 pub mod quant;
