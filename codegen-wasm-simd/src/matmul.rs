@@ -20,7 +20,7 @@
 use crate::asm::{Body, I, Local};
 use crate::decode::{BLOCK, Blocks, Format};
 use crate::{Args, CodegenError, Kernel, Node};
-use tfc_ir::layout::broadcast_axes;
+use tfc_ir::layout::MatmulLayout;
 use tfc_ir::{Dim, Expr};
 
 const BATCH_AXES: usize = 4;
@@ -89,38 +89,15 @@ impl Shape {
 }
 
 pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Result<Kernel, CodegenError> {
-    let (a, b) = (&node.inputs[0].shape, &node.inputs[1].shape);
-    let (ra, ca) = (&a[a.len() - 2], &a[a.len() - 1]);
-    let (rb, cb) = (&b[b.len() - 2], &b[b.len() - 1]);
-    let (m, k) = if transpose_a { (ca, ra) } else { (ra, ca) };
-    let n = if transpose_b { rb } else { cb };
-    let one = Dim::from(1u64);
-    let (a_m, a_k) = if transpose_a { (one.clone(), m.clone()) } else { (k.clone(), one.clone()) };
-    let (b_k, b_n) = if transpose_b { (one.clone(), k.clone()) } else { (n.clone(), one.clone()) };
-
+    let b = &node.inputs[1].shape;
     let out_batch = &node.output.shape[..node.output.shape.len() - 2];
-    let (mut dims, strides) = broadcast_axes(out_batch, [&a[..a.len() - 2], &b[..b.len() - 2]]);
-    if dims.len() > BATCH_AXES {
-        return Err(node.error(format!(
-            "{} × {} has {} batch axes that broadcast differently; the kernel takes up to {BATCH_AXES}: reshape to merge them",
-            node.inputs[0],
-            node.inputs[1],
-            dims.len()
-        )));
-    }
-    let matrix = [ra * ca, rb * cb];
-    let mut batch_strides: Vec<Vec<Dim>> =
-        strides.iter().zip(&matrix).map(|(s, size)| s.iter().map(|x| x * size).collect()).collect();
-    while dims.len() < BATCH_AXES {
-        dims.insert(0, one.clone());
-        for s in &mut batch_strides {
-            s.insert(0, Dim::from(0u64));
-        }
-    }
-    let mut params: Vec<Expr> = [m, n, k, &a_m, &a_k, &b_k, &b_n].iter().map(|d| d.to_expr()).collect();
+    let layout = MatmulLayout::new(&node.inputs[0].shape, b, &node.output.shape, transpose_a, transpose_b, BATCH_AXES)
+        .map_err(|e| node.error(format!("{} × {}: {e}", node.inputs[0], node.inputs[1])))?;
+    let MatmulLayout { m, n, k, a_m, a_k, b_k, b_n, batch_dims: dims, batch_strides } = &layout;
+    let mut params: Vec<Expr> = [m, n, k, a_m, a_k, b_k, b_n].iter().map(|d| d.to_expr()).collect();
     params.push(tfc_ir::dim::product(out_batch).to_expr());
     params.extend(dims.iter().map(Dim::to_expr));
-    for s in &batch_strides {
+    for s in batch_strides {
         params.extend(s.iter().map(Dim::to_expr));
     }
 

@@ -15,9 +15,9 @@
 
 use crate::CodegenError;
 use crate::shader::{Access, Node, Parts, at_most, expr, product};
-use tfc_ir::layout::broadcast_axes;
+use tfc_ir::layout::MatmulLayout;
 use std::fmt::Write;
-use tfc_ir::{Dim, Expr};
+use tfc_ir::Expr;
 
 const TILE: u32 = 128;
 const BK: u32 = 8;
@@ -34,35 +34,10 @@ const MIN_TILES: u32 = 128;
 const SKINNY_UNROLL: u32 = 4;
 
 pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Result<Parts, CodegenError> {
-    let (a, b) = (&node.inputs[0].shape, &node.inputs[1].shape);
-    let (ra, ca) = (&a[a.len() - 2], &a[a.len() - 1]);
-    let (rb, cb) = (&b[b.len() - 2], &b[b.len() - 1]);
-    let (m, k) = if transpose_a { (ca, ra) } else { (ra, ca) };
-    let n = if transpose_b { rb } else { cb };
-    let one = Dim::from(1u64);
-    // Element strides of A(m, k) and B(k, n) within one matrix.
-    let (a_m, a_k) = if transpose_a { (one.clone(), m.clone()) } else { (k.clone(), one.clone()) };
-    let (b_k, b_n) = if transpose_b { (one.clone(), k.clone()) } else { (n.clone(), one.clone()) };
-
     let out_batch = &node.output.shape[..node.output.shape.len() - 2];
-    let (mut dims, strides) = broadcast_axes(out_batch, [&a[..a.len() - 2], &b[..b.len() - 2]]);
-    if dims.len() > BATCH_AXES {
-        return Err(node.error(format!(
-            "{} × {} has {} batch axes that broadcast differently; the kernel takes up to {BATCH_AXES}: reshape to merge them",
-            node.inputs[0], node.inputs[1], dims.len()
-        )));
-    }
-    let matrix_a = ra * ca;
-    let matrix_b = rb * cb;
-    let mut batch_strides: Vec<Vec<Dim>> =
-        strides.into_iter().zip([&matrix_a, &matrix_b]).map(|(s, size)| s.iter().map(|x| x * size).collect()).collect();
-    // Pad at the front: leading axes of size 1 and stride 0 change nothing.
-    while dims.len() < BATCH_AXES {
-        dims.insert(0, one.clone());
-        for s in &mut batch_strides {
-            s.insert(0, Dim::from(0u64));
-        }
-    }
+    let layout = MatmulLayout::new(&node.inputs[0].shape, &node.inputs[1].shape, &node.output.shape, transpose_a, transpose_b, BATCH_AXES)
+        .map_err(|e| node.error(format!("{} × {}: {e}", node.inputs[0], node.inputs[1])))?;
+    let MatmulLayout { m, n, k, a_m, a_k, b_k, b_n, batch_dims: dims, batch_strides } = &layout;
 
     let tiles_m = Expr::ceil_div(expr(m), Expr::Const(TILE as u64));
     let tiles_n = Expr::ceil_div(expr(n), Expr::Const(TILE as u64));
@@ -89,9 +64,9 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
         batches.clone(),
     ]);
     parts.params =
-        vec![expr(m), expr(n), expr(k), expr(&a_m), expr(&a_k), expr(&b_k), expr(&b_n), tiles_m, tiles_n, batches];
+        vec![expr(m), expr(n), expr(k), expr(a_m), expr(a_k), expr(b_k), expr(b_n), tiles_m, tiles_n, batches];
     parts.params.extend(dims.iter().map(expr));
-    for s in &batch_strides {
+    for s in batch_strides {
         parts.params.extend(s.iter().map(expr));
     }
     parts.decls = decls(transpose_a, transpose_b, &skinny);

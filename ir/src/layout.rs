@@ -60,3 +60,47 @@ pub fn simplify_transpose(shape: &[Dim], perm: &[usize]) -> (Vec<Dim>, Vec<usize
     let perm = (0..runs.len()).map(|r| by_input.iter().position(|&x| x == r).expect("every run has an input position")).collect();
     (dims, perm)
 }
+
+/// Where the elements of a (batched, broadcast, possibly transposed) matrix product are: A(m, k) at
+/// `a_batch·batch + m·a_m + k·a_k` of operand 0, B(k, n) likewise with `b_k`, `b_n` — so one kernel body serves every
+/// transpose case — with the batch axes merged as far as broadcasting allows and padded in front to `axes`.
+pub struct MatmulLayout {
+    pub m: Dim,
+    pub n: Dim,
+    pub k: Dim,
+    pub a_m: Dim,
+    pub a_k: Dim,
+    pub b_k: Dim,
+    pub b_n: Dim,
+    /// The merged batch axes of the output (`axes` of them, leading ones 1).
+    pub batch_dims: Vec<Dim>,
+    /// Per operand, its element stride along each batch axis (0 where it broadcasts).
+    pub batch_strides: [Vec<Dim>; 2],
+}
+
+impl MatmulLayout {
+    /// The layout of `a × b` (shapes of rank ≥ 2) into `out`, or an error if more than `axes` batch axes remain.
+    pub fn new(a: &[Dim], b: &[Dim], out: &[Dim], transpose_a: bool, transpose_b: bool, axes: usize) -> Result<MatmulLayout, String> {
+        let (ra, ca) = (&a[a.len() - 2], &a[a.len() - 1]);
+        let (rb, cb) = (&b[b.len() - 2], &b[b.len() - 1]);
+        let (m, k) = if transpose_a { (ca, ra) } else { (ra, ca) };
+        let n = if transpose_b { rb } else { cb };
+        let (one, zero) = (Dim::from(1u64), Dim::from(0u64));
+        let (a_m, a_k) = if transpose_a { (one.clone(), m.clone()) } else { (k.clone(), one.clone()) };
+        let (b_k, b_n) = if transpose_b { (one.clone(), k.clone()) } else { (n.clone(), one.clone()) };
+        let (mut batch_dims, strides) = broadcast_axes(&out[..out.len() - 2], [&a[..a.len() - 2], &b[..b.len() - 2]]);
+        if batch_dims.len() > axes {
+            return Err(format!("{} batch axes broadcast differently; the kernel takes up to {axes}: reshape to merge them", batch_dims.len()));
+        }
+        let matrix = [ra * ca, rb * cb];
+        let mut batch_strides = [0, 1].map(|i| strides[i].iter().map(|s| s * &matrix[i]).collect::<Vec<Dim>>());
+        // Leading axes of size 1 and stride 0 change nothing.
+        while batch_dims.len() < axes {
+            batch_dims.insert(0, one.clone());
+            for s in &mut batch_strides {
+                s.insert(0, zero.clone());
+            }
+        }
+        Ok(MatmulLayout { m: m.clone(), n: n.clone(), k: k.clone(), a_m, a_k, b_k, b_n, batch_dims, batch_strides })
+    }
+}
