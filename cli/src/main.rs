@@ -83,9 +83,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
-    /// Generate text with a decoder bundle: the prompt fills the KV cache on the GPU, then one token per step,
-    /// drawn on the GPU (only its id comes back) and printed as it comes, until an end-of-sequence token or
-    /// --max-tokens. The default is greedy (temperature 0: the most likely token).
+    /// Generate text with a decoder bundle, printed as it comes.
+    ///
+    /// The prompt fills the KV cache on the GPU, then one token per step is drawn on the GPU (only its id comes
+    /// back), until an end-of-sequence token of the model or --max-tokens. The default is greedy (temperature 0:
+    /// the most likely token).
     Generate {
         bundle: PathBuf,
         /// The prompt, tokenized with the bundle's tokenizer.
@@ -97,6 +99,7 @@ enum Command {
         /// The prompt as token ids, comma-separated.
         #[arg(long, value_delimiter = ',')]
         tokens: Option<Vec<u32>>,
+        /// The most tokens to generate.
         #[arg(long, default_value_t = 64)]
         max_tokens: usize,
         #[command(flatten)]
@@ -169,6 +172,7 @@ struct SamplingArgs {
     /// Makes tokens among the last --repeat-last-n less likely (1: off).
     #[arg(long, default_value_t = 1.0)]
     repeat_penalty: f32,
+    /// How many of the latest tokens (prompt included) the repeat penalty looks at (at most 64).
     #[arg(long, default_value_t = 64)]
     repeat_last_n: usize,
     /// Seed of the random numbers: the same seed gives the same text.
