@@ -6,7 +6,7 @@
 //! the first 8 tokens or up to such a near-tie, whichever comes first.
 
 use tfc_compiler::{CompileOptions, Quiet, compile};
-use tfc_runtime::{Bundle, Decoder, Session, Tokenizer};
+use tfc_runtime::{Bundle, ChatTemplate, Decoder, Message, Session, Tokenizer};
 
 const NEAR_TIE: f64 = 0.1;
 
@@ -18,6 +18,16 @@ fn smollm2_greedy_generation_agrees_with_llama_cpp() {
     compile(&tfc_fixtures::smollm2_gguf(), &out, &opts, &mut Quiet).unwrap();
     let bundle = Bundle::open(&out).unwrap();
     let tokenizer = Tokenizer::from_bundle(&bundle).unwrap();
+
+    // The GGUF's chat template comes along, rendering as jinja2 does (fixtures/chat, from the same file).
+    let chat: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(tfc_fixtures::root().join("chat/expected.json")).unwrap()).unwrap();
+    let first = &chat["cases"][0];
+    assert_eq!(first["template"], "smollm2");
+    let template = ChatTemplate::from_manifest(&bundle.manifest).expect("the bundle has the GGUF's chat template");
+    let message = first["messages"][0]["content"].as_str().unwrap();
+    assert_eq!(template.render(&[Message::new("user", message)], true).unwrap(), first["text"].as_str().unwrap());
+
     let mut decoder = Decoder::new(Session::new(&bundle).unwrap()).unwrap();
     let path = tfc_fixtures::root().join("reference/smollm2/greedy.json");
     let reference: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();

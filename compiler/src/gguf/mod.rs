@@ -265,7 +265,25 @@ pub fn import(path: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let source = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     graph.metadata.insert("architecture".into(), arch);
     graph.metadata.insert("source".into(), source);
+    graph.metadata.extend(chat_template(&meta)?);
     Ok(graph)
+}
+
+/// `tokenizer.chat_template` with the texts of the bos and eos tokens it refers to, as the metadata the HF importer
+/// gives too (`chat_template`, `bos_token`, `eos_token`); nothing if the file has no template.
+fn chat_template(meta: &Metadata) -> Result<Vec<(String, String)>, ImportError> {
+    let Some(Value::String(template)) = meta.gguf.get("tokenizer.chat_template") else { return Ok(Vec::new()) };
+    let mut metadata = vec![("chat_template".to_string(), template.clone())];
+    let tokens = match meta.gguf.get("tokenizer.ggml.tokens") {
+        Some(Value::Array(tokens)) => tokens.as_slice(),
+        _ => &[],
+    };
+    for (key, id_key) in [("bos_token", "tokenizer.ggml.bos_token_id"), ("eos_token", "tokenizer.ggml.eos_token_id")] {
+        if let Some(Value::String(token)) = meta.opt_u64(id_key)?.and_then(|id| tokens.get(id as usize)) {
+            metadata.push((key.to_string(), token.clone()));
+        }
+    }
+    Ok(metadata)
 }
 
 /// The rows of a tensor the file must have.
