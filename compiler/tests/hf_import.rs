@@ -1,8 +1,6 @@
 //! The Hugging Face importer against transformers' own outputs, run through the reference interpreter.
 
-mod common;
-
-use common::{fixtures, minilm_dir, read_f32, read_ids};
+use tfc_fixtures::{minilm, read_npy, root};
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;
 use tfc_compiler::hf::{ImportError, ImportOptions, import};
@@ -25,7 +23,7 @@ fn assert_names_unique(graph: &Graph) {
 
 /// Imports a tiny decoder and compares its logits with transformers'.
 fn check_decoder(name: &str) -> Graph {
-    let graph = import(&fixtures().join("models").join(name), &ImportOptions::default()).unwrap();
+    let graph = import(&root().join("models").join(name), &ImportOptions::default()).unwrap();
     assert_names_unique(&graph);
     let outputs: Vec<&str> = graph.outputs.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(outputs, ["logits", "last_logits", "next_token"]);
@@ -37,9 +35,9 @@ fn check_decoder(name: &str) -> Graph {
         assert_eq!(graph.metadata[key], value, "metadata {key}");
     }
 
-    let reference = fixtures().join("reference").join(name);
-    let logits = run(&graph, &[("input_ids", read_ids(&reference.join("input_ids.npy")))]);
-    let expected = read_f32(&reference.join("logits.npy"));
+    let reference = root().join("reference").join(name);
+    let logits = run(&graph, &[("input_ids", read_npy(&reference.join("input_ids.npy")))]);
+    let expected = read_npy(&reference.join("logits.npy"));
     assert_eq!(logits.shape, expected.shape);
     let err = relative_l2(logits.as_f32().unwrap(), expected.as_f32().unwrap());
     println!("{name}: relative L2 of logits {err:.3e}");
@@ -101,17 +99,17 @@ fn tiny_qwen2_matches_transformers() {
 
 /// Runs all-MiniLM-L6-v2 on one reference case; compares only the tokens the attention mask keeps.
 fn check_minilm(case: &str) {
-    let graph = import(&minilm_dir(), &ImportOptions::default()).unwrap();
+    let graph = import(&minilm(), &ImportOptions::default()).unwrap();
     assert_eq!(graph.symbol_max("sequence"), Some(512));
-    let reference = fixtures().join("reference/minilm").join(case);
-    let mask = read_ids(&reference.join("attention_mask.npy"));
+    let reference = root().join("reference/minilm").join(case);
+    let mask = read_npy(&reference.join("attention_mask.npy"));
     let inputs = [
-        ("input_ids", read_ids(&reference.join("input_ids.npy"))),
+        ("input_ids", read_npy(&reference.join("input_ids.npy"))),
         ("attention_mask", mask.clone()),
-        ("token_type_ids", read_ids(&reference.join("token_type_ids.npy"))),
+        ("token_type_ids", read_npy(&reference.join("token_type_ids.npy"))),
     ];
     let hidden = run(&graph, &inputs);
-    let expected = read_f32(&reference.join("last_hidden_state.npy"));
+    let expected = read_npy(&reference.join("last_hidden_state.npy"));
     assert_eq!(hidden.shape, expected.shape);
     let width = expected.shape[2];
     let keep = |v: &[f32]| -> Vec<f32> {
@@ -144,7 +142,7 @@ fn minilm_padded_batch_matches_transformers() {
 
 #[test]
 fn minilm_graph_follows_the_conventions() {
-    let graph = import(&minilm_dir(), &ImportOptions { max_batch: 2, max_sequence: Some(128), ..Default::default() }).unwrap();
+    let graph = import(&minilm(), &ImportOptions { max_batch: 2, max_sequence: Some(128), ..Default::default() }).unwrap();
     assert_names_unique(&graph);
     let inputs: Vec<_> = graph.inputs.iter().map(|&id| graph.node(id).name.as_str()).collect();
     assert_eq!(inputs, ["input_ids", "attention_mask", "token_type_ids", "position_ids"]);
@@ -153,14 +151,14 @@ fn minilm_graph_follows_the_conventions() {
     assert_eq!(graph.metadata["num_layers"], "6");
     // The unused int64 position_ids buffer of the checkpoint is not imported.
     assert!(graph.weights.iter().all(|w| w.name != "embeddings.position_ids"));
-    let err = import(&minilm_dir(), &ImportOptions { max_batch: 1, max_sequence: Some(513), ..Default::default() }).unwrap_err();
+    let err = import(&minilm(), &ImportOptions { max_batch: 1, max_sequence: Some(513), ..Default::default() }).unwrap_err();
     assert!(err.to_string().contains("512"), "{err}");
 }
 
 /// A copy of the fixture model `name` in a temporary folder.
 fn copy_model(name: &str) -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
-    for entry in std::fs::read_dir(fixtures().join("models").join(name)).unwrap() {
+    for entry in std::fs::read_dir(root().join("models").join(name)).unwrap() {
         let entry = entry.unwrap();
         std::fs::copy(entry.path(), dir.path().join(entry.file_name())).unwrap();
     }
@@ -284,10 +282,10 @@ fn unsupported_rope_type_is_an_error() {
 #[test]
 fn interpreter_decodes_with_the_kv_cache_like_transformers() {
     for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2"] {
-        let graph = import(&fixtures().join("models").join(name), &ImportOptions::default()).unwrap();
-        let reference = fixtures().join("reference").join(name);
-        let ids = read_ids(&reference.join("generated_ids.npy")).to_i64();
-        let logits = read_f32(&reference.join("generated_logits.npy"));
+        let graph = import(&root().join("models").join(name), &ImportOptions::default()).unwrap();
+        let reference = root().join("reference").join(name);
+        let ids = read_npy(&reference.join("generated_ids.npy")).to_i64();
+        let logits = read_npy(&reference.join("generated_logits.npy"));
         let vocab = *logits.shape.last().unwrap();
         let mut states = BTreeMap::new();
         let prompt = 16;
@@ -311,7 +309,7 @@ fn chat_template_and_special_tokens_come_from_tokenizer_config() {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("model");
     std::fs::create_dir(&model).unwrap();
-    for entry in std::fs::read_dir(fixtures().join("models/tiny-qwen2")).unwrap() {
+    for entry in std::fs::read_dir(root().join("models/tiny-qwen2")).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, model.join(path.file_name().unwrap())).unwrap();
     }
@@ -331,7 +329,7 @@ fn chat_template_and_special_tokens_come_from_tokenizer_config() {
 #[test]
 fn decoder_context_is_capped_so_each_kv_cache_fits_the_binding_limit() {
     // tiny-llama: 2 key/value heads of 16 features, so 128 bytes of key cache per token and layer.
-    let model = fixtures().join("models/tiny-llama");
+    let model = root().join("models/tiny-llama");
     let opts = ImportOptions { max_binding_size: 8192, ..Default::default() };
     let graph = import(&model, &opts).unwrap();
     assert_eq!(graph.metadata["context_length"], "64");
