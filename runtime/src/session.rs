@@ -138,6 +138,19 @@ impl Session {
         self.execute(inputs, &fresh, &[], false).map(|(outputs, _)| outputs)
     }
 
+    /// A decoder's new tokens must fit in its KV cache after the cached ones.
+    fn check_context(&self, env: &Env) -> Result<()> {
+        let context = self.manifest.model.get("context_length").and_then(|c| c.parse::<u64>().ok());
+        if let (Some(context), Some(past), Some(sequence)) = (context, env.get("past"), env.get("sequence"))
+            && past + sequence > context
+        {
+            return Err(RuntimeError::Input(format!(
+                "{sequence} tokens after {past} cached ones exceed the context length of {context}"
+            )));
+        }
+        Ok(())
+    }
+
     /// `past = 0` for a bundle with a KV cache: a run without cached tokens.
     fn fresh_sequence(&self) -> Env {
         self.manifest.symbols.iter().filter(|s| s.name == "past").map(|s| (s.name.clone(), 0)).collect()
@@ -198,6 +211,7 @@ impl Session {
             &self.manifest.symbol_max(),
         )
         .map_err(RuntimeError::Input)?;
+        self.check_context(&env)?;
         let mut values = Vec::new();
         for decl in &self.manifest.inputs {
             let shape = eval_shape(&decl.shape, &env)?;

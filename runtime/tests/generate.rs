@@ -61,3 +61,14 @@ fn tiny_llama_decodes_like_transformers() {
 fn tiny_qwen2_decodes_like_transformers() {
     check("tiny-qwen2");
 }
+
+#[test]
+fn tokens_past_the_context_length_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut d = decoder("tiny-qwen2", dir.path());
+    let context = d.context_length() as usize;
+    d.feed(&vec![5; context - 1], false).unwrap();
+    let error = d.feed(&[5, 6], false).err().expect("two more tokens do not fit").to_string();
+    assert!(error.contains("exceed the context length"), "{error}");
+    d.feed(&[5], false).expect("the last row of the cache is usable");
+}
