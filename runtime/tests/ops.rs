@@ -2,7 +2,6 @@
 
 use tfc_compiler::{CompileOptions, Quiet, compile_graph};
 use tfc_ir::manifest::Requirements;
-use tfc_ir::{Data, relative_l2};
 use tfc_runtime::{Bundle, Gpu, Session};
 
 #[test]
@@ -27,11 +26,7 @@ fn every_op_matches_the_interpreter() {
             }
         };
         let (want, got) = (&expected[0].1, &got[0].1);
-        let error = match (&want.data, &got.data) {
-            (Data::F32(w), Data::F32(g)) if want.shape == got.shape => relative_l2(g, w),
-            (Data::I32(w), Data::I32(g)) if want.shape == got.shape => (w != g) as u8 as f64,
-            _ => f64::INFINITY,
-        };
+        let error = tfc_fixtures::error_against(want, got, case.tolerance);
         println!("{:<45} relative L2 {error:.2e} (tolerance {:.0e})", case.name, case.tolerance);
         if error > case.tolerance || error.is_nan() {
             failures.push(format!("{}: relative L2 {error:.3e} > {:.0e} (shape {:?} vs {:?})", case.name, case.tolerance, got.shape, want.shape));
