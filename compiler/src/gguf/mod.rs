@@ -260,7 +260,7 @@ pub fn import(path: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
         let note = format!(
             "max sequence capped at the sliding window of {positions} (context_length is {context}): tfc does not implement sliding-window attention yet"
         );
-        graph.metadata.insert("sequence_cap".into(), note);
+        graph.notes.push(note);
     }
     let source = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     graph.metadata.insert("architecture".into(), arch);
