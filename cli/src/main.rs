@@ -117,6 +117,10 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 128)]
         sequence: usize,
+        /// For a decoder: time a step after this many cached tokens that asks only for the next token (a decoding
+        /// step with --sequence 1); without it every run starts from an empty cache and returns every output.
+        #[arg(long)]
+        past: Option<u64>,
         #[arg(long, default_value_t = 50)]
         iterations: usize,
         #[arg(long, default_value_t = 5)]
@@ -318,7 +322,7 @@ fn run(cli: Cli) -> Result<()> {
         Command::Generate { bundle, prompt, chat, tokens, max_tokens, sampling, json } => {
             generate(&bundle, Prompt { text: prompt, chat, tokens }, max_tokens, sampling.sampling(), json)
         }
-        Command::Bench { bundle, engine, batch, sequence, iterations, warmup } => {
+        Command::Bench { bundle, engine, batch, sequence, past, iterations, warmup } => {
             let b = Bundle::open(&bundle)?;
             let ids: Vec<i64> = (0..batch * sequence).map(|i| 1000 + (i as i64 * 7) % 1000).collect();
             let feeds = BTreeMap::from([("input_ids".to_string(), Tensor::i64(vec![batch, sequence], ids))]);
@@ -344,17 +348,21 @@ fn run(cli: Cli) -> Result<()> {
                 return Ok(());
             }
             let mut session = Session::new(&b)?;
+            let (symbols, outputs) = match past {
+                Some(past) => (BTreeMap::from([("past".to_string(), past)]), vec!["next_token"]),
+                None => (BTreeMap::from([("past".to_string(), 0)]), vec![]),
+            };
             for _ in 0..warmup {
-                session.run(&feeds)?;
+                session.run_with(&feeds, &symbols, &outputs)?;
             }
             let mut times = Vec::new();
             for _ in 0..iterations.max(1) {
                 let t = Instant::now();
-                session.run(&feeds)?;
+                session.run_with(&feeds, &symbols, &outputs)?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
             let profiles: Vec<tfc_runtime::Profile> =
-                (0..10).map(|_| session.profile(&feeds).map(|(_, p)| p)).collect::<Result<_, _>>()?;
+                (0..10).map(|_| session.profile_with(&feeds, &symbols, &outputs).map(|(_, p)| p)).collect::<Result<_, _>>()?;
             let median_of = |f: &dyn Fn(&tfc_runtime::Profile) -> f64| median(profiles.iter().map(f).collect());
             let mut gpu_by_op: BTreeMap<String, f64> = BTreeMap::new();
             let dispatches = &session.manifest().dispatches;
@@ -366,6 +374,7 @@ fn run(cli: Cli) -> Result<()> {
                 "adapter": session.adapter_name(),
                 "batch": batch,
                 "sequence": sequence,
+                "past": past,
                 "iterations": times.len(),
                 "dispatches": dispatches.len(),
                 "median_ms": median(times.clone()),

@@ -185,10 +185,10 @@ fn matmul_every_transpose_and_weight_dtype() {
             let r = check(&g, id, &env(&[("sequence", m)]));
             let (a_m, a_k) = if ta { (1, m) } else { (k, 1) };
             let (b_k, b_n) = if tb { (1, k) } else { (n, 1) };
-            assert_eq!(r.params[..10], [m, n, k, a_m, a_k, b_k, b_n, 1, 1, 2]);
+            assert_eq!(r.params[..8], [m, n, k, a_m, a_k, b_k, b_n, 2]);
             // Batch: [1, 1, 1, 2], A strided by its matrix, B broadcast.
-            assert_eq!(r.params[10..], [1, 1, 1, 2, 0, 0, 0, m * k, 0, 0, 0, 0]);
-            // M ≤ 128: the skinny strategy, 9 groups of 4 rows × blocks of 8 (Bᵀ) or 16 columns, per batch entry.
+            assert_eq!(r.params[8..], [1, 1, 1, 2, 0, 0, 0, m * k, 0, 0, 0, 0]);
+            // Two 64-tiles: the skinny strategy, 9 groups of 4 rows × blocks of 8 (Bᵀ) or 16 columns, per batch entry.
             let columns = if tb { 8 } else { 16 };
             assert_eq!(r.workgroups, 9 * n.div_ceil(columns) * 2);
         }
@@ -202,16 +202,16 @@ fn matmul_strategy_follows_the_tile_count() {
     let a = input(&mut g, "a", DType::F32, &[s.clone(), c(64)]);
     let w = weight(&mut g, "w", DType::F16, &[1000, 64]);
     let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
-    // N = 1000: 8 column tiles of 128, or 125 skinny blocks of 8 columns; skinny up to M = 128 and below 128 tiles
-    // (M ≤ 1920).
-    for (m, workgroups) in [(1, 125), (4, 125), (5, 250), (129, 33 * 125), (1920, 480 * 125), (1921, 16 * 8), (4096, 32 * 8)] {
+    // N = 1000: 16 column tiles of 64, or 125 skinny blocks of 8 columns. Skinny up to M = 16 and below 32 64-tiles
+    // (M ≤ 64); then one workgroup per 64-tile, of which the 128-tiles use the first once there are 128 of those.
+    for (m, workgroups) in [(1, 125), (4, 125), (5, 250), (16, 500), (64, 16 * 125), (65, 2 * 16), (1921, 31 * 16), (4096, 64 * 16)] {
         let r = check(&g, id, &env(&[("sequence", m)]));
         assert_eq!(r.workgroups, workgroups, "M = {m}");
     }
-    // N = 20000: 157 column tiles, so the tiled strategy from M = 129 on; skinny (2500 blocks) below.
+    // N = 20000: 313 column 64-tiles, so the tiled strategy from M = 17 on; skinny (2500 blocks) below.
     let w = weight(&mut g, "wide", DType::F16, &[20000, 64]);
     let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
-    for (m, workgroups) in [(1, 2500), (128, 32 * 2500), (129, 2 * 157)] {
+    for (m, workgroups) in [(1, 2500), (16, 4 * 2500), (17, 313)] {
         let r = check(&g, id, &env(&[("sequence", m)]));
         assert_eq!(r.workgroups, workgroups, "M = {m}");
     }
