@@ -140,7 +140,9 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
 }
 
 /// The work units of a column-blocked strategy: (batch, block of `width` columns) pairs. Calls `body` with the
-/// batch's offsets in A and B and the block's first column, for this thread's units.
+/// batch's offsets in A and B and the block's first column, for this thread's units. The batch and its offsets are
+/// found by division once, then followed from unit to unit (divisions cost tens of cycles, and a matrix-vector
+/// product has a unit per row or few rows of B).
 fn for_each_column_block(b: &mut Body, args: &Args, shape: &Shape, width: u32, body: impl FnOnce(&mut Body, Local, Local, Local, Local)) {
     let blocks = b.let_i32(|b| {
         b.get(shape.n).i32c(width as i32 - 1).op(I::I32Add).i32c(width as i32).op(I::I32DivU);
@@ -150,11 +152,20 @@ fn for_each_column_block(b: &mut Body, args: &Args, shape: &Shape, width: u32, b
     });
     let (start, end) = args.share(b, units);
     let (unit, batch, n0, a_off, b_off) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let next_batch = b.i32();
+    b.get(start).get(blocks).op(I::I32DivU).set(batch);
+    b.get(start).get(blocks).op(I::I32RemU).i32c(width as i32).op(I::I32Mul).set(n0);
+    b.get(batch).i32c(1).op(I::I32Add).get(blocks).op(I::I32Mul).set(next_batch);
+    shape.batch_offsets(b, batch, a_off, b_off);
     b.for_range(unit, |b| { b.get(start); }, end, 1, |b| {
-        b.get(unit).get(blocks).op(I::I32DivU).set(batch);
-        b.get(unit).get(blocks).op(I::I32RemU).i32c(width as i32).op(I::I32Mul).set(n0);
-        shape.batch_offsets(b, batch, a_off, b_off);
+        // Past the last block of the batch: the first block of the next one.
+        b.get(unit).get(next_batch).op(I::I32Eq).if_(|b| {
+            b.add_to(batch, 1).i32c(0).set(n0);
+            b.add_local(next_batch, blocks);
+            shape.batch_offsets(b, batch, a_off, b_off);
+        });
         body(b, batch, n0, a_off, b_off);
+        b.add_to(n0, width as i32);
     });
 }
 
