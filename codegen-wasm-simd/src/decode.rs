@@ -467,21 +467,23 @@ impl Blocks {
         }
     }
 
-    /// Calls `body` with the f32x4 of each group of four quants (in order) of a sub-block whose byte vectors are
-    /// `bytes`, pushed on the stack, each quant times 2^24 (`QUANT_SCALE`): one swizzle puts a byte at the top of
-    /// each i32 lane, which the conversion to f32 reads with its sign.
-    pub fn for_each_group(self, b: &mut Body, bytes: &[Local], mut body: impl FnMut(&mut Body, u32)) {
-        for group in 0..self.sub_elems() / 4 {
-            let (source, quarter) = (bytes[group as usize / 4], group % 4);
-            let lanes: [u8; 16] = std::array::from_fn(|i| if i % 4 == 3 { (4 * quarter + i as u32 / 4) as u8 } else { 0x80 });
-            b.get(source).op(I::V128Const(i128::from_le_bytes(lanes))).op(I::I8x16Swizzle);
-            b.op(I::F32x4ConvertI32x4S);
-            body(b, group);
-        }
+    /// Groups of four elements in a sub-block.
+    pub fn groups(self) -> u32 {
+        self.sub_elems() / 4
+    }
+
+    /// Pushes the f32x4 of group `group` (four quants, in order) of a sub-block whose byte vectors are `bytes`, each
+    /// quant times 2^24 (`QUANT_SCALE`): one swizzle puts a byte at the top of each i32 lane, which the conversion to
+    /// f32 reads with its sign.
+    pub fn push_group(self, b: &mut Body, bytes: &[Local], group: u32) {
+        let (source, quarter) = (bytes[group as usize / 4], group % 4);
+        let lanes: [u8; 16] = std::array::from_fn(|i| if i % 4 == 3 { (4 * quarter + i as u32 / 4) as u8 } else { 0x80 });
+        b.get(source).op(I::V128Const(i128::from_le_bytes(lanes))).op(I::I8x16Swizzle);
+        b.op(I::F32x4ConvertI32x4S);
     }
 }
 
-/// What `for_each_group` scales the quants by (a power of two, so the scaling is exact), and `sub_block_scales`
+/// What `push_group` scales the quants by (a power of two, so the scaling is exact), and `sub_block_scales`
 /// the scale `a` by its inverse.
 const QUANT_SCALE: f32 = (1 << 24) as f32;
 

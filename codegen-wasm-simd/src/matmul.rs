@@ -354,13 +354,10 @@ impl<'a> DotBlock<'a> {
         let scales_offset = k.scales_offset.expect("block formats have a scales offset");
         let (quants, scales): (Vec<Local>, Vec<Local>) = self.b_rows.iter().map(|_| (b.i32(), b.i32())).unzip();
         let (d, m): (Vec<Local>, Vec<Local>) = self.b_rows.iter().map(|_| (b.f32(), b.f32())).unzip();
-        let (a, o, q, scratch) = (b.v128(), b.v128(), b.v128(), b.v128());
-        let bytes: Vec<Local> = (0..blocks.sub_elems() / 16).map(|_| b.v128()).collect();
-        let part: Vec<Local> = self.a_rows.iter().map(|_| b.v128()).collect();
+        let (a, o, scratch, x) = (b.v128(), b.v128(), b.v128(), b.v128());
+        let bytes: Vec<Vec<Local>> = self.b_rows.iter().map(|_| (0..blocks.sub_elems() / 16).map(|_| b.v128()).collect()).collect();
+        let part: Vec<Vec<Local>> = self.a_rows.iter().map(|_| self.b_rows.iter().map(|_| b.v128()).collect()).collect();
         let x_sum: Vec<Local> = self.a_rows.iter().map(|_| b.v128()).collect();
-        let x = b.v128();
-        // Byte offset in A of group g of sub-block s.
-        let a_at = |s: u32, g: u32| (s * blocks.sub_elems() / 4 + g) * fa.bytes_per_4();
         b.i32c(0).set(self.ka);
         b.for_range(self.kb, |b| { b.i32c(0); }, k.block_count, 1, |b| {
             for (c, &row) in self.b_rows.iter().enumerate() {
@@ -371,34 +368,37 @@ impl<'a> DotBlock<'a> {
             }
             for s in 0..blocks.sub_blocks() {
                 for c in 0..self.b_rows.len() {
-                    // Σ x over the sub-block comes with the first row of B.
-                    let x_sum_here = blocks.has_offset() && c == 0;
-                    blocks.sub_block_quants(b, quants[c], s, &bytes, scratch);
-                    blocks.for_each_group(b, &bytes, |b, g| {
-                        b.set(q);
-                        for (r, &base) in self.a_rows.iter().enumerate() {
-                            b.get(base).get(self.ka).op(I::I32Add);
-                            fa.load4_at(b, a_at(s, g));
-                            b.set(x);
-                            for (sum, product) in [(part[r], Some(q)), (x_sum[r], None)] {
-                                if product.is_none() && !x_sum_here {
-                                    continue;
-                                }
-                                b.get(x);
-                                if let Some(q) = product {
-                                    b.get(q).op(I::F32x4Mul);
-                                }
-                                if g > 0 {
-                                    b.get(sum).op(I::F32x4Add);
-                                }
-                                b.set(sum);
+                    blocks.sub_block_quants(b, quants[c], s, &bytes[c], scratch);
+                }
+                // Each vector of x is loaded once for every row of B, and summed once for the offsets.
+                for g in 0..blocks.groups() {
+                    let first = g == 0;
+                    for (r, &base) in self.a_rows.iter().enumerate() {
+                        b.get(base).get(self.ka).op(I::I32Add);
+                        fa.load4_at(b, (s * blocks.groups() + g) * fa.bytes_per_4());
+                        b.set(x);
+                        for c in 0..self.b_rows.len() {
+                            blocks.push_group(b, &bytes[c], g);
+                            b.get(x).op(I::F32x4Mul);
+                            if !first {
+                                b.get(part[r][c]).op(I::F32x4Add);
                             }
+                            b.set(part[r][c]);
                         }
-                    });
+                        if blocks.has_offset() {
+                            b.get(x);
+                            if !first {
+                                b.get(x_sum[r]).op(I::F32x4Add);
+                            }
+                            b.set(x_sum[r]);
+                        }
+                    }
+                }
+                for c in 0..self.b_rows.len() {
                     blocks.sub_block_scales(b, quants[c], s, (d[c], m[c]), (a, o));
                     for r in 0..self.a_rows.len() {
                         let sum = self.acc[r][c];
-                        b.get(sum).get(a).get(part[r]).op(I::F32x4Mul).op(I::F32x4Add);
+                        b.get(sum).get(a).get(part[r][c]).op(I::F32x4Mul).op(I::F32x4Add);
                         if blocks.has_offset() {
                             b.get(o).get(x_sum[r]).op(I::F32x4Mul).op(I::F32x4Add);
                         }

@@ -76,7 +76,7 @@ fn gather_blocks(node: &Node, blocks: Blocks) -> Result<Kernel, CodegenError> {
     let (start, end) = args.share(&mut b, count);
     let (j, index, first, last, base, block, quants, scales, target) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
     let (d, m) = (b.f32(), b.f32());
-    let (a, o, scratch, value) = (b.v128(), b.v128(), b.v128(), b.v128());
+    let (a, o, scratch) = (b.v128(), b.v128(), b.v128());
     let bytes: Vec<Local> = (0..blocks.sub_elems() / 16).map(|_| b.v128()).collect();
     b.for_range(j, |b| { b.get(start); }, end, 1, |b| {
         indices.address(b, args.input(1), j);
@@ -96,13 +96,15 @@ fn gather_blocks(node: &Node, blocks: Blocks) -> Result<Kernel, CodegenError> {
                     for s in 0..blocks.sub_blocks() {
                         blocks.sub_block_quants(b, quants, s, &bytes, scratch);
                         blocks.sub_block_scales(b, quants, s, (d, m), (a, o));
-                        blocks.for_each_group(b, &bytes, |b, g| {
-                            b.set(value).get(target).get(a).get(value).op(I::F32x4Mul);
+                        for g in 0..blocks.groups() {
+                            b.get(target).get(a);
+                            blocks.push_group(b, &bytes, g);
+                            b.op(I::F32x4Mul);
                             if blocks.has_offset() {
                                 b.get(o).op(I::F32x4Add);
                             }
-                            b.v128_store(16 * (s * blocks.sub_elems() / 4 + g));
-                        });
+                            b.v128_store(16 * (s * blocks.groups() + g));
+                        }
                     }
                     b.add_to(target, 4 * blocks.elems as i32);
                 });
