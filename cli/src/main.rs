@@ -330,8 +330,13 @@ fn run(cli: Cli) -> Result<()> {
                 let runs = wasm::Runs { threads: engine.threads, warmup, iterations: iterations.max(1), profile: engine.threads == 1 };
                 let run = wasm::run(&bundle, &b.manifest, &feeds, &runs)?;
                 let mut by_op: BTreeMap<String, f64> = BTreeMap::new();
+                // Also by op and the dtype of the weight it reads (if any): where quantized kernels spend their time.
+                let mut by_op_weight: BTreeMap<String, f64> = BTreeMap::new();
                 for (d, ms) in b.manifest.dispatches.iter().zip(&run.dispatch_ms) {
                     *by_op.entry(d.op.clone()).or_default() += ms;
+                    let weight = b.manifest.weights.iter().find(|w| d.bindings.contains(&w.buffer));
+                    let key = weight.map_or(d.op.clone(), |w| format!("{} {}", d.op, w.dtype.name()));
+                    *by_op_weight.entry(key).or_default() += ms;
                 }
                 let summary = serde_json::json!({
                     "adapter": run.device,
@@ -342,7 +347,7 @@ fn run(cli: Cli) -> Result<()> {
                     "dispatches": b.manifest.dispatches.len(),
                     "median_ms": median(run.times_ms.clone()),
                     "min_ms": run.times_ms.iter().copied().fold(f64::INFINITY, f64::min),
-                    "profile_median_ms": { "dispatches": by_op.values().sum::<f64>(), "by_op": by_op },
+                    "profile_median_ms": { "dispatches": by_op.values().sum::<f64>(), "by_op": by_op, "by_op_weight": by_op_weight },
                 });
                 println!("{}", serde_json::to_string(&summary)?);
                 return Ok(());

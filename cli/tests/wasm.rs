@@ -116,14 +116,6 @@ fn every_op_matches_the_interpreter_on_one_and_three_threads() {
     for case in &cases {
         let out = dir.path().join(&case.name);
         let compiled = compile_graph(case.graph.clone(), None, &out, &required(), &mut Quiet);
-        // The K-quants have no WASM decoder yet: the compile must say so.
-        if let Some(w) = case.graph.weights.iter().find(|w| w.dtype.is_block() && w.dtype.block_elems() > 32) {
-            match compiled {
-                Err(e) if e.to_string().contains(&format!("{} weights are not decoded by the WASM fallback", w.dtype)) => {}
-                other => failures.push(format!("{}: expected a clear error for {} weights, got {:?}", case.name, w.dtype, other.err())),
-            }
-            continue;
-        }
         if let Err(e) = compiled {
             failures.push(format!("{}: {e}", case.name));
             continue;
@@ -186,6 +178,18 @@ fn tiny_decoders_match_transformers() {
     }
 }
 
+/// The fallback's logits against the WebGPU path's on the same bundle (the WebGPU path is checked against llama.cpp
+/// and transformers elsewhere).
+fn wasm_matches_webgpu(name: &str, bundle: &Path, input_ids: &Tensor, threads: usize) {
+    let inputs = BTreeMap::from([("input_ids".to_string(), input_ids.clone())]);
+    let got = run_wasm(bundle, &inputs, threads).unwrap_or_else(|e| panic!("{name}: {e}")).remove("logits").unwrap();
+    let mut gpu = tfc_runtime::Session::new(&tfc_runtime::Bundle::open(bundle).unwrap()).unwrap();
+    let webgpu = gpu.run(&inputs).unwrap().into_iter().find(|(n, _)| n == "logits").unwrap().1;
+    let error = relative_l2(&got.to_f32(), &webgpu.to_f32());
+    println!("{name} ({threads} threads): relative L2 {error:.2e} to the WebGPU path");
+    assert!(error <= 1e-5, "{name}: relative L2 {error:.3e} to the WebGPU path > 1e-5");
+}
+
 #[test]
 fn quantized_decoders_match_the_webgpu_path() {
     let dir = tempfile::tempdir().unwrap();
@@ -193,14 +197,15 @@ fn quantized_decoders_match_the_webgpu_path() {
         let out = dir.path().join(format!("tiny-llama-{quant}"));
         let opts = CompileOptions { quant: Some(quant), ..required() };
         compile(&tfc_fixtures::tiny_model("tiny-llama"), &out, &opts, &mut Quiet).unwrap_or_else(|e| panic!("{quant}: {e}"));
-        let r = reference("tiny-llama");
-        let inputs = BTreeMap::from([("input_ids".to_string(), r["input_ids"].clone())]);
-        let got = run_wasm(&out, &inputs, 2).unwrap_or_else(|e| panic!("{quant}: {e}")).remove("logits").unwrap();
-        let mut gpu = tfc_runtime::Session::new(&tfc_runtime::Bundle::open(&out).unwrap()).unwrap();
-        let webgpu = gpu.run(&inputs).unwrap().into_iter().find(|(n, _)| n == "logits").unwrap().1;
-        let error = relative_l2(&got.to_f32(), &webgpu.to_f32());
-        println!("tiny-llama {quant}: relative L2 {error:.2e} to the WebGPU path");
-        assert!(error <= 1e-5, "tiny-llama {quant}: relative L2 {error:.3e} to the WebGPU path > 1e-5");
+        wasm_matches_webgpu(&format!("tiny-llama {quant}"), &out, &reference("tiny-llama")["input_ids"], 2);
+    }
+    // Every K-quant, as llama.cpp's quantizer wrote them (hidden size 256: whole K-quant blocks).
+    let input_ids = tfc_fixtures::read_npy(&tfc_fixtures::root().join("reference/gguf/tiny-llama/input_ids.npy"));
+    for (format, threads) in [("q2_k", 1), ("q3_k", 2), ("q4_k", 1), ("q5_k", 2), ("q6_k", 1)] {
+        let out = dir.path().join(format!("tiny-llama-{format}-gguf"));
+        let model = tfc_fixtures::gguf_model(&format!("tiny-llama-{format}.gguf"));
+        compile(&model, &out, &required(), &mut Quiet).unwrap_or_else(|e| panic!("{format}: {e}"));
+        wasm_matches_webgpu(&format!("tiny-llama {format} (GGUF)"), &out, &input_ids, threads);
     }
 }
 

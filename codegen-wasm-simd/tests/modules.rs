@@ -1,5 +1,4 @@
-//! Every op case of the shared suite gives a fallback module that validates (running them is `cli/tests/wasm.rs`),
-//! except those with K-quant weights, which must fail with an error naming the format.
+//! Every op case of the shared suite gives a fallback module that validates (running them is `cli/tests/wasm.rs`).
 
 use tfc_ir::Op;
 
@@ -16,12 +15,7 @@ fn every_op_case_compiles_to_a_valid_module() {
             .collect();
         match tfc_codegen_wasm_simd::fallback(g, &nodes) {
             Ok(f) => assert_eq!(f.dispatches.len(), nodes.len()),
-            Err(e) => {
-                let block = g.weights.iter().find(|w| w.dtype.is_block());
-                if !block.is_some_and(|w| e.to_string().contains(&format!("{} weights are not decoded", w.dtype))) {
-                    failures.push(format!("{}: {e}", case.name));
-                }
-            }
+            Err(e) => failures.push(format!("{}: {e}", case.name)),
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));

@@ -251,12 +251,60 @@ def llamacpp(results):
     return lines
 
 
+def smollm2_wasm(results):
+    median = lambda values: sorted(values)[len(values) // 2]
+    tfc_ms = lambda runs: median([r["median_ms"] for r in runs])
+    llama_ms = lambda runs: median([r["decode_ms_per_token"] for r in runs])
+    tfc, llama = results["tfc"], results["llama_cpp"]
+    tfc_cpu, llama_cpu = results["tfc_cpu_time"], results["llama_cpp_cpu_time"]
+    machine = results["machine"]
+    by_kernel = {k: median([r["profile_median_ms"]["by_op_weight"][k] for r in tfc_cpu]) for k in tfc_cpu[0]["profile_median_ms"]["by_op_weight"]}
+    matmuls = {k: v for k, v in by_kernel.items() if k.startswith("MatMul")}
+    rest = sum(v for k, v in by_kernel.items() if not k.startswith("MatMul"))
+    row = lambda name, ms, cpu_ms: f"| {name} | {ms:.1f} | {1000 / ms:.1f} | {cpu_ms:.1f} | {1000 / cpu_ms:.1f} |"
+    lines = [
+        "## SmolLM2 decoding on the CPU: the WASM fallback next to llama.cpp",
+        "",
+        f"{results['model']} (the real file), one CPU thread, in Node {results['node']} on {machine['cpu']}",
+        f"({machine['cores']} cores), one call of `scripts/bench/smollm2_wasm.sh`: {len(tfc)} rounds alternating tfc's",
+        f"fallback and llama.cpp's CPU build (node-llama-cpp {llama[0]['node_llama_cpp']}: its prebuilt binaries,",
+        "`threads: 1`) on the same file. tfc: one decoding step, `tfc bench --backend wasm --sequence 1` (the browser",
+        "executor; the one token through every layer and the LM head, attention over one cached row where a real step",
+        f"reads tens: microseconds of its milliseconds), median of {tfc[0]['iterations']} steps after 3 warm-ups. llama.cpp: the",
+        f"{llama[0]['new_tokens'] - 1} tokens after the first of a greedy continuation of a {llama[0]['prompt_tokens']}-token prompt. Medians over the",
+        "rounds, in wall time and in the process's CPU time, which other processes cannot inflate: this machine is",
+        f"shared (load average before and after: {machine['loadavg_before']} / {machine['loadavg_after']}), so the CPU times are",
+        "the figures to compare.",
+        "",
+        "| | ms per token | tokens/s | CPU ms per token | tokens/s (CPU time) |",
+        "|---|---:|---:|---:|---:|",
+        row("tfc WASM fallback", tfc_ms(tfc), tfc_ms(tfc_cpu)),
+        row("llama.cpp (node-llama-cpp)", llama_ms(llama), llama_ms(llama_cpu)),
+        f"| tfc / llama.cpp (speed) | | **{llama_ms(llama) / tfc_ms(tfc):.2f}×** | | **{llama_ms(llama_cpu) / tfc_ms(tfc_cpu):.2f}×** |",
+        "",
+        "Where tfc's step goes (CPU ms, medians of each dispatch's median time): "
+        + ", ".join(f"{k.removeprefix('MatMul ')} matrix products {v:.1f}" for k, v in matmuls.items())
+        + f", everything else {rest:.1f}.",
+        "",
+        "Reading: the products with the Q4_1 layers and the Q8_0 LM head (tied to the embeddings) are the step. tfc keeps",
+        "x in f32 and decodes each weight exactly (a swizzle puts four quants in i32 lanes, then a conversion, a",
+        "multiply and an add per four weights, `a · Σ q·x + o · Σ x` per block), so its products agree with the reference",
+        "interpreter to about 1e-7. llama.cpp rounds x to 8 bits per block and multiplies integers, 32 weights per AVX2",
+        "instruction, at the cost of a 2% difference in SmolLM2's logits (docs/gguf-and-quantization.md). SIMD128 has a",
+        "16-bit integer dot product but no 8-bit one, and rounding x would break the op suite's 1e-5 tolerance: exact f32",
+        "arithmetic is what this table prices.",
+        "",
+    ]
+    return lines
+
+
 SECTIONS = [
     ("minilm-h100.json", minilm),
     ("generate-h100.json", generate),
     ("llamacpp-h100.json", llamacpp),
     ("quant-matvec-h100.json", quant_matvec),
     ("minilm-wasm.json", minilm_wasm),
+    ("smollm2-wasm.json", smollm2_wasm),
     ("minilm-browser.json", minilm_browser),
 ]
 
