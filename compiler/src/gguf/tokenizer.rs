@@ -3,7 +3,7 @@
 //! Three of llama.cpp's tokenizer models are converted:
 //! - byte-level BPE (`tokenizer.ggml.model` = `gpt2`): the vocabulary and merges are already in byte-level form; the
 //!   pre-tokenizer is chosen by `tokenizer.ggml.pre` (llama.cpp's name for the splitting rule) among
-//!   [`PRE_TOKENIZERS`];
+//!   [`pre_tokenizer_names`];
 //! - SentencePiece BPE (`llama`, as in Llama 2, Mistral and Phi-3): the file has scores, not merges; merging the
 //!   adjacent pair whose result scores highest is expressed as merges ranked by the score of their result, with
 //!   the text's spaces as `▁` (one prepended, unless `tokenizer.ggml.add_space_prefix` is false) and unknown
@@ -23,9 +23,6 @@ const TOKEN_NORMAL: u64 = 1;
 const TOKEN_CONTROL: u64 = 3;
 const TOKEN_USER_DEFINED: u64 = 4;
 
-/// The splitting rules of the byte-level BPE tokenizers (`tokenizer.ggml.pre` values) that tfc converts.
-pub const PRE_TOKENIZERS: &[&str] = &["default", "gpt-2", "smollm", "llama-bpe", "qwen2"];
-
 /// SentencePiece's stand-in for a space.
 const SPACE: &str = "▁";
 
@@ -43,8 +40,14 @@ pub fn tokenizer_json(gguf: &GgufFile) -> Result<String, String> {
         "llama" => sentencepiece_bpe(gguf, &tokens, &types)?,
         "bert" => wordpiece(gguf, &tokens)?,
         other => {
+            let kind = match other {
+                "t5" => " (SentencePiece unigram)",
+                "rwkv" => " (RWKV's greedy trie)",
+                "gemma4" => " (Gemma 4's SentencePiece-style BPE)",
+                _ => "",
+            };
             return Err(format!(
-                "tokenizer.ggml.model `{other}` is not converted yet; tfc converts byte-level BPE (`gpt2`), SentencePiece (`llama`) and WordPiece (`bert`) tokenizers"
+                "tokenizer.ggml.model `{other}`{kind} is not converted yet; tfc converts byte-level BPE (`gpt2`), SentencePiece BPE (`llama`) and WordPiece (`bert`) tokenizers"
             ));
         }
     };
@@ -111,38 +114,122 @@ fn vocabulary(tokens: &[&str]) -> serde_json::Map<String, Json> {
     tokens.iter().enumerate().map(|(id, t)| (t.to_string(), json!(id))).collect()
 }
 
-/// The regular expression that llama-3 style (`llama-bpe`) and Qwen2 tokenizers split text with before BPE; they
-/// differ in how many digits stay together.
-fn digits_and_words(digits: &str) -> String {
-    format!(r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{{L}}\p{{N}}]?\p{{L}}+|\p{{N}}{digits}| ?[^\s\p{{L}}\p{{N}}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
+/// GPT-2's splitting rule: contractions, words, numbers and other symbols each with at most one space before them,
+/// and runs of whitespace.
+const GPT2: &str = r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)";
+
+/// Llama 3's rule (also Qwen2's with `\p{N}` alone: one digit per piece): case-insensitive contractions, words with
+/// one leading non-letter, numbers of at most three digits, symbols with their trailing line breaks, line breaks.
+const LLAMA3: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+/// Qwen3.5's: Qwen2's, with combining marks kept in words.
+const QWEN35: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?[\p{L}\p{M}]+|\p{N}| ?[^\s\p{L}\p{M}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+
+/// CJK ideographs, with everything from U+0800 up to them, and Hangul syllables (DeepSeek's rule).
+const CJK: &str = "[\u{4E00}-\u{9FA5}\u{800}-\u{4E00}\u{AC00}-\u{D7FF}]+";
+
+/// How byte-level BPE tokenizers split text before BPE, by llama.cpp's name for the rule (`tokenizer.ggml.pre`).
+struct PreTokenizer {
+    /// The `tokenizer.ggml.pre` values of the rule.
+    names: &'static [&'static str],
+    /// Regular expressions applied one after another: each splits every piece into its matches and the text
+    /// between them.
+    patterns: &'static [&'static str],
+    /// A piece that is a token as a whole becomes that token without merging.
+    ignore_merges: bool,
 }
 
-fn byte_level(use_regex: bool) -> Json {
-    json!({ "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex })
+/// The byte-level BPE splitting rules tfc converts: those of llama.cpp (src/llama-vocab.cpp, `llm_tokenizer_bpe`)
+/// whose test vectors pass, with every name llama.cpp gives each. A file without `tokenizer.ggml.pre` gets
+/// llama.cpp's `default`.
+const PRE_TOKENIZERS: &[PreTokenizer] = &[
+    PreTokenizer { names: &["default"], patterns: &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"], ignore_merges: false },
+    PreTokenizer {
+        names: &[
+            "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "mpt",
+            "olmo", "jais", "trillion", "granite-docling", "exaone4",
+        ],
+        patterns: &[GPT2],
+        ignore_merges: false,
+    },
+    PreTokenizer {
+        names: &["starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b", "mellum2"],
+        patterns: &[r"\p{N}", GPT2],
+        ignore_merges: false,
+    },
+    PreTokenizer {
+        names: &["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano", "glm4", "glm5"],
+        patterns: &[LLAMA3],
+        ignore_merges: true,
+    },
+    PreTokenizer { names: &["dbrx", "smaug-bpe", "chatglm-bpe"], patterns: &[LLAMA3], ignore_merges: false },
+    PreTokenizer {
+        names: &["qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "megrez", "hunyuan", "solar-open"],
+        patterns: &[QWEN2],
+        ignore_merges: false,
+    },
+    PreTokenizer { names: &["qwen35"], patterns: &[QWEN35], ignore_merges: false },
+    PreTokenizer { names: &["falcon"], patterns: &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, "[0-9][0-9][0-9]"], ignore_merges: false },
+    PreTokenizer {
+        names: &["deepseek-coder"],
+        patterns: &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", CJK, r"\p{N}"],
+        ignore_merges: false,
+    },
+    PreTokenizer {
+        names: &["deepseek-llm"],
+        patterns: &[
+            r"[\r\n]",
+            // Cased letters (Latin, Greek, Cyrillic, Armenian, Georgian, Cherokee, Glagolitic, Coptic, Deseret, Osage,
+            // Old Hungarian, Warang Citi, Adlam…) by code point; escaped, as some of them change under normalization.
+            "\\s?[A-Za-z\u{B5}\u{C0}-\u{D6}\u{D8}-\u{F6}\u{F8}-\u{1BA}\u{1BC}-\u{1BF}\u{1C4}-\u{293}\u{295}-\u{2AF}\u{370}-\u{373}\
+             \u{376}\u{377}\u{37B}-\u{37D}\u{37F}\u{386}\u{388}-\u{38A}\u{38C}\u{38E}-\u{3A1}\u{3A3}-\u{3F5}\u{3F7}-\u{481}\u{48A}-\u{52F}\
+             \u{531}-\u{556}\u{10A0}-\u{10C5}\u{13A0}-\u{13F5}\u{13F8}-\u{13FD}\u{1C90}-\u{1CBA}\u{1CBD}-\u{1CBF}\u{1D00}-\u{1D2B}\
+             \u{1D6B}-\u{1D77}\u{1D79}-\u{1D9A}\u{1E00}-\u{1F15}\u{1F18}-\u{1F1D}\u{1F20}-\u{1F45}\u{1F48}-\u{1F4D}\u{1F50}-\u{1F57}\
+             \u{1F59}\u{1F5B}\u{1F5D}\u{1F5F}-\u{1F7D}\u{1F80}-\u{1FB4}\u{1FB6}-\u{1FBC}\u{1FBE}\u{1FC2}-\u{1FC4}\u{1FC6}-\u{1FCC}\
+             \u{1FD0}-\u{1FD3}\u{1FD6}-\u{1FDB}\u{1FE0}-\u{1FEC}\u{1FF2}-\u{1FF4}\u{1FF6}-\u{1FFC}\u{2102}\u{2107}\u{210A}-\u{2113}\
+             \u{2115}\u{2119}-\u{211D}\u{2124}\u{2126}\u{2128}\u{212A}-\u{212D}\u{212F}-\u{2134}\u{2139}\u{213C}-\u{213F}\
+             \u{2145}-\u{2149}\u{214E}\u{2183}\u{2184}\u{2C00}-\u{2C7B}\u{2C7E}-\u{2CE4}\u{2CEB}-\u{2CEE}\u{2CF2}\u{2CF3}\
+             \u{A640}-\u{A66D}\u{A680}-\u{A69B}\u{A722}-\u{A76F}\u{A771}-\u{A787}\u{A78B}-\u{A78E}\u{AB70}-\u{ABBF}\u{FB00}-\u{FB06}\
+             \u{FB13}-\u{FB17}\u{FF21}-\u{FF3A}\u{FF41}-\u{FF5A}\u{10400}-\u{1044F}\u{104B0}-\u{104D3}\u{104D8}-\u{104FB}\
+             \u{10C80}-\u{10CB2}\u{10CC0}-\u{10CF2}\u{118A0}-\u{118DF}\u{1E900}-\u{1E943}]+",
+            // ASCII and full-width punctuation, curly quotes, the ideographic space, comma and full stop.
+            "\\s?[!-/:-~\u{FF01}-\u{FF0F}\u{FF1A}-\u{FF5E}\u{2018}-\u{201F}\u{3000}-\u{3002}]+",
+            r"\s+$",
+            CJK,
+            r"\p{N}+",
+        ],
+        ignore_merges: false,
+    },
+];
+
+/// Every `tokenizer.ggml.pre` value tfc converts.
+pub fn pre_tokenizer_names() -> impl Iterator<Item = &'static str> {
+    PRE_TOKENIZERS.iter().flat_map(|p| p.names.iter().copied())
 }
 
 fn byte_level_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
     let merges = strings(gguf, "tokenizer.ggml.merges")?;
-    let pre = gguf.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
-    let split = |pattern: String| json!({ "type": "Split", "pattern": { "Regex": pattern }, "behavior": "Isolated", "invert": false });
-    let pre_tokenizer = match pre {
-        "default" | "gpt-2" => byte_level(true),
-        "smollm" => json!({ "type": "Sequence", "pretokenizers": [{ "type": "Digits", "individual_digits": true }, byte_level(true)] }),
-        "llama-bpe" => json!({ "type": "Sequence", "pretokenizers": [split(digits_and_words("{1,3}")), byte_level(false)] }),
-        "qwen2" => json!({ "type": "Sequence", "pretokenizers": [split(digits_and_words("")), byte_level(false)] }),
-        other => {
-            return Err(format!("tokenizer.ggml.pre `{other}` is not converted yet; tfc converts {}", PRE_TOKENIZERS.join(", ")));
-        }
-    };
-    // Llama 3's tokenizer takes a pre-token that is in the vocabulary whole, before applying any merge.
-    let ignore_merges = pre == "llama-bpe";
+    let name = gguf.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
+    let pre = PRE_TOKENIZERS.iter().find(|p| p.names.contains(&name)).ok_or_else(|| {
+        format!(
+            "tokenizer.ggml.pre `{name}` (the byte-level BPE splitting rule) is not converted yet; tfc converts {}",
+            pre_tokenizer_names().collect::<Vec<_>>().join(", ")
+        )
+    })?;
+    let mut steps: Vec<Json> = pre
+        .patterns
+        .iter()
+        .map(|pattern| json!({ "type": "Split", "pattern": { "Regex": pattern }, "behavior": "Isolated", "invert": false }))
+        .collect();
+    steps.push(json!({ "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": false }));
     Ok(Parts {
         normalizer: Json::Null,
-        pre_tokenizer,
+        pre_tokenizer: json!({ "type": "Sequence", "pretokenizers": steps }),
         decoder: json!({ "type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true }),
         model: json!({
             "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
-            "fuse_unk": false, "byte_fallback": false, "ignore_merges": ignore_merges, "vocab": vocabulary(tokens), "merges": merges,
+            "fuse_unk": false, "byte_fallback": false, "ignore_merges": pre.ignore_merges, "vocab": vocabulary(tokens), "merges": merges,
         }),
         post_processor: None,
     })

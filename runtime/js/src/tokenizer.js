@@ -1,5 +1,6 @@
 // Tokenizers from a HuggingFace tokenizer.json, giving the same ids as the Rust `tokenizers` crate for the parts
-// implemented here: WordPiece (BERT family) and byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2). The pipeline is the crate's:
+// implemented here: WordPiece (BERT family), byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2, and those tfc converts from
+// GGUF files) and SentencePiece-style BPE with byte fallback (as tfc converts GGUF `llama` tokenizers). The pipeline is the crate's:
 // split out added tokens, normalize, pre-tokenize, run the model on each piece, add the special tokens. Anything
 // else in a tokenizer.json is refused by name rather than approximated.
 
@@ -70,10 +71,18 @@ function bertNormalizer({ clean_text, handle_chinese_chars, strip_accents, lower
   };
 }
 
+// A Replace normalizer's or decoder's pattern: a literal string or a regex, every occurrence.
+const replacePattern = (pattern) => ('Regex' in pattern ? jsRegex(pattern.Regex) : new RegExp(escapeRegex(pattern.String), 'gu'));
+
 function normalizer(config) {
   if (!config) return (s) => s;
   switch (config.type) {
     case 'BertNormalizer': return bertNormalizer(config);
+    case 'Prepend': return (s) => (s ? config.prepend + s : s);
+    case 'Replace': {
+      const pattern = replacePattern(config.pattern);
+      return (s) => s.replace(pattern, () => config.content);
+    }
     case 'NFC': case 'NFD': case 'NFKC': case 'NFKD': return (s) => s.normalize(config.type);
     case 'Sequence': {
       const steps = config.normalizers.map(normalizer);
@@ -122,7 +131,7 @@ function byteLevel({ add_prefix_space, use_regex }) {
 
 function split({ pattern, behavior, invert }) {
   if (invert || behavior !== 'Isolated') unsupported('Split behaviour', invert ? 'invert' : behavior);
-  const regex = 'Regex' in pattern ? jsRegex(pattern.Regex) : new RegExp(escapeRegex(pattern.String), 'gu');
+  const regex = replacePattern(pattern);
   return (pieces) => pieces.flatMap((p) => isolate(p, regex));
 }
 
@@ -170,10 +179,38 @@ function wordPiece({ vocab: entries, unk_token, continuing_subword_prefix, max_i
 }
 
 function bpe(config) {
-  for (const option of ['dropout', 'unk_token', 'continuing_subword_prefix', 'end_of_word_suffix', 'byte_fallback']) {
+  for (const option of ['dropout', 'continuing_subword_prefix', 'end_of_word_suffix']) {
     if (config[option]) unsupported('BPE option', option);
   }
   const vocab = new Map(Object.entries(config.vocab));
+  const unk = config.unk_token == null ? undefined : vocab.get(config.unk_token);
+  const byteIds = (c) => Array.from(utf8.encode(c), (b) => vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`));
+  // The ids of a word's characters, as the crate finds them: a character outside the vocabulary becomes its byte
+  // tokens (with byte fallback, if they all exist) or the unknown token (runs of them fused into one with
+  // fuse_unk), or is dropped if there is none. Like the crate, an unknown token still pending is placed after byte
+  // tokens that follow it.
+  const charIds = (word) => {
+    const ids = [];
+    let pendingUnk = false;
+    for (const c of word) {
+      const id = vocab.get(c);
+      if (id !== undefined) {
+        if (pendingUnk) ids.push(unk);
+        pendingUnk = false;
+        ids.push(id);
+        continue;
+      }
+      const bytes = config.byte_fallback ? byteIds(c) : [];
+      if (bytes.length > 0 && !bytes.includes(undefined)) {
+        ids.push(...bytes);
+      } else if (unk !== undefined) {
+        if (pendingUnk && !config.fuse_unk) ids.push(unk);
+        pendingUnk = true;
+      }
+    }
+    if (pendingUnk) ids.push(unk);
+    return ids;
+  };
   const size = vocab.size + 1;
   // (left id, right id) → [rank, merged id]; a merge's rank is its place in the list.
   const ranks = new Map();
@@ -186,8 +223,7 @@ function bpe(config) {
     if (config.ignore_merges && vocab.has(word)) return [vocab.get(word)];
     let ids = cache.get(word);
     if (ids) return ids;
-    // Without an unknown token the crate drops characters that are not in the vocabulary.
-    ids = Array.from(word, (c) => vocab.get(c)).filter((id) => id !== undefined);
+    ids = charIds(word);
     // Apply the lowest-ranked merge present (the leftmost on a tie) until none applies.
     for (;;) {
       let best;
@@ -234,23 +270,70 @@ function postProcessor(config) {
 const CLEANUP = [[' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"], [" n't", "n't"], [" 'm", "'m"],
   [' do not', " don't"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"]];
 
+// Each decoder maps the token strings to new ones, like the crate's `decode_chain`; the text is their concatenation.
 function decoder(config) {
-  if (!config) return (tokens) => tokens.join(' ');
   switch (config.type) {
     case 'WordPiece':
       return (tokens) => tokens.map((t, i) => {
         if (i > 0) t = t.startsWith(config.prefix) ? t.slice(config.prefix.length) : ' ' + t;
         return config.cleanup ? CLEANUP.reduce((s, [from, to]) => s.replaceAll(from, to), t) : t;
-      }).join('');
+      });
     case 'ByteLevel': {
       const text = new TextDecoder();
-      return (tokens) => text.decode(new Uint8Array(tokens.flatMap((t) => {
+      return (tokens) => [text.decode(new Uint8Array(tokens.flatMap((t) => {
         const bytes = Array.from(t, (c) => CHAR_BYTE.get(c));
         return bytes.includes(undefined) ? [...utf8.encode(t)] : bytes;
-      })));
+      })))];
+    }
+    case 'Replace': {
+      const pattern = replacePattern(config.pattern);
+      return (tokens) => tokens.map((t) => t.replace(pattern, () => config.content));
+    }
+    case 'ByteFallback': return byteFallback;
+    case 'Fuse': return (tokens) => [tokens.join('')];
+    case 'Strip': return (tokens) => tokens.map((t) => strip(t, config));
+    case 'Sequence': {
+      const steps = config.decoders.map(decoder);
+      return (tokens) => steps.reduce((t, step) => step(t), tokens);
     }
     default: return unsupported('decoder', config.type);
   }
+}
+
+// Runs of byte tokens (`<0x41>`) become the text they spell, or one U+FFFD per byte if it is not valid UTF-8.
+function byteFallback(tokens) {
+  const out = [];
+  let bytes = [];
+  const flush = () => {
+    if (bytes.length === 0) return;
+    try {
+      out.push(new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array(bytes)));
+    } catch {
+      out.push(...bytes.map(() => '\uFFFD'));
+    }
+    bytes = [];
+  };
+  for (const t of tokens) {
+    const byte = /^<0x([0-9A-Fa-f]{2}|\+[0-9A-Fa-f])>$/.exec(t);
+    if (byte) {
+      bytes.push(parseInt(byte[1], 16));
+    } else {
+      flush();
+      out.push(t);
+    }
+  }
+  flush();
+  return out;
+}
+
+// Removes up to `start` leading and `stop` trailing `content` characters from a token.
+function strip(token, { content, start, stop }) {
+  const chars = Array.from(token);
+  let from = 0;
+  while (from < start && chars[from] === content) from++;
+  let to = chars.length;
+  while (chars.length - to < stop && to > from && chars[to - 1] === content) to--;
+  return chars.slice(from, to).join('');
 }
 
 // --- added tokens -------------------------------------------------------------------------------------------------
@@ -293,7 +376,9 @@ export class Tokenizer {
     this.preTokenize = preTokenizer(json.pre_tokenizer);
     this.model = model(json.model);
     this.postProcess = postProcessor(json.post_processor);
-    this.decodeTokens = decoder(json.decoder);
+    const decode = json.decoder && decoder(json.decoder);
+    // Without a decoder the crate joins the tokens with spaces.
+    this.decodeTokens = decode ? (tokens) => decode(tokens).join('') : (tokens) => tokens.join(' ');
     this.splitRaw = addedTokenSplitter(added.filter((t) => !t.normalized), (s) => s);
     this.splitNormalized = addedTokenSplitter(added.filter((t) => t.normalized), this.normalize);
     this.idToToken = [];

@@ -1,8 +1,10 @@
 // The JS tokenizers against the reference ids of the Python `tokenizers` package (the Rust crate) on the corpus of
-// test/fixtures (made by make_tokenizer_fixtures.py): every line's ids, their decoding, and random ids' decoding.
+// test/fixtures (made by make_tokenizer_fixtures.py): every line's ids, their decoding, and random ids' decoding; and
+// the tokenizers tfc converts from GGUF files against llama.cpp's test vectors and the native tokenizer (below).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { Tokenizer } from '../src/tokenizer.js';
 
@@ -50,3 +52,33 @@ test('a tokenizer.json with an unimplemented part is refused by name', () => {
   config.pre_tokenizer = { type: 'Metaspace', replacement: '▁' };
   assert.throws(() => new Tokenizer(config), { code: 'tokenizer-unsupported', message: /pre-tokenizer `Metaspace`/ });
 });
+
+// llama.cpp's tokenizer test vectors on the tokenizer.json files tfc converts from GGUF vocabularies: left by the
+// native runtime's test (cargo test -p tfc-runtime --test llama_vocab) in <target>/tmp/llama-vocab with its ids
+// and decodings of the corpus; the vectors are in fixtures/.cache/llama-vocab (fixtures/scripts/install_llama_vocab.sh).
+const ROOT = new URL('../../../', import.meta.url);
+const TARGET = process.env.CARGO_TARGET_DIR ? pathToFileURL(`${process.env.CARGO_TARGET_DIR}/`) : new URL('target/', ROOT);
+const CONVERTED = new URL('tmp/llama-vocab/', TARGET);
+const VOCABS = new URL('fixtures/.cache/llama-vocab/', ROOT);
+const converted = existsSync(CONVERTED) ? readdirSync(CONVERTED).filter((f) => !f.endsWith('.expected.json')) : [];
+
+test('the GGUF tokenizers converted by the native test are present', () => {
+  assert.ok(converted.length > 0, `no converted tokenizers in ${CONVERTED.pathname}: run cargo test --release -p tfc-runtime --test llama_vocab first`);
+});
+
+for (const file of converted) {
+  const name = file.replace(/\.json$/, '');
+  test(`GGUF ${name}: llama.cpp's ids on its test vectors, and the native tokenizer's on the corpus`, () => {
+    const tokenizer = new Tokenizer(JSON.parse(readFileSync(new URL(file, CONVERTED), 'utf8')));
+    const expected = JSON.parse(readFileSync(new URL(`${name}.expected.json`, CONVERTED), 'utf8'));
+    const read = (ext) => readFileSync(new URL(`ggml-vocab-${name}.gguf${ext}`, VOCABS), 'utf8');
+    // As llama.cpp's test-tokenizer-0 reads them: texts separated by a marker line, a line of ids for each.
+    const texts = read('.inp').split('\n__ggml_vocab_test__\n');
+    if (texts.at(-1) === '') texts.pop();
+    const ids = read('.out').split('\n').slice(0, texts.length).map((line) => line.split(' ').filter(Boolean).map(Number));
+    assertAll(name, 'ids of the vectors', texts.map((t) => tokenizer.encode(t, { addSpecialTokens: false })), ids, texts);
+    assertAll(name, 'decodings of the vectors', ids.map((i) => tokenizer.decode(i)), expected.vectors_decoded, ids);
+    assertAll(name, 'corpus ids', corpus.map((line) => tokenizer.encode(line)), expected.corpus_ids, corpus);
+    assertAll(name, 'corpus decodings', expected.corpus_ids.map((i) => tokenizer.decode(i)), expected.corpus_decoded, expected.corpus_ids);
+  });
+}

@@ -1,0 +1,122 @@
+//! llama.cpp's tokenizer test vectors (`models/ggml-vocab-*.gguf` with `.inp`/`.out`, from llama.cpp's source in
+//! the llama-cpp-python sdist; installed into fixtures/.cache/llama-vocab by fixtures/scripts/install_llama_vocab.sh):
+//! each vocabulary-only GGUF file becomes the tokenizer.json a bundle would carry (the compiler's own conversion),
+//! the native runtime's tokenizer encodes every test string as llama.cpp's test-tokenizer-0 does (no special tokens
+//! added, none parsed from the text), and the ids must equal llama.cpp's. Tokenizer types tfc does not convert must
+//! be refused with an error naming the type.
+//!
+//! For the JS runtime's test (runtime/js/test/tokenizer.test.mjs), which checks the JS tokenizers on the same vectors
+//! and against this one on the tokenizer corpus, the converted tokenizer.json files are left in
+//! `<target>/tmp/llama-vocab`, with this tokenizer's ids and decodings of the corpus and decodings of the vectors.
+
+use std::path::{Path, PathBuf};
+use tfc_compiler::gguf::{GgufFile, tokenizer_json};
+use tfc_runtime::Tokenizer;
+
+/// The vocabularies whose tokenizer tfc converts; every one of their vectors must pass.
+const SUPPORTED: &[&str] = &[
+    "bert-bge",
+    "command-r",
+    "deepseek-coder",
+    "deepseek-llm",
+    "falcon",
+    "gpt-2",
+    "llama-bpe",
+    "llama-spm",
+    "mpt",
+    "phi-3",
+    "qwen2",
+    "qwen35",
+    "refact",
+    "starcoder",
+];
+
+/// Vocabularies of tokenizer types tfc does not convert, and what the refusal must name.
+const REFUSED: &[(&str, &str)] = &[("gemma-4", "`gemma4`"), ("nomic-bert-moe", "`t5`")];
+
+fn vocab_dir() -> PathBuf {
+    let dir = tfc_fixtures::root().join(".cache/llama-vocab");
+    assert!(
+        dir.join("ggml-vocab-gpt-2.gguf.out").is_file(),
+        "llama.cpp's tokenizer test vectors are missing from {}: run bash fixtures/scripts/install_llama_vocab.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn vocab_file(name: &str, ext: &str) -> PathBuf {
+    vocab_dir().join(format!("ggml-vocab-{name}.gguf{ext}"))
+}
+
+/// The test strings and expected ids, read as test-tokenizer-0 reads them: inputs separated by a marker line,
+/// one line of space-separated ids per input.
+fn vectors(name: &str) -> Vec<(String, Vec<u32>)> {
+    let read = |ext| std::fs::read_to_string(vocab_file(name, ext)).unwrap_or_else(|e| panic!("{name}{ext}: {e}"));
+    let (inputs, outputs) = (read(".inp"), read(".out"));
+    let inputs: Vec<&str> = inputs.split_terminator("\n__ggml_vocab_test__\n").collect();
+    let outputs: Vec<&str> = outputs.lines().collect();
+    assert_eq!(inputs.len(), outputs.len(), "{name}: {} inputs, {} outputs", inputs.len(), outputs.len());
+    let ids = |line: &str| line.split_whitespace().map(|i| i.parse().unwrap()).collect();
+    inputs.iter().zip(outputs).map(|(text, line)| (text.to_string(), ids(line))).collect()
+}
+
+/// The tokenizer.json the compiler makes from the file's metadata, or why it makes none.
+fn converted(name: &str) -> Result<String, String> {
+    tokenizer_json(&GgufFile::open(&vocab_file(name, "")).unwrap_or_else(|e| panic!("{name}: {e}")))
+}
+
+#[test]
+fn converted_tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
+    let for_js = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("llama-vocab");
+    let _ = std::fs::remove_dir_all(&for_js);
+    std::fs::create_dir_all(&for_js).unwrap();
+    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("js/test/fixtures/corpus.json");
+    let corpus: Vec<String> = serde_json::from_str(&std::fs::read_to_string(corpus).unwrap()).unwrap();
+    let mut failures = Vec::new();
+    for name in SUPPORTED {
+        let json = converted(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let tokenizer = Tokenizer::from_json(json.as_bytes(), name).unwrap();
+        let cases = vectors(name);
+        let mut passed = 0;
+        for (text, want) in &cases {
+            let got = tokenizer.encode(text, false).unwrap();
+            if &got == want {
+                passed += 1;
+            } else {
+                failures.push(format!("{name}: {text:?}\n    got      {got:?}\n    expected {want:?}"));
+            }
+        }
+        println!("{name}: {passed}/{} vectors pass", cases.len());
+        let corpus_ids: Vec<Vec<u32>> = corpus.iter().map(|line| tokenizer.encode(line, true).unwrap()).collect();
+        let decode = |ids: &Vec<u32>| tokenizer.decode(ids).unwrap();
+        let expected = serde_json::json!({
+            "corpus_ids": corpus_ids,
+            "corpus_decoded": corpus_ids.iter().map(decode).collect::<Vec<_>>(),
+            "vectors_decoded": cases.iter().map(|(_, ids)| decode(ids)).collect::<Vec<_>>(),
+        });
+        std::fs::write(for_js.join(format!("{name}.json")), json).unwrap();
+        std::fs::write(for_js.join(format!("{name}.expected.json")), expected.to_string()).unwrap();
+    }
+    assert!(failures.is_empty(), "{} vectors fail:\n{}", failures.len(), failures.join("\n"));
+}
+
+#[test]
+fn unconverted_tokenizer_types_are_refused_by_name() {
+    for (name, kind) in REFUSED {
+        let error = converted(name).err().unwrap_or_else(|| panic!("{name}: converted, but tfc does not claim it"));
+        assert!(error.contains(kind), "{name}: the error does not name {kind}: {error}");
+    }
+}
+
+/// Every vocabulary with test vectors is claimed or refused, so that one added to llama.cpp's set gets a decision.
+#[test]
+fn every_vocabulary_with_vectors_is_claimed_or_refused() {
+    let mut names: Vec<String> = std::fs::read_dir(vocab_dir())
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("ggml-vocab-")?.strip_suffix(".gguf.inp").map(String::from))
+        .collect();
+    names.sort();
+    let decided = |n: &str| SUPPORTED.contains(&n) || REFUSED.iter().any(|(r, _)| *r == n);
+    let undecided: Vec<&String> = names.iter().filter(|n| !decided(n)).collect();
+    assert!(undecided.is_empty(), "vocabularies with test vectors that this test neither claims nor refuses: {undecided:?}");
+}
