@@ -1,9 +1,10 @@
 //! `tokenizer.ggml.*` metadata → a tokenizer.json in the Hugging Face tokenizers format, for the bundle.
 //!
-//! Three of llama.cpp's tokenizer models are converted:
+//! Four of llama.cpp's tokenizer models are converted:
 //! - byte-level BPE (`tokenizer.ggml.model` = `gpt2`): the vocabulary and merges are already in byte-level form; the
 //!   pre-tokenizer is chosen by `tokenizer.ggml.pre` (llama.cpp's name for the splitting rule) among
 //!   [`pre_tokenizer_names`];
+//! - Gemma 4's BPE (`gemma4`): merges over UTF-8 characters with spaces as `▁` and byte tokens as a fallback;
 //! - SentencePiece BPE (`llama`, as in Llama 2, Mistral and Phi-3): the file has scores, not merges; merging the
 //!   adjacent pair whose result scores highest is expressed as merges ranked by the score of their result, with
 //!   the text's spaces as `▁` (one prepended, unless `tokenizer.ggml.add_space_prefix` is false) and unknown
@@ -39,15 +40,15 @@ pub fn tokenizer_json(gguf: &GgufFile) -> Result<String, String> {
         "gpt2" => byte_level_bpe(gguf, &tokens)?,
         "llama" => sentencepiece_bpe(gguf, &tokens, &types)?,
         "bert" => wordpiece(gguf, &tokens)?,
+        "gemma4" => utf8_bpe(gguf, &tokens)?,
         other => {
             let kind = match other {
                 "t5" => " (SentencePiece unigram)",
                 "rwkv" => " (RWKV's greedy trie)",
-                "gemma4" => " (Gemma 4's SentencePiece-style BPE)",
                 _ => "",
             };
             return Err(format!(
-                "tokenizer.ggml.model `{other}`{kind} is not converted yet; tfc converts byte-level BPE (`gpt2`), SentencePiece BPE (`llama`) and WordPiece (`bert`) tokenizers"
+                "tokenizer.ggml.model `{other}`{kind} is not converted yet; tfc converts byte-level BPE (`gpt2`), SentencePiece BPE (`llama`), Gemma 4's BPE (`gemma4`) and WordPiece (`bert`) tokenizers"
             ));
         }
     };
@@ -230,6 +231,32 @@ fn byte_level_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
         model: json!({
             "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": false, "byte_fallback": false, "ignore_merges": pre.ignore_merges, "vocab": vocabulary(tokens), "merges": merges,
+        }),
+        post_processor: None,
+    })
+}
+
+/// Gemma 4's BPE: merges over UTF-8 characters (not bytes) with spaces as `▁`, text split only at line breaks,
+/// byte tokens for characters outside the vocabulary.
+fn utf8_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
+    // A merge is its two parts joined by a space; llama.cpp splits it at the first space after the first character,
+    // so a first part that is a space stays whole.
+    let merges: Vec<Json> = strings(gguf, "tokenizer.ggml.merges")?
+        .iter()
+        .map(|m| {
+            let at = m.char_indices().skip(1).find(|&(_, c)| c == ' ').map(|(i, _)| i).ok_or(format!("merge `{m}` has no space"))?;
+            Ok(json!([&m[..at], &m[at + 1..]]))
+        })
+        .collect::<Result<_, String>>()?;
+    Ok(Parts {
+        normalizer: json!({ "type": "Replace", "pattern": { "String": " " }, "content": SPACE }),
+        pre_tokenizer: json!({ "type": "Split", "pattern": { "Regex": "[^\\n]+|\\n+" }, "behavior": "Isolated", "invert": false }),
+        decoder: json!({ "type": "Sequence", "decoders": [
+            { "type": "Replace", "pattern": { "String": SPACE }, "content": " " }, { "type": "ByteFallback" }, { "type": "Fuse" },
+        ] }),
+        model: json!({
+            "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
+            "fuse_unk": false, "byte_fallback": true, "ignore_merges": false, "vocab": vocabulary(tokens), "merges": merges,
         }),
         post_processor: None,
     })
