@@ -1,8 +1,8 @@
 // Tokenizers from a HuggingFace tokenizer.json, giving the same ids as the Rust `tokenizers` crate for the parts
-// implemented here: WordPiece (BERT family), byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2, and those tfc converts from
-// GGUF files) and SentencePiece-style BPE with byte fallback (as tfc converts GGUF `llama` tokenizers). The pipeline is the crate's:
-// split out added tokens, normalize, pre-tokenize, run the model on each piece, add the special tokens. Anything
-// else in a tokenizer.json is refused by name rather than approximated.
+// implemented here: WordPiece (BERT family), byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2, and those tfc converts
+// from GGUF files) and SentencePiece-style BPE with byte fallback (GGUF `llama` and `gemma4` tokenizers, as tfc
+// converts them). The pipeline is the crate's: split out added tokens, normalize, pre-tokenize, run the model on
+// each piece, add the special tokens. Anything else in a tokenizer.json is refused by name rather than approximated.
 
 import { fail } from './errors.js';
 
@@ -265,7 +265,7 @@ function postProcessor(config) {
   }
 }
 
-// --- decoders: tokens → text --------------------------------------------------------------------------------------
+// --- decoders: tokens → text (a byte order mark is kept, not dropped as TextDecoder does by default) ----------
 
 const CLEANUP = [[' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"], [" n't", "n't"], [" 'm", "'m"],
   [' do not', " don't"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"]];
@@ -279,7 +279,7 @@ function decoder(config) {
         return config.cleanup ? CLEANUP.reduce((s, [from, to]) => s.replaceAll(from, to), t) : t;
       });
     case 'ByteLevel': {
-      const text = new TextDecoder();
+      const text = new TextDecoder('utf-8', { ignoreBOM: true });
       return (tokens) => [text.decode(new Uint8Array(tokens.flatMap((t) => {
         const bytes = Array.from(t, (c) => CHAR_BYTE.get(c));
         return bytes.includes(undefined) ? [...utf8.encode(t)] : bytes;
@@ -307,7 +307,7 @@ function byteFallback(tokens) {
   const flush = () => {
     if (bytes.length === 0) return;
     try {
-      out.push(new TextDecoder('utf-8', { fatal: true }).decode(new Uint8Array(bytes)));
+      out.push(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(new Uint8Array(bytes)));
     } catch {
       out.push(...bytes.map(() => '\uFFFD'));
     }

@@ -55,11 +55,12 @@ test('a tokenizer.json with an unimplemented part is refused by name', () => {
 
 // llama.cpp's tokenizer test vectors on the tokenizer.json files tfc converts from GGUF vocabularies: left by the
 // native runtime's test (cargo test -p tfc-runtime --test llama_vocab) in <target>/tmp/llama-vocab with its ids
-// and decodings of the corpus; the vectors are in fixtures/.cache/llama-vocab (fixtures/scripts/install_llama_vocab.sh).
+// and decodings of the corpus; the vectors are in fixtures/.cache/llama-vocab (fixtures/scripts/install_llama_vocab.sh),
+// or for vocabularies without them, made with llama.cpp in fixtures/reference/llama-vocab.
 const ROOT = new URL('../../../', import.meta.url);
 const TARGET = process.env.CARGO_TARGET_DIR ? pathToFileURL(`${process.env.CARGO_TARGET_DIR}/`) : new URL('target/', ROOT);
 const CONVERTED = new URL('tmp/llama-vocab/', TARGET);
-const VOCABS = new URL('fixtures/.cache/llama-vocab/', ROOT);
+const VECTORS = [new URL('fixtures/.cache/llama-vocab/', ROOT), new URL('fixtures/reference/llama-vocab/', ROOT)];
 const converted = existsSync(CONVERTED) ? readdirSync(CONVERTED).filter((f) => !f.endsWith('.expected.json')) : [];
 
 test('the GGUF tokenizers converted by the native test are present', () => {
@@ -71,7 +72,10 @@ for (const file of converted) {
   test(`GGUF ${name}: llama.cpp's ids on its test vectors, and the native tokenizer's on the corpus`, () => {
     const tokenizer = new Tokenizer(JSON.parse(readFileSync(new URL(file, CONVERTED), 'utf8')));
     const expected = JSON.parse(readFileSync(new URL(`${name}.expected.json`, CONVERTED), 'utf8'));
-    const read = (ext) => readFileSync(new URL(`ggml-vocab-${name}.gguf${ext}`, VOCABS), 'utf8');
+    const read = (ext) => {
+      const files = VECTORS.map((dir) => new URL(`ggml-vocab-${name}.gguf${ext}`, dir));
+      return readFileSync(files.find(existsSync) ?? files[0], 'utf8');
+    };
     // As llama.cpp's test-tokenizer-0 reads them: texts separated by a marker line, a line of ids for each.
     const texts = read('.inp').split('\n__ggml_vocab_test__\n');
     if (texts.at(-1) === '') texts.pop();
