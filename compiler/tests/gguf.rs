@@ -118,6 +118,20 @@ fn unconverted_tokenizer_model_is_named() {
     assert!(error.contains("`rwkv`"), "{error}");
 }
 
+/// A byte-level BPE splitting rule tfc does not convert is refused with its name and the ones it converts.
+#[test]
+fn unconverted_pre_tokenizer_is_named() {
+    let file = FileBuilder::header(0, 4)
+        .kv("general.architecture", "llama")
+        .kv("tokenizer.ggml.model", "gpt2")
+        .kv("tokenizer.ggml.pre", "kimi-k2")
+        .strings("tokenizer.ggml.tokens", &["a".to_string(), "b".to_string()])
+        .data(0);
+    let dir = tempfile::tempdir().unwrap();
+    let error = tfc_compiler::gguf::tokenizer_json(&file.open(dir.path()).unwrap()).unwrap_err();
+    assert!(error.contains("`kimi-k2`") && error.contains("llama-bpe"), "{error}");
+}
+
 /// MiniLM's WordPiece vocabulary spelled as llama.cpp's converter writes it into a BERT GGUF (a word's first piece
 /// with `▁`, continuations without `##`): the converted tokenizer must give MiniLM's own ids.
 #[test]

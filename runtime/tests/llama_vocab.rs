@@ -2,8 +2,8 @@
 //! the llama-cpp-python sdist; installed into fixtures/.cache/llama-vocab by fixtures/scripts/install_llama_vocab.sh):
 //! each vocabulary-only GGUF file becomes the tokenizer.json a bundle would carry (the compiler's own conversion),
 //! the native runtime's tokenizer encodes every test string as llama.cpp's test-tokenizer-0 does (no special tokens
-//! added, none parsed from the text), and the ids must equal llama.cpp's. Tokenizer types tfc does not convert must
-//! be refused with an error naming the type.
+//! added, none parsed from the text), and the ids must equal llama.cpp's. (Tokenizer models tfc does not convert are
+//! refused with the model named: compiler/tests/gguf.rs.)
 //!
 //! For the JS runtime's test (runtime/js/test/tokenizer.test.mjs), which checks the JS tokenizers on the same vectors
 //! and against this one on the tokenizer corpus, the converted tokenizer.json files are left in
@@ -13,30 +13,28 @@ use std::path::{Path, PathBuf};
 use tfc_compiler::gguf::{GgufFile, tokenizer_json};
 use tfc_runtime::Tokenizer;
 
-/// The vocabularies whose tokenizer tfc converts; every one of their vectors must pass.
-const SUPPORTED: &[&str] = &[
+/// llama.cpp's test vocabularies, all of which tfc converts; every one of their vectors must pass.
+const VOCABULARIES: &[&str] = &[
     "aquila",
     "baichuan",
-    "gpt-neox",
-    "gemma-4",
     "bert-bge",
     "command-r",
     "deepseek-coder",
     "deepseek-llm",
     "falcon",
+    "gemma-4",
     "gpt-2",
+    "gpt-neox",
     "llama-bpe",
     "llama-spm",
     "mpt",
+    "nomic-bert-moe",
     "phi-3",
     "qwen2",
     "qwen35",
     "refact",
     "starcoder",
 ];
-
-/// Vocabularies of tokenizer types tfc does not convert, and what the refusal must name.
-const REFUSED: &[(&str, &str)] = &[("nomic-bert-moe", "`t5`")];
 
 fn vocab_dir() -> PathBuf {
     let dir = tfc_fixtures::root().join(".cache/llama-vocab");
@@ -69,10 +67,6 @@ fn vectors(name: &str) -> Vec<(String, Vec<u32>)> {
     inputs.iter().zip(outputs).map(|(text, line)| (text.to_string(), ids(line))).collect()
 }
 
-/// The tokenizer.json the compiler makes from the file's metadata, or why it makes none.
-fn converted(name: &str) -> Result<String, String> {
-    tokenizer_json(&GgufFile::open(&vocab_file(name, "")).unwrap_or_else(|e| panic!("{name}: {e}")))
-}
 
 #[test]
 fn converted_tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
@@ -82,8 +76,9 @@ fn converted_tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("js/test/fixtures/corpus.json");
     let corpus: Vec<String> = serde_json::from_str(&std::fs::read_to_string(corpus).unwrap()).unwrap();
     let mut failures = Vec::new();
-    for name in SUPPORTED {
-        let json = converted(name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    for name in VOCABULARIES {
+        let gguf = GgufFile::open(&vocab_file(name, "")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let json = tokenizer_json(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
         let tokenizer = Tokenizer::from_json(json.as_bytes(), name).unwrap();
         let cases = vectors(name);
         let mut passed = 0;
@@ -109,23 +104,14 @@ fn converted_tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
     assert!(failures.is_empty(), "{} vectors fail:\n{}", failures.len(), failures.join("\n"));
 }
 
+/// Every vocabulary in llama.cpp's set is claimed, so that a new one gets a decision.
 #[test]
-fn unconverted_tokenizer_types_are_refused_by_name() {
-    for (name, kind) in REFUSED {
-        let error = converted(name).err().unwrap_or_else(|| panic!("{name}: converted, but tfc does not claim it"));
-        assert!(error.contains(kind), "{name}: the error does not name {kind}: {error}");
-    }
-}
-
-/// Every vocabulary is claimed or refused, so that one added to llama.cpp's set gets a decision.
-#[test]
-fn every_vocabulary_is_claimed_or_refused() {
+fn every_vocabulary_is_claimed() {
     let mut names: Vec<String> = std::fs::read_dir(vocab_dir())
         .unwrap()
         .filter_map(|e| e.unwrap().file_name().to_str()?.strip_prefix("ggml-vocab-")?.strip_suffix(".gguf").map(String::from))
         .collect();
     names.sort();
-    let decided = |n: &str| SUPPORTED.contains(&n) || REFUSED.iter().any(|(r, _)| *r == n);
-    let undecided: Vec<&String> = names.iter().filter(|n| !decided(n)).collect();
-    assert!(undecided.is_empty(), "vocabularies that this test neither claims nor refuses: {undecided:?}");
+    let unclaimed: Vec<&String> = names.iter().filter(|n| !VOCABULARIES.contains(&n.as_str())).collect();
+    assert!(unclaimed.is_empty(), "vocabularies that this test does not claim: {unclaimed:?}");
 }

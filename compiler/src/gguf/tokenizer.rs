@@ -13,7 +13,8 @@
 //!   continuations; tokenizer.json states the pieces as BERT does, with BERT's normalizer and splitting, and wraps
 //!   a text in the classifier and separator tokens.
 //!
-//! Control and user-defined tokens become added tokens, matched before splitting.
+//! As in llama.cpp, the unknown, control and user-defined tokens become added tokens, matched before splitting (the
+//! first two special).
 
 use super::{GgufFile, Value};
 use serde_json::{Value as Json, json};
@@ -21,6 +22,7 @@ use std::collections::HashMap;
 
 /// llama.cpp's token types (`tokenizer.ggml.token_type`).
 const TOKEN_NORMAL: u64 = 1;
+const TOKEN_UNKNOWN: u64 = 2;
 const TOKEN_CONTROL: u64 = 3;
 const TOKEN_USER_DEFINED: u64 = 4;
 
@@ -41,6 +43,7 @@ pub fn tokenizer_json(gguf: &GgufFile) -> Result<String, String> {
         "llama" => sentencepiece_bpe(gguf, &tokens, &types)?,
         "bert" => wordpiece(gguf, &tokens)?,
         "gemma4" => utf8_bpe(gguf, &tokens)?,
+        "t5" => unigram(gguf, &tokens)?,
         other => {
             let kind = match other {
                 "t5" => " (SentencePiece unigram)",
@@ -56,10 +59,10 @@ pub fn tokenizer_json(gguf: &GgufFile) -> Result<String, String> {
         .iter()
         .zip(&types)
         .enumerate()
-        .filter(|(_, (_, t))| matches!(**t, TOKEN_CONTROL | TOKEN_USER_DEFINED))
+        .filter(|(_, (_, t))| matches!(**t, TOKEN_UNKNOWN | TOKEN_CONTROL | TOKEN_USER_DEFINED))
         .map(|(id, (content, &t))| {
             json!({ "id": id, "content": content, "single_word": false, "lstrip": false, "rstrip": false,
-                    "normalized": false, "special": t == TOKEN_CONTROL })
+                    "normalized": false, "special": t != TOKEN_USER_DEFINED })
         })
         .collect();
     let add_bos = gguf.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(false);
@@ -210,7 +213,6 @@ pub fn pre_tokenizer_names() -> impl Iterator<Item = &'static str> {
 }
 
 fn byte_level_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
-    let merges = strings(gguf, "tokenizer.ggml.merges")?;
     let name = gguf.get("tokenizer.ggml.pre").and_then(Value::as_str).unwrap_or("default");
     let pre = PRE_TOKENIZERS.iter().find(|p| p.names.contains(&name)).ok_or_else(|| {
         format!(
@@ -218,6 +220,7 @@ fn byte_level_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
             pre_tokenizer_names().collect::<Vec<_>>().join(", ")
         )
     })?;
+    let merges = strings(gguf, "tokenizer.ggml.merges")?;
     let mut steps: Vec<Json> = pre
         .patterns
         .iter()
@@ -251,9 +254,7 @@ fn utf8_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
     Ok(Parts {
         normalizer: json!({ "type": "Replace", "pattern": { "String": " " }, "content": SPACE }),
         pre_tokenizer: json!({ "type": "Split", "pattern": { "Regex": "[^\\n]+|\\n+" }, "behavior": "Isolated", "invert": false }),
-        decoder: json!({ "type": "Sequence", "decoders": [
-            { "type": "Replace", "pattern": { "String": SPACE }, "content": " " }, { "type": "ByteFallback" }, { "type": "Fuse" },
-        ] }),
+        decoder: sentencepiece_decoder(false),
         model: json!({
             "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": false, "byte_fallback": true, "ignore_merges": false, "vocab": vocabulary(tokens), "merges": merges,
@@ -262,11 +263,29 @@ fn utf8_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
     })
 }
 
+fn scores(gguf: &GgufFile, tokens: &[&str]) -> Result<Vec<f32>, String> {
+    match gguf.get("tokenizer.ggml.scores").and_then(Value::as_array) {
+        Some(s) if s.len() == tokens.len() => Ok(s.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect()),
+        _ => Err("`tokenizer.ggml.scores` is missing or does not list one score per token".into()),
+    }
+}
+
+/// SentencePiece's decoding: `▁` back to spaces, byte tokens to the bytes they stand for, and the space in front
+/// of the text removed where one was prepended.
+fn sentencepiece_decoder(space_prepended: bool) -> Json {
+    let mut decoders = vec![
+        json!({ "type": "Replace", "pattern": { "String": SPACE }, "content": " " }),
+        json!({ "type": "ByteFallback" }),
+        json!({ "type": "Fuse" }),
+    ];
+    if space_prepended {
+        decoders.push(json!({ "type": "Strip", "content": " ", "start": 1, "stop": 0 }));
+    }
+    json!({ "type": "Sequence", "decoders": decoders })
+}
+
 fn sentencepiece_bpe(gguf: &GgufFile, tokens: &[&str], types: &[u64]) -> Result<Parts, String> {
-    let scores: Vec<f32> = match gguf.get("tokenizer.ggml.scores").and_then(Value::as_array) {
-        Some(s) if s.len() == tokens.len() => s.iter().map(|v| v.as_f64().unwrap_or(0.0) as f32).collect(),
-        _ => return Err("`tokenizer.ggml.scores` is missing or does not list one score per token".into()),
-    };
+    let scores = scores(gguf, tokens)?;
     let unk = gguf.get("tokenizer.ggml.unknown_token_id").and_then(Value::as_u64).unwrap_or(0) as usize;
     let unk_token = *tokens.get(unk).ok_or(format!("`tokenizer.ggml.unknown_token_id` {unk} is not a token"))?;
     let add_space_prefix = gguf.get("tokenizer.ggml.add_space_prefix").and_then(Value::as_bool).unwrap_or(true);
@@ -289,13 +308,7 @@ fn sentencepiece_bpe(gguf: &GgufFile, tokens: &[&str], types: &[u64]) -> Result<
     let merges: Vec<Json> = merges.iter().map(|&(_, l, r)| json!([tokens[l], tokens[r]])).collect();
 
     let replace_spaces = json!({ "type": "Replace", "pattern": { "String": " " }, "content": SPACE });
-    let mut decoders = vec![
-        json!({ "type": "Replace", "pattern": { "String": SPACE }, "content": " " }),
-        json!({ "type": "ByteFallback" }),
-        json!({ "type": "Fuse" }),
-    ];
     let normalizer = if add_space_prefix {
-        decoders.push(json!({ "type": "Strip", "content": " ", "start": 1, "stop": 0 }));
         json!({ "type": "Sequence", "normalizers": [{ "type": "Prepend", "prepend": SPACE }, replace_spaces] })
     } else {
         replace_spaces
@@ -303,11 +316,52 @@ fn sentencepiece_bpe(gguf: &GgufFile, tokens: &[&str], types: &[u64]) -> Result<
     Ok(Parts {
         normalizer,
         pre_tokenizer: Json::Null,
-        decoder: json!({ "type": "Sequence", "decoders": decoders }),
+        decoder: sentencepiece_decoder(add_space_prefix),
         model: json!({
             "type": "BPE", "dropout": null, "unk_token": unk_token, "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": true, "byte_fallback": true, "ignore_merges": false, "vocab": vocabulary(tokens), "merges": merges,
         }),
+        post_processor: None,
+    })
+}
+
+/// SentencePiece unigram (`t5`: T5, XLM-RoBERTa): the text normalized by the model's precompiled character map
+/// (SentencePiece's own format, which tokenizer.json carries as it is), then the most probable split into tokens
+/// by their scores, an unknown character costing 10 less than the least likely token.
+fn unigram(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
+    let scores = scores(gguf, tokens)?;
+    let flag = |key: &str| gguf.get(key).and_then(Value::as_bool).unwrap_or(false);
+    let unk = gguf.get("tokenizer.ggml.unknown_token_id").and_then(Value::as_u64).unwrap_or(2) as usize;
+    if unk >= tokens.len() {
+        return Err(format!("`tokenizer.ggml.unknown_token_id` {unk} is not a token"));
+    }
+    let collapse_spaces = flag("tokenizer.ggml.remove_extra_whitespaces");
+    // llama.cpp puts the prefix space before the text's first non-space character; tokenizer.json can only prepend
+    // it to the whole text, which differs for text of spaces alone unless those are removed.
+    let space_prepended = collapse_spaces || flag("tokenizer.ggml.add_space_prefix");
+    if space_prepended && !collapse_spaces {
+        return Err("a unigram tokenizer with a prefix space that keeps extra whitespace is not converted yet".into());
+    }
+    let mut normalizers = Vec::new();
+    if let Some(map) = gguf.get("tokenizer.ggml.precompiled_charsmap").and_then(Value::as_array).filter(|m| !m.is_empty()) {
+        let bytes: Vec<u8> = map.iter().map(|b| b.as_u64().map(|b| b as u8)).collect::<Option<_>>().ok_or("`tokenizer.ggml.precompiled_charsmap` is not bytes")?;
+        normalizers.push(json!({ "type": "Precompiled", "precompiled_charsmap": base64::encode(bytes) }));
+    }
+    if collapse_spaces {
+        // Runs of spaces become one, and none is left at either end.
+        normalizers.push(json!({ "type": "Replace", "pattern": { "Regex": " +" }, "content": " " }));
+        normalizers.push(json!({ "type": "Replace", "pattern": { "Regex": "^ | $" }, "content": "" }));
+    }
+    normalizers.push(json!({ "type": "Replace", "pattern": { "String": " " }, "content": SPACE }));
+    if space_prepended {
+        normalizers.push(json!({ "type": "Prepend", "prepend": SPACE }));
+    }
+    let vocab: Vec<Json> = tokens.iter().zip(&scores).map(|(t, s)| json!([t, s])).collect();
+    Ok(Parts {
+        normalizer: json!({ "type": "Sequence", "normalizers": normalizers }),
+        pre_tokenizer: Json::Null,
+        decoder: sentencepiece_decoder(space_prepended),
+        model: json!({ "type": "Unigram", "unk_id": unk, "vocab": vocab, "byte_fallback": false }),
         post_processor: None,
     })
 }

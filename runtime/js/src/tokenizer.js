@@ -71,6 +71,45 @@ function bertNormalizer({ clean_text, handle_chinese_chars, strip_accents, lower
   };
 }
 
+// SentencePiece's precompiled character map: a double-array trie over UTF-8 bytes whose leaves point into a blob
+// of NUL-terminated replacements. Like the crate, each grapheme (under 6 bytes) whose bytes start with a key is
+// replaced whole by the shortest such key's replacement; otherwise each of its characters is, in the same way.
+function precompiled({ precompiled_charsmap }) {
+  const bytes = Uint8Array.from(atob(precompiled_charsmap), (c) => c.charCodeAt(0));
+  const view = new DataView(bytes.buffer);
+  const trieBytes = view.getUint32(0, true);
+  const units = Array.from({ length: trieBytes / 4 }, (_, i) => view.getUint32(4 + 4 * i, true));
+  const replacements = bytes.subarray(4 + trieBytes);
+  const offset = (unit) => (unit >>> 10) << ((unit & 0x200) >>> 6);
+  const text = new TextDecoder();
+  const transform = (chunk) => {
+    let at = offset(units[0]);
+    for (const byte of utf8.encode(chunk)) {
+      if (byte === 0) break;
+      at ^= byte;
+      const unit = units[at];
+      if (unit === undefined || (unit & 0x800000ff) >>> 0 !== byte) return undefined;
+      at ^= offset(unit);
+      if ((unit >>> 8) & 1) {
+        const start = units[at] & 0x7fffffff;
+        const end = replacements.indexOf(0, start);
+        return text.decode(replacements.subarray(start, end < 0 ? replacements.length : end));
+      }
+    }
+    return undefined;
+  };
+  const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+  return (s) => {
+    let out = '';
+    for (const { segment } of graphemes.segment(s)) {
+      const whole = utf8.encode(segment).length < 6 ? transform(segment) : undefined;
+      if (whole !== undefined) out += whole;
+      else for (const c of segment) out += transform(c) ?? c;
+    }
+    return out;
+  };
+}
+
 // A Replace normalizer's or decoder's pattern: a literal string or a regex, every occurrence.
 const replacePattern = (pattern) => ('Regex' in pattern ? jsRegex(pattern.Regex) : new RegExp(escapeRegex(pattern.String), 'gu'));
 
@@ -84,6 +123,7 @@ function normalizer(config) {
       return (s) => s.replace(pattern, () => config.content);
     }
     case 'NFC': case 'NFD': case 'NFKC': case 'NFKD': return (s) => s.normalize(config.type);
+    case 'Precompiled': return precompiled(config);
     case 'Sequence': {
       const steps = config.normalizers.map(normalizer);
       return (s) => steps.reduce((text, step) => step(text), s);
@@ -240,10 +280,49 @@ function bpe(config) {
   };
 }
 
+// SentencePiece's unigram model: the split of the word into pieces with the highest total score (Viterbi, the first
+// found on a tie), a character no piece covers costing 10 less than the least likely piece; runs of unknown
+// characters become one unknown token.
+function unigram({ vocab: pieces, unk_id: unk, byte_fallback }) {
+  if (byte_fallback) unsupported('Unigram option', 'byte_fallback');
+  const ids = new Map(pieces.map(([piece], id) => [piece, id])); // the last of equal pieces, like the crate
+  const unkScore = pieces.reduce((min, [, score]) => Math.min(min, score), Infinity) - 10;
+  const longest = pieces.reduce((max, [piece]) => Math.max(max, Array.from(piece).length), 0);
+  return (word) => {
+    const chars = Array.from(word);
+    // best[end]: the best path over chars[0, end) as [score, start, id].
+    const best = [[0, 0, undefined]];
+    for (let start = 0; start < chars.length; start++) {
+      let covered = false;
+      const offer = (end, score, id) => {
+        if (!best[end] || score > best[end][0]) best[end] = [score, start, id];
+      };
+      for (let end = start + 1, piece = ''; end <= Math.min(chars.length, start + longest); end++) {
+        piece += chars[end - 1];
+        const id = ids.get(piece);
+        if (id === undefined) continue;
+        offer(end, best[start][0] + pieces[id][1], id);
+        covered ||= end === start + 1;
+      }
+      if (!covered) offer(start + 1, best[start][0] + unkScore, unk);
+    }
+    const found = [];
+    for (let end = chars.length; end > 0;) {
+      const [, start, id] = best[end];
+      const piece = chars.slice(start, end).join('');
+      if (id === unk && found.at(-1)?.unknown) found.at(-1).piece = piece + found.at(-1).piece;
+      else found.push({ piece, unknown: id === unk });
+      end = start;
+    }
+    return found.reverse().map(({ piece }) => ids.get(piece) ?? unk);
+  };
+}
+
 function model(config) {
   switch (config.type) {
     case 'WordPiece': return wordPiece(config);
     case 'BPE': return bpe(config);
+    case 'Unigram': return unigram(config);
     default: return unsupported('model', config.type);
   }
 }
@@ -382,7 +461,8 @@ export class Tokenizer {
     this.splitRaw = addedTokenSplitter(added.filter((t) => !t.normalized), (s) => s);
     this.splitNormalized = addedTokenSplitter(added.filter((t) => t.normalized), this.normalize);
     this.idToToken = [];
-    for (const [token, id] of Object.entries(json.model.vocab)) this.idToToken[id] = token;
+    if (Array.isArray(json.model.vocab)) json.model.vocab.forEach(([piece], id) => { this.idToToken[id] = piece; });
+    else for (const [token, id] of Object.entries(json.model.vocab)) this.idToToken[id] = token;
     for (const t of added) this.idToToken[t.id] = t.content;
     this.special = new Set(added.filter((t) => t.special).map((t) => t.id));
     this.padId = json.padding?.pad_id ?? 0;
