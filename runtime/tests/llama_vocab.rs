@@ -2,7 +2,8 @@
 //! the llama-cpp-python sdist; installed into fixtures/.cache/llama-vocab by fixtures/scripts/install_llama_vocab.sh):
 //! each vocabulary-only GGUF file becomes the tokenizer.json a bundle would carry (the compiler's own conversion),
 //! the native runtime's tokenizer encodes every test string as llama.cpp's test-tokenizer-0 does (no special tokens
-//! added, none parsed from the text), and the ids must equal llama.cpp's. (Tokenizer models tfc does not convert are
+//! added, none parsed from the text), and the ids must equal llama.cpp's; so must the ids of a few texts with the
+//! special tokens added (the beginning and end of text the file asks for, or llama.cpp's defaults). (Tokenizer models tfc does not convert are
 //! refused with the model named: compiler/tests/gguf.rs.)
 //!
 //! For the JS runtime's test (runtime/js/test/tokenizer.test.mjs), which checks the JS tokenizers on the same vectors
@@ -75,6 +76,8 @@ fn converted_tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
     std::fs::create_dir_all(&for_js).unwrap();
     let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("js/test/fixtures/corpus.json");
     let corpus: Vec<String> = serde_json::from_str(&std::fs::read_to_string(corpus).unwrap()).unwrap();
+    let with_special = tfc_fixtures::root().join("reference/llama-vocab/with-special-tokens.json");
+    let with_special: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(with_special).unwrap()).unwrap();
     let mut failures = Vec::new();
     for name in VOCABULARIES {
         let gguf = GgufFile::open(&vocab_file(name, "")).unwrap_or_else(|e| panic!("{name}: {e}"));
@@ -91,6 +94,13 @@ fn converted_tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
             }
         }
         println!("{name}: {passed}/{} vectors pass", cases.len());
+        for (text, want) in with_special[name].as_object().unwrap() {
+            let want: Vec<u32> = want.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
+            let got = tokenizer.encode(text, true).unwrap();
+            if got != want {
+                failures.push(format!("{name}, special tokens added: {text:?}\n    got      {got:?}\n    expected {want:?}"));
+            }
+        }
         let corpus_ids: Vec<Vec<u32>> = corpus.iter().map(|line| tokenizer.encode(line, true).unwrap()).collect();
         let decode = |ids: &Vec<u32>| tokenizer.decode(ids).unwrap();
         let expected = serde_json::json!({

@@ -45,13 +45,10 @@ pub fn tokenizer_json(gguf: &GgufFile) -> Result<String, String> {
         "gemma4" => utf8_bpe(gguf, &tokens)?,
         "t5" => unigram(gguf, &tokens)?,
         other => {
-            let kind = match other {
-                "t5" => " (SentencePiece unigram)",
-                "rwkv" => " (RWKV's greedy trie)",
-                _ => "",
-            };
+            let kind = if other == "rwkv" { " (RWKV's greedy trie)" } else { "" };
             return Err(format!(
-                "tokenizer.ggml.model `{other}`{kind} is not converted yet; tfc converts byte-level BPE (`gpt2`), SentencePiece BPE (`llama`), Gemma 4's BPE (`gemma4`) and WordPiece (`bert`) tokenizers"
+                "tokenizer.ggml.model `{other}`{kind} is not converted yet; tfc converts byte-level BPE (`gpt2`), SentencePiece BPE \
+                 (`llama`) and unigram (`t5`), Gemma 4's BPE (`gemma4`) and WordPiece (`bert`) tokenizers"
             ));
         }
     };
@@ -65,19 +62,7 @@ pub fn tokenizer_json(gguf: &GgufFile) -> Result<String, String> {
                     "normalized": false, "special": t != TOKEN_USER_DEFINED })
         })
         .collect();
-    let add_bos = gguf.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(false);
-    let post_processor = match (parts.post_processor, special_token(gguf, &tokens, &["tokenizer.ggml.bos_token_id"])?) {
-        (Some(p), _) => p,
-        (None, Some((bos, bos_token))) if add_bos => {
-            json!({
-                "type": "TemplateProcessing",
-                "single": [{ "SpecialToken": { "id": bos_token, "type_id": 0 } }, { "Sequence": { "id": "A", "type_id": 0 } }],
-                "pair": [{ "SpecialToken": { "id": bos_token, "type_id": 0 } }, { "Sequence": { "id": "A", "type_id": 0 } }, { "Sequence": { "id": "B", "type_id": 1 } }],
-                "special_tokens": { bos_token: { "id": bos_token, "ids": [bos], "tokens": [bos_token] } },
-            })
-        }
-        _ => Json::Null,
-    };
+    let post_processor = template(parts.first.as_ref(), parts.last.as_ref());
     let tokenizer = json!({
         "version": "1.0",
         "truncation": null,
@@ -98,15 +83,50 @@ struct Parts {
     pre_tokenizer: Json,
     decoder: Json,
     model: Json,
-    /// The model's own special-token template; otherwise a beginning-of-text token where the file asks for one.
-    post_processor: Option<Json>,
+    /// The special tokens (id, text) put before and after a text when special tokens are added.
+    first: Option<(u64, String)>,
+    last: Option<(u64, String)>,
 }
 
 /// The id and text of the token named by the first of `keys` that the file has.
-fn special_token<'a>(gguf: &GgufFile, tokens: &[&'a str], keys: &[&str]) -> Result<Option<(u64, &'a str)>, String> {
+fn special_token(gguf: &GgufFile, tokens: &[&str], keys: &[&str]) -> Result<Option<(u64, String)>, String> {
     let Some((key, id)) = keys.iter().find_map(|k| gguf.get(k).and_then(Value::as_u64).map(|id| (k, id))) else { return Ok(None) };
     let token = tokens.get(id as usize).ok_or(format!("`{key}` {id} is not a token"))?;
-    Ok(Some((id, token)))
+    Ok(Some((id, token.to_string())))
+}
+
+/// The beginning-of-text token if the text gets one: as `tokenizer.ggml.add_bos_token` says, or by llama.cpp's
+/// default for the tokenizer model.
+fn bos(gguf: &GgufFile, tokens: &[&str], default: bool) -> Result<Option<(u64, String)>, String> {
+    let add = gguf.get("tokenizer.ggml.add_bos_token").and_then(Value::as_bool).unwrap_or(default);
+    if add { special_token(gguf, tokens, &["tokenizer.ggml.bos_token_id"]) } else { Ok(None) }
+}
+
+/// The end-of-text token if the text gets one (`tokenizer.ggml.add_eos_token`, or llama.cpp's default).
+fn eos(gguf: &GgufFile, tokens: &[&str], default: bool) -> Result<Option<(u64, String)>, String> {
+    let add = gguf.get("tokenizer.ggml.add_eos_token").and_then(Value::as_bool).unwrap_or(default);
+    if add { special_token(gguf, tokens, &["tokenizer.ggml.eos_token_id"]) } else { Ok(None) }
+}
+
+/// The post-processor putting `first` before a text and `last` after it (for a pair, `last` after each).
+fn template(first: Option<&(u64, String)>, last: Option<&(u64, String)>) -> Json {
+    if first.is_none() && last.is_none() {
+        return Json::Null;
+    }
+    let sequence = |id: &str, type_id: u32| {
+        let special = |t: Option<&(u64, String)>| t.map(|(_, text)| json!({ "SpecialToken": { "id": text, "type_id": type_id } }));
+        let text = json!({ "Sequence": { "id": id, "type_id": type_id } });
+        [if id == "A" { special(first) } else { None }, Some(text), special(last)].into_iter().flatten().collect::<Vec<_>>()
+    };
+    let special_tokens: serde_json::Map<String, Json> =
+        [first, last].into_iter().flatten().map(|(id, text)| (text.clone(), json!({ "id": text, "ids": [id], "tokens": [text] }))).collect();
+    let pair = [sequence("A", 0), sequence("B", 1)].concat();
+    json!({
+        "type": "TemplateProcessing",
+        "single": sequence("A", 0),
+        "pair": pair,
+        "special_tokens": special_tokens,
+    })
 }
 
 fn strings<'a>(gguf: &'a GgufFile, key: &str) -> Result<Vec<&'a str>, String> {
@@ -142,13 +162,15 @@ struct PreTokenizer {
     patterns: &'static [&'static str],
     /// A piece that is a token as a whole becomes that token without merging.
     ignore_merges: bool,
+    /// llama.cpp puts the beginning-of-text token before a text unless the file says otherwise.
+    add_bos: bool,
 }
 
 /// The byte-level BPE splitting rules tfc converts: those of llama.cpp (src/llama-vocab.cpp, `llm_tokenizer_bpe`)
 /// whose test vectors pass, with every name llama.cpp gives each. A file without `tokenizer.ggml.pre` gets
 /// llama.cpp's `default`.
 const PRE_TOKENIZERS: &[PreTokenizer] = &[
-    PreTokenizer { names: &["default"], patterns: &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"], ignore_merges: false },
+    PreTokenizer { names: &["default"], patterns: &[r"[\p{P}\$\+<=>\^~\|]+", GPT2, r"\p{N}+", "[0-9][0-9][0-9]"], ignore_merges: false, add_bos: false },
     PreTokenizer {
         names: &[
             "gpt-2", "phi-2", "jina-es", "jina-de", "gigachat", "jina-v2-es", "jina-v2-de", "a.x-4.0", "mellum", "modern-bert", "mpt",
@@ -156,29 +178,35 @@ const PRE_TOKENIZERS: &[PreTokenizer] = &[
         ],
         patterns: &[GPT2],
         ignore_merges: false,
+        add_bos: false,
     },
     PreTokenizer {
         names: &["starcoder", "refact", "command-r", "smollm", "codeshell", "exaone", "minerva-7b", "mellum2"],
         patterns: &[r"\p{N}", GPT2],
         ignore_merges: false,
+        add_bos: false,
     },
     PreTokenizer {
-        names: &["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano", "glm4", "glm5"],
+        names: &["llama3", "llama-v3", "llama-bpe", "falcon3", "falcon-h1", "pixtral", "midm-2.0", "lfm2", "jina-v5-nano"],
         patterns: &[LLAMA3],
         ignore_merges: true,
+        add_bos: true,
     },
-    PreTokenizer { names: &["dbrx", "smaug-bpe", "chatglm-bpe"], patterns: &[LLAMA3], ignore_merges: false },
+    PreTokenizer { names: &["glm4", "glm5"], patterns: &[LLAMA3], ignore_merges: true, add_bos: false },
+    PreTokenizer { names: &["dbrx", "smaug-bpe", "chatglm-bpe"], patterns: &[LLAMA3], ignore_merges: false, add_bos: false },
     PreTokenizer {
         names: &["qwen2", "deepseek-r1-qwen", "kormo", "f2llmv2", "stablelm2", "megrez", "hunyuan", "solar-open"],
         patterns: &[QWEN2],
         ignore_merges: false,
+        add_bos: false,
     },
-    PreTokenizer { names: &["qwen35"], patterns: &[QWEN35], ignore_merges: false },
-    PreTokenizer { names: &["falcon"], patterns: &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, "[0-9][0-9][0-9]"], ignore_merges: false },
+    PreTokenizer { names: &["qwen35"], patterns: &[QWEN35], ignore_merges: false, add_bos: false },
+    PreTokenizer { names: &["falcon"], patterns: &[r"[\p{P}\$\+<=>\^~\|`]+", GPT2, "[0-9][0-9][0-9]"], ignore_merges: false, add_bos: false },
     PreTokenizer {
         names: &["deepseek-coder"],
         patterns: &[r"[\r\n]", r"\s?\p{L}+", r"\s?\p{P}+", CJK, r"\p{N}"],
         ignore_merges: false,
+        add_bos: false,
     },
     PreTokenizer {
         names: &["deepseek-llm"],
@@ -204,6 +232,7 @@ const PRE_TOKENIZERS: &[PreTokenizer] = &[
             r"\p{N}+",
         ],
         ignore_merges: false,
+        add_bos: false,
     },
 ];
 
@@ -235,12 +264,14 @@ fn byte_level_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
             "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": false, "byte_fallback": false, "ignore_merges": pre.ignore_merges, "vocab": vocabulary(tokens), "merges": merges,
         }),
-        post_processor: None,
+        first: bos(gguf, tokens, pre.add_bos)?,
+        last: eos(gguf, tokens, false)?,
     })
 }
 
 /// Gemma 4's BPE: merges over UTF-8 characters (not bytes) with spaces as `▁`, text split only at line breaks,
-/// byte tokens for characters outside the vocabulary.
+/// byte tokens for characters outside the vocabulary. llama.cpp always starts a text with the beginning-of-text
+/// token, whatever the file says.
 fn utf8_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
     // A merge is its two parts joined by a space; llama.cpp splits it at the first space after the first character,
     // so a first part that is a space stays whole.
@@ -259,7 +290,8 @@ fn utf8_bpe(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
             "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": false, "byte_fallback": true, "ignore_merges": false, "vocab": vocabulary(tokens), "merges": merges,
         }),
-        post_processor: None,
+        first: special_token(gguf, tokens, &["tokenizer.ggml.bos_token_id"])?,
+        last: eos(gguf, tokens, false)?,
     })
 }
 
@@ -321,7 +353,8 @@ fn sentencepiece_bpe(gguf: &GgufFile, tokens: &[&str], types: &[u64]) -> Result<
             "type": "BPE", "dropout": null, "unk_token": unk_token, "continuing_subword_prefix": null, "end_of_word_suffix": null,
             "fuse_unk": true, "byte_fallback": true, "ignore_merges": false, "vocab": vocabulary(tokens), "merges": merges,
         }),
-        post_processor: None,
+        first: bos(gguf, tokens, true)?,
+        last: eos(gguf, tokens, false)?,
     })
 }
 
@@ -362,7 +395,8 @@ fn unigram(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
         pre_tokenizer: Json::Null,
         decoder: sentencepiece_decoder(space_prepended),
         model: json!({ "type": "Unigram", "unk_id": unk, "vocab": vocab, "byte_fallback": false }),
-        post_processor: None,
+        first: bos(gguf, tokens, false)?,
+        last: eos(gguf, tokens, true)?,
     })
 }
 
@@ -379,29 +413,13 @@ fn wordpiece(gguf: &GgufFile, tokens: &[&str]) -> Result<Parts, String> {
         .collect();
     let unk = gguf.get("tokenizer.ggml.unknown_token_id").and_then(Value::as_u64).unwrap_or(100) as usize;
     let unk_token = pieces.get(unk).ok_or(format!("`tokenizer.ggml.unknown_token_id` {unk} is not a token"))?;
-    let cls = special_token(gguf, tokens, &["tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"])?;
-    let sep = special_token(gguf, tokens, &["tokenizer.ggml.seperator_token_id", "tokenizer.ggml.eos_token_id"])?;
-    let post_processor = match (cls, sep) {
-        (Some((cls, cls_token)), Some((sep, sep_token))) => json!({
-            "type": "TemplateProcessing",
-            "single": [{ "SpecialToken": { "id": cls_token, "type_id": 0 } }, { "Sequence": { "id": "A", "type_id": 0 } },
-                       { "SpecialToken": { "id": sep_token, "type_id": 0 } }],
-            "pair": [{ "SpecialToken": { "id": cls_token, "type_id": 0 } }, { "Sequence": { "id": "A", "type_id": 0 } },
-                     { "SpecialToken": { "id": sep_token, "type_id": 0 } }, { "Sequence": { "id": "B", "type_id": 1 } },
-                     { "SpecialToken": { "id": sep_token, "type_id": 1 } }],
-            "special_tokens": {
-                cls_token: { "id": cls_token, "ids": [cls], "tokens": [cls_token] },
-                sep_token: { "id": sep_token, "ids": [sep], "tokens": [sep_token] },
-            },
-        }),
-        _ => Json::Null,
-    };
     let vocab: serde_json::Map<String, Json> = pieces.iter().enumerate().map(|(id, p)| (p.clone(), json!(id))).collect();
     Ok(Parts {
         normalizer: json!({ "type": "BertNormalizer", "clean_text": true, "handle_chinese_chars": true, "strip_accents": null, "lowercase": true }),
         pre_tokenizer: json!({ "type": "BertPreTokenizer" }),
         decoder: json!({ "type": "WordPiece", "prefix": "##", "cleanup": true }),
         model: json!({ "type": "WordPiece", "unk_token": unk_token, "continuing_subword_prefix": "##", "max_input_chars_per_word": 100, "vocab": vocab }),
-        post_processor: Some(post_processor),
+        first: special_token(gguf, tokens, &["tokenizer.ggml.cls_token_id", "tokenizer.ggml.bos_token_id"])?,
+        last: special_token(gguf, tokens, &["tokenizer.ggml.seperator_token_id", "tokenizer.ggml.eos_token_id"])?,
     })
 }
