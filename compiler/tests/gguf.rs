@@ -105,31 +105,21 @@ fn smollm2_tokenizer_gives_llama_cpps_ids() {
     }
 }
 
-/// Tokenizer models tfc does not convert (here RWKV's) are refused with the model named; the bundle then has none.
+/// A tokenizer model tfc does not convert (here RWKV's), or a byte-level BPE splitting rule it does not, is refused
+/// with its name (and for a rule, the ones tfc converts); the bundle then has none.
 #[test]
-fn unconverted_tokenizer_model_is_named() {
-    let file = FileBuilder::header(0, 3)
-        .kv("general.architecture", "rwkv6")
-        .kv("tokenizer.ggml.model", "rwkv")
-        .strings("tokenizer.ggml.tokens", &["a".to_string(), "b".to_string()])
-        .data(0);
-    let dir = tempfile::tempdir().unwrap();
-    let error = tfc_compiler::gguf::tokenizer_json(&file.open(dir.path()).unwrap()).unwrap_err();
-    assert!(error.contains("`rwkv`"), "{error}");
-}
-
-/// A byte-level BPE splitting rule tfc does not convert is refused with its name and the ones it converts.
-#[test]
-fn unconverted_pre_tokenizer_is_named() {
-    let file = FileBuilder::header(0, 4)
-        .kv("general.architecture", "llama")
-        .kv("tokenizer.ggml.model", "gpt2")
-        .kv("tokenizer.ggml.pre", "kimi-k2")
-        .strings("tokenizer.ggml.tokens", &["a".to_string(), "b".to_string()])
-        .data(0);
-    let dir = tempfile::tempdir().unwrap();
-    let error = tfc_compiler::gguf::tokenizer_json(&file.open(dir.path()).unwrap()).unwrap_err();
-    assert!(error.contains("`kimi-k2`") && error.contains("llama-bpe"), "{error}");
+fn unconverted_tokenizers_are_named() {
+    for (model, pre, named) in [("rwkv", "default", &["`rwkv`"][..]), ("gpt2", "kimi-k2", &["`kimi-k2`", "llama-bpe"])] {
+        let file = FileBuilder::header(0, 4)
+            .kv("general.architecture", "llama")
+            .kv("tokenizer.ggml.model", model)
+            .kv("tokenizer.ggml.pre", pre)
+            .strings("tokenizer.ggml.tokens", &["a".to_string(), "b".to_string()])
+            .data(0);
+        let dir = tempfile::tempdir().unwrap();
+        let error = tfc_compiler::gguf::tokenizer_json(&file.open(dir.path()).unwrap()).unwrap_err();
+        assert!(named.iter().all(|n| error.contains(n)), "{error}");
+    }
 }
 
 /// MiniLM's WordPiece vocabulary spelled as llama.cpp's converter writes it into a BERT GGUF (a word's first piece
