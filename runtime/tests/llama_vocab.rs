@@ -69,49 +69,103 @@ fn vectors(name: &str) -> Vec<(String, Vec<u32>)> {
 }
 
 
-#[test]
-fn converted_tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
-    let for_js = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("llama-vocab");
-    let _ = std::fs::remove_dir_all(&for_js);
-    std::fs::create_dir_all(&for_js).unwrap();
-    let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("js/test/fixtures/corpus.json");
-    let corpus: Vec<String> = serde_json::from_str(&std::fs::read_to_string(corpus).unwrap()).unwrap();
-    let with_special = tfc_fixtures::root().join("reference/llama-vocab/with-special-tokens.json");
-    let with_special: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(with_special).unwrap()).unwrap();
-    let mut failures = Vec::new();
-    for name in VOCABULARIES {
-        let gguf = GgufFile::open(&vocab_file(name, "")).unwrap_or_else(|e| panic!("{name}: {e}"));
-        let json = tokenizer_json(&gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
+/// Compares a converted tokenizer with llama.cpp's ids: the vectors (no special tokens added) and, where given, texts
+/// with special tokens added. Leaves the tokenizer.json for the JS test with the vectors and this tokenizer's ids and
+/// decodings of the corpus. Returns the differences.
+struct Check {
+    corpus: Vec<String>,
+    for_js: PathBuf,
+    failures: Vec<String>,
+}
+
+impl Check {
+    fn new() -> Check {
+        let for_js = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("llama-vocab");
+        let _ = std::fs::remove_dir_all(&for_js);
+        std::fs::create_dir_all(&for_js).unwrap();
+        let corpus = Path::new(env!("CARGO_MANIFEST_DIR")).join("js/test/fixtures/corpus.json");
+        let corpus = serde_json::from_str(&std::fs::read_to_string(corpus).unwrap()).unwrap();
+        Check { corpus, for_js, failures: Vec::new() }
+    }
+
+    fn tokenizer(&mut self, name: &str, gguf: &GgufFile, cases: &[(String, Vec<u32>)], with_special: &[(String, Vec<u32>)]) {
+        let json = tokenizer_json(gguf).unwrap_or_else(|e| panic!("{name}: {e}"));
         let tokenizer = Tokenizer::from_json(json.as_bytes(), name).unwrap();
-        let cases = vectors(name);
         let mut passed = 0;
-        for (text, want) in &cases {
+        for (text, want) in cases {
             let got = tokenizer.encode(text, false).unwrap();
             if &got == want {
                 passed += 1;
             } else {
-                failures.push(format!("{name}: {text:?}\n    got      {got:?}\n    expected {want:?}"));
+                self.failures.push(format!("{name}: {text:?}\n    got      {got:?}\n    expected {want:?}"));
             }
         }
         println!("{name}: {passed}/{} vectors pass", cases.len());
-        for (text, want) in with_special[name].as_object().unwrap() {
-            let want: Vec<u32> = want.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect();
+        for (text, want) in with_special {
             let got = tokenizer.encode(text, true).unwrap();
-            if got != want {
-                failures.push(format!("{name}, special tokens added: {text:?}\n    got      {got:?}\n    expected {want:?}"));
+            if &got != want {
+                self.failures.push(format!("{name}, special tokens added: {text:?}\n    got      {got:?}\n    expected {want:?}"));
             }
         }
-        let corpus_ids: Vec<Vec<u32>> = corpus.iter().map(|line| tokenizer.encode(line, true).unwrap()).collect();
+        let corpus_ids: Vec<Vec<u32>> = self.corpus.iter().map(|line| tokenizer.encode(line, true).unwrap()).collect();
         let decode = |ids: &Vec<u32>| tokenizer.decode(ids).unwrap();
         let expected = serde_json::json!({
+            "vectors": cases,
+            "vectors_decoded": cases.iter().map(|(_, ids)| decode(ids)).collect::<Vec<_>>(),
             "corpus_ids": corpus_ids,
             "corpus_decoded": corpus_ids.iter().map(decode).collect::<Vec<_>>(),
-            "vectors_decoded": cases.iter().map(|(_, ids)| decode(ids)).collect::<Vec<_>>(),
         });
-        std::fs::write(for_js.join(format!("{name}.json")), json).unwrap();
-        std::fs::write(for_js.join(format!("{name}.expected.json")), expected.to_string()).unwrap();
+        std::fs::write(self.for_js.join(format!("{name}.json")), json).unwrap();
+        std::fs::write(self.for_js.join(format!("{name}.expected.json")), expected.to_string()).unwrap();
     }
-    assert!(failures.is_empty(), "{} vectors fail:\n{}", failures.len(), failures.join("\n"));
+
+    fn assert_none_failed(self) {
+        assert!(self.failures.is_empty(), "{} vectors fail:\n{}", self.failures.len(), self.failures.join("\n"));
+    }
+}
+
+fn reference_json(name: &str) -> serde_json::Value {
+    let path = tfc_fixtures::root().join("reference/llama-vocab").join(name);
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+fn ids(value: &serde_json::Value) -> Vec<u32> {
+    value.as_array().unwrap().iter().map(|i| i.as_u64().unwrap() as u32).collect()
+}
+
+#[test]
+fn converted_tokenizers_give_llama_cpps_ids_on_its_test_vectors() {
+    let with_special = reference_json("with-special-tokens.json");
+    let by_rule = reference_json("pre-tokenizers.json");
+    let mut check = Check::new();
+    for name in VOCABULARIES {
+        let gguf = GgufFile::open(&vocab_file(name, "")).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let special: Vec<(String, Vec<u32>)> = with_special[name].as_object().unwrap().iter().map(|(t, i)| (t.clone(), ids(i))).collect();
+        check.tokenizer(name, &gguf, &vectors(name), &special);
+    }
+    // The byte-level BPE splitting rules no vocabulary of the set uses, on llama-bpe's vocabulary and merges.
+    let texts: Vec<String> = vectors("llama-bpe").into_iter().map(|(text, _)| text).collect();
+    let llama_bpe = std::fs::read(vocab_file("llama-bpe", "")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    for (rule, rule_ids) in by_rule.as_object().unwrap() {
+        let file = dir.path().join(format!("{rule}.gguf"));
+        std::fs::write(&file, with_pre(&llama_bpe, rule)).unwrap();
+        let cases: Vec<(String, Vec<u32>)> = texts.iter().cloned().zip(rule_ids.as_array().unwrap().iter().map(ids)).collect();
+        check.tokenizer(&format!("pre-{rule}"), &GgufFile::open(&file).unwrap(), &cases, &[]);
+    }
+    check.assert_none_failed();
+}
+
+/// A GGUF file's bytes with its `tokenizer.ggml.pre` string replaced (a vocabulary-only file has no tensor offsets
+/// to move), as fixtures/scripts/make_llama_vocab_references.py made llama.cpp's references.
+fn with_pre(gguf: &[u8], name: &str) -> Vec<u8> {
+    let key = b"tokenizer.ggml.pre";
+    let mut pattern = (key.len() as u64).to_le_bytes().to_vec();
+    pattern.extend(key);
+    let at = gguf.windows(pattern.len()).position(|w| w == pattern).expect("the file names a pre-tokenizer") + pattern.len();
+    assert_eq!(gguf[at..at + 4], 8u32.to_le_bytes(), "a string value");
+    let length = u64::from_le_bytes(gguf[at + 4..at + 12].try_into().unwrap()) as usize;
+    [&gguf[..at + 4], &(name.len() as u64).to_le_bytes(), name.as_bytes(), &gguf[at + 12 + length..]].concat()
 }
 
 /// Every vocabulary in llama.cpp's set is claimed, so that a new one gets a decision.

@@ -53,14 +53,12 @@ test('a tokenizer.json with an unimplemented part is refused by name', () => {
   assert.throws(() => new Tokenizer(config), { code: 'tokenizer-unsupported', message: /pre-tokenizer `Metaspace`/ });
 });
 
-// llama.cpp's tokenizer test vectors on the tokenizer.json files tfc converts from GGUF vocabularies: left by the
-// native runtime's test (cargo test -p tfc-runtime --test llama_vocab) in <target>/tmp/llama-vocab with its ids
-// and decodings of the corpus; the vectors are in fixtures/.cache/llama-vocab (fixtures/scripts/install_llama_vocab.sh),
-// or for vocabularies without them, made with llama.cpp in fixtures/reference/llama-vocab.
+// llama.cpp's tokenizer test vectors on the tokenizer.json files tfc converts from GGUF vocabularies, and the native
+// tokenizer's ids and decodings of the corpus: all left in <target>/tmp/llama-vocab by the native runtime's test
+// (cargo test -p tfc-runtime --test llama_vocab).
 const ROOT = new URL('../../../', import.meta.url);
 const TARGET = process.env.CARGO_TARGET_DIR ? pathToFileURL(`${process.env.CARGO_TARGET_DIR}/`) : new URL('target/', ROOT);
 const CONVERTED = new URL('tmp/llama-vocab/', TARGET);
-const VECTORS = [new URL('fixtures/.cache/llama-vocab/', ROOT), new URL('fixtures/reference/llama-vocab/', ROOT)];
 const converted = existsSync(CONVERTED) ? readdirSync(CONVERTED).filter((f) => !f.endsWith('.expected.json')) : [];
 
 test('the GGUF tokenizers converted by the native test are present', () => {
@@ -72,14 +70,8 @@ for (const file of converted) {
   test(`GGUF ${name}: llama.cpp's ids on its test vectors, and the native tokenizer's on the corpus`, () => {
     const tokenizer = new Tokenizer(JSON.parse(readFileSync(new URL(file, CONVERTED), 'utf8')));
     const expected = JSON.parse(readFileSync(new URL(`${name}.expected.json`, CONVERTED), 'utf8'));
-    const read = (ext) => {
-      const files = VECTORS.map((dir) => new URL(`ggml-vocab-${name}.gguf${ext}`, dir));
-      return readFileSync(files.find(existsSync) ?? files[0], 'utf8');
-    };
-    // As llama.cpp's test-tokenizer-0 reads them: texts separated by a marker line, a line of ids for each.
-    const texts = read('.inp').split('\n__ggml_vocab_test__\n');
-    if (texts.at(-1) === '') texts.pop();
-    const ids = read('.out').split('\n').slice(0, texts.length).map((line) => line.split(' ').filter(Boolean).map(Number));
+    const texts = expected.vectors.map(([text]) => text);
+    const ids = expected.vectors.map(([, i]) => i);
     assertAll(name, 'ids of the vectors', texts.map((t) => tokenizer.encode(t, { addSpecialTokens: false })), ids, texts);
     assertAll(name, 'decodings of the vectors', ids.map((i) => tokenizer.decode(i)), expected.vectors_decoded, ids);
     assertAll(name, 'corpus ids', corpus.map((line) => tokenizer.encode(line)), expected.corpus_ids, corpus);
