@@ -69,9 +69,9 @@ fn vectors(name: &str) -> Vec<(String, Vec<u32>)> {
 }
 
 
-/// Compares a converted tokenizer with llama.cpp's ids: the vectors (no special tokens added) and, where given, texts
-/// with special tokens added. Leaves the tokenizer.json for the JS test with the vectors and this tokenizer's ids and
-/// decodings of the corpus. Returns the differences.
+/// Compares converted tokenizers with llama.cpp's ids: the vectors (no special tokens added) and, where given, texts
+/// with special tokens added, collecting the differences. Leaves each tokenizer.json for the JS test with the
+/// vectors and this tokenizer's ids and decodings of the corpus.
 struct Check {
     corpus: Vec<String>,
     for_js: PathBuf,
