@@ -5,16 +5,22 @@ use tfc_compiler::{CompileOptions, Quiet, compile};
 use tfc_fixtures::reference;
 use tfc_ir::relative_l2;
 use tfc_runtime::{Bundle, Decoder, Session};
+use std::path::Path;
 
-fn decoder(name: &str, dir: &std::path::Path) -> Decoder {
-    let out = dir.join(name);
-    compile(&tfc_fixtures::tiny_model(name), &out, &CompileOptions::default(), &mut Quiet).unwrap();
+fn decoder(model: &Path, dir: &Path) -> Decoder {
+    let out = dir.join("bundle");
+    compile(model, &out, &CompileOptions::default(), &mut Quiet).unwrap();
     Decoder::new(Session::new(&Bundle::open(&out).unwrap()).unwrap()).unwrap()
 }
 
 fn check(name: &str) {
+    check_model(&tfc_fixtures::tiny_model(name), name);
+}
+
+/// Decodes with `model` (a compile input) the reference continuation of the tiny model `name`.
+fn check_model(model: &Path, name: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = decoder(name, dir.path());
+    let mut d = decoder(model, dir.path());
     let r = reference(name);
     let ids: Vec<u32> = r["generated_ids"].to_i64().iter().map(|&t| t as u32).collect();
     let logits = &r["generated_logits"];
@@ -63,9 +69,24 @@ fn tiny_qwen2_decodes_like_transformers() {
 }
 
 #[test]
+fn tiny_gemma3_decodes_like_transformers() {
+    check("tiny-gemma3");
+}
+
+#[test]
+fn tiny_gemma3_gguf_decodes_like_transformers() {
+    check_model(&tfc_fixtures::gguf_model("tiny-gemma3-f32.gguf"), "tiny-gemma3");
+}
+
+#[test]
+fn tiny_phi3_decodes_like_transformers() {
+    check("tiny-phi3");
+}
+
+#[test]
 fn tokens_past_the_context_length_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let mut d = decoder("tiny-qwen2", dir.path());
+    let mut d = decoder(&tfc_fixtures::tiny_model("tiny-qwen2"), dir.path());
     let context = d.context_length() as usize;
     d.feed(&vec![5; context - 1], false).unwrap();
     let error = d.feed(&[5, 6], false).err().expect("two more tokens do not fit").to_string();

@@ -1,13 +1,14 @@
 //! The Hugging Face importer: a model folder (`config.json` plus safetensors weights) becomes an IR graph whose
 //! weights stay memory-mapped in their source files.
 //!
-//! Supported `model_type`s: `bert` and `roberta` (encoders, output `last_hidden_state`), `gpt2`, `llama`, `mistral`
-//! and `qwen2` (decoders, output `logits`).
+//! Supported `model_type`s: `bert` and `roberta` (encoders, output `last_hidden_state`), `gpt2`, `llama`, `mistral`,
+//! `qwen2`, `phi3` and `gemma3_text` (decoders, output `logits`).
 
 pub(crate) mod bert;
 mod builder;
 mod checkpoint;
 mod config;
+pub(crate) mod gemma3;
 mod gpt2;
 pub(crate) mod llama;
 
@@ -17,7 +18,7 @@ use std::path::{Path, PathBuf};
 use tfc_ir::Graph;
 
 /// The model types [`import`] understands.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "gpt2", "llama", "mistral", "qwen2"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "gpt2", "llama", "mistral", "qwen2", "phi3", "gemma3_text"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportOptions {
@@ -92,7 +93,8 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let build: Build = match model_type.as_str() {
         "bert" | "roberta" => bert::build,
         "gpt2" => gpt2::build,
-        "llama" | "mistral" | "qwen2" => llama::build,
+        "llama" | "mistral" | "qwen2" | "phi3" => llama::build,
+        "gemma3_text" => gemma3::build,
         other => {
             return Err(config.error(
                 "model_type",
