@@ -60,6 +60,10 @@ enum Command {
         /// the nearest format that fits (`tfc inspect` shows what each tensor became).
         #[arg(long, value_parser = parse_quant)]
         quant: Option<DType>,
+        /// How a decoder's KV cache stores keys and values: f32, or f16 (half the memory, so twice the context fits
+        /// a binding; values rounded to f16, no shader-f16 feature needed).
+        #[arg(long, default_value = "f32", value_parser = parse_kv_dtype)]
+        kv_dtype: DType,
     },
     /// Summarise a bundle: model, ops, parameters, bytes per dtype, chunks, and the GPU limits it needs.
     Inspect {
@@ -200,6 +204,14 @@ enum Target {
     Wasm,
 }
 
+fn parse_kv_dtype(s: &str) -> Result<DType, String> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        other => Err(format!("`{other}` is not a KV cache dtype; choose f32 or f16")),
+    }
+}
+
 fn parse_quant(s: &str) -> Result<DType, String> {
     match DType::from_name(&s.to_ascii_lowercase()) {
         Some(d) if d.is_float() => Ok(d),
@@ -234,7 +246,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant } => {
+        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant, kv_dtype } => {
             let wasm = match &target {
                 None => WasmTarget::WhereSupported,
                 Some(t) if !t.contains(&Target::Webgpu) => {
@@ -243,7 +255,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(t) if t.contains(&Target::Wasm) => WasmTarget::Required,
                 Some(_) => WasmTarget::Off,
             };
-            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, wasm, quant };
+            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, kv_dtype, wasm, quant };
             let started = Instant::now();
             let report = tfc_compiler::compile(&model, &output, &opts, &mut Bar::new())
                 .with_context(|| format!("compiling {}", model.display()))?;

@@ -93,7 +93,9 @@ pub fn run_with(
                     return Err(err("operand 0 must be a State".into()));
                 };
                 let offset = offset.eval(&env).map_err(err)? as usize;
-                let (state, rows) = cache_write(operands[0], operands[1], offset).map_err(err)?;
+                // The cache holds its dtype's values: new rows are rounded as they are stored.
+                let new = cast(operands[1], node.ty.dtype);
+                let (state, rows) = cache_write(operands[0], &new, offset).map_err(err)?;
                 states.insert(name.clone(), state);
                 rows
             }

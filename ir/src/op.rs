@@ -119,7 +119,9 @@ pub enum Op {
     /// `CacheWrite` writes it.
     State { name: String },
     /// `(state [1, T, …], new [1, s, …]) → state[:, 0..offset + s]`: stores `new` at rows `offset..offset + s` of the
-    /// state's axis 1, where later runs see it, and gives every row stored so far. `offset` is usually `past`.
+    /// state's axis 1, where later runs see it, and gives every row stored so far. `offset` is usually `past`. A
+    /// float state of a narrower dtype (an f16 KV cache) stores the rows rounded to it (to nearest; a GPU may round
+    /// the other way when a value is exactly halfway between, as WGSL allows).
     CacheWrite { offset: Dim },
     /// The index of the largest value over the last axis (the first one on ties), as i32; the axis is removed.
     ArgMax,

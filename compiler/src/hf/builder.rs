@@ -25,6 +25,7 @@ pub(crate) struct Builder<'a> {
     /// Decoders: the number of cached tokens before this call, and the rows of the KV cache.
     past: Option<Dim>,
     context: u64,
+    kv_dtype: DType,
 }
 
 impl<'a> Builder<'a> {
@@ -50,6 +51,7 @@ impl<'a> Builder<'a> {
             sequence,
             past: None,
             context: max_sequence,
+            kv_dtype: DType::F32,
         }
     }
 
@@ -72,9 +74,11 @@ impl<'a> Builder<'a> {
     }
 
     /// A decoder's builder: batch 1, `sequence` new tokens after `past` cached ones, a KV cache of `context` rows
-    /// (so one bundle serves the whole prompt at once — prefill — and then one token at a time — decode).
-    pub fn decoder(config: &Config, checkpoint: &'a Checkpoint, model_type: &str, context: u64) -> Self {
+    /// in `kv_dtype` (so one bundle serves the whole prompt at once — prefill — and then one token at a time —
+    /// decode).
+    pub fn decoder(config: &Config, checkpoint: &'a Checkpoint, model_type: &str, context: u64, kv_dtype: DType) -> Self {
         let mut b = Builder::new(config, checkpoint, model_type, 1, context);
+        b.kv_dtype = kv_dtype;
         b.g.symbols.retain(|s| s.name != "batch");
         b.batch = Dim::from(1u64);
         b.past = Some(b.g.symbol("past", context - 1));
@@ -260,7 +264,7 @@ impl<'a> Builder<'a> {
         let mut cached = Vec::new();
         for (name, x) in [("key_cache", k), ("value_cache", v)] {
             let s = self.g.node(x).ty.shape.clone();
-            let ty = TensorType::new(DType::F32, vec![Dim::from(1u64), Dim::from(self.context), s[2].clone(), s[3].clone()]);
+            let ty = TensorType::new(self.kv_dtype, vec![Dim::from(1u64), Dim::from(self.context), s[2].clone(), s[3].clone()]);
             let state = self.g.state(&format!("{module}.{name}"), ty);
             cached.push(self.op(format!("{module}.{name}.write"), Op::CacheWrite { offset: past.clone() }, &[state, x])?);
         }
@@ -328,9 +332,10 @@ pub fn activation(config: &Config, key: &str, default: &str) -> Result<UnaryOp, 
 }
 
 /// A decoder's context length: `wanted` (asked for, or the model's positions), lowered when one layer's key or value
-/// cache (`row_bytes` per token) would not fit the binding limit — with a note for the user — or an error if the
-/// length was asked for explicitly.
-pub fn fit_context(opts: &ImportOptions, wanted: u64, row_bytes: u64) -> Result<(u64, Option<String>), ImportError> {
+/// cache (`row` values per token, in `opts.kv_dtype`) would not fit the binding limit — with a note for the user — or
+/// an error if the length was asked for explicitly.
+pub fn fit_context(opts: &ImportOptions, wanted: u64, row: u64) -> Result<(u64, Option<String>), ImportError> {
+    let row_bytes = opts.kv_dtype.bytes(row);
     let fits = opts.max_binding_size / row_bytes.max(1);
     if wanted <= fits {
         return Ok((wanted, None));

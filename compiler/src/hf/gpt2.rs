@@ -29,8 +29,8 @@ pub(crate) fn build(
     let head_dim = hidden / heads;
     let max_seq = max_sequence(config, opts, "n_positions", positions, true)?;
 
-    let (max_seq, context_note) = fit_context(opts, max_seq, hidden * 4)?;
-    let mut b = Builder::decoder(config, checkpoint, "gpt2", max_seq);
+    let (max_seq, context_note) = fit_context(opts, max_seq, hidden)?;
+    let mut b = Builder::decoder(config, checkpoint, "gpt2", max_seq, opts.kv_dtype);
     b.g.notes.extend(context_note);
     b.detect_prefix(&["transformer.", ""], "wte.weight")?;
     let input_ids = b.token_input("input_ids", None);

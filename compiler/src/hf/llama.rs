@@ -60,8 +60,8 @@ pub(crate) fn build(
     let fused = model_type == "phi3";
 
     let max_seq = max_sequence(config, opts, "max_position_embeddings", positions, false)?;
-    let (max_seq, context_note) = fit_context(opts, max_seq, kv_heads * head_dim * 4)?;
-    let mut b = Builder::decoder(config, checkpoint, model_type, max_seq);
+    let (max_seq, context_note) = fit_context(opts, max_seq, kv_heads * head_dim)?;
+    let mut b = Builder::decoder(config, checkpoint, model_type, max_seq, opts.kv_dtype);
     b.g.notes.extend(context_note);
     b.detect_prefix(&["model.", ""], "embed_tokens.weight")?;
     let input_ids = b.token_input("input_ids", None);

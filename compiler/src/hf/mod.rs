@@ -15,7 +15,7 @@ pub(crate) mod llama;
 pub(crate) use checkpoint::{Checkpoint, Entry};
 pub(crate) use config::Config;
 use std::path::{Path, PathBuf};
-use tfc_ir::Graph;
+use tfc_ir::{DType, Graph};
 
 /// The model types [`import`] understands.
 pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "gpt2", "llama", "mistral", "qwen2", "phi3", "gemma3_text"];
@@ -30,11 +30,13 @@ pub struct ImportOptions {
     pub max_sequence: Option<u64>,
     /// The largest storage binding the bundle may need.
     pub max_binding_size: u64,
+    /// How a decoder's KV cache stores keys and values: f32, or f16 (half the memory, values rounded).
+    pub kv_dtype: DType,
 }
 
 impl Default for ImportOptions {
     fn default() -> ImportOptions {
-        ImportOptions { max_batch: 8, max_sequence: None, max_binding_size: 128 << 20 }
+        ImportOptions { max_batch: 8, max_sequence: None, max_binding_size: 128 << 20, kv_dtype: DType::F32 }
     }
 }
 
