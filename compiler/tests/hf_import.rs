@@ -110,6 +110,11 @@ fn windows(graph: &Graph) -> Vec<Option<u64>> {
 }
 
 #[test]
+fn tiny_llama_with_llama3_rope_scaling_matches_transformers() {
+    check_decoder("tiny-llama3-rope");
+}
+
+#[test]
 fn tiny_gemma3_matches_transformers() {
     let graph = check_decoder("tiny-gemma3");
     assert_eq!(graph.metadata["architecture"], "gemma3_text");
@@ -345,7 +350,7 @@ fn unsupported_rope_type_is_an_error() {
 /// continuation: the oracle for the runtimes' decoding.
 #[test]
 fn interpreter_decodes_with_the_kv_cache_like_transformers() {
-    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-gemma3", "tiny-phi3"] {
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-llama3-rope", "tiny-gemma3", "tiny-phi3"] {
         let graph = import(&root().join("models").join(name), &ImportOptions::default()).unwrap();
         let worst = tfc_fixtures::interpreter_decoding_error(&graph, name);
         println!("{name}: worst relative L2 over the decoding steps {worst:.2e}");
