@@ -276,10 +276,6 @@ fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
         None => hidden / heads,
     };
     let rotary = meta.arch_opt_u64("rope.dimension_count")?.unwrap_or(head_dim);
-    if rotary != head_dim {
-        let key = format!("{}.rope.dimension_count", meta.arch);
-        return Err(meta.error(&key, format!("is {rotary}, less than the head size {head_dim}: partial rotary embeddings are not supported for {}", meta.arch)));
-    }
     let vocab = rows(gguf, "token_embd.weight")?;
     if let Some(t) = gguf.tensors.iter().find(|t| t.name.starts_with("rope_factors")) {
         return Err(ImportError::Gguf(gguf.error(format!(
@@ -294,6 +290,7 @@ fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
         "head_dim": head_dim,
+        "partial_rotary_factor": rotary as f64 / head_dim as f64,
         "intermediate_size": meta.arch_u64("feed_forward_length")?,
         "vocab_size": vocab,
         "max_position_embeddings": meta.arch_u64("context_length")?,

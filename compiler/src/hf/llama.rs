@@ -171,7 +171,8 @@ fn rotary_dim(config: &Config, head_dim: u64) -> Result<u64, ImportError> {
         Some(f) => f,
         None => config.f64_or("partial_rotary_factor", 1.0)?,
     };
-    let rotary = (head_dim as f64 * factor) as u64;
+    // transformers truncates; the slack keeps a factor written as a rounded fraction (GGUF's rotated/head size) whole.
+    let rotary = (head_dim as f64 * factor + 1e-6) as u64;
     if rotary == 0 || rotary % 2 == 1 || rotary > head_dim {
         return Err(config.error("partial_rotary_factor", format!("({factor}) gives {rotary} rotated features of {head_dim}; tfc needs an even number, at least 2")));
     }
