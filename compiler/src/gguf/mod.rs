@@ -283,7 +283,7 @@ fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
             t.name
         ))));
     }
-    let mut config = json!({
+    let config = json!({
         "model_type": meta.arch,
         "hidden_size": hidden,
         "num_hidden_layers": meta.arch_u64("block_count")?,
@@ -301,14 +301,7 @@ fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
         "tie_word_embeddings": gguf.tensor("output.weight").is_none(),
         "attention_bias": gguf.tensor("blk.0.attn_q.bias").is_some(),
     });
-    let config = config.as_object_mut().expect("an object");
-    if let Some(scaling) = rope_scaling(meta)? {
-        config.insert("rope_scaling".into(), scaling);
-    }
-    if let Some(eos) = meta.opt_u64("tokenizer.ggml.eos_token_id")? {
-        config.insert("eos_token_id".into(), json!(eos));
-    }
-    Ok(config.clone())
+    with_scaling_and_eos(meta, config)
 }
 
 /// The transformers configuration of a Gemma 3 text decoder, from the GGUF metadata, with llama.cpp's defaults for
@@ -340,7 +333,7 @@ fn gemma3_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
                 .collect()
         }
     };
-    let mut config = json!({
+    let config = json!({
         "model_type": "gemma3_text",
         "hidden_size": hidden,
         "num_hidden_layers": layers,
@@ -360,29 +353,28 @@ fn gemma3_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
         "hidden_activation": "gelu_pytorch_tanh",
         "tie_word_embeddings": gguf.tensor("output.weight").is_none(),
     });
+    with_scaling_and_eos(meta, config)
+}
+
+/// A decoder's configuration with transformers' `rope_scaling` for the file's `rope.scaling.type` (if it scales) and
+/// its end-of-sequence token.
+fn with_scaling_and_eos(meta: &Metadata, mut config: Json) -> Result<Map<String, Json>, ImportError> {
     let config = config.as_object_mut().expect("an object");
-    if let Some(scaling) = rope_scaling(meta)? {
-        config.insert("rope_scaling".into(), scaling);
+    match meta.arch_opt_str("rope.scaling.type")? {
+        None | Some("none") => {}
+        Some("linear") => {
+            let factor = meta.arch_opt_f64("rope.scaling.factor")?.unwrap_or(1.0);
+            config.insert("rope_scaling".into(), json!({ "rope_type": "linear", "factor": factor }));
+        }
+        Some(other) => {
+            let key = format!("{}.rope.scaling.type", meta.arch);
+            return Err(meta.error(&key, format!("is `{other}`; tfc supports no scaling and linear scaling of rotary positions")));
+        }
     }
     if let Some(eos) = meta.opt_u64("tokenizer.ggml.eos_token_id")? {
         config.insert("eos_token_id".into(), json!(eos));
     }
     Ok(config.clone())
-}
-
-/// transformers' `rope_scaling` for the file's `rope.scaling.type`, if it scales.
-fn rope_scaling(meta: &Metadata) -> Result<Option<Json>, ImportError> {
-    match meta.arch_opt_str("rope.scaling.type")? {
-        None | Some("none") => Ok(None),
-        Some("linear") => {
-            let factor = meta.arch_opt_f64("rope.scaling.factor")?.unwrap_or(1.0);
-            Ok(Some(json!({ "rope_type": "linear", "factor": factor })))
-        }
-        Some(other) => {
-            let key = format!("{}.rope.scaling.type", meta.arch);
-            Err(meta.error(&key, format!("is `{other}`; tfc supports no scaling and linear scaling of rotary positions")))
-        }
-    }
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 use super::builder::{Builder, activation, fit_context, max_sequence};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
-use super::llama::{layer_windows, scaled_inv_freq, sliding_layers};
+use super::llama::{key_value_heads, layer_windows, scaled_inv_freq, sliding_layers};
 use super::{ImportError, ImportOptions};
 use tfc_ir::{BinaryOp, Graph, InputDefault, Op, Weight};
 
@@ -23,7 +23,7 @@ pub(crate) fn build(
     let intermediate = config.u64("intermediate_size")?;
     let vocab = config.u64("vocab_size")?;
     // Defaults of transformers' Gemma3TextConfig.
-    let kv_heads = config.u64_or("num_key_value_heads", 4)?;
+    let kv_heads = key_value_heads(config, heads, 4)?;
     let head_dim = config.u64_or("head_dim", 256)?;
     let positions = config.u64_or("max_position_embeddings", 131_072)?;
     let eps = config.f64_or("rms_norm_eps", 1e-6)?;
@@ -31,11 +31,6 @@ pub(crate) fn build(
     let tied = config.bool_or("tie_word_embeddings", true)?;
     let scale = (config.f64_or("query_pre_attn_scalar", 256.0)?.powf(-0.5)) as f32;
     let softcap = config.opt_f64("final_logit_softcapping")?.map(|c| c as f32);
-    if kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(
-            config.error("num_key_value_heads", format!("({kv_heads}) must divide num_attention_heads ({heads})"))
-        );
-    }
     if config.bool_or("use_bidirectional_attention", false)? {
         return Err(config.error("use_bidirectional_attention", "is true; tfc builds Gemma 3 as a causal decoder"));
     }

@@ -25,7 +25,7 @@ pub(crate) fn build(
         "phi3" => (heads, 4096),
         _ => (heads, 2048),
     };
-    let kv_heads = config.u64_or("num_key_value_heads", kv_heads_default)?;
+    let kv_heads = key_value_heads(config, heads, kv_heads_default)?;
     let positions = config.u64_or("max_position_embeddings", positions_default)?;
     let eps = config.f64_or("rms_norm_eps", 1e-6)?;
     let act = activation(config, "hidden_act", "silu")?;
@@ -40,11 +40,6 @@ pub(crate) fn build(
             ));
         }
     };
-    if kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(
-            config.error("num_key_value_heads", format!("({kv_heads}) must divide num_attention_heads ({heads})"))
-        );
-    }
     let (qkv_bias, o_bias, mlp_bias) = match model_type {
         "llama" => {
             let attention_bias = config.bool_or("attention_bias", false)?;
@@ -120,6 +115,15 @@ pub(crate) fn build(
     b.decoder_outputs(x, lm_head, None)?;
     b.end_of_sequence(config)?;
     Ok(b.finish(hidden, layers, vocab))
+}
+
+/// `num_key_value_heads` (or `default`), which must divide the `heads` query heads.
+pub(crate) fn key_value_heads(config: &Config, heads: u64, default: u64) -> Result<u64, ImportError> {
+    let kv_heads = config.u64_or("num_key_value_heads", default)?;
+    if kv_heads == 0 || heads % kv_heads != 0 {
+        return Err(config.error("num_key_value_heads", format!("({kv_heads}) must divide num_attention_heads ({heads})")));
+    }
+    Ok(kv_heads)
 }
 
 /// Each layer's sliding window, if it has one: the window of the model type's rules on the layers
