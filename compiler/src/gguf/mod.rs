@@ -4,8 +4,8 @@
 //! The hyperparameters in the file's metadata become a transformers-style configuration and the tensors are looked
 //! up under transformers' names, so the graph is built by the same builder as a Hugging Face folder of that
 //! architecture. Supported `general.architecture`s: `llama` (Llama, Mistral-style and SmolLM models), `qwen2`,
-//! `phi3` (fused matrices read as row ranges), `gemma3` (text decoder) and `bert` (encoders: the output is the last
-//! hidden state).
+//! `phi3` (fused matrices read as row ranges), `gemma3` (text decoder), `gpt2` and `bert` (encoders: the output is
+//! the last hidden state).
 
 mod file;
 mod tokenizer;
@@ -20,7 +20,7 @@ use std::path::Path;
 use tfc_ir::Graph;
 
 /// The values of `general.architecture` that [`import`] builds.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "phi3", "gemma3", "bert"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "phi3", "gemma3", "gpt2", "bert"];
 
 /// llama.cpp's tensor names of an architecture family and transformers' names for them.
 struct Names {
@@ -80,6 +80,25 @@ const GEMMA3_NAMES: Names = Names {
         ("ffn_up", "mlp.up_proj"),
         ("ffn_down", "mlp.down_proj"),
         ("post_ffw_norm", "post_feedforward_layernorm"),
+    ],
+};
+
+const GPT2_NAMES: Names = Names {
+    model: &[
+        ("token_embd.weight", "transformer.wte.weight"),
+        ("position_embd.weight", "transformer.wpe.weight"),
+        ("output_norm.weight", "transformer.ln_f.weight"),
+        ("output_norm.bias", "transformer.ln_f.bias"),
+        ("output.weight", "lm_head.weight"),
+    ],
+    layers: "transformer.h",
+    layer: &[
+        ("attn_norm", "ln_1"),
+        ("attn_qkv", "attn.c_attn"),
+        ("attn_output", "attn.c_proj"),
+        ("ffn_norm", "ln_2"),
+        ("ffn_up", "mlp.c_fc"),
+        ("ffn_down", "mlp.c_proj"),
     ],
 };
 
@@ -198,6 +217,7 @@ pub fn import(path: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
         "bert" => (bert_config(&meta)?, &BERT_NAMES, hf::bert::build),
         "phi3" => (llama_config(&meta)?, &PHI3_NAMES, hf::llama::build),
         "gemma3" => (gemma3_config(&meta)?, &GEMMA3_NAMES, hf::gemma3::build),
+        "gpt2" => (gpt2_config(&meta)?, &GPT2_NAMES, hf::gpt2::build),
         _ => (llama_config(&meta)?, &LLAMA_NAMES, hf::llama::build),
     };
     let tensors: HashMap<String, Entry> = gguf
@@ -263,6 +283,23 @@ fn bert_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
         "hidden_act": "gelu",
     });
     Ok(config.as_object().expect("an object").clone())
+}
+
+/// The transformers configuration of GPT-2, from the GGUF metadata (llama.cpp's GPT-2 uses the tanh GELU).
+fn gpt2_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
+    let config = json!({
+        "model_type": "gpt2",
+        "n_embd": meta.arch_u64("embedding_length")?,
+        "n_layer": meta.arch_u64("block_count")?,
+        "n_head": meta.arch_u64("attention.head_count")?,
+        "n_inner": meta.arch_u64("feed_forward_length")?,
+        "n_positions": rows(meta.gguf, "position_embd.weight")?,
+        "vocab_size": rows(meta.gguf, "token_embd.weight")?,
+        "layer_norm_epsilon": meta.arch_opt_f64("attention.layer_norm_epsilon")?.unwrap_or(1e-5),
+        "activation_function": "gelu_new",
+        "tie_word_embeddings": meta.gguf.tensor("output.weight").is_none(),
+    });
+    with_scaling_and_eos(meta, config)
 }
 
 /// The transformers configuration of a llama-family model, from the GGUF metadata.

@@ -168,8 +168,11 @@ impl<'a> Builder<'a> {
         self.with_bias(module, x, w, matmul, outputs, bias)
     }
 
-    /// GPT-2's `Conv1D`: `x · W + b` with the weight stored `[in, out]`.
+    /// GPT-2's `Conv1D`: `x · W + b` with the weight stored `[in, out]` (or transposed, as a linear layer's).
     pub fn conv1d(&mut self, module: &str, x: NodeId, inputs: u64, outputs: u64) -> Result<NodeId, ImportError> {
+        if self.checkpoint.conv1d_transposed {
+            return self.linear(module, x, inputs, outputs, true);
+        }
         let w = self.weight(&format!("{module}.weight"), &[inputs, outputs])?;
         let matmul = Op::MatMul { transpose_a: false, transpose_b: false };
         self.with_bias(module, x, w, matmul, outputs, true)

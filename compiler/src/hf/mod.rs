@@ -9,7 +9,7 @@ mod builder;
 mod checkpoint;
 mod config;
 pub(crate) mod gemma3;
-mod gpt2;
+pub(crate) mod gpt2;
 pub(crate) mod llama;
 
 pub(crate) use checkpoint::{Checkpoint, Entry};
