@@ -98,9 +98,6 @@ pub(crate) fn attention(node: &Node, causal: bool, scale: f32, window: Option<u6
         b.get(groups).i32c((e * formats[2].size()) as i32).op(I::I32Mul);
     });
     let (start, end) = args.share(&mut b, units);
-    let window = window
-        .map(|w| i32::try_from(w).ok().filter(|&w| w < 1 << 30).ok_or_else(|| node.error(format!("a sliding window of {w} keys is more than this kernel supports (2^30)"))))
-        .transpose()?;
     let (unit, i, bi, visible, first_key, j0, at) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
     let (k_first, v_first, row, out_row) = (b.i32(), b.i32(), b.i32(), b.i32());
     let (m, l, m_new, correction) = (b.f32(), b.f32(), b.f32(), b.f32());
@@ -144,6 +141,8 @@ pub(crate) fn attention(node: &Node, causal: bool, scale: f32, window: Option<u6
         match window {
             // The first key query i sees: j + s + window > i + t.
             Some(w) => {
+                // Below 2^30 (the type rule's bound), so it fits an i32.
+                let w = w as i32;
                 b.get(i).get(t).op(I::I32Add).i32c(1).op(I::I32Add).get(s).op(I::I32Sub).i32c(w).op(I::I32Sub);
                 b.i32c(0);
                 b.get(i).get(t).op(I::I32Add).i32c(1).op(I::I32Add).get(s).i32c(w).op(I::I32Add).op(I::I32GtU);

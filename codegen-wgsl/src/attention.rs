@@ -67,7 +67,6 @@ pub(crate) fn attention(node: &Node, causal: bool, scale: f32, window: Option<u6
     // With a sliding window, the walk starts at the first key the workgroup's first row sees.
     let (key_start, first_key, row_start) = match window {
         Some(w) => {
-            let w = u32::try_from(w).ok().filter(|&w| w < 1 << 30).ok_or_else(|| node.error(format!("a sliding window of {w} keys is more than this kernel supports (2^30)")))?;
             seen = format!("key >= row_start && {seen}");
             (
                 format!(

@@ -313,8 +313,8 @@ impl Op {
             }
             Op::Attention { causal, window, .. } => {
                 arity(3..=4)?;
-                if window.is_some_and(|w| w == 0 || !causal) {
-                    return Err(format!("a sliding window ({window:?}) needs causal attention and at least one key"));
+                if window.is_some_and(|w| w == 0 || w >= 1 << 30 || !causal) {
+                    return Err(format!("a sliding window ({window:?}) needs causal attention and 1 to 2^30 keys"));
                 }
                 for i in 0..3 {
                     float(i)?;
