@@ -140,6 +140,40 @@ fn gemma3_attention_is_scaled_by_query_pre_attn_scalar() {
     }
 }
 
+/// Gemma 3 configs on the Hub predate transformers 5: `rope_theta`, `rope_local_base_freq` and
+/// `sliding_window_pattern` instead of `rope_parameters` per layer type and `layer_types`.
+#[test]
+fn gemma3_configs_in_the_older_format_give_the_same_model() {
+    let dir = copy_model("tiny-gemma3");
+    edit_config(dir.path(), |c| {
+        for key in ["rope_parameters", "layer_types", "_sliding_window_pattern"] {
+            c.remove(key);
+        }
+        c.insert("rope_theta".into(), 1_000_000.0.into());
+        c.insert("rope_local_base_freq".into(), 10_000.0.into());
+        c.insert("rope_scaling".into(), serde_json::Value::Null);
+    });
+    let graph = import(dir.path(), &ImportOptions::default()).unwrap();
+    assert_eq!(windows(&graph), [Some(8), Some(8), Some(8), Some(8), Some(8), None]);
+    let reference = root().join("reference/tiny-gemma3");
+    let logits = run(&graph, &[("input_ids", read_npy(&reference.join("input_ids.npy")))]);
+    let err = relative_l2(logits.as_f32().unwrap(), read_npy(&reference.join("logits.npy")).as_f32().unwrap());
+    assert!(err <= 1e-4, "relative L2 {err:.3e} > 1e-4");
+}
+
+#[test]
+fn qwen2_windows_the_layers_from_max_window_layers_on() {
+    let dir = copy_model("tiny-qwen2");
+    edit_config(dir.path(), |c| {
+        c.insert("use_sliding_window".into(), true.into());
+        c.insert("sliding_window".into(), 16.into());
+        c.insert("max_window_layers".into(), 1.into());
+        // transformers 5 saved the layer types, which override max_window_layers.
+        c.remove("layer_types");
+    });
+    assert_eq!(windows(&import(dir.path(), &ImportOptions::default()).unwrap()), [None, Some(16)]);
+}
+
 #[test]
 fn tiny_phi3_matches_transformers() {
     let graph = check_decoder("tiny-phi3");
