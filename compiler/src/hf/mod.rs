@@ -98,10 +98,12 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
         "llama" | "mistral" | "qwen2" | "phi3" => llama::build,
         "gemma3_text" => gemma3::build,
         other => {
+            // Gemma 3's multimodal checkpoints (4B and up) nest the text decoder's config under `text_config`.
+            let hint = if other == "gemma3" { " (the multimodal Gemma 3; tfc builds Gemma 3's text decoder, gemma3_text)" } else { "" };
             return Err(config.error(
                 "model_type",
                 format!(
-                    "= \"{other}\" is not supported; tfc imports the model types {}: pick a model of one of these",
+                    "= \"{other}\" is not supported{hint}; tfc imports the model types {}: pick a model of one of these",
                     SUPPORTED_MODEL_TYPES.join(", ")
                 ),
             ));
