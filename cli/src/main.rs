@@ -29,9 +29,9 @@ enum Command {
     ///
     /// MODEL is a HuggingFace model folder: config.json with *.safetensors (one file or sharded with
     /// model.safetensors.index.json) and, optionally, tokenizer.json (supported architectures: bert, roberta, gpt2,
-    /// llama, mistral, qwen2, phi3, gemma3_text); or a GGUF file (architectures llama, qwen2, phi3, gemma3, gpt2, bert), whose
-    /// weights keep their formats
-    /// (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
+    /// llama, mistral, qwen2, phi3, gemma3_text, gemma3); or a GGUF file (architectures llama, qwen2, phi3, gemma3,
+    /// gpt2, bert), whose weights keep their formats (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
+    /// Q5_K, Q6_K).
     Compile {
         model: PathBuf,
         /// Bundle folder to write; it is replaced only once the new bundle is complete.

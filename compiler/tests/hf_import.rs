@@ -126,6 +126,15 @@ fn tiny_gemma3_matches_transformers() {
     assert!(matches!(graph.node(graph.outputs[0].1).op, Op::Binary(tfc_ir::BinaryOp::Mul)), "softcapped logits");
 }
 
+/// The multimodal Gemma 3 (Gemma3ForConditionalGeneration, with a vision tower) is built as its text decoder.
+#[test]
+fn tiny_multimodal_gemma3_text_decoder_matches_transformers() {
+    let graph = check_decoder("tiny-gemma3-multimodal");
+    assert_eq!(windows(&graph), [Some(8), None]);
+    weight_node(&graph, "language_model.model.layers.1.self_attn.k_norm.weight + 1");
+    assert!(graph.weights.iter().all(|w| !w.name.contains("vision")), "the vision tower is left out");
+}
+
 #[test]
 fn gemma3_attention_is_scaled_by_query_pre_attn_scalar() {
     let dir = copy_model("tiny-gemma3");
@@ -384,7 +393,7 @@ fn unsupported_rope_type_is_an_error() {
 /// continuation: the oracle for the runtimes' decoding.
 #[test]
 fn interpreter_decodes_with_the_kv_cache_like_transformers() {
-    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-llama3-rope", "tiny-gemma3", "tiny-phi3"] {
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-llama3-rope", "tiny-gemma3", "tiny-gemma3-multimodal", "tiny-phi3"] {
         let graph = import(&root().join("models").join(name), &ImportOptions::default()).unwrap();
         let worst = tfc_fixtures::interpreter_decoding_error(&graph, name);
         println!("{name}: worst relative L2 over the decoding steps {worst:.2e}");

@@ -75,6 +75,11 @@ fn tiny_gemma3_decodes_like_transformers() {
 }
 
 #[test]
+fn tiny_multimodal_gemma3_decodes_like_transformers() {
+    check("tiny-gemma3-multimodal");
+}
+
+#[test]
 fn tiny_gemma3_gguf_decodes_like_transformers() {
     check_model(&tfc_fixtures::gguf_model("tiny-gemma3-f32.gguf"), "tiny-gemma3", &CompileOptions::default(), 1e-3);
 }

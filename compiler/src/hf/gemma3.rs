@@ -2,7 +2,8 @@
 //! embeddings scaled by √hidden, RMSNorms that scale by 1 + weight, norms after attention and the MLP as well as
 //! before, RMSNorms on each query and key head, a GELU (tanh) gated MLP, attention scaled by
 //! `query_pre_attn_scalar`^-½, local layers (a sliding window, their own RoPE base) between global ones, and an
-//! optional final logit softcap.
+//! optional final logit softcap. The multimodal Gemma 3 (`gemma3`, Gemma3ForConditionalGeneration: the 4B to 27B
+//! models) is built as its text decoder, whose config is its `text_config` and weights its `language_model.`.
 
 use super::builder::{Builder, activation, fit_context, max_sequence};
 use super::checkpoint::Checkpoint;
@@ -17,6 +18,19 @@ pub(crate) fn build(
     opts: &ImportOptions,
     model_type: &str,
 ) -> Result<Graph, ImportError> {
+    if model_type != "gemma3" {
+        return build_text(config, checkpoint, opts, true);
+    }
+    let text = config
+        .object("text_config")?
+        .ok_or_else(|| config.error("text_config", "is missing; a gemma3 config describes its text decoder there"))?;
+    // transformers' Gemma3ForConditionalGeneration does not apply `final_logit_softcapping` (None in every release).
+    build_text(&text, checkpoint, opts, false)
+}
+
+/// The text decoder; with `softcapped` logits if the config asks for it.
+fn build_text(config: &Config, checkpoint: &Checkpoint, opts: &ImportOptions, softcapped: bool) -> Result<Graph, ImportError> {
+    let model_type = "gemma3_text";
     let hidden = config.u64("hidden_size")?;
     let layers = config.u64("num_hidden_layers")?;
     let heads = config.u64("num_attention_heads")?;
@@ -30,7 +44,7 @@ pub(crate) fn build(
     let act = activation(config, "hidden_activation", "gelu_pytorch_tanh")?;
     let tied = config.bool_or("tie_word_embeddings", true)?;
     let scale = (config.f64_or("query_pre_attn_scalar", 256.0)?.powf(-0.5)) as f32;
-    let softcap = config.opt_f64("final_logit_softcapping")?.map(|c| c as f32);
+    let softcap = config.opt_f64("final_logit_softcapping")?.filter(|_| softcapped).map(|c| c as f32);
     if config.bool_or("use_bidirectional_attention", false)? {
         return Err(config.error("use_bidirectional_attention", "is true; tfc builds Gemma 3 as a causal decoder"));
     }
@@ -43,7 +57,7 @@ pub(crate) fn build(
     let (max_seq, context_note) = fit_context(opts, max_seq, kv_heads * head_dim)?;
     let mut b = Builder::decoder(config, checkpoint, model_type, max_seq, opts.kv_dtype);
     b.g.notes.extend(context_note);
-    b.detect_prefix(&["model.", ""], "embed_tokens.weight")?;
+    b.detect_prefix(&["model.", "language_model.model.", "model.language_model.", ""], "embed_tokens.weight")?;
     let input_ids = b.token_input("input_ids", None);
     let position_ids = b.token_input("position_ids", Some(InputDefault::Positions));
     let global_freq = b.own_weight(Weight::from_f32("rotary_emb.global_inv_freq", vec![head_dim / 2], &global_freq));

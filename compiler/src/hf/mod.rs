@@ -2,7 +2,8 @@
 //! weights stay memory-mapped in their source files.
 //!
 //! Supported `model_type`s: `bert` and `roberta` (encoders, output `last_hidden_state`), `gpt2`, `llama`, `mistral`,
-//! `qwen2`, `phi3` and `gemma3_text` (decoders, output `logits`).
+//! `qwen2`, `phi3`, `gemma3_text` and `gemma3` (decoders, output `logits`; of the multimodal Gemma 3, its text
+//! decoder).
 
 pub(crate) mod bert;
 mod builder;
@@ -18,7 +19,8 @@ use std::path::{Path, PathBuf};
 use tfc_ir::{DType, Graph};
 
 /// The model types [`import`] understands.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "gpt2", "llama", "mistral", "qwen2", "phi3", "gemma3_text"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] =
+    &["bert", "roberta", "gpt2", "llama", "mistral", "qwen2", "phi3", "gemma3_text", "gemma3"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportOptions {
@@ -96,14 +98,12 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
         "bert" | "roberta" => bert::build,
         "gpt2" => gpt2::build,
         "llama" | "mistral" | "qwen2" | "phi3" => llama::build,
-        "gemma3_text" => gemma3::build,
+        "gemma3_text" | "gemma3" => gemma3::build,
         other => {
-            // Gemma 3's multimodal checkpoints (4B and up) nest the text decoder's config under `text_config`.
-            let hint = if other == "gemma3" { " (the multimodal Gemma 3; tfc builds Gemma 3's text decoder, gemma3_text)" } else { "" };
             return Err(config.error(
                 "model_type",
                 format!(
-                    "= \"{other}\" is not supported{hint}; tfc imports the model types {}: pick a model of one of these",
+                    "= \"{other}\" is not supported; tfc imports the model types {}: pick a model of one of these",
                     SUPPORTED_MODEL_TYPES.join(", ")
                 ),
             ));
