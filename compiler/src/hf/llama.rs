@@ -120,7 +120,7 @@ pub(crate) fn build(
 /// `num_key_value_heads` (or `default`), which must divide the `heads` query heads.
 pub(crate) fn key_value_heads(config: &Config, heads: u64, default: u64) -> Result<u64, ImportError> {
     let kv_heads = config.u64_or("num_key_value_heads", default)?;
-    if kv_heads == 0 || heads % kv_heads != 0 {
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
         return Err(config.error("num_key_value_heads", format!("({kv_heads}) must divide num_attention_heads ({heads})")));
     }
     Ok(kv_heads)
