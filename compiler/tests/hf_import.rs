@@ -31,6 +31,7 @@ fn check_decoder(name: &str) -> Graph {
     assert_eq!(graph.symbol_max("past"), Some(127));
     assert_eq!(graph.symbol_max("batch"), None, "decoders run batch 1");
     assert_eq!(graph.metadata["context_length"], "128");
+    assert_eq!(graph.metadata["kv_dtype"], "f32");
     let layers = if name == "tiny-gemma3" { "6" } else { "2" };
     for (key, value) in [("hidden_size", "64"), ("num_layers", layers), ("vocab_size", "256"), ("source", name)] {
         assert_eq!(graph.metadata[key], value, "metadata {key}");

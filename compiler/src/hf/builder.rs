@@ -83,6 +83,7 @@ impl<'a> Builder<'a> {
         b.batch = Dim::from(1u64);
         b.past = Some(b.g.symbol("past", context - 1));
         b.g.metadata.insert("context_length".into(), context.to_string());
+        b.g.metadata.insert("kv_dtype".into(), kv_dtype.to_string());
         b
     }
 
