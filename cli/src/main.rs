@@ -29,8 +29,9 @@ enum Command {
     ///
     /// MODEL is a HuggingFace model folder: config.json with *.safetensors (one file or sharded with
     /// model.safetensors.index.json) and, optionally, tokenizer.json (supported architectures: bert, roberta, gpt2,
-    /// llama, mistral, qwen2); or a GGUF file (architectures llama, qwen2, phi3, bert), whose weights keep their formats
-    /// (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K).
+    /// llama, mistral, qwen2, phi3, gemma3_text, gemma3); or a GGUF file (architectures llama, qwen2, phi3, gemma3,
+    /// gpt2, bert), whose weights keep their formats (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
+    /// Q5_K, Q6_K).
     Compile {
         model: PathBuf,
         /// Bundle folder to write; it is replaced only once the new bundle is complete.
@@ -59,6 +60,10 @@ enum Command {
         /// the nearest format that fits (`tfc inspect` shows what each tensor became).
         #[arg(long, value_parser = parse_quant)]
         quant: Option<DType>,
+        /// How a decoder's KV cache stores keys and values: f32, or f16 (half the memory, so twice the context fits
+        /// a binding; values rounded to f16, no shader-f16 feature needed).
+        #[arg(long, default_value = "f32", value_parser = parse_kv_dtype)]
+        kv_dtype: DType,
     },
     /// Summarise a bundle: model, ops, parameters, bytes per dtype, chunks, and the GPU limits it needs.
     Inspect {
@@ -203,6 +208,14 @@ enum Target {
     Wasm,
 }
 
+fn parse_kv_dtype(s: &str) -> Result<DType, String> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        other => Err(format!("`{other}` is not a KV cache dtype; choose f32 or f16")),
+    }
+}
+
 fn parse_quant(s: &str) -> Result<DType, String> {
     match DType::from_name(&s.to_ascii_lowercase()) {
         Some(d) if d.is_float() => Ok(d),
@@ -237,7 +250,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant } => {
+        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant, kv_dtype } => {
             let wasm = match &target {
                 None => WasmTarget::WhereSupported,
                 Some(t) if !t.contains(&Target::Webgpu) => {
@@ -246,7 +259,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(t) if t.contains(&Target::Wasm) => WasmTarget::Required,
                 Some(_) => WasmTarget::Off,
             };
-            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, wasm, quant };
+            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, kv_dtype, wasm, quant };
             let started = Instant::now();
             let report = tfc_compiler::compile(&model, &output, &opts, &mut Bar::new())
                 .with_context(|| format!("compiling {}", model.display()))?;

@@ -165,7 +165,7 @@ fn minilm_matches_transformers_and_the_webgpu_path() {
 #[test]
 fn tiny_decoders_match_transformers() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, threads) in [("tiny-gpt2", 1), ("tiny-llama", 2), ("tiny-qwen2", 3)] {
+    for (name, threads) in [("tiny-gpt2", 1), ("tiny-llama", 2), ("tiny-qwen2", 3), ("tiny-gemma3", 2), ("tiny-phi3", 1)] {
         let out = dir.path().join(name);
         compile(&tfc_fixtures::tiny_model(name), &out, &required(), &mut Quiet).unwrap_or_else(|e| panic!("{name}: {e}"));
         let r = reference(name);
@@ -188,6 +188,25 @@ fn wasm_matches_webgpu(name: &str, bundle: &Path, input_ids: &Tensor, threads: u
     let error = relative_l2(&got.to_f32(), &webgpu.to_f32());
     println!("{name} ({threads} threads): relative L2 {error:.2e} to the WebGPU path");
     assert!(error <= 1e-5, "{name}: relative L2 {error:.3e} to the WebGPU path > 1e-5");
+}
+
+/// A prompt through tiny-llama with its KV cache stored as f16: the fallback's cache writes round like the WebGPU
+/// path's.
+#[test]
+fn f16_kv_cache_matches_the_webgpu_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("tiny-llama-kv-f16");
+    let opts = CompileOptions { kv_dtype: DType::F16, ..required() };
+    compile(&tfc_fixtures::tiny_model("tiny-llama"), &out, &opts, &mut Quiet).unwrap();
+    let r = reference("tiny-llama");
+    let inputs = BTreeMap::from([("input_ids".to_string(), r["input_ids"].clone())]);
+    let got = run_wasm(&out, &inputs, 2).unwrap().remove("logits").unwrap();
+    let mut gpu = tfc_runtime::Session::new(&tfc_runtime::Bundle::open(&out).unwrap()).unwrap();
+    let webgpu = gpu.run(&inputs).unwrap().into_iter().find(|(n, _)| n == "logits").unwrap().1;
+    let (error, vs_webgpu) = (relative_l2(&got.to_f32(), &r["logits"].to_f32()), relative_l2(&got.to_f32(), &webgpu.to_f32()));
+    println!("tiny-llama, f16 KV cache: relative L2 {error:.2e} to transformers, {vs_webgpu:.2e} to the WebGPU path");
+    assert!(error <= 2e-3, "relative L2 {error:.3e} to transformers > 2e-3");
+    assert!(vs_webgpu <= 1e-5, "relative L2 {vs_webgpu:.3e} to the WebGPU path > 1e-5");
 }
 
 #[test]

@@ -106,6 +106,22 @@ impl Format {
         }
     }
 
+    /// Stores the f32 in local `value` at the byte address on the stack, in this (float) format: f16 rounded to
+    /// nearest, ties to even.
+    pub fn store1(self, b: &mut Body, value: Local) {
+        match self {
+            Format::F32 => {
+                b.get(value).f32_store(0);
+            }
+            Format::F16 => {
+                b.get(value);
+                f32_to_half(b);
+                b.op(I::I32Store16(mem(0, 1)));
+            }
+            other => unreachable!("kernels store floats as f32 or f16, not {other:?}"),
+        }
+    }
+
     /// Replaces the byte address on the stack by the element there as an i32 (floats truncated toward zero,
     /// saturating, as Rust's `as`).
     pub fn load1_i32(self, b: &mut Body) {
@@ -491,3 +507,4 @@ const QUANT_SCALE: f32 = (1 << 24) as f32;
 fn i8x16_bits(v: u8) -> i128 {
     i128::from_le_bytes([v; 16])
 }
+

@@ -267,8 +267,19 @@ pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Kernel, CodegenEr
             new.address(b, args.input(0), at);
             new.load4(b);
         });
+    } else if state == Format::F16 {
+        // An f16 cache: each value rounded as it is stored.
+        let (i, value) = (b.i32(), b.f32());
+        b.for_range(i, |b| { b.get(start); }, end, 1, |b| {
+            new.address(b, args.input(0), i);
+            new.load1(b);
+            b.set(value);
+            b.get(first).get(i).op(I::I32Add).set(target);
+            state.address(b, args.output(), target);
+            state.store1(b, value);
+        });
     } else {
-        return Err(node.error(format!("writes {} rows into a {} cache; kernels store caches as f32 or as their rows' dtype", node.inputs[1].dtype, node.inputs[0].dtype)));
+        return Err(node.error(format!("writes {} rows into a {} cache; kernels store caches as f32, f16 or their rows' dtype", node.inputs[1].dtype, node.inputs[0].dtype)));
     }
     Ok(Kernel { name: "cache_write".into(), body: b, bindings: 2, params })
 }

@@ -99,7 +99,7 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         Op::Slice { axis, start, .. } => movement::slice(&node, *axis, start)?,
         Op::Concat { axis } => movement::concat(&node, *axis)?,
         Op::Rope { interleaved } => rope::rope(&node, *interleaved)?,
-        Op::Attention { causal, scale } => attention::attention(&node, *causal, *scale)?,
+        Op::Attention { causal, scale, window } => attention::attention(&node, *causal, *scale, *window)?,
     };
     if let Some(i) = parts.inputs.iter().position(|&(dtype, access)| dtype.is_block() && access != shader::Access::Float) {
         return Err(node.error(format!(

@@ -416,7 +416,7 @@ fn attention_variants() {
         let mask_f = input(&mut g, "maskf", DType::F32, &[c(2), t.clone()]);
         for causal in [false, true] {
             for operands in [vec![q, k, v], vec![q, k, v, mask_i], vec![q, k, v, mask_f]] {
-                let id = add(&mut g, Op::Attention { causal, scale: 0.125 }, &operands);
+                let id = add(&mut g, Op::Attention { causal, scale: 0.125, window: None }, &operands);
                 if ev_ > 256 {
                     assert!(unsupported(&g, id).contains("at most 256"));
                     continue;
@@ -429,7 +429,7 @@ fn attention_variants() {
         }
     }
     let q = input(&mut g, "qs", DType::F32, &[c(1), s.clone(), c(2), s.clone()]);
-    let id = add(&mut g, Op::Attention { causal: false, scale: 1.0 }, &[q, q, q]);
+    let id = add(&mut g, Op::Attention { causal: false, scale: 1.0, window: None }, &[q, q, q]);
     assert!(unsupported(&g, id).contains("constant"));
 }
 
@@ -442,7 +442,7 @@ fn attention_decoding_splits_the_features() {
     let q = input(&mut g, "q", DType::F32, &[c(1), s.clone(), c(32), c(128)]);
     let k = input(&mut g, "k", DType::F32, &[c(1), t.clone(), c(8), c(128)]);
     let v = input(&mut g, "v", DType::F32, &[c(1), t.clone(), c(8), c(128)]);
-    let id = add(&mut g, Op::Attention { causal: true, scale: 0.088 }, &[q, k, v]);
+    let id = add(&mut g, Op::Attention { causal: true, scale: 0.088, window: None }, &[q, k, v]);
     let decode = check(&g, id, &env(&[("sequence", 1), ("past", 99)]));
     assert_eq!(decode.params, vec![1, 1, 32, 100, 8, 4]);
     assert_eq!(decode.workgroups, 8 * 4);
@@ -457,9 +457,9 @@ fn attention_with_half_key_values_and_odd_scale() {
     let q = input(&mut g, "q", DType::F32, &[c(1), c(3), c(4), c(16)]);
     let k = weight(&mut g, "k", DType::F16, &[1, 100, 2, 16]);
     let v = weight(&mut g, "v", DType::BF16, &[1, 100, 2, 24]);
-    let r = run(&mut g, Op::Attention { causal: true, scale: 0.1 / 3.0 }, &[q, k, v], &env(&[]));
+    let r = run(&mut g, Op::Attention { causal: true, scale: 0.1 / 3.0, window: None }, &[q, k, v], &env(&[]));
     assert_eq!(r.params, vec![1, 3, 4, 100, 2, 1]);
     assert_eq!(r.workgroups, 2 * 2);
-    let id = add(&mut g, Op::Attention { causal: true, scale: f32::NAN }, &[q, k, v]);
+    let id = add(&mut g, Op::Attention { causal: true, scale: f32::NAN, window: None }, &[q, k, v]);
     assert!(unsupported(&g, id).contains("finite"));
 }

@@ -263,3 +263,23 @@ fn an_unsupported_architecture_is_an_error_listing_the_supported_ones() {
     let err = tfc_compiler::load_graph(&path, &Default::default()).unwrap_err().to_string();
     assert!(err.contains("architecture `mamba` is not supported") && err.contains("llama, qwen2"), "{err}");
 }
+
+/// tiny-gemma3 and tiny-gpt2 converted by llama.cpp's convert_hf_to_gguf.py (Gemma's norms stored as 1 + w, no
+/// query_pre_attn_scalar, llama.cpp's fixed local/global pattern; GPT-2's Conv1D matrices transposed), imported and
+/// run by the interpreter, against transformers on the HF models: the prompt's logits and every decoding step.
+#[test]
+fn ggufs_from_llama_cpps_converter_match_transformers() {
+    for (name, architecture) in [("tiny-gemma3", "gemma3"), ("tiny-gpt2", "gpt2")] {
+        let file = tfc_fixtures::gguf_model(&format!("{name}-f32.gguf"));
+        let graph = tfc_compiler::load_graph(&file, &Default::default()).unwrap();
+        assert_eq!(graph.metadata["architecture"], architecture);
+        let r = tfc_fixtures::reference(name);
+        let inputs = [("input_ids".to_string(), r["input_ids"].clone())].into();
+        let outputs = tfc_ir::interp::run(&graph, &inputs).unwrap();
+        let logits = &outputs.iter().find(|(n, _)| n == "logits").unwrap().1;
+        let error = tfc_ir::relative_l2(&logits.to_f32(), &r["logits"].to_f32());
+        let worst = tfc_fixtures::interpreter_decoding_error(&graph, name);
+        println!("{name} GGUF: relative L2 {error:.2e} on the prompt, at worst {worst:.2e} while decoding");
+        assert!(error <= 1e-4, "{name}: relative L2 {error:.3e} > 1e-4");
+    }
+}
