@@ -205,6 +205,46 @@ fn quantized_decoders_match_the_webgpu_path() {
 }
 
 /// A graph whose one activation has `width` f32 per token, so its memory grows with the sequence limit.
+/// `tfc generate ARGS --json` on `backend`: the generated token ids.
+fn generated(bundle: &Path, backend: &str, args: &[&str]) -> Vec<u64> {
+    let out = Command::new(env!("CARGO_BIN_EXE_tfc"))
+        .args(["generate", &bundle.display().to_string(), "--backend", backend, "--json"])
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tfc generate --backend {backend}: {}", String::from_utf8_lossy(&out.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    reply["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect()
+}
+
+/// Real SmolLM2-135M-Instruct Q4_1: tfc.js's generation loop on the fallback (`tfc generate --backend wasm`, the
+/// KV cache in WASM memory across runs) gives the native runtime's tokens: greedy on three prompts, and sampled with
+/// a seed (the same ChaCha8 numbers on both sides). Top-p keeps the sampled draw clear of the rounding differences
+/// of the two backends' sums over the whole vocabulary (docs/js-api.md, "Sampling").
+#[test]
+fn smollm2_generates_the_native_tokens_on_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("smollm2");
+    let opts = CompileOptions { max_sequence: Some(256), ..required() };
+    compile(&tfc_fixtures::smollm2_gguf(), &out, &opts, &mut Quiet).unwrap();
+    let greedy = ["--max-tokens", "16"];
+    let sampled = ["--max-tokens", "16", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7"];
+    for (prompt, settings, threads) in [
+        ("The capital of France is", &greedy[..], "1"),
+        ("def fibonacci(n):", &greedy[..], "2"),
+        ("Water boils at a temperature of", &greedy[..], "1"),
+        ("Once upon a time", &sampled[..], "1"),
+    ] {
+        let args = [&["--prompt", prompt][..], settings].concat();
+        let native = generated(&out, "native", &args);
+        let wasm = generated(&out, "wasm", &[&args[..], &["--threads", threads]].concat());
+        println!("{prompt:?} {settings:?}: {native:?} natively, {} equal on WASM ({threads} threads)", wasm.iter().zip(&native).take_while(|(a, b)| a == b).count());
+        assert_eq!(native.len(), 16, "{prompt:?}: the native runtime stopped early");
+        assert_eq!(wasm, native, "{prompt:?} {settings:?}: WASM tokens differ from the native runtime's");
+    }
+}
+
 fn wide_graph(width: u64, max_sequence: u64) -> Graph {
     let mut g = Graph::new();
     let s = g.symbol("sequence", max_sequence);
