@@ -107,7 +107,8 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
-        /// Print {"tokens": [generated ids], "text": "..."} at the end instead of streaming text.
+        /// Print {"tokens": [generated ids], "text": "...", "timing": {device, first_token_ms, decode_ms}} at the end
+        /// instead of streaming text.
         #[arg(long)]
         json: bool,
     },
@@ -431,7 +432,8 @@ fn generate(bundle: &Path, engine: &Engine, prompt: Prompt, max_tokens: usize, s
         None => None,
     };
     if json {
-        println!("{}", serde_json::json!({ "tokens": generated, "text": text }));
+        let timing = serde_json::json!({ "device": device, "first_token_ms": first_token_ms, "decode_ms": decode_ms });
+        println!("{}", serde_json::json!({ "tokens": generated, "text": text, "timing": timing }));
     } else {
         if tokenizer.is_none() {
             print!("{}", generated.iter().map(u32::to_string).collect::<Vec<_>>().join(","));

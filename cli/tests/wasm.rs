@@ -219,29 +219,38 @@ fn generated(bundle: &Path, backend: &str, args: &[&str]) -> Vec<u64> {
 }
 
 /// Real SmolLM2-135M-Instruct Q4_1: tfc.js's generation loop on the fallback (`tfc generate --backend wasm`, the
-/// KV cache in WASM memory across runs) gives the native runtime's tokens: greedy on three prompts, and sampled with
-/// a seed (the same ChaCha8 numbers on both sides). Top-p keeps the sampled draw clear of the rounding differences
-/// of the two backends' sums over the whole vocabulary (docs/js-api.md, "Sampling").
+/// KV cache in WASM memory across runs) gives the native runtime's tokens: greedy on three prompts (the native ones
+/// are also the committed runtime/js/test/fixtures/smollm2-greedy.json that the browser test compares with), and
+/// sampled with a seed (the same ChaCha8 numbers on both sides). Top-p keeps the sampled draw clear of the rounding
+/// differences of the two backends' sums over the whole vocabulary (docs/js-api.md, "Sampling").
 #[test]
 fn smollm2_generates_the_native_tokens_on_the_fallback() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("smollm2");
     let opts = CompileOptions { max_sequence: Some(256), ..required() };
     compile(&tfc_fixtures::smollm2_gguf(), &out, &opts, &mut Quiet).unwrap();
-    let greedy = ["--max-tokens", "16"];
-    let sampled = ["--max-tokens", "16", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7"];
-    for (prompt, settings, threads) in [
-        ("The capital of France is", &greedy[..], "1"),
-        ("def fibonacci(n):", &greedy[..], "2"),
-        ("Water boils at a temperature of", &greedy[..], "1"),
-        ("Once upon a time", &sampled[..], "1"),
-    ] {
-        let args = [&["--prompt", prompt][..], settings].concat();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/js/test/fixtures/smollm2-greedy.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut cases = Vec::new();
+    for (i, case) in fixture["cases"].as_array().unwrap().iter().enumerate() {
+        let tokens: Vec<u64> = case["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+        let args = vec!["--prompt".to_string(), case["prompt"].as_str().unwrap().to_string(), "--max-tokens".into(), "16".into()];
+        cases.push((args, Some(tokens), if i == 1 { "2" } else { "1" }));
+    }
+    let sampled = ["--prompt", "Once upon a time", "--max-tokens", "16", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7"];
+    cases.push((sampled.iter().map(|a| a.to_string()).collect(), None, "1"));
+    assert_eq!(cases.len(), 4);
+    for (args, committed, threads) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let native = generated(&out, "native", &args);
         let wasm = generated(&out, "wasm", &[&args[..], &["--threads", threads]].concat());
-        println!("{prompt:?} {settings:?}: {native:?} natively, {} equal on WASM ({threads} threads)", wasm.iter().zip(&native).take_while(|(a, b)| a == b).count());
-        assert_eq!(native.len(), 16, "{prompt:?}: the native runtime stopped early");
-        assert_eq!(wasm, native, "{prompt:?} {settings:?}: WASM tokens differ from the native runtime's");
+        let equal = wasm.iter().zip(&native).take_while(|(a, b)| a == b).count();
+        println!("{args:?}: {native:?} natively, the first {equal} equal on WASM ({threads} threads)");
+        assert_eq!(native.len(), 16, "{args:?}: the native runtime stopped early");
+        if let Some(committed) = committed {
+            assert_eq!(native, committed, "{args:?}: the native runtime no longer gives the committed tokens");
+        }
+        assert_eq!(wasm, native, "{args:?}: WASM tokens differ from the native runtime's");
     }
 }
 
