@@ -192,7 +192,7 @@ def minilm_browser(results):
         "localhost or through a 100 Mbit/s link with 20 ms latency (DevTools emulation); a second visit finds the",
         "weights in the Cache API. Milliseconds from the page's `import('tfc.js')` until the weights are in, until",
         f"`load()` resolves and until the {output[0]} arrives, then the {output[1]} alone; medians of",
-        f"{results['runs']} visits each. The WASM fallback runs one thread (the page is not cross-origin isolated).",
+        f"{results['runs']} visit{'s' if results['runs'] > 1 else ''} each. The WASM fallback runs one thread (the page is not cross-origin isolated).",
         "",
         f"| backend | visit | weights in | load() | {output[0]} | {output[1]} |",
         "|---|---|---:|---:|---:|---:|",

@@ -107,6 +107,7 @@ export class Decoder {
         `has the outputs ${outputs.map((o) => o.name).join(', ')} (use run(), or recompile a decoder with this tfc)`);
     }
     this.context = Number(model.context_length);
+    this.vocabulary = Number(model.vocab_size ?? 2 ** 31);
     this.chunk = symbols.find((s) => s.name === 'sequence')?.max ?? 1;
     this.penalized = penalized.shape[0];
     this.endOfSequence = (model.eos_token_ids ?? '').split(',').filter(Boolean).map(Number);
@@ -121,6 +122,8 @@ export class Decoder {
   async *tokens(prompt, options) {
     const { maxTokens, settings, seed } = options;
     if (prompt.length === 0) fail('input', 'the prompt has no tokens');
+    const bad = prompt.find((id) => !Number.isInteger(id) || id < 0 || id >= this.vocabulary);
+    if (bad !== undefined) fail('input', `the prompt has the token id ${bad}, which is not in this model's vocabulary of ${this.vocabulary}`);
     if (prompt.length > this.context) {
       fail('input', `the prompt has ${prompt.length} tokens, more than this model's context of ${this.context}`);
     }

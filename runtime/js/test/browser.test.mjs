@@ -311,6 +311,7 @@ test('misuse gives errors with stable codes', async () => {
     const result = {
       generate: await code(() => model.generate('Hello')),
       option: await code(() => model.generateTokens([1, 2], { temperature: -1 })),
+      badId: await code(() => model.generateTokens([1, -2]).next()),
       embed: await code(() => model.embed('Hello')),
       unknownInput: await code(() => model.run({ ids: { data: [1], shape: [1, 1] } })),
       tooLong: await code(() => model.run({ input_ids: { data: new Int32Array(1000), shape: [1, 1000] } })),
@@ -329,6 +330,7 @@ test('misuse gives errors with stable codes', async () => {
   assert.deepEqual(codes, {
     generate: 'no-tokenizer',
     option: 'bad-option',
+    badId: 'input',
     interrupted: 'interrupted',
     embed: 'no-tokenizer',
     unknownInput: 'input',
