@@ -88,7 +88,8 @@ enum Command {
     /// The prompt fills the KV cache on the GPU, then one token per step is drawn on the GPU (only its id comes
     /// back), until an end-of-sequence token of the model or --max-tokens. The default is greedy (temperature 0:
     /// the most likely token). With --backend wasm, the WASM fallback generates in Node.js with tfc.js's
-    /// generation loop; the same seed gives the same text on both backends.
+    /// generation loop; a seed gives the same random numbers on both backends, so the same tokens but where their
+    /// rounding differences move a draw across a token's boundary (docs/js-api.md, "Sampling and seeds").
     Generate {
         bundle: PathBuf,
         #[command(flatten)]

@@ -68,6 +68,10 @@ function numberOption(options, name, fallback, valid, what) {
 
 /** Generation options (docs/js-api.md) checked, with the CLI's defaults filled in. */
 export function generationOptions(options) {
+  if ('chat' in options) {
+    badOption('tfc.js does not apply chat templates (Jinja programs, too large a runtime to render exactly): format ' +
+      'the prompt with the model\'s template (manifest.model.chat_template) yourself, or use `tfc generate --chat`');
+  }
   const known = 'maxTokens temperature topK topP minP repeatPenalty repeatLastN seed stop'.split(' ');
   const unknown = Object.keys(options).find((k) => !known.includes(k));
   if (unknown) badOption(`unknown generate() option \`${unknown}\` (the options: ${known.join(', ')})`);

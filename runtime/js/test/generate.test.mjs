@@ -42,6 +42,7 @@ test('generation options are checked, with the CLI\'s defaults', () => {
   assert.equal(o.maxTokens, 64);
   assert.deepEqual(Array.from(o.settings), [0, 0, 1, 0, 1]);
   assert.equal(o.repeatLastN, 64);
+  assert.throws(() => generationOptions({ chat: true }), { code: 'bad-option', message: /chat templates/ });
   for (const bad of [{ temperature: -1 }, { topP: 2 }, { seed: -1 }, { seed: 2n ** 64n }, { stop: [''] }, { maxTokns: 3 }]) {
     assert.throws(() => generationOptions(bad), { code: 'bad-option' }, JSON.stringify(bad, (_, v) => String(v)));
   }
