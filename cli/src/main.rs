@@ -92,9 +92,13 @@ enum Command {
     ///
     /// The prompt fills the KV cache on the GPU, then one token per step is drawn on the GPU (only its id comes
     /// back), until an end-of-sequence token of the model or --max-tokens. The default is greedy (temperature 0:
-    /// the most likely token).
+    /// the most likely token). With --backend wasm, the WASM fallback generates in Node.js with tfc.js's
+    /// generation loop; a seed gives the same random numbers on both backends, so the same tokens but where their
+    /// rounding differences move a draw across a token's boundary (docs/js-api.md, "Sampling and seeds").
     Generate {
         bundle: PathBuf,
+        #[command(flatten)]
+        engine: Engine,
         /// The prompt, tokenized with the bundle's tokenizer.
         #[arg(long, conflicts_with_all = ["tokens", "chat"], required_unless_present_any = ["tokens", "chat"])]
         prompt: Option<String>,
@@ -109,7 +113,8 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
-        /// Print {"tokens": [generated ids], "text": "..."} at the end instead of streaming text.
+        /// Print {"tokens": [generated ids], "text": "...", "timing": {device, first_token_ms, decode_ms}} at the end
+        /// instead of streaming text.
         #[arg(long)]
         json: bool,
     },
@@ -332,8 +337,8 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate { bundle, prompt, chat, tokens, max_tokens, sampling, json } => {
-            generate(&bundle, Prompt { text: prompt, chat, tokens }, max_tokens, sampling.sampling(), json)
+        Command::Generate { bundle, engine, prompt, chat, tokens, max_tokens, sampling, json } => {
+            generate(&bundle, &engine, Prompt { text: prompt, chat, tokens }, max_tokens, sampling.sampling(), json)
         }
         Command::Bench { bundle, engine, batch, sequence, past, iterations, warmup } => {
             let b = Bundle::open(&bundle)?;
@@ -418,7 +423,7 @@ struct Prompt {
     tokens: Option<Vec<u32>>,
 }
 
-fn generate(bundle: &Path, prompt: Prompt, max_tokens: usize, sampling: Sampling, json: bool) -> Result<()> {
+fn generate(bundle: &Path, engine: &Engine, prompt: Prompt, max_tokens: usize, sampling: Sampling, json: bool) -> Result<()> {
     let b = Bundle::open(bundle)?;
     let tokenizer = if b.manifest.tokenizer.is_some() { Some(Tokenizer::from_bundle(&b)?) } else { None };
     let need_tokenizer = || tokenizer.as_ref().context("this bundle has no tokenizer; give the prompt as --tokens");
@@ -432,54 +437,77 @@ fn generate(bundle: &Path, prompt: Prompt, max_tokens: usize, sampling: Sampling
         }
         _ => bail!("give a --prompt, --chat or --tokens"),
     };
+    let mut stream = tokenizer.as_ref().map(TextStream::new);
+    let mut out = std::io::stdout();
+    let mut generated = Vec::new();
+    let mut on_token = |next: u32| -> Result<()> {
+        generated.push(next);
+        if let (Some(s), false) = (&mut stream, json) {
+            write!(out, "{}", s.push(next)?)?;
+            out.flush()?;
+        }
+        Ok(())
+    };
+    let (device, first_token_ms, decode_ms) = match engine.backend {
+        Backend::Native => generate_native(&b, &prompt_ids, max_tokens, sampling, &mut on_token)?,
+        Backend::Wasm => {
+            let run = wasm::generate(bundle, &b.manifest, &prompt_ids, max_tokens, &sampling, engine.threads, &mut on_token)?;
+            (run.device, run.prompt_ms, run.decode_ms)
+        }
+    };
+    let text = match &tokenizer {
+        Some(t) => Some(t.decode(&generated)?),
+        None => None,
+    };
+    if json {
+        let timing = serde_json::json!({ "device": device, "first_token_ms": first_token_ms, "decode_ms": decode_ms });
+        println!("{}", serde_json::json!({ "tokens": generated, "text": text, "timing": timing }));
+    } else {
+        if tokenizer.is_none() {
+            print!("{}", generated.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+        }
+        println!();
+        eprintln!(
+            "{} prompt tokens, {} generated; first token after {first_token_ms:.1} ms, then {:.1} tokens/s on {device}",
+            prompt_ids.len(),
+            generated.len(),
+            generated.len().saturating_sub(1) as f64 / (decode_ms / 1e3).max(1e-9),
+        );
+    }
+    Ok(())
+}
+
+/// Generates on the native runtime, as `Decoder` feeds it: returns the adapter's name, the milliseconds until the
+/// first token and after it.
+fn generate_native(
+    b: &Bundle,
+    prompt_ids: &[u32],
+    max_tokens: usize,
+    sampling: Sampling,
+    on_token: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<(String, f64, f64)> {
     let end_of_sequence: Vec<u32> = b
         .manifest
         .model
         .get("eos_token_ids")
         .map(|ids| ids.split(',').filter_map(|t| t.parse().ok()).collect())
         .unwrap_or_default();
-    let mut decoder = Decoder::new(Session::new(&b)?)?;
+    let mut decoder = Decoder::new(Session::new(b)?)?;
     decoder.set_sampling(sampling);
-    let mut stream = tokenizer.as_ref().map(TextStream::new);
-    let mut out = std::io::stdout();
     let started = Instant::now();
-    let mut next = decoder.feed(&prompt_ids, false)?.next_token;
+    let mut next = decoder.feed(prompt_ids, false)?.next_token;
     let first_token = started.elapsed();
-    let mut generated = Vec::new();
-    while generated.len() < max_tokens && !end_of_sequence.contains(&next) {
-        generated.push(next);
-        if let (Some(s), false) = (&mut stream, json) {
-            write!(out, "{}", s.push(next)?)?;
-            out.flush()?;
-        }
-        if generated.len() == max_tokens || decoder.past() == decoder.context_length() {
+    let mut count = 0;
+    while count < max_tokens && !end_of_sequence.contains(&next) {
+        on_token(next)?;
+        count += 1;
+        if count == max_tokens || decoder.past() == decoder.context_length() {
             break;
         }
         next = decoder.feed(&[next], false)?.next_token;
     }
-    let elapsed = started.elapsed();
-    let text = match &tokenizer {
-        Some(t) => Some(t.decode(&generated)?),
-        None => None,
-    };
-    if json {
-        println!("{}", serde_json::json!({ "tokens": generated, "text": text }));
-    } else {
-        if tokenizer.is_none() {
-            print!("{}", generated.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
-        }
-        println!();
-        let decode = (elapsed - first_token).as_secs_f64();
-        eprintln!(
-            "{} prompt tokens, {} generated; first token after {:.1} ms, then {:.1} tokens/s on {}",
-            prompt_ids.len(),
-            generated.len(),
-            first_token.as_secs_f64() * 1e3,
-            generated.len().saturating_sub(1) as f64 / decode.max(1e-9),
-            decoder.session().adapter_name()
-        );
-    }
-    Ok(())
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    Ok((decoder.session().adapter_name().to_string(), ms(first_token), ms(started.elapsed() - first_token)))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -229,6 +229,55 @@ fn quantized_decoders_match_the_webgpu_path() {
 }
 
 /// A graph whose one activation has `width` f32 per token, so its memory grows with the sequence limit.
+/// `tfc generate ARGS --json` on `backend`: the generated token ids.
+fn generated(bundle: &Path, backend: &str, args: &[&str]) -> Vec<u64> {
+    let out = Command::new(env!("CARGO_BIN_EXE_tfc"))
+        .args(["generate", &bundle.display().to_string(), "--backend", backend, "--json"])
+        .args(args)
+        .env("XDG_RUNTIME_DIR", std::env::var("XDG_RUNTIME_DIR").unwrap_or("/tmp".into()))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "tfc generate --backend {backend}: {}", String::from_utf8_lossy(&out.stderr));
+    let reply: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    reply["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect()
+}
+
+/// Real SmolLM2-135M-Instruct Q4_1: tfc.js's generation loop on the fallback (`tfc generate --backend wasm`, the
+/// KV cache in WASM memory across runs) gives the native runtime's tokens: greedy on three prompts (the native ones
+/// are also the committed runtime/js/test/fixtures/smollm2-greedy.json that the browser test compares with), and
+/// sampled with a seed (the same ChaCha8 numbers on both sides). Top-p keeps the sampled draw clear of the rounding
+/// differences of the two backends' sums over the whole vocabulary (docs/js-api.md, "Sampling").
+#[test]
+fn smollm2_generates_the_native_tokens_on_the_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("smollm2");
+    let opts = CompileOptions { max_sequence: Some(256), ..required() };
+    compile(&tfc_fixtures::smollm2_gguf(), &out, &opts, &mut Quiet).unwrap();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../runtime/js/test/fixtures/smollm2-greedy.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let mut cases = Vec::new();
+    for (i, case) in fixture["cases"].as_array().unwrap().iter().enumerate() {
+        let tokens: Vec<u64> = case["tokens"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+        let args = vec!["--prompt".to_string(), case["prompt"].as_str().unwrap().to_string(), "--max-tokens".into(), "16".into()];
+        cases.push((args, Some(tokens), if i == 1 { "2" } else { "1" }));
+    }
+    let sampled = ["--prompt", "Once upon a time", "--max-tokens", "16", "--temperature", "0.8", "--top-p", "0.9", "--seed", "7"];
+    cases.push((sampled.iter().map(|a| a.to_string()).collect(), None, "1"));
+    assert_eq!(cases.len(), 4);
+    for (args, committed, threads) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let native = generated(&out, "native", &args);
+        let wasm = generated(&out, "wasm", &[&args[..], &["--threads", threads]].concat());
+        let equal = wasm.iter().zip(&native).take_while(|(a, b)| a == b).count();
+        println!("{args:?}: {native:?} natively, the first {equal} equal on WASM ({threads} threads)");
+        assert_eq!(native.len(), 16, "{args:?}: the native runtime stopped early");
+        if let Some(committed) = committed {
+            assert_eq!(native, committed, "{args:?}: the native runtime no longer gives the committed tokens");
+        }
+        assert_eq!(wasm, native, "{args:?}: WASM tokens differ from the native runtime's");
+    }
+}
+
 fn wide_graph(width: u64, max_sequence: u64) -> Graph {
     let mut g = Graph::new();
     let s = g.symbol("sequence", max_sequence);

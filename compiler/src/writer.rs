@@ -76,10 +76,11 @@ impl Drop for Staging {
 }
 
 /// The JS runtime's ES modules (runtime/js/src) in dependency order; the last is the entry point.
-const RUNTIME_MODULES: [&str; 7] = [
+const RUNTIME_MODULES: [&str; 8] = [
     include_str!("../../runtime/js/src/errors.js"),
     include_str!("../../runtime/js/src/loader.js"),
     include_str!("../../runtime/js/src/manifest.js"),
+    include_str!("../../runtime/js/src/generate.js"),
     include_str!("../../runtime/js/src/tokenizer.js"),
     include_str!("../../runtime/js/src/wasm-backend.js"),
     include_str!("../../runtime/js/src/webgpu.js"),
