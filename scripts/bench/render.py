@@ -44,9 +44,10 @@ def minilm(results):
         "Reading: the host side (recording the dispatches, uploading inputs, reading back) costs a quarter to a",
         "third of a millisecond; the rest is GPU time. Short sequences are faster than PyTorch's eager kernels because the",
         "matrix products take a skinny path (4 rows per workgroup, K split across invocations) that keeps every SM",
-        "busy. At 512 tokens MiniLM's products (N = 384 or 1536) still make fewer than 128 of the large tiles, so they",
-        "stay on that skinny path, which re-reads the weights for every 4 rows: a mid-sized tile (64×64) for such",
-        "shapes, and query-blocked attention, are the next steps.",
+        "busy. Longer ones use 64×64 output tiles (128×128 once there are enough of those to fill the GPU); at 512",
+        "tokens the matrix products are still a few times slower than cuBLAS, and attention walks the keys one query",
+        "row group at a time: query-blocked attention and cooperative-matrix tiles where the adapter has them are the",
+        "next steps.",
         "",
     ]
     return lines
@@ -116,8 +117,8 @@ def generate(results):
     lines += [
         "PyTorch's eager `generate` is bound by the host here (a kernel launch per op from Python, in a virtual",
         "machine): it is the tool many users start from, not the fastest CUDA path; llama.cpp's CUDA build, the",
-        "stronger peer, is measured in the next section. tfc's first token is slower: a 128-token",
-        "prompt runs its matrix products on the skinny path (128 rows), which a prefill-sized tile would serve better.",
+        "stronger peer, is measured in the next section. tfc's first token is slower: its 128-token prompt runs",
+        "on 64×64 tiles of f32 FMAs, a few TFLOP/s, where PyTorch uses tensor cores.",
         "",
     ]
     return lines
@@ -264,31 +265,31 @@ def llamacpp(results):
     lines = [
         "## Decoding against llama.cpp (CUDA) on the same GGUF files (H100)",
         "",
-        f"{results['model']}, written as F16 GGUF and quantized with llama.cpp's `llama-quantize`; one call of",
-        "`scripts/bench/llamacpp_device.sh`. llama.cpp: `llama-bench -p 128 -n 128 -ngl 99` (CUDA, built from the",
+        "Random weights in the shapes below, written as F16 GGUF and quantized with llama.cpp's `llama-quantize`; one",
+        "call of `scripts/bench/llamacpp_device.sh`. llama.cpp: `llama-bench -p 128 -n 128 -ngl 99` (CUDA, built from the",
         "llama-cpp-python sdist's source on that machine); its time to first token is estimated as 128 tokens at its",
         f"prompt rate. tfc: `tfc generate` on the bundle compiled from the same file, {results['prompt']}-token prompt,",
         f"{results['new_tokens']} greedy tokens (Vulkan). Bandwidth is weight bytes per second over the copy bandwidth",
         f"measured in the same run ({copy / 1e12:.2f} TB/s).",
         "",
-        "| format | weights (GiB) | tfc decode (tok/s) | llama.cpp decode (tok/s) | tfc / llama.cpp | tfc bandwidth | llama.cpp bandwidth | tfc first token (ms) | llama.cpp first token (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | format | weights (GiB) | tfc decode (tok/s) | llama.cpp decode (tok/s) | tfc / llama.cpp | tfc bandwidth | llama.cpp bandwidth | tfc first token (ms) | llama.cpp first token (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for fmt, r in results["formats"].items():
+    for r in results["runs"]:
         w = r["bundle_weight_bytes"]
         t, l = r["tfc"], r["llama_cpp"]
         lines.append(
-            f"| {fmt} | {w / 2**30:.2f} | {t['decode_tokens_per_s']:.0f} | {l['decode_tokens_per_s']:.0f} | "
+            f"| {r['model']} | {r['format']} | {w / 2**30:.2f} | {t['decode_tokens_per_s']:.0f} | {l['decode_tokens_per_s']:.0f} | "
             f"{t['decode_tokens_per_s'] / l['decode_tokens_per_s']:.2f}× | {100 * w * t['decode_tokens_per_s'] / copy:.0f}% | "
             f"{100 * w * l['decode_tokens_per_s'] / copy:.0f}% | {t['first_token_ms']:.0f} | {l['first_token_ms_estimate']:.1f} |"
         )
     lines += [
         "",
-        "Reading: llama.cpp decodes 3–4× faster and prefills an order of magnitude faster. tfc's decoding step runs one",
-        "dispatch per op (about 300 per token, each a full pipeline barrier) and its quantized matrix-vector kernels",
-        "are not yet at the bandwidth the f16 ones reach; its prefill runs the 128-row products on the skinny path.",
-        "Fusing the per-layer elementwise ops into the matrix products, a prefill-sized tile, and cooperative-matrix",
-        "kernels where the adapter has them are the work this table measures.",
+        "Reading: llama.cpp decodes 3–4× faster and prefills 4–12× faster. A tfc decoding step runs one dispatch per op",
+        "(about 19 per layer, each followed by a full barrier, a few microseconds apiece: SmolLM2's 30 thin layers",
+        "make it slower than the 1B model's 16 wide ones), and its quantized matrix-vector kernels reach a fraction of",
+        "the bandwidth (see the next section). Fusing each layer's elementwise ops into the matrix products, and",
+        "8-bit integer dot products for the block formats, are the work this table measures.",
         "",
     ]
     return lines
