@@ -6,6 +6,7 @@ use crate::{gguf, hf};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tfc_ir::manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, Requirements, SymbolDecl, WasmDispatch, WasmFallback, WeightDecl};
+use tfc_ir::chat::ChatTemplate;
 use tfc_ir::{DType, Env, Graph};
 
 /// The WebGPU default for `maxStorageBufferBindingSize`, which every conformant adapter offers.
@@ -212,6 +213,15 @@ pub fn compile_graph(
         .collect();
     let mut model_info = graph.metadata.clone();
     model_info.insert("compiler".into(), format!("tfc {}", env!("CARGO_PKG_VERSION")));
+    let chat = match ChatTemplate::from_metadata(&graph.metadata).map(|t| t.format()) {
+        Some(Ok(format)) => Some(format),
+        Some(Err(why)) => {
+            notes.push(format!("no chat format in the bundle, so tfc.js cannot format conversations (`tfc generate --chat` can): {why}"));
+            model_info.insert("chat_format_unavailable".into(), why);
+            None
+        }
+        None => None,
+    };
     let manifest = Manifest {
         format: FORMAT_NAME.into(),
         version: FORMAT_VERSION,
@@ -227,6 +237,7 @@ pub fn compile_graph(
         requires,
         tokenizer,
         wasm,
+        chat,
     };
     let mut json = serde_json::to_vec_pretty(&manifest).expect("the manifest serialises");
     json.push(b'\n');

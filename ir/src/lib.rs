@@ -2,6 +2,7 @@
 //! refers to (memory-mapped from their source files), the bundle manifest types, and the reference interpreter
 //! that defines what every op means.
 
+pub mod chat;
 pub mod dim;
 pub mod dtype;
 pub mod graph;

@@ -32,6 +32,34 @@ pub struct Manifest {
     /// The WASM SIMD fallback, when the bundle was compiled for it (`--target webgpu,wasm`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub wasm: Option<WasmFallback>,
+    /// The model's chat template reduced to fixed texts around each message, when it can be (docs/bundle-format.md).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatFormat>,
+}
+
+/// A conversation's prompt: `system_start`, a leading system message's content and `system_end` (or `default_start`
+/// when there is none), then each user or assistant message between its turn's `start` and `end`, then
+/// `generation_prompt` to cue the assistant's reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatFormat {
+    pub system_start: String,
+    pub system_end: String,
+    /// What the template puts first when no system message opens the conversation: its BOS text and any default
+    /// system turn.
+    pub default_start: String,
+    pub user: Turn,
+    pub assistant: Turn,
+    /// Whether each message's content is trimmed of whitespace at both ends first.
+    pub trim_content: bool,
+    pub generation_prompt: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Turn {
+    pub start: String,
+    pub end: String,
 }
 
 /// The CPU fallback: one WebAssembly module running the same dispatches on the same buffers (docs/bundle-format.md).

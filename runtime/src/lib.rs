@@ -2,14 +2,13 @@
 //! chunk's sha256), checks the adapter against the bundle's needs, and runs its dispatch schedule with wgpu.
 
 mod bundle;
-mod chat;
 mod decoder;
 mod gpu;
 mod session;
 mod tokenizer;
 
 pub use bundle::Bundle;
-pub use chat::{ChatTemplate, Message};
+pub use tfc_ir::chat::{ChatTemplate, Message};
 pub use decoder::{Decoder, Sampling, Step};
 pub use gpu::Gpu;
 pub use session::{Profile, Session};

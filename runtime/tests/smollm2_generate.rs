@@ -27,6 +27,13 @@ fn smollm2_greedy_generation_agrees_with_llama_cpp() {
     let template = ChatTemplate::from_manifest(&bundle.manifest).expect("the bundle has the GGUF's chat template");
     let message = first["messages"][0]["content"].as_str().unwrap();
     assert_eq!(template.render(&[Message::new("user", message)], true).unwrap(), first["text"].as_str().unwrap());
+    // and reduces to the chat format tfc.js applies, which renders every reference conversation as jinja2 does.
+    let format = bundle.manifest.chat.as_ref().expect("the bundle has a chat format");
+    for case in chat["cases"].as_array().unwrap().iter().filter(|c| c["template"] == "smollm2") {
+        let messages: Vec<Message> =
+            case["messages"].as_array().unwrap().iter().map(|m| Message::new(m["role"].as_str().unwrap(), m["content"].as_str().unwrap())).collect();
+        assert_eq!(format.prompt(&messages, true).unwrap(), case["text"].as_str().unwrap());
+    }
 
     let mut decoder = Decoder::new(Session::new(&bundle).unwrap()).unwrap();
     let path = tfc_fixtures::root().join("reference/smollm2/greedy.json");
