@@ -461,7 +461,7 @@ fn generate(bundle: &Path, engine: &Engine, prompt: Prompt, max_tokens: usize, s
     };
     if json {
         let timing = serde_json::json!({ "device": device, "first_token_ms": first_token_ms, "decode_ms": decode_ms });
-        println!("{}", serde_json::json!({ "tokens": generated, "text": text, "timing": timing }));
+        println!("{}", serde_json::json!({ "prompt_tokens": prompt_ids, "tokens": generated, "text": text, "timing": timing }));
     } else {
         if tokenizer.is_none() {
             print!("{}", generated.iter().map(u32::to_string).collect::<Vec<_>>().join(","));

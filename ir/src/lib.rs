@@ -1,6 +1,6 @@
 //! tfc's intermediate representation: a typed dataflow graph over tensors with symbolic shapes, the weights it
-//! refers to (memory-mapped from their source files), the bundle manifest types, and the reference interpreter
-//! that defines what every op means.
+//! refers to (memory-mapped from their source files), the bundle manifest types, chat templates, and the reference
+//! interpreter that defines what every op means.
 
 pub mod chat;
 pub mod dim;

@@ -50,15 +50,28 @@ export interface Model {
   embed(texts: string[]): Promise<Float32Array[]>;
   /**
    * Text generation on a decoder bundle: the text after `prompt` (a string, tokenized with the model's special
-   * tokens, or token ids), piece by piece as tokens are drawn; a piece never splits a character. Ends at an
-   * end-of-sequence token of the model, a stop string (left out), `maxTokens`, or a full KV cache. Chat templates are
-   * not applied. Throws `generation-unavailable` for a bundle that is not a decoder, `no-tokenizer` without one.
+   * tokens; a conversation, formatted by `chatPrompt` and tokenized without adding special tokens, as `tfc generate
+   * --chat` does; or token ids), piece by piece as tokens are drawn; a piece never splits a character. Ends at an
+   * end-of-sequence token of the model, a stop string (left out), `maxTokens`, or a full KV cache. Throws
+   * `generation-unavailable` for a bundle that is not a decoder, `no-tokenizer` without one.
    */
-  generate(prompt: string | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<string>;
+  generate(prompt: string | ChatMessage[] | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<string>;
+  /**
+   * The prompt text of a conversation (a system message first if any, then user and assistant messages) in the
+   * model's chat format, ending with the cue for the assistant's reply. Throws `no-chat-format`, with the reason,
+   * for a bundle without one (a model without a chat template, or one the compiler could not reduce to a format).
+   */
+  chatPrompt(messages: ChatMessage[]): string;
   /** The generated token ids that `generate` turns into text (the end-of-sequence token left out). */
   generateTokens(promptIds: ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<number>;
   /** Frees the GPU memory; later calls fail with `disposed`. */
   dispose(): void;
+}
+
+/** One turn of a conversation. */
+export interface ChatMessage {
+  role: 'system' | 'user' | 'assistant';
+  content: string;
 }
 
 /** How `generate` picks tokens: the options of `tfc generate`, with the same defaults (greedy). */
@@ -120,6 +133,8 @@ export type TfcErrorCode =
   | 'bad-option'
   | 'no-tokenizer'
   | 'tokenizer-unsupported'
+  /** A conversation given to a bundle without a chat format (the message says why it has none). */
+  | 'no-chat-format'
   /** embed() on a bundle without a last_hidden_state output. */
   | 'not-an-encoder'
   /** generate() on a bundle that is not a decoder with a KV cache. */

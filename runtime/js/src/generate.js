@@ -66,12 +66,33 @@ function numberOption(options, name, fallback, valid, what) {
   return v;
 }
 
+/**
+ * The prompt text of `messages` ([{role, content}]: a system message first if any, then user and assistant
+ * messages) in a bundle's chat format (its manifest's `chat`, docs/bundle-format.md), cueing the assistant's reply.
+ */
+export function chatPrompt(manifest, messages) {
+  const format = manifest.chat;
+  if (!format) {
+    const why = manifest.model.chat_format_unavailable ?? 'the model came without a chat template';
+    fail('no-chat-format', `this bundle has no chat format: ${why}; format the prompt yourself and pass it as text`);
+  }
+  const content = (m) => {
+    if (typeof m?.content !== 'string') fail('input', `a message must be {role, content} with a string content, not ${JSON.stringify(m)}`);
+    return format.trim_content ? m.content.trim() : m.content;
+  };
+  const system = messages[0]?.role === 'system';
+  let text = system ? format.system_start + content(messages[0]) + format.system_end : format.default_start;
+  for (const m of messages.slice(system ? 1 : 0)) {
+    if (m?.role !== 'user' && m?.role !== 'assistant') {
+      fail('input', `a message's role must be user or assistant (or system, first), not ${JSON.stringify(m?.role)}`);
+    }
+    text += format[m.role].start + content(m) + format[m.role].end;
+  }
+  return text + format.generation_prompt;
+}
+
 /** Generation options (docs/js-api.md) checked, with the CLI's defaults filled in. */
 export function generationOptions(options) {
-  if ('chat' in options) {
-    badOption('tfc.js does not apply chat templates (Jinja programs, too large a runtime to render exactly): format ' +
-      'the prompt with the model\'s template (manifest.model.chat_template) yourself, or use `tfc generate --chat`');
-  }
   const known = 'maxTokens temperature topK topP minP repeatPenalty repeatLastN seed stop'.split(' ');
   const unknown = Object.keys(options).find((k) => !known.includes(k));
   if (unknown) badOption(`unknown generate() option \`${unknown}\` (the options: ${known.join(', ')})`);

@@ -9,7 +9,7 @@ const VERSION = 1;
 // Every field of each manifest object; the optional ones are marked with '?'. A field not listed here is an error,
 // as the format asks, so a bundle never runs with something this runtime would silently ignore.
 const FIELDS = {
-  manifest: 'format version model symbols inputs outputs buffers weights chunks shaders dispatches requires tokenizer wasm?',
+  manifest: 'format version model symbols inputs outputs buffers weights chunks shaders dispatches requires tokenizer wasm? chat?',
   symbols: 'name max',
   inputs: 'name dtype shape buffer default?',
   outputs: 'name dtype shape buffer',

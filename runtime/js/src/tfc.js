@@ -4,7 +4,7 @@
 
 import { TfcError, fail } from './errors.js';
 import { fetchJson, loadChunks } from './loader.js';
-import { Decoder, TextStream, generationOptions } from './generate.js';
+import { Decoder, TextStream, chatPrompt, generationOptions } from './generate.js';
 import { checkManifest, prepareInputs } from './manifest.js';
 import { Tokenizer } from './tokenizer.js';
 import { WasmBackend, canShareMemory } from './wasm-backend.js';
@@ -143,12 +143,16 @@ class Model {
 
   /**
    * Text generation on a decoder: the pieces of text after `prompt` (a string, tokenized with the model's special
-   * tokens, or token ids), as they are produced. Options as in `tfc generate` (docs/js-api.md), plus `stop` strings.
+   * tokens; a conversation, [{role, content}], in the model's chat format; or token ids), as they are produced.
+   * Options as in `tfc generate` (docs/js-api.md), plus `stop` strings.
    */
   generate(prompt, options = {}) {
     const settings = generationOptions(options);
     const stream = this.#textStream(settings.stop);
-    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : Array.from(prompt, Number);
+    const chat = Array.isArray(prompt) && typeof prompt[0] === 'object';
+    // The chat format writes the special tokens itself, as `tfc generate --chat` does.
+    const ids = chat ? this.tokenizer.encode(this.chatPrompt(prompt), { addSpecialTokens: false })
+      : typeof prompt === 'string' ? this.tokenizer.encode(prompt) : Array.from(prompt, Number);
     return this.#pieces(this.#decoder().tokens(ids, settings), stream);
   }
 
@@ -167,6 +171,12 @@ class Model {
       fail('no-tokenizer', 'this bundle has no tokenizer (its model folder had no tokenizer.json); use generateTokens() with token ids');
     }
     return new TextStream(this.tokenizer, stop);
+  }
+
+  /** The prompt text of a conversation in the model's chat format, ending with the cue for the assistant's reply. */
+  chatPrompt(messages) {
+    if (!Array.isArray(messages) || messages.length === 0) fail('input', 'a conversation is a non-empty array of {role, content}');
+    return chatPrompt(this.manifest, messages);
   }
 
   /** The token ids that `generate` turns into text, after the prompt's ids. */

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { gzipSync } from 'node:zlib';
-import { MINILM, ROOT, SMOLLM2, SMOLLM2_OPTIONS, compile, launchChromium, meanPooled, relativeL2, runNative } from './harness.mjs';
+import { MINILM, ROOT, SMOLLM2, SMOLLM2_OPTIONS, compile, launchChromium, meanPooled, relativeL2, runNative, tfc } from './harness.mjs';
 import { serve } from './server.mjs';
 
 const SENTENCES = ['Hello world, this is a test.', 'A man is playing a guitar.', 'Café au lait — 東京 🚀 naïve résumé'];
@@ -20,6 +20,8 @@ const TOLERANCE = 1e-4;
 const manifestOf = (bundle) => JSON.parse(readFileSync(path.join(bundle, 'manifest.json')));
 // SmolLM2's greedy tokens from the native runtime (cli/tests/wasm.rs checks that it still gives them).
 const GREEDY = JSON.parse(readFileSync(new URL('fixtures/smollm2-greedy.json', import.meta.url))).cases;
+// The demo page's first chat message.
+const CHAT = 'What is the capital of France?';
 
 let work;
 let server;
@@ -51,6 +53,8 @@ before(async () => {
     const { tokens, outputs } = runNative(bundles.minilm, path.join(work, `native-${i}`), '--text', s);
     return { tokens, vector: meanPooled(outputs.last_hidden_state) };
   });
+  // `tfc generate --chat`: the template rendered by minijinja, its ids and the greedy reply (the demo's 128 tokens).
+  native.chat = JSON.parse(tfc('generate', bundles.smollm2, '--chat', CHAT, '--max-tokens', '128', '--backend', 'wasm', '--json'));
   native.logits = runNative(bundles.llama, path.join(work, 'native-llama'), '--tokens', TOKENS.join(',')).outputs.logits.data;
 
   // Bundles as if they needed more than any GPU has: MiniLM with its WASM fallback, tiny-llama without one.
@@ -228,7 +232,7 @@ test('a download cut short is retried, and a decoder runs like on the native run
 });
 
 test('SmolLM2 greedy generate gives the native runtime\'s tokens on WASM and on WebGPU', async (t) => {
-  const result = await inPage(async (cases) => {
+  const result = await inPage(async ({ cases, chat }) => {
     const { load } = await import('/smollm2/tfc.js');
     const tokens = async (model, prompt, maxTokens) => {
       const ids = [];
@@ -242,16 +246,18 @@ test('SmolLM2 greedy generate gives the native runtime\'s tokens on WASM and on 
     for await (const piece of wasm.generate(cases[0].prompt, { maxTokens: 16 })) text += piece;
     const stopped = [];
     for await (const piece of wasm.generate(cases[0].prompt, { maxTokens: 16, stop: ['\n'] })) stopped.push(piece);
+    const chatIds = wasm.tokenizer.encode(wasm.chatPrompt([{ role: 'user', content: chat }]), { addSpecialTokens: false });
     wasm.dispose();
     const webgpu = await load('/smollm2/', { backend: 'webgpu' });
     const onWebGpu = await tokens(webgpu, cases[0].prompt, 2);
     webgpu.dispose();
-    return { onWasm, text, stopped, onWebGpu, device: webgpu.device };
-  }, GREEDY);
+    return { onWasm, text, stopped, chatIds, onWebGpu, device: webgpu.device };
+  }, { cases: GREEDY, chat: CHAT });
   assert.equal(result.error, undefined, result.error?.message);
   GREEDY.forEach(({ prompt, tokens }, i) => assert.deepEqual(result.onWasm[i], tokens, `${prompt} on WASM`));
   assert.equal(result.text, GREEDY[0].text);
   assert.equal(result.stopped.join(''), GREEDY[0].text.split('\n')[0]);
+  assert.deepEqual(result.chatIds, native.chat.prompt_tokens, 'the chat prompt\'s ids differ from `tfc generate --chat`\'s');
   assert.deepEqual(result.onWebGpu, GREEDY[0].tokens.slice(0, 2), `on WebGPU (${result.device})`);
   t.diagnostic(`WASM: ${GREEDY.length} × 16 tokens equal; WebGPU on ${result.device}: 2 tokens equal`);
 });
@@ -344,7 +350,7 @@ test('misuse gives errors with stable codes', async () => {
 
 test('the demo pages load the model and show output', async () => {
   const shots = process.env.TFC_SCREENSHOTS && path.resolve(ROOT, process.env.TFC_SCREENSHOTS);
-  for (const [name, url, output] of [['minilm', '/minilm/', '#scores tr'], ['smollm2', '/smollm2/', '#generated'], ['decoder', '/tiny-llama/', '#logits']]) {
+  for (const [name, url, output] of [['minilm', '/minilm/', '#scores tr'], ['smollm2', '/smollm2/', '#conversation .assistant'], ['decoder', '/tiny-llama/', '#logits']]) {
     const page = await browser.newPage({ viewport: { width: 900, height: 640 } });
     await page.goto(server.url + url);
     await page.waitForSelector('body[data-state=ready], body[data-state=error]', { timeout: 300_000 });
@@ -355,7 +361,7 @@ test('the demo pages load the model and show output', async () => {
       assert.equal(scores.length, 4);
       assert.ok(scores[1] > scores[2], `guitar ${scores[1]} vs weather ${scores[2]}`);
     } else if (name === 'smollm2') {
-      assert.ok((await page.textContent('#generated')).startsWith(GREEDY[0].text), await page.textContent('#generated'));
+      assert.equal(await page.textContent('#conversation .assistant'), native.chat.text);
     } else {
       assert.match(await page.textContent('#decoder'), /has no tokenizer/i);
     }

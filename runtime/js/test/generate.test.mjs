@@ -1,10 +1,10 @@
 // generate.js in Node: the seeded random numbers equal the native runtime's (fixtures/chacha8.json, which
 // runtime/tests/sample.rs checks against rand_chacha), and streamed text never splits a character nor shows a stop
-// string. The generation loop itself runs on real models in cli/tests/wasm.rs and browser.test.mjs.
+// string, and conversations take a chat format's texts. The generation loop itself runs on real models in cli/tests/wasm.rs and browser.test.mjs.
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
-import { ChaCha8, TextStream, generationOptions } from '../src/generate.js';
+import { ChaCha8, TextStream, chatPrompt, generationOptions } from '../src/generate.js';
 
 test('ChaCha8 seeded like rand_chacha gives rand\'s f32 numbers', () => {
   const { cases } = JSON.parse(readFileSync(new URL('fixtures/chacha8.json', import.meta.url), 'utf8'));
@@ -42,8 +42,24 @@ test('generation options are checked, with the CLI\'s defaults', () => {
   assert.equal(o.maxTokens, 64);
   assert.deepEqual(Array.from(o.settings), [0, 0, 1, 0, 1]);
   assert.equal(o.repeatLastN, 64);
-  assert.throws(() => generationOptions({ chat: true }), { code: 'bad-option', message: /chat templates/ });
   for (const bad of [{ temperature: -1 }, { topP: 2 }, { seed: -1 }, { seed: 2n ** 64n }, { stop: [''] }, { maxTokns: 3 }]) {
     assert.throws(() => generationOptions(bad), { code: 'bad-option' }, JSON.stringify(bad, (_, v) => String(v)));
   }
+});
+
+test('a conversation is the chat format\'s texts around its messages', () => {
+  const chat = {
+    system_start: '<s>[S]', system_end: '[/S]', default_start: '<s>[S]Default[/S]', trim_content: true,
+    user: { start: '[U]', end: '[/U]' }, assistant: { start: '[A]', end: '[/A]' }, generation_prompt: '[A]',
+  };
+  const manifest = { model: {}, chat };
+  const hi = { role: 'user', content: ' Hi \n' };
+  assert.equal(chatPrompt(manifest, [hi]), '<s>[S]Default[/S][U]Hi[/U][A]');
+  assert.equal(chatPrompt(manifest, [{ role: 'system', content: 'Be brief.' }, hi, { role: 'assistant', content: 'Hello' }, hi]),
+    '<s>[S]Be brief.[/S][U]Hi[/U][A]Hello[/A][U]Hi[/U][A]');
+  assert.equal(chatPrompt({ model: {}, chat: { ...chat, trim_content: false } }, [hi]), '<s>[S]Default[/S][U] Hi \n[/U][A]');
+  assert.throws(() => chatPrompt(manifest, [hi, { role: 'system', content: 'late' }]), { code: 'input', message: /"system"/ });
+  assert.throws(() => chatPrompt(manifest, [{ role: 'user' }]), { code: 'input' });
+  const why = 'a user/assistant/user conversation renders differently';
+  assert.throws(() => chatPrompt({ model: { chat_format_unavailable: why } }, [hi]), { code: 'no-chat-format', message: new RegExp(why) });
 });
