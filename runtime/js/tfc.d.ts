@@ -163,6 +163,16 @@ export interface Manifest {
   requires: { features: string[]; limits: Record<string, number> };
   tokenizer: string | null;
   wasm?: { module: string; shared_module: string; kernels: string[]; dispatches: { kernel: number; params: Expr[] }[]; memory: number };
+  /** The chat template as fixed texts around each message (docs/bundle-format.md), when it reduces to them. */
+  chat?: {
+    system_start: string;
+    system_end: string;
+    default_start: string;
+    user: { start: string; end: string };
+    assistant: { start: string; end: string };
+    trim_content: boolean;
+    generation_prompt: string;
+  };
 }
 
 /** A number, a symbol name, or [operator, ...operands] with operator add, mul, max, sub or ceil_div. */
