@@ -1,0 +1,1128 @@
+//! ONNX nodes onto IR ops. A value is either a node of the IR graph or known at compile time (`Known`: an
+//! initializer, a constant, or a folded result); shape arithmetic keeps integers as `Dim`s, so symbolic dimensions
+//! flow through Shape/Gather/Concat/… into Reshape and Slice.
+
+use super::proto::{AttributeProto, NodeProto};
+use super::tensor::{Elem, ExternalFiles, Values, dim_int, int_dim};
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::rc::Rc;
+use std::sync::Arc;
+use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryOp, Weight, WeightData};
+
+/// The ops of the default domain tfc lowers. Everything else is listed in the unsupported-op error.
+const SUPPORTED: &[&str] = &[
+    "Abs", "Add", "Cast", "CastLike", "Clip", "Concat", "Constant", "ConstantOfShape", "DequantizeLinear", "Div",
+    "Dropout", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "HardSigmoid", "HardSwish", "Identity",
+    "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax", "MatMul", "Max", "Mean", "Min", "Mul", "Neg", "Pow",
+    "RMSNormalization", "Range", "Reciprocal", "Relu", "Reshape", "Shape", "Sigmoid", "Size", "Slice", "Softmax",
+    "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze",
+];
+
+pub fn supports(domain: &str, op_type: &str) -> bool {
+    domain == "ai.onnx" && SUPPORTED.contains(&op_type)
+}
+
+pub struct Ctx<'a> {
+    pub node: &'a NodeProto,
+    pub opset: i64,
+    pub external: &'a mut ExternalFiles,
+    pub model: &'a Arc<MappedFile>,
+}
+
+impl Ctx<'_> {
+    fn attr(&self, name: &str) -> Option<&AttributeProto> {
+        self.node.attribute.iter().find(|a| a.name == name)
+    }
+    fn int(&self, name: &str, default: i64) -> i64 {
+        self.attr(name).map_or(default, |a| a.i)
+    }
+    fn float(&self, name: &str, default: f32) -> f32 {
+        self.attr(name).map_or(default, |a| a.f)
+    }
+    fn ints(&self, name: &str) -> Option<Vec<i64>> {
+        self.attr(name).map(|a| a.ints.clone())
+    }
+    fn string(&self, name: &str) -> Option<String> {
+        self.attr(name).map(|a| String::from_utf8_lossy(&a.s).into_owned())
+    }
+    /// The base of the IR names of this node's ops.
+    fn base(&self) -> String {
+        if !self.node.name.is_empty() {
+            self.node.name.clone()
+        } else {
+            self.node.output.first().cloned().unwrap_or_else(|| self.node.op_type.clone())
+        }
+    }
+}
+
+#[derive(Clone)]
+pub enum Value {
+    Node { id: NodeId, elem: Elem },
+    Known(Rc<Known>),
+}
+
+pub struct Known {
+    pub elem: Elem,
+    pub shape: Vec<usize>,
+    pub data: KnownData,
+}
+
+pub enum KnownData {
+    Values(Values),
+    /// A float initializer still in its file.
+    Weight(Weight),
+    /// Integers times a scale (`Cast(int8) · scale`, `DequantizeLinear` of a constant): weight-only quantization,
+    /// kept apart so that MatMul and Gather can store `q` as Q8_0 (exactly: block scale 1) and apply the scale to
+    /// their results. `scale` broadcasts against the shape.
+    Scaled { q: Rc<Vec<i8>>, scale: Rc<Known> },
+}
+
+impl Known {
+    fn new(elem: Elem, shape: Vec<usize>, values: Values) -> Rc<Known> {
+        Rc::new(Known { elem, shape, data: KnownData::Values(values) })
+    }
+
+    fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// The values as f32 (integers converted; a symbolic integer is an error).
+    fn f32s(&self) -> Result<Vec<f32>, String> {
+        Ok(match &self.data {
+            KnownData::Values(Values::F32(v)) => v.clone(),
+            KnownData::Values(Values::Int(v)) => v.iter().map(|d| const_int(d).map(|x| x as f32)).collect::<Result<_, _>>()?,
+            KnownData::Weight(w) => w.to_f32(),
+            KnownData::Scaled { q, scale } => {
+                let s = scale.f32s()?;
+                let idx = broadcast_index(&scale.shape, &self.shape)?;
+                q.iter().zip(idx).map(|(&q, i)| q as f32 * s[i]).collect()
+            }
+        })
+    }
+
+    /// The values as integers (floats truncated, as ONNX's Cast does).
+    fn ints(&self) -> Result<Vec<Dim>, String> {
+        Ok(match &self.data {
+            KnownData::Values(Values::Int(v)) => v.clone(),
+            _ => self.f32s()?.iter().map(|&x| int_dim(x as i64)).collect(),
+        })
+    }
+
+    fn values(&self) -> Result<Values, String> {
+        Ok(if self.elem.is_float() { Values::F32(self.f32s()?) } else { Values::Int(self.ints()?) })
+    }
+
+    /// The integers, which must all be constants.
+    fn const_ints(&self) -> Result<Vec<i64>, String> {
+        self.ints()?.iter().map(const_int).collect()
+    }
+}
+
+/// A known tensor's values (see `Known::values`).
+pub fn known_values(k: &Known) -> Result<Values, String> {
+    k.values()
+}
+
+fn const_int(d: &Dim) -> Result<i64, String> {
+    dim_int(d).ok_or_else(|| format!("the value `{d}` depends on a symbolic dimension; fix it with --dim NAME=VALUE"))
+}
+
+/// The IR graph being built, with unique node names and each known value turned into a weight at most once.
+pub struct Builder {
+    pub graph: Graph,
+    names: HashSet<String>,
+    weights: HashMap<*const Known, NodeId>,
+}
+
+impl Builder {
+    pub fn new() -> Builder {
+        Builder { graph: Graph::new(), names: HashSet::new(), weights: HashMap::new() }
+    }
+
+    pub fn claim(&mut self, name: &str) {
+        self.names.insert(name.to_string());
+    }
+
+    fn name(&mut self, base: &str) -> String {
+        let mut name = base.to_string();
+        let mut k = 1;
+        while !self.names.insert(name.clone()) {
+            name = format!("{base}#{k}");
+            k += 1;
+        }
+        name
+    }
+
+    fn add(&mut self, base: &str, op: Op, inputs: &[NodeId]) -> Result<NodeId, String> {
+        let name = self.name(base);
+        self.graph.add(name, op, inputs).map_err(|e| e.message)
+    }
+
+    /// The IR node of a value; a known value becomes a weight (integers as i32).
+    fn node(&mut self, v: &Value, base: &str) -> Result<NodeId, String> {
+        let k = match v {
+            Value::Node { id, .. } => return Ok(*id),
+            Value::Known(k) => k,
+        };
+        if let Some(&id) = self.weights.get(&Rc::as_ptr(k)) {
+            return Ok(id);
+        }
+        let name = self.name(base);
+        let shape: Vec<u64> = k.shape.iter().map(|&d| d as u64).collect();
+        let weight = match (&k.data, k.elem.is_float()) {
+            (KnownData::Weight(w), _) => Weight { name, ..w.clone() },
+            (_, true) => Weight::from_f32(&name, shape, &k.f32s()?),
+            (_, false) => {
+                let ints: Vec<i32> = k
+                    .const_ints()?
+                    .into_iter()
+                    .map(|x| i32::try_from(x).map_err(|_| format!("the integer {x} does not fit in i32, tfc's integer type")))
+                    .collect::<Result<_, _>>()?;
+                Weight { name, dtype: DType::I32, shape, data: WeightData::Owned(Arc::new(bytemuck::cast_slice(&ints).to_vec())) }
+            }
+        };
+        let id = self.graph.weight(weight);
+        self.weights.insert(Rc::as_ptr(k), id);
+        Ok(id)
+    }
+
+    /// The node of a graph output: a known value goes through one kernel (adding zero), so that every output is
+    /// computed by the bundle.
+    pub fn output_node(&mut self, v: &Value, name: &str) -> Result<NodeId, String> {
+        match v {
+            Value::Node { id, .. } => Ok(*id),
+            Value::Known(k) => {
+                let w = self.node(v, &format!("{name}.value"))?;
+                let zero = self.node(&scalar(k.elem, 0.0), &format!("{name}.zero"))?;
+                self.add(name, Op::Binary(BinaryOp::Add), &[w, zero])
+            }
+        }
+    }
+
+    fn shape(&self, v: &Value) -> Vec<Dim> {
+        match v {
+            Value::Node { id, .. } => self.graph.node(*id).ty.shape.clone(),
+            Value::Known(k) => k.shape.iter().map(|&d| Dim::from(d)).collect(),
+        }
+    }
+}
+
+fn elem(v: &Value) -> Elem {
+    match v {
+        Value::Node { elem, .. } => *elem,
+        Value::Known(k) => k.elem,
+    }
+}
+
+fn scalar(elem: Elem, x: f64) -> Value {
+    let values = if elem.is_float() { Values::F32(vec![x as f32]) } else { Values::Int(vec![int_dim(x as i64)]) };
+    Value::Known(Known::new(elem, vec![], values))
+}
+
+fn known_of(v: &Value) -> Option<&Rc<Known>> {
+    match v {
+        Value::Known(k) => Some(k),
+        Value::Node { .. } => None,
+    }
+}
+
+/// Lowers a node, or evaluates it when all its inputs are known (in a scratch graph, with the interpreter).
+pub fn lower_or_fold(b: &mut Builder, mut ctx: Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let all_known = inputs.iter().flatten().all(|v| matches!(v, Value::Known(_)));
+    if !all_known {
+        return lower(b, &mut ctx, inputs);
+    }
+    let mut scratch = Builder::new();
+    let outputs = lower(&mut scratch, &mut ctx, inputs)?;
+    let pending: Vec<(usize, NodeId, Elem)> = outputs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, v)| match v {
+            Value::Node { id, elem } => Some((i, *id, *elem)),
+            Value::Known(_) => None,
+        })
+        .collect();
+    if pending.is_empty() {
+        return Ok(outputs);
+    }
+    for (i, id, _) in &pending {
+        scratch.graph.output(&i.to_string(), *id);
+    }
+    let results = tfc_ir::interp::run(&scratch.graph, &BTreeMap::new()).map_err(|e| format!("folding constants: {e}"))?;
+    let mut outputs = outputs;
+    for ((i, _, elem), (_, t)) in pending.into_iter().zip(results) {
+        outputs[i] = Value::Known(known_from_tensor(elem, t));
+    }
+    Ok(outputs)
+}
+
+fn known_from_tensor(elem: Elem, t: Tensor) -> Rc<Known> {
+    let values = if elem.is_float() {
+        Values::F32(t.to_f32().into_iter().map(|x| elem.round_f32(x)).collect())
+    } else {
+        Values::Int(t.to_i64().into_iter().map(|x| int_dim(elem.wrap_int(x))).collect())
+    };
+    Known::new(elem, t.shape, values)
+}
+
+fn input<'v>(inputs: &'v [Option<Value>], i: usize) -> Result<&'v Value, String> {
+    inputs.get(i).and_then(Option::as_ref).ok_or_else(|| format!("input {i} is missing"))
+}
+
+/// A known input (shape, axes, …), or an error saying it must be.
+fn known_input<'v>(inputs: &'v [Option<Value>], i: usize, what: &str) -> Result<&'v Rc<Known>, String> {
+    known_of(input(inputs, i)?).ok_or_else(|| format!("{what} (input {i}) must be a constant; tfc compiles static graphs"))
+}
+
+fn normalize_axis(axis: i64, rank: usize) -> Result<usize, String> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    if a < 0 || a as usize >= rank.max(1) && !(rank == 0 && a == 0) {
+        return Err(format!("axis {axis} is out of range for rank {rank}"));
+    }
+    Ok(a as usize)
+}
+
+fn unary(b: &mut Builder, ctx: &Ctx, x: &Value, op: UnaryOp) -> Result<Value, String> {
+    let id = b.node(x, &format!("{}.x", ctx.base()))?;
+    if !elem(x).is_float() {
+        return Err(format!("{} takes a float tensor here, not {}", ctx.node.op_type, elem(x).name()));
+    }
+    Ok(Value::Node { id: b.add(&ctx.base(), Op::Unary(op), &[id])?, elem: elem(x) })
+}
+
+fn binary(b: &mut Builder, base: &str, op: BinaryOp, x: &Value, y: &Value) -> Result<Value, String> {
+    let e = elem(x);
+    if let (Value::Known(kx), Value::Known(ky)) = (x, y)
+        && !e.is_float()
+        && matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul)
+    {
+        // Shape arithmetic: integers stay symbolic.
+        let shape = broadcast_usize(&kx.shape, &ky.shape)?;
+        let (ix, iy) = (broadcast_index(&kx.shape, &shape)?, broadcast_index(&ky.shape, &shape)?);
+        let (vx, vy) = (kx.ints()?, ky.ints()?);
+        let out = ix.iter().zip(&iy).map(|(&i, &j)| match op {
+            BinaryOp::Add => &vx[i] + &vy[j],
+            BinaryOp::Sub => &vx[i] - &vy[j],
+            _ => &vx[i] * &vy[j],
+        });
+        return Ok(Value::Known(Known::new(e, shape, Values::Int(out.map(|d| wrap_dim(e, d)).collect()))));
+    }
+    let (a, c) = (b.node(x, &format!("{base}.a"))?, b.node(y, &format!("{base}.b"))?);
+    Ok(Value::Node { id: b.add(base, Op::Binary(op), &[a, c])?, elem: e })
+}
+
+fn wrap_dim(e: Elem, d: Dim) -> Dim {
+    match dim_int(&d) {
+        Some(x) => int_dim(e.wrap_int(x)),
+        None => d,
+    }
+}
+
+/// The node's op types that lower to one IR op of a kind.
+fn unary_op(op_type: &str) -> Option<UnaryOp> {
+    Some(match op_type {
+        "Abs" => UnaryOp::Abs,
+        "Neg" => UnaryOp::Neg,
+        "Exp" => UnaryOp::Exp,
+        "Log" => UnaryOp::Log,
+        "Sqrt" => UnaryOp::Sqrt,
+        "Reciprocal" => UnaryOp::Recip,
+        "Tanh" => UnaryOp::Tanh,
+        "Erf" => UnaryOp::Erf,
+        "Sigmoid" => UnaryOp::Sigmoid,
+        "Relu" => UnaryOp::Relu,
+        _ => return None,
+    })
+}
+
+fn binary_op(op_type: &str) -> Option<BinaryOp> {
+    Some(match op_type {
+        "Add" | "Sum" | "Mean" => BinaryOp::Add,
+        "Sub" => BinaryOp::Sub,
+        "Mul" => BinaryOp::Mul,
+        "Div" => BinaryOp::Div,
+        "Pow" => BinaryOp::Pow,
+        "Max" => BinaryOp::Max,
+        "Min" => BinaryOp::Min,
+        _ => return None,
+    })
+}
+
+fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let base = ctx.base();
+    let op_type = ctx.node.op_type.as_str();
+    let x = || input(inputs, 0);
+    if let Some(op) = unary_op(op_type) {
+        let x = x()?;
+        if !elem(x).is_float() && matches!(op, UnaryOp::Neg | UnaryOp::Abs | UnaryOp::Relu) {
+            // Integers: through the integer Binary ops.
+            let zero = scalar(elem(x), 0.0);
+            let neg = binary(b, &format!("{base}.neg"), BinaryOp::Sub, &zero, x)?;
+            return Ok(vec![match op {
+                UnaryOp::Neg => neg,
+                UnaryOp::Abs => binary(b, &base, BinaryOp::Max, x, &neg)?,
+                _ => binary(b, &base, BinaryOp::Max, x, &zero)?,
+            }]);
+        }
+        return Ok(vec![unary(b, ctx, x, op)?]);
+    }
+    if let Some(op) = binary_op(op_type) {
+        let operands: Vec<&Value> = inputs.iter().flatten().collect();
+        let first = *operands.first().ok_or("needs at least one input")?;
+        if op == BinaryOp::Mul && operands.len() == 2 && let Some(v) = scale_quantized(operands[0], operands[1])? {
+            return Ok(vec![v]);
+        }
+        let mut acc = first.clone();
+        for (i, y) in operands.iter().enumerate().skip(1) {
+            let name = if i + 1 == operands.len() && op_type != "Mean" { base.clone() } else { format!("{base}.{i}") };
+            acc = binary(b, &name, op, &acc, y)?;
+        }
+        if op_type == "Mean" && operands.len() > 1 {
+            acc = binary(b, &base, BinaryOp::Div, &acc, &scalar(elem(first), operands.len() as f64))?;
+        }
+        return Ok(vec![acc]);
+    }
+    let one = |v: Value| Ok(vec![v]);
+    match op_type {
+        "Identity" => one(x()?.clone()),
+        "Dropout" => {
+            if ctx.node.output.get(1).is_some_and(|m| !m.is_empty()) {
+                return Err("its mask output is not supported (inference only)".into());
+            }
+            one(x()?.clone())
+        }
+        "Constant" => one(constant(ctx)?),
+        "Cast" => {
+            let to = Elem(ctx.int("to", 0) as i32);
+            one(cast(b, &base, x()?, to)?)
+        }
+        "CastLike" => one(cast(b, &base, x()?, elem(input(inputs, 1)?))?),
+        "Shape" => {
+            let shape = b.shape(x()?);
+            let rank = shape.len() as i64;
+            let clamp = |v: i64| (if v < 0 { v + rank } else { v }).clamp(0, rank) as usize;
+            let (start, end) = (clamp(ctx.int("start", 0)), clamp(ctx.int("end", rank)));
+            let dims = shape[start..end.max(start)].to_vec();
+            one(Value::Known(Known::new(Elem::INT64, vec![dims.len()], Values::Int(dims))))
+        }
+        "Size" => {
+            let n = tfc_ir::dim::product(&b.shape(x()?));
+            one(Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![n]))))
+        }
+        "ConstantOfShape" => {
+            let shape: Vec<usize> = known_input(inputs, 0, "the shape")?.const_ints()?.iter().map(|&d| d as usize).collect();
+            let node = ctx.node;
+            let (e, v) = match node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()) {
+                Some(t) => {
+                    let k = load_tensor(ctx, t)?;
+                    (k.elem, k.values()?)
+                }
+                None => (Elem::FLOAT, Values::F32(vec![0.0])),
+            };
+            let n: usize = shape.iter().product();
+            let values = match v {
+                Values::F32(v) => Values::F32(vec![v[0]; n]),
+                Values::Int(v) => Values::Int(vec![v[0].clone(); n]),
+            };
+            one(Value::Known(Known::new(e, shape, values)))
+        }
+        "Range" => {
+            let k = |i| known_input(inputs, i, "Range's start, limit and delta");
+            let e = k(0)?.elem;
+            let (start, limit, delta) = (k(0)?.f32s()?[0] as f64, k(1)?.f32s()?[0] as f64, k(2)?.f32s()?[0] as f64);
+            let n = ((limit - start) / delta).ceil().max(0.0) as usize;
+            let values = if e.is_float() {
+                Values::F32((0..n).map(|i| (start + i as f64 * delta) as f32).collect())
+            } else {
+                Values::Int((0..n).map(|i| int_dim(start as i64 + i as i64 * delta as i64)).collect())
+            };
+            one(Value::Known(Known::new(e, vec![n], values)))
+        }
+        "Reshape" => {
+            let x = x()?;
+            let target = known_input(inputs, 1, "the shape")?.ints()?;
+            let shape = reshape_target(&b.shape(x), &target, ctx.int("allowzero", 0) != 0)?;
+            one(reshape(b, &base, x, shape)?)
+        }
+        "Flatten" => {
+            let x = x()?;
+            let shape = b.shape(x);
+            let axis = normalize_axis(ctx.int("axis", 1), shape.len() + 1)?;
+            let target = vec![tfc_ir::dim::product(&shape[..axis]), tfc_ir::dim::product(&shape[axis..])];
+            one(reshape(b, &base, x, target)?)
+        }
+        "Squeeze" | "Unsqueeze" => {
+            let x = x()?;
+            let shape = b.shape(x);
+            let axes = match inputs.get(1).and_then(Option::as_ref) {
+                Some(_) => known_input(inputs, 1, "the axes")?.const_ints()?,
+                None => vec![],
+            };
+            let target = if op_type == "Squeeze" {
+                let axes: Vec<usize> = axes.iter().map(|&a| normalize_axis(a, shape.len())).collect::<Result<_, _>>()?;
+                let one_dim = Dim::from(1u64);
+                shape.iter().enumerate().filter(|(i, d)| if axes.is_empty() { **d != one_dim } else { !axes.contains(i) }).map(|(_, d)| d.clone()).collect()
+            } else {
+                let rank = shape.len() + axes.len();
+                let mut axes: Vec<usize> = axes.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?;
+                axes.sort();
+                let mut rest = shape.iter();
+                (0..rank).map(|i| if axes.contains(&i) { Dim::from(1u64) } else { rest.next().cloned().unwrap_or_default() }).collect()
+            };
+            one(reshape(b, &base, x, target)?)
+        }
+        "Transpose" => {
+            let x = x()?;
+            let rank = b.shape(x).len();
+            let perm: Vec<usize> = match ctx.ints("perm") {
+                Some(p) => p.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?,
+                None => (0..rank).rev().collect(),
+            };
+            one(transpose(b, &base, x, &perm)?)
+        }
+        "Concat" => {
+            let parts: Vec<&Value> = inputs.iter().flatten().collect();
+            let rank = b.shape(parts[0]).len();
+            let axis = normalize_axis(ctx.int("axis", 0), rank)?;
+            one(concat(b, &base, &parts, axis)?)
+        }
+        "Slice" => {
+            let x = x()?;
+            let shape = b.shape(x);
+            let starts = known_input(inputs, 1, "starts")?.ints()?;
+            let ends = known_input(inputs, 2, "ends")?.ints()?;
+            let axes = match inputs.get(3).and_then(Option::as_ref) {
+                Some(_) => known_input(inputs, 3, "axes")?.const_ints()?,
+                None => (0..starts.len() as i64).collect(),
+            };
+            let steps = match inputs.get(4).and_then(Option::as_ref) {
+                Some(_) => known_input(inputs, 4, "steps")?.const_ints()?,
+                None => vec![1; starts.len()],
+            };
+            let mut v = x.clone();
+            for i in 0..starts.len() {
+                let axis = normalize_axis(axes[i], shape.len())?;
+                v = slice(b, &base, &v, axis, &starts[i], &ends[i], steps[i])?;
+            }
+            one(v)
+        }
+        "Split" => {
+            let x = x()?;
+            let shape = b.shape(x);
+            let axis = normalize_axis(ctx.int("axis", 0), shape.len())?;
+            let outputs = ctx.node.output.len();
+            let sizes: Vec<Dim> = match inputs.get(1).and_then(Option::as_ref) {
+                Some(_) => known_input(inputs, 1, "split")?.ints()?,
+                None => {
+                    let len = shape[axis].as_const().ok_or("splitting a symbolic axis needs the `split` input")? as usize;
+                    let parts = if ctx.opset >= 18 { ctx.int("num_outputs", outputs as i64) } else { outputs as i64 }.max(1) as usize;
+                    let each = len.div_ceil(parts);
+                    (0..parts).map(|i| Dim::from(each.min(len.saturating_sub(i * each)) as u64)).collect()
+                }
+            };
+            let mut start = Dim::from(0u64);
+            let mut outs = Vec::new();
+            for size in sizes {
+                let end = &start + &size;
+                outs.push(slice(b, &base, x, axis, &start, &end, 1)?);
+                start = end;
+            }
+            Ok(outs)
+        }
+        "Gather" => {
+            let (data, indices) = (x()?, input(inputs, 1)?);
+            let rank = b.shape(data).len();
+            let axis = normalize_axis(ctx.int("axis", 0), rank)?;
+            one(gather(b, &base, data, indices, axis)?)
+        }
+        "Expand" => {
+            let x = x()?;
+            let target = known_input(inputs, 1, "the shape")?.ints()?;
+            let shape = tfc_ir::op::broadcast_shapes(&b.shape(x), &target)?;
+            one(expand(b, &base, x, &shape)?)
+        }
+        "Clip" => {
+            let mut v = x()?.clone();
+            if let Some(lo) = inputs.get(1).and_then(Option::as_ref) {
+                v = binary(b, &format!("{base}.min"), BinaryOp::Max, &v, lo)?;
+            }
+            if let Some(hi) = inputs.get(2).and_then(Option::as_ref) {
+                v = binary(b, &base, BinaryOp::Min, &v, hi)?;
+            }
+            one(v)
+        }
+        "LeakyRelu" => {
+            let x = x()?;
+            let alpha = ctx.float("alpha", 0.01);
+            let scaled = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, x, &scalar(Elem::FLOAT, alpha as f64))?;
+            if (0.0..=1.0).contains(&alpha) {
+                one(binary(b, &base, BinaryOp::Max, x, &scaled)?)
+            } else {
+                Err(format!("alpha = {alpha} outside [0, 1] is not supported"))
+            }
+        }
+        "HardSigmoid" | "HardSwish" => {
+            let x = x()?;
+            let (alpha, beta) = if op_type == "HardSwish" { (1.0 / 6.0, 0.5) } else { (ctx.float("alpha", 0.2), ctx.float("beta", 0.5)) };
+            let y = binary(b, &format!("{base}.ax"), BinaryOp::Mul, x, &scalar(Elem::FLOAT, alpha as f64))?;
+            let y = binary(b, &format!("{base}.axb"), BinaryOp::Add, &y, &scalar(Elem::FLOAT, beta as f64))?;
+            let y = binary(b, &format!("{base}.lo"), BinaryOp::Max, &y, &scalar(Elem::FLOAT, 0.0))?;
+            let name = if op_type == "HardSwish" { format!("{base}.hs") } else { base.clone() };
+            let y = binary(b, &name, BinaryOp::Min, &y, &scalar(Elem::FLOAT, 1.0))?;
+            one(if op_type == "HardSwish" { binary(b, &base, BinaryOp::Mul, x, &y)? } else { y })
+        }
+        "Gelu" => {
+            let op = match ctx.string("approximate").as_deref() {
+                Some("tanh") => UnaryOp::GeluTanh,
+                _ => UnaryOp::Gelu,
+            };
+            one(unary(b, ctx, x()?, op)?)
+        }
+        "Softmax" | "LogSoftmax" => {
+            let x = x()?;
+            let rank = b.shape(x).len();
+            let axis = normalize_axis(ctx.int("axis", -1), rank)?;
+            let mut perm: Vec<usize> = (0..rank).collect();
+            perm.swap(axis, rank - 1);
+            let t = transpose(b, &format!("{base}.in"), x, &perm)?;
+            let t = b.node(&t, &base)?;
+            let name = if op_type == "LogSoftmax" { format!("{base}.softmax") } else { format!("{base}.last") };
+            let mut y = Value::Node { id: b.add(&name, Op::Softmax, &[t])?, elem: elem(x) };
+            if op_type == "LogSoftmax" {
+                y = unary(b, ctx, &y, UnaryOp::Log)?;
+            }
+            one(transpose(b, &format!("{base}.out"), &y, &perm)?)
+        }
+        "LayerNormalization" | "RMSNormalization" => one(normalization(b, ctx, inputs)?),
+        "MatMul" => one(matmul(b, &base, x()?, input(inputs, 1)?, false, false)?),
+        "Gemm" => {
+            let (a, c) = (x()?, input(inputs, 1)?);
+            let (alpha, beta) = (ctx.float("alpha", 1.0), ctx.float("beta", 1.0));
+            let mut y = matmul(b, &format!("{base}.ab"), a, c, ctx.int("transA", 0) != 0, ctx.int("transB", 0) != 0)?;
+            if alpha != 1.0 {
+                y = binary(b, &format!("{base}.alpha"), BinaryOp::Mul, &y, &scalar(Elem::FLOAT, alpha as f64))?;
+            }
+            if let Some(bias) = inputs.get(2).and_then(Option::as_ref) {
+                let bias = if beta != 1.0 { binary(b, &format!("{base}.beta"), BinaryOp::Mul, bias, &scalar(Elem::FLOAT, beta as f64))? } else { bias.clone() };
+                y = binary(b, &base, BinaryOp::Add, &y, &bias)?;
+            }
+            one(y)
+        }
+        "DequantizeLinear" => one(dequantize(b, ctx, inputs)?),
+        other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
+    }
+}
+
+fn constant(ctx: &mut Ctx) -> Result<Value, String> {
+    let node = ctx.node;
+    let a = node.attribute.first().ok_or("has no value attribute")?;
+    let known = match a.name.as_str() {
+        "value" => load_tensor(ctx, a.t.as_ref().ok_or("`value` holds no tensor")?)?,
+        "value_float" => Known::new(Elem::FLOAT, vec![], Values::F32(vec![a.f])),
+        "value_floats" => Known::new(Elem::FLOAT, vec![a.floats.len()], Values::F32(a.floats.clone())),
+        "value_int" => Known::new(Elem::INT64, vec![], Values::Int(vec![int_dim(a.i)])),
+        "value_ints" => Known::new(Elem::INT64, vec![a.ints.len()], Values::Int(a.ints.iter().map(|&x| int_dim(x)).collect())),
+        other => return Err(format!("constant attribute `{other}` is not supported (strings and sparse tensors are not)")),
+    };
+    Ok(Value::Known(known))
+}
+
+fn load_tensor(ctx: &mut Ctx, t: &super::proto::TensorProto) -> Result<Rc<Known>, String> {
+    let l = super::tensor::load(t, ctx.model, ctx.external)?;
+    let data = match l.data {
+        super::tensor::LoadedData::Weight(w) => KnownData::Weight(w),
+        super::tensor::LoadedData::Values(v) => KnownData::Values(v),
+    };
+    Ok(Rc::new(Known { elem: l.elem, shape: l.shape, data }))
+}
+
+fn cast(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, String> {
+    to.dtype()?;
+    let from = elem(x);
+    if let Value::Known(k) = x {
+        if from.0 == Elem::INT8.0 && to.is_float() && k.numel() >= QUANTIZED_MIN_NUMEL {
+            // int8 weights: keep the integers for MatMul/Gather (see KnownData::Scaled).
+            let q = k.const_ints()?.into_iter().map(|v| v as i8).collect();
+            let scale = Known::new(to, vec![], Values::F32(vec![1.0]));
+            return Ok(Value::Known(Rc::new(Known { elem: to, shape: k.shape.clone(), data: KnownData::Scaled { q: Rc::new(q), scale } })));
+        }
+        if !to.is_float() && !from.is_float() {
+            let values = k.ints()?.into_iter().map(|d| wrap_dim(to, d)).collect();
+            return Ok(Value::Known(Known::new(to, k.shape.clone(), Values::Int(values))));
+        }
+    }
+    let id = b.node(x, &format!("{base}.x"))?;
+    let dtype = match to.0 {
+        10 => DType::F16,
+        16 => DType::BF16,
+        _ => to.dtype()?,
+    };
+    if to.0 == Elem::BOOL.0 {
+        return Err("casting to bool needs a comparison op, which tfc does not have yet".into());
+    }
+    if !from.is_float() && !to.is_float() {
+        return Ok(Value::Node { id, elem: to }); // integer types are all i32 in tfc
+    }
+    // A Cast to f16/bf16 rounds; the value stays f32 (tfc's activations are f32).
+    let mut id = b.add(base, Op::Cast { to: dtype }, &[id])?;
+    if matches!(dtype, DType::F16 | DType::BF16) {
+        id = b.add(&format!("{base}.f32"), Op::Cast { to: DType::F32 }, &[id])?;
+    }
+    Ok(Value::Node { id, elem: to })
+}
+
+/// Constants this large that are int8 (or dequantized int8) are treated as quantized weights.
+const QUANTIZED_MIN_NUMEL: usize = 1024;
+
+/// `Scaled · scale` for a known per-tensor, per-row or per-column scale: the product stays `Scaled`.
+fn scale_quantized(x: &Value, y: &Value) -> Result<Option<Value>, String> {
+    let (Some(kx), Some(ky)) = (known_of(x), known_of(y)) else { return Ok(None) };
+    let (scaled, factor) = match (&kx.data, &ky.data) {
+        (KnownData::Scaled { .. }, _) => (kx, ky),
+        (_, KnownData::Scaled { .. }) => (ky, kx),
+        _ => return Ok(None),
+    };
+    let KnownData::Scaled { q, scale } = &scaled.data else { unreachable!() };
+    if !factor.elem.is_float() || broadcast_usize(&scaled.shape, &factor.shape).ok().as_ref() != Some(&scaled.shape) {
+        return Ok(None);
+    }
+    let s = scale.f32s()?;
+    if s.iter().any(|&v| v != 1.0) {
+        return Ok(None);
+    }
+    Ok(Some(Value::Known(Rc::new(Known {
+        elem: factor.elem,
+        shape: scaled.shape.clone(),
+        data: KnownData::Scaled { q: q.clone(), scale: factor.clone() },
+    }))))
+}
+
+fn dequantize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, scale) = (input(inputs, 0)?, input(inputs, 1)?);
+    let zero_point = inputs.get(2).and_then(Option::as_ref);
+    let rank = b.shape(x).len();
+    let scale_shape = b.shape(scale);
+    // Per-axis scales broadcast along `axis`; blocked quantization (opset 21 block_size) is refused.
+    if ctx.int("block_size", 0) != 0 {
+        return Err("blocked quantization (block_size) is not supported".into());
+    }
+    let reshape_per_axis = |b: &mut Builder, v: &Value| -> Result<Value, String> {
+        if scale_shape.len() != 1 || rank == 0 {
+            return Ok(v.clone());
+        }
+        let axis = normalize_axis(ctx.int("axis", 1), rank)?;
+        let target: Vec<Dim> = (0..rank).map(|i| if i == axis { scale_shape[0].clone() } else { Dim::from(1u64) }).collect();
+        reshape(b, &format!("{base}.axis"), v, target)
+    };
+    let scale = reshape_per_axis(b, scale)?;
+    let zero_point = zero_point.map(|z| reshape_per_axis(b, z)).transpose()?;
+    if let (Value::Known(kx), Some(Value::Known(ks))) = (x, known_of(&scale).map(|k| Value::Known(k.clone())))
+        && matches!(kx.elem.0, 2 | 3)
+        && kx.numel() >= QUANTIZED_MIN_NUMEL
+    {
+        let zp: Vec<i64> = match &zero_point {
+            Some(Value::Known(z)) => z.const_ints()?,
+            Some(_) => return Err("the zero point must be a constant".into()),
+            None => vec![0],
+        };
+        let zshape = zero_point.as_ref().map_or(vec![], |z| known_of(z).map_or(vec![], |k| k.shape.clone()));
+        let zi = broadcast_index(&zshape, &kx.shape)?;
+        let q: Option<Vec<i8>> = kx.const_ints()?.iter().zip(zi).map(|(&v, i)| i8::try_from(v - zp[i]).ok()).collect();
+        if let Some(q) = q {
+            return Ok(Value::Known(Rc::new(Known { elem: ks.elem, shape: kx.shape.clone(), data: KnownData::Scaled { q: Rc::new(q), scale: ks } })));
+        }
+    }
+    let mut v = cast(b, &format!("{base}.float"), x, Elem::FLOAT)?;
+    if let Some(z) = zero_point {
+        let z = cast(b, &format!("{base}.zp"), &z, Elem::FLOAT)?;
+        v = binary(b, &format!("{base}.sub"), BinaryOp::Sub, &v, &z)?;
+    }
+    binary(b, &base, BinaryOp::Mul, &v, &scale)
+}
+
+fn normalization(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    if ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err("its mean and inverse standard deviation outputs (training) are not supported".into());
+    }
+    let x = input(inputs, 0)?;
+    let shape = b.shape(x);
+    let axis = normalize_axis(ctx.int("axis", -1), shape.len())?;
+    let eps = ctx.float("epsilon", 1e-5);
+    // Normalised over axes axis.., which become one axis for the IR op.
+    let d = tfc_ir::dim::product(&shape[axis..]);
+    let mut flat_shape = shape[..axis].to_vec();
+    flat_shape.push(d.clone());
+    let flat = reshape(b, &format!("{base}.flat"), x, flat_shape)?;
+    let mut operands = vec![b.node(&flat, &base)?];
+    for (i, p) in inputs.iter().enumerate().skip(1).take(2) {
+        let Some(p) = p else { continue };
+        let p = expand(b, &format!("{base}.p{i}"), p, &shape[axis..])?;
+        let p = reshape(b, &format!("{base}.p{i}.flat"), &p, vec![d.clone()])?;
+        operands.push(b.node(&p, &format!("{base}.p{i}"))?);
+    }
+    let op = if ctx.node.op_type == "RMSNormalization" { Op::RmsNorm { eps } } else { Op::LayerNorm { eps } };
+    let y = Value::Node { id: b.add(&format!("{base}.norm"), op, &operands)?, elem: elem(x) };
+    reshape(b, &base, &y, shape)
+}
+
+fn matmul(b: &mut Builder, base: &str, x: &Value, w: &Value, transpose_a: bool, transpose_b: bool) -> Result<Value, String> {
+    let (xs, ws) = (b.shape(x), b.shape(w));
+    // Rank-1 operands are made matrices and the added axis removed afterwards, as numpy does.
+    let x2 = if xs.len() == 1 { reshape(b, &format!("{base}.row"), x, vec![Dim::from(1u64), xs[0].clone()])? } else { x.clone() };
+    let w2 = if ws.len() == 1 { reshape(b, &format!("{base}.col"), w, vec![ws[0].clone(), Dim::from(1u64)])? } else { w.clone() };
+    let a = b.node(&x2, &format!("{base}.a"))?;
+    let y = match known_of(&w2).map(|k| (k, &k.data)) {
+        Some((k, KnownData::Scaled { q, scale })) if k.shape.len() == 2 && !transpose_b && k.shape[0] % 32 == 0 && column_scale(scale, k.shape[1]) => {
+            // x · (q · s) = (x · q) · s for a scale per column: q is stored as Q8_0 with block scale 1, exactly.
+            let wq = b.graph.weight(q8_weight(&format!("{base}.weight_q"), q, k.shape[0], k.shape[1]));
+            let y = b.add(&format!("{base}.q"), Op::MatMul { transpose_a, transpose_b: true }, &[a, wq])?;
+            let s = b.node(&Value::Known(scale.clone()), &format!("{base}.scale"))?;
+            b.add(base, Op::Binary(BinaryOp::Mul), &[y, s])?
+        }
+        _ => {
+            let c = b.node(&w2, &format!("{base}.b"))?;
+            b.add(base, Op::MatMul { transpose_a, transpose_b }, &[a, c])?
+        }
+    };
+    let mut y = Value::Node { id: y, elem: Elem::FLOAT };
+    if xs.len() == 1 || ws.len() == 1 {
+        let mut shape = b.shape(&y);
+        if ws.len() == 1 {
+            shape.pop();
+        }
+        if xs.len() == 1 {
+            shape.remove(shape.len() - if ws.len() == 1 { 1 } else { 2 });
+        }
+        y = reshape(b, &format!("{base}.squeeze"), &y, shape)?;
+    }
+    Ok(y)
+}
+
+/// Whether `scale` is one number or one per column of an `[K, N]` matrix.
+fn column_scale(scale: &Known, n: usize) -> bool {
+    scale.numel() == 1 || (scale.numel() == n && scale.shape.last() == Some(&n))
+}
+
+/// `q [K, N]` as a Q8_0 weight of shape `[N, K]` (rows of K, blocks of 32 along them) with every block scale 1.
+fn q8_weight(name: &str, q: &[i8], k: usize, n: usize) -> Weight {
+    let one = half::f16::from_f32(1.0).to_le_bytes();
+    let mut bytes = Vec::with_capacity(n * k / 32 * 34);
+    for col in 0..n {
+        for block in 0..k / 32 {
+            bytes.extend_from_slice(&one);
+            bytes.extend((0..32).map(|i| q[(block * 32 + i) * n + col] as u8));
+        }
+    }
+    Weight { name: name.to_string(), dtype: DType::Q8_0, shape: vec![n as u64, k as u64], data: WeightData::Owned(Arc::new(bytes)) }
+}
+
+fn reshape_target(shape: &[Dim], target: &[Dim], allow_zero: bool) -> Result<Vec<Dim>, String> {
+    let mut out: Vec<Option<Dim>> = Vec::new();
+    for (i, d) in target.iter().enumerate() {
+        out.push(match dim_int(d) {
+            Some(0) if !allow_zero => Some(shape.get(i).cloned().ok_or_else(|| format!("0 at axis {i} copies no input axis"))?),
+            Some(-1) => None,
+            Some(v) if v < 0 => return Err(format!("shape value {v} is not valid")),
+            _ => Some(d.clone()),
+        });
+    }
+    let unknown: Vec<usize> = out.iter().enumerate().filter(|(_, d)| d.is_none()).map(|(i, _)| i).collect();
+    if unknown.len() > 1 {
+        return Err("more than one -1 in the shape".into());
+    }
+    if let Some(&u) = unknown.first() {
+        // The inferred axis: cancel the factors the input and the known output axes share, divide the rest.
+        let mut rest: Vec<Dim> = shape.to_vec();
+        let mut known: Vec<Dim> = Vec::new();
+        for d in out.iter().flatten() {
+            match rest.iter().position(|r| r == d) {
+                Some(p) => {
+                    rest.remove(p);
+                }
+                None => known.push(d.clone()),
+            }
+        }
+        let (num, den) = (tfc_ir::dim::product(&rest), tfc_ir::dim::product(&known));
+        let value = match (num.as_const(), den.as_const()) {
+            (Some(n), Some(d)) if d > 0 && n % d == 0 => Dim::from(n / d),
+            (_, Some(1)) => num,
+            _ => return Err(format!("cannot infer the -1 axis of {target:?} from {shape:?}; fix symbolic dimensions with --dim")),
+        };
+        out[u] = Some(value);
+    }
+    Ok(out.into_iter().flatten().collect())
+}
+
+fn reshape(b: &mut Builder, base: &str, x: &Value, shape: Vec<Dim>) -> Result<Value, String> {
+    if b.shape(x) == shape {
+        return Ok(x.clone());
+    }
+    if let Value::Known(k) = x {
+        let dims: Vec<usize> = shape.iter().map(|d| d.as_const().map(|v| v as usize).ok_or("a symbolic shape")).collect::<Result<_, _>>()?;
+        if dims.iter().product::<usize>() != k.numel() {
+            return Err(format!("cannot reshape {:?} to {dims:?}", k.shape));
+        }
+        let data = match &k.data {
+            KnownData::Values(v) => KnownData::Values(v.clone()),
+            KnownData::Weight(w) => KnownData::Weight(Weight { shape: dims.iter().map(|&d| d as u64).collect(), ..w.clone() }),
+            KnownData::Scaled { .. } => KnownData::Values(k.values()?),
+        };
+        return Ok(Value::Known(Rc::new(Known { elem: k.elem, shape: dims, data })));
+    }
+    let id = b.node(x, base)?;
+    Ok(Value::Node { id: b.add(base, Op::Reshape { shape }, &[id])?, elem: elem(x) })
+}
+
+fn transpose(b: &mut Builder, base: &str, x: &Value, perm: &[usize]) -> Result<Value, String> {
+    if perm.iter().enumerate().all(|(i, &p)| i == p) {
+        return Ok(x.clone());
+    }
+    if let Value::Known(k) = x {
+        let shape: Vec<usize> = perm.iter().map(|&p| k.shape[p]).collect();
+        let strides = strides(&k.shape);
+        let idx: Vec<usize> = (0..k.numel()).map(|i| unravel(i, &shape).iter().zip(perm).map(|(c, &p)| c * strides[p]).sum()).collect();
+        return pick(k, shape, &idx);
+    }
+    let id = b.node(x, base)?;
+    Ok(Value::Node { id: b.add(base, Op::Transpose { perm: perm.to_vec() }, &[id])?, elem: elem(x) })
+}
+
+fn concat(b: &mut Builder, base: &str, parts: &[&Value], axis: usize) -> Result<Value, String> {
+    if parts.len() == 1 {
+        return Ok(parts[0].clone());
+    }
+    let e = elem(parts[0]);
+    if let Some(ks) = parts.iter().map(|p| known_of(p)).collect::<Option<Vec<_>>>() {
+        let mut shape = ks[0].shape.clone();
+        shape[axis] = ks.iter().map(|k| k.shape[axis]).sum();
+        let outer: usize = shape[..axis].iter().product();
+        let mut f = Vec::new();
+        let mut ints = Vec::new();
+        let values: Vec<Values> = ks.iter().map(|k| k.values()).collect::<Result<_, _>>()?;
+        for o in 0..outer {
+            for (k, v) in ks.iter().zip(&values) {
+                let inner: usize = k.shape[axis..].iter().product();
+                match v {
+                    Values::F32(v) => f.extend_from_slice(&v[o * inner..(o + 1) * inner]),
+                    Values::Int(v) => ints.extend_from_slice(&v[o * inner..(o + 1) * inner]),
+                }
+            }
+        }
+        let values = if e.is_float() { Values::F32(f) } else { Values::Int(ints) };
+        return Ok(Value::Known(Known::new(e, shape, values)));
+    }
+    let ids: Vec<NodeId> = parts.iter().enumerate().map(|(i, p)| b.node(p, &format!("{base}.{i}"))).collect::<Result<_, _>>()?;
+    Ok(Value::Node { id: b.add(base, Op::Concat { axis }, &ids)?, elem: e })
+}
+
+fn slice(b: &mut Builder, base: &str, x: &Value, axis: usize, start: &Dim, end: &Dim, step: i64) -> Result<Value, String> {
+    let len = b.shape(x)[axis].clone();
+    // Clamped as ONNX does: negative values count from the end, then into [0, len].
+    let resolve = |v: &Dim, upper: bool| -> Result<Dim, String> {
+        let Some(c) = dim_int(v) else { return Ok(v.clone()) };
+        match len.as_const() {
+            Some(l) => {
+                let l = l as i64;
+                let c = if c < 0 { c + l } else { c };
+                let (lo, hi) = if step < 0 { (-1, l - 1) } else { (0, l) };
+                Ok(int_dim(c.clamp(lo, hi)))
+            }
+            None if c < 0 => Ok(&len - &Dim::from(c.unsigned_abs())),
+            None if upper && c >= i32::MAX as i64 => Ok(len.clone()),
+            None => Ok(Dim::from(c as u64)),
+        }
+    };
+    let (s, e) = (resolve(start, false)?, resolve(end, true)?);
+    if step == 0 {
+        return Err("a slice step of 0".into());
+    }
+    if let Value::Known(k) = x {
+        let (s, e) = (const_int(&s)?, const_int(&e)?);
+        let positions: Vec<usize> = if step > 0 {
+            (s..e.max(s)).step_by(step as usize).map(|p| p as usize).collect()
+        } else {
+            let mut p = s;
+            let mut v = Vec::new();
+            while p > e {
+                v.push(p as usize);
+                p += step;
+            }
+            v
+        };
+        return select_along(k, axis, &positions);
+    }
+    if step != 1 {
+        return Err(format!("a slice step of {step} on a computed tensor is not supported (only 1)"));
+    }
+    if s == Dim::from(0u64) && e == len {
+        return Ok(x.clone());
+    }
+    let e = match (dim_int(&s), dim_int(&e)) {
+        (Some(a), Some(z)) if z < a => s.clone(),
+        _ => e,
+    };
+    let id = b.node(x, base)?;
+    Ok(Value::Node { id: b.add(base, Op::Slice { axis, start: s, end: e }, &[id])?, elem: elem(x) })
+}
+
+fn gather(b: &mut Builder, base: &str, data: &Value, indices: &Value, axis: usize) -> Result<Value, String> {
+    let shape = b.shape(data);
+    let len = shape[axis].as_const();
+    // Negative indices count from the end; with a known axis length they are resolved here.
+    let indices = match (known_of(indices), len) {
+        (Some(k), Some(l)) => {
+            let fixed = k.const_ints()?.into_iter().map(|i| int_dim(if i < 0 { i + l as i64 } else { i })).collect();
+            Value::Known(Known::new(Elem::INT64, k.shape.clone(), Values::Int(fixed)))
+        }
+        _ => indices.clone(),
+    };
+    if let (Some(k), Some(ki)) = (known_of(data), known_of(&indices)) {
+        let idx = ki.const_ints()?;
+        let l = k.shape[axis] as i64;
+        if let Some(bad) = idx.iter().find(|&&i| i < 0 || i >= l) {
+            return Err(format!("index {bad} is out of range for an axis of length {l}"));
+        }
+        let positions: Vec<usize> = idx.iter().map(|&i| i as usize).collect();
+        let picked = select_along(k, axis, &positions)?;
+        let mut out_shape = k.shape[..axis].to_vec();
+        out_shape.extend_from_slice(&ki.shape);
+        out_shape.extend_from_slice(&k.shape[axis + 1..]);
+        return reshape(b, base, &picked, out_shape.iter().map(|&d| Dim::from(d)).collect());
+    }
+    let index_rank = b.shape(&indices).len();
+    let mut perm: Vec<usize> = (0..shape.len()).collect();
+    perm.remove(axis);
+    perm.insert(0, axis);
+    let table = transpose(b, &format!("{base}.table"), data, &perm)?;
+    let ids = b.node(&indices, &format!("{base}.indices"))?;
+    let y = match known_of(&table).map(|k| (k, &k.data)) {
+        Some((k, KnownData::Scaled { q, scale })) if k.shape.len() == 2 && k.shape[1] % 32 == 0 && row_scale(scale, k.shape[0]) => {
+            // Rows of q · s: the rows of q (Q8_0, block scale 1) times the rows' scales.
+            let (rows, cols) = (k.shape[0], k.shape[1]);
+            let transposed: Vec<i8> = (0..rows * cols).map(|i| q[(i % rows) * cols + i / rows]).collect();
+            let wq = b.graph.weight(q8_weight(&format!("{base}.table_q"), &transposed, cols, rows));
+            let y = b.add(&format!("{base}.q"), Op::Gather, &[wq, ids])?;
+            let s = reshape(b, &format!("{base}.scales"), &Value::Known(scale.clone()), vec![Dim::from(scale.numel() as u64), Dim::from(1u64)])?;
+            let s = b.node(&s, &format!("{base}.scales"))?;
+            let s = if scale.numel() == 1 { s } else { b.add(&format!("{base}.row_scale"), Op::Gather, &[s, ids])? };
+            b.add(base, Op::Binary(BinaryOp::Mul), &[y, s])?
+        }
+        _ => {
+            let t = b.node(&table, &format!("{base}.table"))?;
+            b.add(base, Op::Gather, &[t, ids])?
+        }
+    };
+    let y = Value::Node { id: y, elem: elem(data) };
+    if axis == 0 {
+        return Ok(y);
+    }
+    // [indices…, data axes before axis…, after…] → [before…, indices…, after…]
+    let mut perm: Vec<usize> = (index_rank..index_rank + axis).collect();
+    perm.extend(0..index_rank);
+    perm.extend(index_rank + axis..index_rank + shape.len() - 1);
+    transpose(b, &format!("{base}.out"), &y, &perm)
+}
+
+/// Whether `scale` is one number or one per row of a `[V, D]` table.
+fn row_scale(scale: &Known, rows: usize) -> bool {
+    scale.numel() == 1 || (scale.numel() == rows && scale.shape.first() == Some(&rows))
+}
+
+fn expand(b: &mut Builder, base: &str, x: &Value, shape: &[Dim]) -> Result<Value, String> {
+    let from = b.shape(x);
+    let full = tfc_ir::op::broadcast_shapes(&from, shape)?;
+    if full == from {
+        return Ok(x.clone());
+    }
+    if let Value::Known(k) = x {
+        let dims: Vec<usize> = full.iter().map(|d| d.as_const().map(|v| v as usize).ok_or("a symbolic shape")).collect::<Result<_, _>>()?;
+        let idx = broadcast_index(&k.shape, &dims)?;
+        return pick(k, dims, &idx);
+    }
+    // x + 0 of the target shape: numpy broadcasting through Add.
+    let zeros = Value::Known(Known::new(elem(x), vec![], if elem(x).is_float() { Values::F32(vec![0.0]) } else { Values::Int(vec![Dim::from(0u64)]) }));
+    let zero_shape: Vec<Dim> = full.clone();
+    let zeros = expand_known_zero(&zeros, &zero_shape)?;
+    binary(b, base, BinaryOp::Add, x, &zeros)
+}
+
+/// A zero tensor of a constant shape (for broadcasting a computed tensor).
+fn expand_known_zero(zero: &Value, shape: &[Dim]) -> Result<Value, String> {
+    let Value::Known(k) = zero else { unreachable!() };
+    let dims: Vec<usize> = shape
+        .iter()
+        .map(|d| d.as_const().map(|v| v as usize).ok_or("expanding to a symbolic shape is not supported; fix it with --dim"))
+        .collect::<Result<_, _>>()?;
+    let idx = vec![0usize; dims.iter().product()];
+    pick(k, dims, &idx)
+}
+
+fn strides(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = s[i + 1] * shape[i + 1];
+    }
+    s
+}
+
+fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
+    let mut c = vec![0usize; shape.len()];
+    for a in (0..shape.len()).rev() {
+        let d = shape[a].max(1);
+        c[a] = i % d;
+        i /= d;
+    }
+    c
+}
+
+fn broadcast_usize(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+    let rank = a.len().max(b.len());
+    let at = |s: &[usize], i: usize| if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 };
+    (0..rank)
+        .map(|i| match (at(a, i), at(b, i)) {
+            (x, y) if x == y || y == 1 => Ok(x),
+            (1, y) => Ok(y),
+            (x, y) => Err(format!("shapes {a:?} and {b:?} do not broadcast ({x} vs {y})")),
+        })
+        .collect()
+}
+
+/// For each element of `to`, the position of the element of a tensor of shape `from` broadcast onto it.
+fn broadcast_index(from: &[usize], to: &[usize]) -> Result<Vec<usize>, String> {
+    if broadcast_usize(from, to)? != to {
+        return Err(format!("shape {from:?} does not broadcast to {to:?}"));
+    }
+    let s = strides(from);
+    let offset = to.len() - from.len();
+    Ok((0..to.iter().product())
+        .map(|i| {
+            let c = unravel(i, to);
+            (0..from.len()).map(|a| if from[a] == 1 { 0 } else { c[a + offset] * s[a] }).sum()
+        })
+        .collect())
+}
+
+/// The elements at positions `idx` of a known tensor, as a tensor of `shape`.
+fn pick(k: &Known, shape: Vec<usize>, idx: &[usize]) -> Result<Value, String> {
+    let values = match k.values()? {
+        Values::F32(v) => Values::F32(idx.iter().map(|&i| v[i]).collect()),
+        Values::Int(v) => Values::Int(idx.iter().map(|&i| v[i].clone()).collect()),
+    };
+    Ok(Value::Known(Known::new(k.elem, shape, values)))
+}
+
+/// The entries `positions` of axis `axis`.
+fn select_along(k: &Known, axis: usize, positions: &[usize]) -> Result<Value, String> {
+    let mut shape = k.shape.clone();
+    shape[axis] = positions.len();
+    let st = strides(&k.shape);
+    let idx: Vec<usize> = (0..shape.iter().product())
+        .map(|i| {
+            let c = unravel(i, &shape);
+            c.iter().enumerate().map(|(a, &x)| if a == axis { positions[x] * st[a] } else { x * st[a] }).sum()
+        })
+        .collect();
+    pick(k, shape, &idx)
+}
