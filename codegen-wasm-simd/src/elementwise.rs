@@ -6,7 +6,7 @@ use crate::decode::{Format, f32_to_bf16, f32_to_half};
 use crate::math::{Helper, call};
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::layout::broadcast_axes;
-use tfc_ir::{BinaryOp, DType, Dim, Expr, UnaryOp};
+use tfc_ir::{BinaryOp, CompareOp, DType, Dim, Expr, UnaryOp};
 
 /// The most axes broadcasting indexes after merging axes that broadcast alike.
 const MAX_RANK: usize = 6;
@@ -29,8 +29,8 @@ pub(crate) fn for_each_vector(b: &mut Body, start: Local, end: Local, out: Local
     });
 }
 
-/// Pushes `f(x)` for the f32x4 local `x`.
-fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) {
+/// Pushes `f(x)` for the f32x4 local `x`, `None` for the ops without a WASM kernel (trigonometry).
+fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) -> Option<()> {
     let one_plus_exp_of = |b: &mut Body, scale: f32| {
         b.splat(1.0).get(x).splat(scale).op(I::F32x4Mul);
         call(b, Helper::Exp);
@@ -97,11 +97,62 @@ fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) {
             one_plus_exp_of(b, -1.0);
             b.op(I::F32x4Div);
         }
+        UnaryOp::Sinh | UnaryOp::Cosh => {
+            b.get(x);
+            call(b, Helper::Exp);
+            b.get(x).op(I::F32x4Neg);
+            call(b, Helper::Exp);
+            b.op(if op == UnaryOp::Sinh { I::F32x4Sub } else { I::F32x4Add }).splat(0.5).op(I::F32x4Mul);
+        }
+        UnaryOp::Floor => {
+            b.get(x).op(I::F32x4Floor);
+        }
+        UnaryOp::Ceil => {
+            b.get(x).op(I::F32x4Ceil);
+        }
+        UnaryOp::Round => {
+            b.get(x).op(I::F32x4Nearest);
+        }
+        UnaryOp::Sign => {
+            // (x > 0) − (x < 0) as 1.0 or 0.0 lanes.
+            b.get(x).splat(0.0).op(I::F32x4Gt).splat(1.0).op(I::V128And);
+            b.get(x).splat(0.0).op(I::F32x4Lt).splat(1.0).op(I::V128And);
+            b.op(I::F32x4Sub);
+        }
+        // max(x, 0) + ln(1 + e^−|x|), which overflows for no x.
+        UnaryOp::Softplus => {
+            b.get(x).splat(0.0).op(I::F32x4Max);
+            b.splat(1.0).get(x).op(I::F32x4Abs).op(I::F32x4Neg);
+            call(b, Helper::Exp);
+            b.op(I::F32x4Add);
+            call(b, Helper::Log);
+            b.op(I::F32x4Add);
+        }
+        UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tan | UnaryOp::Asin | UnaryOp::Acos | UnaryOp::Atan | UnaryOp::Asinh | UnaryOp::Acosh | UnaryOp::Atanh => {
+            return None;
+        }
     }
+    Some(())
 }
 
 fn unary_name(op: UnaryOp) -> &'static str {
     match op {
+        UnaryOp::Sin => "sin",
+        UnaryOp::Cos => "cos",
+        UnaryOp::Tan => "tan",
+        UnaryOp::Asin => "asin",
+        UnaryOp::Acos => "acos",
+        UnaryOp::Atan => "atan",
+        UnaryOp::Sinh => "sinh",
+        UnaryOp::Cosh => "cosh",
+        UnaryOp::Asinh => "asinh",
+        UnaryOp::Acosh => "acosh",
+        UnaryOp::Atanh => "atanh",
+        UnaryOp::Floor => "floor",
+        UnaryOp::Ceil => "ceil",
+        UnaryOp::Round => "round",
+        UnaryOp::Sign => "sign",
+        UnaryOp::Softplus => "softplus",
         UnaryOp::Neg => "neg",
         UnaryOp::Abs => "abs",
         UnaryOp::Exp => "exp",
@@ -126,12 +177,16 @@ pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Kernel, CodegenError> {
     let n = args.param(&mut b, 0);
     let (start, end) = args.share(&mut b, n);
     let (input, x) = (args.input(0), b.v128());
+    let mut supported = Some(());
     for_each_vector(&mut b, start, end, args.output(), |b, i| {
         format.address(b, input, i);
         format.load4(b);
         b.set(x);
-        apply_unary(b, op, x);
+        supported = apply_unary(b, op, x);
     });
+    if supported.is_none() {
+        return Err(crate::no_kernel(node));
+    }
     Ok(Kernel { name: format!("unary_{}", unary_name(op)), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
 }
 
@@ -316,6 +371,8 @@ fn binary_name(op: BinaryOp) -> &'static str {
         BinaryOp::Max => "max",
         BinaryOp::Min => "min",
         BinaryOp::Pow => "pow",
+        BinaryOp::Mod => "mod",
+        BinaryOp::Fmod => "fmod",
     }
 }
 
@@ -329,7 +386,7 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Kernel, CodegenError> 
     let (start, end) = args.share(&mut b, n);
     let loaded = [0, 1].map(|k| Loaded::new(&mut b, &args, &broadcast, &broadcast.index[k]));
     if node.output.dtype == DType::I32 {
-        integer_binary(&mut b, &args, op, &loaded, formats, (start, end));
+        integer_elements(&mut b, &args, &loaded, formats, (start, end), |b, x, y, q, r| integer_binary(b, op, x, y, q, r));
     } else {
         let (x, y) = (b.v128(), b.v128());
         for_each_vector(&mut b, start, end, args.output(), |b, i| {
@@ -349,15 +406,37 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Kernel, CodegenError> 
                     call(b, Helper::Pow);
                     b
                 }
+                BinaryOp::Fmod | BinaryOp::Mod => {
+                    // r = x − y·trunc(x / y), moved to the sign of y for Mod.
+                    let r = b.v128();
+                    b.op(I::F32x4Div).op(I::F32x4Trunc).get(y).op(I::F32x4Mul).set(r);
+                    b.get(x).get(r).op(I::F32x4Sub).set(r);
+                    b.get(r);
+                    if op == BinaryOp::Mod {
+                        // Add y where r ≠ 0 and its sign differs from y's.
+                        b.get(y).splat(0.0);
+                        b.get(r).splat(0.0).op(I::F32x4Ne);
+                        b.get(r).splat(0.0).op(I::F32x4Lt).get(y).splat(0.0).op(I::F32x4Lt).op(I::V128Xor);
+                        b.op(I::V128And).op(I::V128Bitselect).op(I::F32x4Add);
+                    }
+                    b
+                }
             };
         });
     }
     Ok(Kernel { name: format!("binary_{}", binary_name(op)), body: b, bindings: 3, params: broadcast.params })
 }
 
-/// Integer binary ops, one element at a time, as the interpreter's i64 arithmetic truncated to i32: wrapping
-/// add/sub/mul, Euclidean division (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
-fn integer_binary(b: &mut Body, args: &Args, op: BinaryOp, loaded: &[Loaded; 2], formats: [Format; 2], (start, end): (Local, Local)) {
+/// An elementwise op on two broadcast operands read as i32, one element at a time: `combine(b, x, y, q, r)` pushes
+/// the i32 result of the locals x and y (q and r are scratch locals).
+fn integer_elements(
+    b: &mut Body,
+    args: &Args,
+    loaded: &[Loaded; 2],
+    formats: [Format; 2],
+    (start, end): (Local, Local),
+    combine: impl FnOnce(&mut Body, Local, Local, Local, Local),
+) {
     let (e, at, x, y, q, r) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
     let out = args.output();
     b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
@@ -368,6 +447,14 @@ fn integer_binary(b: &mut Body, args: &Args, op: BinaryOp, loaded: &[Loaded; 2],
             b.set(value);
         }
         Format::I32.address(b, out, e);
+        combine(b, x, y, q, r);
+        b.i32_store(0);
+    });
+}
+
+/// Integer binary ops as the interpreter's i64 arithmetic truncated to i32: wrapping add/sub/mul, Euclidean
+/// division (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
+fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: Local) {
         match op {
             BinaryOp::Add => {
                 b.get(x).get(y).op(I::I32Add);
@@ -401,6 +488,16 @@ fn integer_binary(b: &mut Body, args: &Args, op: BinaryOp, loaded: &[Loaded; 2],
                 );
                 b.get(q);
             }
+            BinaryOp::Fmod | BinaryOp::Mod => {
+                // i32.rem_s traps on a zero divisor, as the interpreter refuses it.
+                b.get(x).get(y).op(I::I32RemS).set(r);
+                if op == BinaryOp::Mod {
+                    b.get(r).i32c(0).op(I::I32Ne).get(r).i32c(0).op(I::I32LtS).get(y).i32c(0).op(I::I32LtS).op(I::I32Ne).op(I::I32And).if_(|b| {
+                        b.get(r).get(y).op(I::I32Add).set(r);
+                    });
+                }
+                b.get(r);
+            }
             BinaryOp::Pow => {
                 // Repeated squaring with wrapping multiplication; r is the running power, q the exponent left.
                 b.get(y).i32c(0).get(y).i32c(0).op(I::I32GtS).op(I::Select).i32c(63).min_u().set(q);
@@ -420,8 +517,39 @@ fn integer_binary(b: &mut Body, args: &Args, op: BinaryOp, loaded: &[Loaded; 2],
                 b.get(r);
             }
         }
-        b.i32_store(0);
-    });
+}
+
+/// Like `binary`, with 1 or 0 as i32 out.
+pub(crate) fn compare(node: &Node, op: CompareOp) -> Result<Kernel, CodegenError> {
+    let formats = [node.format(0)?, node.format(1)?];
+    let broadcast = Broadcast::new(node)?;
+    let (mut b, args) = Args::new(2);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let loaded = [0, 1].map(|k| Loaded::new(&mut b, &args, &broadcast, &broadcast.index[k]));
+    let (name, float, int) = match op {
+        CompareOp::Eq => ("eq", I::F32x4Eq, I::I32Eq),
+        CompareOp::Ne => ("ne", I::F32x4Ne, I::I32Ne),
+        CompareOp::Lt => ("lt", I::F32x4Lt, I::I32LtS),
+        CompareOp::Le => ("le", I::F32x4Le, I::I32LeS),
+        CompareOp::Gt => ("gt", I::F32x4Gt, I::I32GtS),
+        CompareOp::Ge => ("ge", I::F32x4Ge, I::I32GeS),
+    };
+    if node.inputs[0].dtype.is_int() {
+        integer_elements(&mut b, &args, &loaded, formats, (start, end), |b, x, y, _, _| {
+            b.get(x).get(y).op(int);
+        });
+    } else {
+        let x = b.v128();
+        for_each_vector(&mut b, start, end, args.output(), |b, i| {
+            loaded[0].load4(b, formats[0], args.input(0), i);
+            b.set(x);
+            b.get(x);
+            loaded[1].load4(b, formats[1], args.input(1), i);
+            b.op(float).splat_i32(1).op(I::V128And);
+        });
+    }
+    Ok(Kernel { name: format!("compare_{name}"), body: b, bindings: 3, params: broadcast.params })
 }
 
 /// Params: the element count.

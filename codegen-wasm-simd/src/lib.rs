@@ -187,8 +187,20 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Concat { axis } => movement::concat(&node, *axis),
         Op::Rope { interleaved } => rope::rope(&node, *interleaved),
         Op::Attention { causal, scale } => attention::attention(&node, *causal, *scale),
+        Op::Compare(op) => elementwise::compare(&node, *op),
+        Op::Where | Op::Reduce { .. } | Op::Expand { .. } | Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } => {
+            Err(no_kernel(&node))
+        }
     }
 }
+
+/// The error for an op the fallback has no kernel for yet; `has_kernel` is false for it.
+pub(crate) fn no_kernel(node: &Node) -> CodegenError {
+    node.error(format!("{NO_KERNEL} for this op yet"))
+}
+
+/// The start of the error message for an op without a WASM kernel.
+pub const NO_KERNEL: &str = "the WASM fallback has no kernel";
 
 /// The fallback module for the dispatched `nodes`, in order. Identical kernels are emitted once.
 pub fn fallback(graph: &Graph, nodes: &[NodeId]) -> Result<Fallback, CodegenError> {

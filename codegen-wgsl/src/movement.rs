@@ -1,12 +1,12 @@
-//! Ops that move elements: Gather, Transpose, Slice, Concat. One invocation per output element, 256 per workgroup,
+//! Ops that move elements: Gather, GatherElements, Transpose, Slice, Concat, Expand, Pad. One invocation per output element, 256 per workgroup,
 //! except the tiled transpose; f16/bf16 outputs (Transpose, Slice of half weights) take one invocation per output
 //! word, copying the 16-bit patterns.
 
 use crate::CodegenError;
 use crate::shader::{Access, Node, Parts, expr, groups_for, is_packed, product, storage_type};
 use std::fmt::Write;
-use tfc_ir::{DType, Dim, Expr};
-use tfc_ir::layout::simplify_transpose;
+use tfc_ir::layout::{broadcast_axes, simplify_transpose};
+use tfc_ir::{DType, Dim, Expr, PadMode};
 
 const WORKGROUP: u32 = 256;
 /// The most axes the index arithmetic handles (after dropping size-1 axes and merging axes that stay together).
@@ -121,9 +121,19 @@ pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Parts, CodegenErr
     let (source, params) = if rank <= 1 {
         ("fn source(o: u32) -> u32 {\n    return o;\n}\n".to_string(), Vec::new())
     } else {
-        let (strides_at, last) = (1 + rank, rank - 1);
-        let source = format!(
-            "\
+        (strided_source(rank), out_dims.iter().chain(&moved_strides).map(expr).collect())
+    };
+    let mut parts = copy(node, "transpose", source, params);
+    parts.summary = format!("permute {rank} merged axes by {perm:?}");
+    Ok(parts)
+}
+
+/// `source(o)` for an output over `rank` axes whose dims are param(1..1 + rank), reading the input at the strides
+/// param(1 + rank..1 + 2·rank) of those axes (0 where the input broadcasts).
+fn strided_source(rank: usize) -> String {
+    let (strides_at, last) = (1 + rank, rank.saturating_sub(1));
+    format!(
+        "\
 // The input offset of output element o: its coordinates over the output dims param(1..{strides_at}), last fastest,
 // times the input strides of those axes, param({strides_at}..).
 fn source(o: u32) -> u32 {{
@@ -137,11 +147,131 @@ fn source(o: u32) -> u32 {{
     return offset;
 }}
 "
-        );
-        (source, out_dims.iter().chain(&moved_strides).map(expr).collect())
+    )
+}
+
+pub(crate) fn expand(node: &Node) -> Result<Parts, CodegenError> {
+    let (dims, [strides]) = broadcast_axes(&node.output.shape, [&node.inputs[0].shape[..]]);
+    if dims.len() > MAX_RANK {
+        return Err(node.error(format!("broadcasting {} to {} needs {} index axes; kernels handle up to {MAX_RANK}", node.inputs[0], node.output, dims.len())));
+    }
+    let params = dims.iter().chain(&strides).map(expr).collect();
+    let mut parts = copy(node, "expand", strided_source(dims.len()), params);
+    parts.summary = format!("broadcast over {} merged axes", dims.len());
+    Ok(parts)
+}
+
+/// The WGSL literal of a fill value in the output's element type.
+fn fill_literal(node: &Node, value: f32) -> Result<String, CodegenError> {
+    if node.output.dtype.is_float() { node.literal(value, "the fill value") } else { Ok(format!("{}", value as i32)) }
+}
+
+pub(crate) fn gather_elements(node: &Node, axis: usize) -> Result<Parts, CodegenError> {
+    let (data, indices) = (node.inputs[0], node.inputs[1]);
+    let rank = indices.rank();
+    let mut parts = Parts::new("gather_elements", WORKGROUP);
+    parts.summary = format!("out[c] = data[c with axis {axis} = indices[c]], zeros out of range");
+    parts.inputs = vec![(data.dtype, access_for(data.dtype)), (indices.dtype, Access::Int)];
+    parts.output = node.output.dtype;
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    // params: the count, the indices' dims, the data's dims, the data's strides.
+    parts.params = vec![numel];
+    parts.params.extend(indices.shape.iter().chain(&data.shape).chain(&strides(&data.shape)).map(expr));
+    let zero = fill_literal(node, 0.0)?;
+    writeln!(
+        parts.body,
+        "    let i = group * 256u + lid;
+    if i >= param(0u) {{
+        return;
+    }}
+    var index = load_in1(i);
+    let len = param({len}u);
+    if index < 0 {{
+        index += i32(len);
+    }}
+    var inside = index >= 0 && u32(index) < len;
+    var offset = u32(index) * param({stride}u);
+    var rest = i;
+    for (var k = 0u; k < {rank}u; k++) {{
+        let axis = {last}u - k;
+        let c = rest % param(1u + axis);
+        rest = rest / param(1u + axis);
+        if axis != {axis}u {{
+            inside = inside && c < param({rank1}u + axis);
+            offset += c * param({rank21}u + axis);
+        }}
+    }}
+    var v = {zero};
+    if inside {{
+        v = load_in0(offset);
+    }}
+    out[i] = v;",
+        len = 1 + rank + axis,
+        stride = 1 + 2 * rank + axis,
+        last = rank - 1,
+        rank1 = 1 + rank,
+        rank21 = 1 + 2 * rank,
+    )
+    .unwrap();
+    Ok(parts)
+}
+
+pub(crate) fn pad(node: &Node, pads: &[(usize, usize)], mode: PadMode) -> Result<Parts, CodegenError> {
+    let x = node.inputs[0];
+    let rank = x.rank();
+    let name = match mode {
+        PadMode::Constant(_) => "pad_constant",
+        PadMode::Edge => "pad_edge",
+        PadMode::Wrap => "pad_wrap",
+        PadMode::Reflect => "pad_reflect",
     };
-    let mut parts = copy(node, "transpose", source, params);
-    parts.summary = format!("permute {rank} merged axes by {perm:?}");
+    let mut parts = Parts::new(name, WORKGROUP);
+    parts.summary = format!("{mode:?} padding of {rank} axes");
+    parts.inputs = vec![(x.dtype, access_for(x.dtype))];
+    parts.output = node.output.dtype;
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    // params: the count, the output's dims, the input's dims, the padding before each axis, the input's strides.
+    parts.params = vec![numel];
+    parts.params.extend(node.output.shape.iter().chain(&x.shape).map(expr));
+    parts.params.extend(pads.iter().map(|&(before, _)| Expr::Const(before as u64)));
+    parts.params.extend(strides(&x.shape).iter().map(expr));
+    let (source, fill) = match mode {
+        PadMode::Constant(v) => ("inside = inside && s >= 0 && s < n;", fill_literal(node, v)?),
+        PadMode::Edge => ("s = clamp(s, 0, n - 1);", fill_literal(node, 0.0)?),
+        PadMode::Wrap => ("s = ((s % n) + n) % n;", fill_literal(node, 0.0)?),
+        PadMode::Reflect => ("s = abs(s);\n        s = select(s, 2 * (n - 1) - s, s >= n);", fill_literal(node, 0.0)?),
+    };
+    writeln!(
+        parts.body,
+        "    let i = group * 256u + lid;
+    if i >= param(0u) {{
+        return;
+    }}
+    var inside = true;
+    var offset = 0u;
+    var rest = i;
+    for (var k = 0u; k < {rank}u; k++) {{
+        let axis = {last}u - k;
+        let c = rest % param(1u + axis);
+        rest = rest / param(1u + axis);
+        let n = i32(param({in_dims}u + axis));
+        var s = i32(c) - i32(param({before}u + axis));
+        {source}
+        offset += u32(max(s, 0)) * param({in_strides}u + axis);
+    }}
+    var v = {fill};
+    if inside {{
+        v = load_in0(offset);
+    }}
+    out[i] = v;",
+        last = rank.saturating_sub(1),
+        in_dims = 1 + rank,
+        before = 1 + 2 * rank,
+        in_strides = 1 + 3 * rank,
+    )
+    .unwrap();
     Ok(parts)
 }
 

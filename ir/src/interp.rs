@@ -2,7 +2,7 @@
 //! and backend is checked against, so it favours obviousness over speed.
 
 use crate::dim::{Env, Expr, bind_symbols};
-use crate::op::{BinaryOp, UnaryOp};
+use crate::op::{BinaryOp, CompareOp, PadMode, PoolKind, ReduceKind, UnaryOp, Window};
 use crate::tensor::{Data, Tensor};
 use crate::{DType, Graph, InputDefault, NodeId, Op};
 use std::collections::{BTreeMap, HashMap};
@@ -159,6 +159,19 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         Op::Rope { interleaved } => rope(x[0], x[1], x[2], *interleaved),
         Op::Attention { causal, scale } => attention(x, *causal, *scale as f64),
         Op::Cast { to } => cast(x[0], *to),
+        Op::Compare(c) => compare(*c, x[0], x[1])?,
+        Op::Where => select(x[0], x[1], x[2], out_dtype)?,
+        Op::Reduce { kind, axes, keep_dims } => reduce(x[0], *kind, axes, *keep_dims),
+        Op::Expand { shape } => {
+            let shape = eval_shape(shape, env)?;
+            let offsets = broadcast_offsets(&x[0].shape, &shape);
+            convert(&map_data(x[0], shape, &offsets), out_dtype)
+        }
+        Op::GatherElements { axis } => gather_elements(x[0], x[1], *axis, out_dtype),
+        Op::Pad { pads, mode } => pad(x[0], pads, *mode, out_dtype),
+        Op::Cumulative { op, axis, exclusive, reverse } => cumulative(x[0], *op, *axis, *exclusive, *reverse, out_dtype),
+        Op::Conv { window, groups } => conv(x, window, *groups),
+        Op::Pool { kind, kernel, window } => pool(x[0], *kind, kernel, window),
     })
 }
 
@@ -288,6 +301,9 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
                 BinaryOp::Max => p.max(q),
                 BinaryOp::Min => p.min(q),
                 BinaryOp::Pow => p.pow(q.clamp(0, 63) as u32),
+                BinaryOp::Mod | BinaryOp::Fmod if q == 0 => return Err("integer remainder by zero".into()),
+                BinaryOp::Mod => floor_mod(p % q, q, 0),
+                BinaryOp::Fmod => p % q,
             });
         }
         return Ok(convert(&Tensor::i64(shape, out), out_dtype));
@@ -302,9 +318,16 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
             BinaryOp::Max => p.max(q),
             BinaryOp::Min => p.min(q),
             BinaryOp::Pow => (p as f64).powf(q as f64) as f32,
+            BinaryOp::Mod => floor_mod(p % q, q, 0.0),
+            BinaryOp::Fmod => p % q,
         }
     };
     Ok(Tensor::f32(shape, ao.iter().zip(&bo).map(|(&i, &j)| f(x[i], y[j])).collect()))
+}
+
+/// A truncated remainder `r` of a division by `q`, moved to the sign of `q`.
+fn floor_mod<T: PartialOrd + std::ops::Add<Output = T> + Copy>(r: T, q: T, zero: T) -> T {
+    if r != zero && (r < zero) != (q < zero) { r + q } else { r }
 }
 
 /// The scalar function of a unary op, in f64. Backends approximate these to f32 precision.
@@ -324,6 +347,22 @@ pub fn unary_fn(op: UnaryOp) -> fn(f64) -> f64 {
         UnaryOp::Gelu => |x| 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
         UnaryOp::GeluTanh => |x| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()),
         UnaryOp::Silu => |x| x / (1.0 + (-x).exp()),
+        UnaryOp::Sin => f64::sin,
+        UnaryOp::Cos => f64::cos,
+        UnaryOp::Tan => f64::tan,
+        UnaryOp::Asin => f64::asin,
+        UnaryOp::Acos => f64::acos,
+        UnaryOp::Atan => f64::atan,
+        UnaryOp::Sinh => f64::sinh,
+        UnaryOp::Cosh => f64::cosh,
+        UnaryOp::Asinh => f64::asinh,
+        UnaryOp::Acosh => f64::acosh,
+        UnaryOp::Atanh => f64::atanh,
+        UnaryOp::Floor => f64::floor,
+        UnaryOp::Ceil => f64::ceil,
+        UnaryOp::Round => f64::round_ties_even,
+        UnaryOp::Sign => |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { x },
+        UnaryOp::Softplus => |x| x.max(0.0) + (-x.abs()).exp().ln_1p(),
     }
 }
 
@@ -614,4 +653,283 @@ pub fn sample(logits: &[f32], s: &SampleSettings, u: f32, penalized: &[i64]) -> 
         }
     }
     best // only reached through rounding, with u close to 1
+}
+
+fn compare(op: CompareOp, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+    let shape = broadcast_shape(&a.shape, &b.shape)?;
+    let (ao, bo) = (broadcast_offsets(&a.shape, &shape), broadcast_offsets(&b.shape, &shape));
+    fn test<T: PartialOrd>(op: CompareOp, p: T, q: T) -> i32 {
+        (match op {
+            CompareOp::Eq => p == q,
+            CompareOp::Ne => p != q,
+            CompareOp::Lt => p < q,
+            CompareOp::Le => p <= q,
+            CompareOp::Gt => p > q,
+            CompareOp::Ge => p >= q,
+        }) as i32
+    }
+    let out = if a.dtype().is_int() {
+        let (x, y) = (a.to_i64(), b.to_i64());
+        ao.iter().zip(&bo).map(|(&i, &j)| test(op, x[i], y[j])).collect()
+    } else {
+        let (x, y) = (a.to_f32(), b.to_f32());
+        ao.iter().zip(&bo).map(|(&i, &j)| test(op, x[i], y[j])).collect()
+    };
+    Ok(Tensor::i32(shape, out))
+}
+
+fn select(condition: &Tensor, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tensor, String> {
+    let shape = broadcast_shape(&condition.shape, &broadcast_shape(&a.shape, &b.shape)?)?;
+    let [co, ao, bo] = [condition, a, b].map(|t| broadcast_offsets(&t.shape, &shape));
+    let c = condition.to_i64();
+    let pick = |k: usize| if c[co[k]] != 0 { (true, ao[k]) } else { (false, bo[k]) };
+    Ok(if out_dtype.is_int() {
+        let (x, y) = (a.to_i64(), b.to_i64());
+        let out = (0..co.len()).map(|k| match pick(k) { (true, i) => x[i], (false, j) => y[j] }).collect();
+        convert(&Tensor::i64(shape, out), out_dtype)
+    } else {
+        let (x, y) = (a.to_f32(), b.to_f32());
+        Tensor::f32(shape, (0..co.len()).map(|k| match pick(k) { (true, i) => x[i], (false, j) => y[j] }).collect())
+    })
+}
+
+/// The coordinates of element `linear` of a contiguous tensor of `shape`.
+fn coordinates(mut linear: usize, shape: &[usize]) -> Vec<usize> {
+    let mut c = vec![0; shape.len()];
+    for a in (0..shape.len()).rev() {
+        c[a] = linear % shape[a].max(1);
+        linear /= shape[a].max(1);
+    }
+    c
+}
+
+fn offset_of(coords: &[usize], shape: &[usize]) -> usize {
+    coords.iter().zip(shape).fold(0, |acc, (&c, &d)| acc * d + c)
+}
+
+fn reduce(x: &Tensor, kind: ReduceKind, axes: &[usize], keep_dims: bool) -> Tensor {
+    let kept: Vec<usize> = (0..x.shape.len()).filter(|a| !axes.contains(a)).collect();
+    let kept_shape: Vec<usize> = kept.iter().map(|&a| x.shape[a]).collect();
+    let mut groups: Vec<Vec<f64>> = vec![Vec::new(); kept_shape.iter().product()];
+    for (i, &v) in x.to_f32().iter().enumerate() {
+        let c = coordinates(i, &x.shape);
+        let k: Vec<usize> = kept.iter().map(|&a| c[a]).collect();
+        groups[offset_of(&k, &kept_shape)].push(v as f64);
+    }
+    let combine = |g: &Vec<f64>| -> f64 {
+        let sum = |f: fn(f64) -> f64| g.iter().map(|&v| f(v)).sum::<f64>();
+        match kind {
+            ReduceKind::Sum => sum(|v| v),
+            ReduceKind::Mean => sum(|v| v) / g.len() as f64,
+            ReduceKind::Max => g.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ReduceKind::Min => g.iter().copied().fold(f64::INFINITY, f64::min),
+            ReduceKind::Prod => g.iter().product(),
+            ReduceKind::L1 => sum(f64::abs),
+            ReduceKind::L2 => sum(|v| v * v).sqrt(),
+            ReduceKind::LogSum => sum(|v| v).ln(),
+            ReduceKind::LogSumExp => {
+                let m = g.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                if m.is_infinite() { m } else { m + g.iter().map(|&v| (v - m).exp()).sum::<f64>().ln() }
+            }
+            ReduceKind::SumSquare => sum(|v| v * v),
+        }
+    };
+    let shape = if keep_dims { x.shape.iter().enumerate().map(|(a, &d)| if axes.contains(&a) { 1 } else { d }).collect() } else { kept_shape };
+    Tensor::f32(shape, groups.iter().map(|g| combine(g) as f32).collect())
+}
+
+/// A tensor of `shape` whose element k is `t`'s element `offsets[k]`, or `fill` where that is `None`.
+fn gather_or_fill(t: &Tensor, shape: Vec<usize>, offsets: &[Option<usize>], fill: f32, out_dtype: DType) -> Tensor {
+    if out_dtype.is_int() {
+        let v = t.to_i64();
+        convert(&Tensor::i64(shape, offsets.iter().map(|o| o.map_or(fill as i64, |o| v[o])).collect()), out_dtype)
+    } else {
+        let v = t.to_f32();
+        Tensor::f32(shape, offsets.iter().map(|o| o.map_or(fill, |o| v[o])).collect())
+    }
+}
+
+fn gather_elements(data: &Tensor, indices: &Tensor, axis: usize, out_dtype: DType) -> Tensor {
+    let len = data.shape[axis] as i64;
+    let offsets: Vec<Option<usize>> = indices
+        .to_i64()
+        .iter()
+        .enumerate()
+        .map(|(i, &index)| {
+            let index = if index < 0 { index + len } else { index };
+            let mut c = coordinates(i, &indices.shape);
+            c[axis] = usize::try_from(index).ok().filter(|&x| x < len as usize)?;
+            c.iter().zip(&data.shape).all(|(&c, &d)| c < d).then(|| offset_of(&c, &data.shape))
+        })
+        .collect();
+    gather_or_fill(data, indices.shape.clone(), &offsets, 0.0, out_dtype)
+}
+
+fn pad(x: &Tensor, pads: &[(usize, usize)], mode: PadMode, out_dtype: DType) -> Tensor {
+    let shape: Vec<usize> = x.shape.iter().zip(pads).map(|(&d, &(b, e))| d + b + e).collect();
+    let source = |c: usize, before: usize, len: usize| -> Option<usize> {
+        let i = c as i64 - before as i64;
+        let n = len as i64;
+        if (0..n).contains(&i) {
+            return Some(i as usize);
+        }
+        let i = match mode {
+            PadMode::Constant(_) => return None,
+            PadMode::Edge => i.clamp(0, n - 1),
+            PadMode::Wrap => i.rem_euclid(n),
+            PadMode::Reflect if i < 0 => -i,
+            PadMode::Reflect => 2 * (n - 1) - i,
+        };
+        Some(i as usize)
+    };
+    let offsets: Vec<Option<usize>> = (0..shape.iter().product())
+        .map(|o| {
+            let c = coordinates(o, &shape);
+            let src: Option<Vec<usize>> = (0..shape.len()).map(|a| source(c[a], pads[a].0, x.shape[a])).collect();
+            src.map(|s| offset_of(&s, &x.shape))
+        })
+        .collect();
+    let fill = if let PadMode::Constant(v) = mode { v } else { 0.0 };
+    gather_or_fill(x, shape, &offsets, fill, out_dtype)
+}
+
+fn cumulative(x: &Tensor, op: BinaryOp, axis: usize, exclusive: bool, reverse: bool, out_dtype: DType) -> Tensor {
+    let (len, inner) = (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>());
+    // Every line along the axis, in place: element k becomes the running value up to (or, exclusive, before) it.
+    fn scan<T: Copy>(values: &mut [T], len: usize, inner: usize, identity: T, f: impl Fn(T, T) -> T, exclusive: bool, reverse: bool) {
+        for block in values.chunks_exact_mut((len * inner).max(1)) {
+            for i in 0..inner {
+                let mut acc = identity;
+                for k in 0..len {
+                    let at = if reverse { len - 1 - k } else { k } * inner + i;
+                    let next = f(acc, block[at]);
+                    block[at] = if exclusive { acc } else { next };
+                    acc = next;
+                }
+            }
+        }
+    }
+    if out_dtype.is_int() {
+        // Wrapping i32 arithmetic, as the kernels; Max and Min start from the ends of i32.
+        let mut v: Vec<i32> = x.to_i64().iter().map(|&a| a as i32).collect();
+        let (identity, f): (i32, fn(i32, i32) -> i32) = match op {
+            BinaryOp::Add => (0, i32::wrapping_add),
+            BinaryOp::Mul => (1, i32::wrapping_mul),
+            BinaryOp::Max => (i32::MIN, i32::max),
+            _ => (i32::MAX, i32::min),
+        };
+        scan(&mut v, len, inner, identity, f, exclusive, reverse);
+        return convert(&Tensor::i32(x.shape.clone(), v), out_dtype);
+    }
+    let mut v: Vec<f64> = x.to_f32().iter().map(|&a| a as f64).collect();
+    let (identity, f): (f64, fn(f64, f64) -> f64) = match op {
+        BinaryOp::Add => (0.0, |a, b| a + b),
+        BinaryOp::Mul => (1.0, |a, b| a * b),
+        BinaryOp::Max => (f64::NEG_INFINITY, f64::max),
+        _ => (f64::INFINITY, f64::min),
+    };
+    scan(&mut v, len, inner, identity, f, exclusive, reverse);
+    Tensor::f32(x.shape.clone(), v.iter().map(|&a| a as f32).collect())
+}
+
+/// For each output position of a window op over spatial `input` dims: the positions of the window's `kernel`
+/// elements in the input, `None` for those in padding (or past a ceil-mode window's end).
+fn windows(input: &[usize], kernel: &[usize], window: &Window) -> (Vec<usize>, Vec<Vec<Option<usize>>>) {
+    let out: Vec<usize> =
+        (0..input.len()).map(|a| window.output_len(a, input[a] as u64, kernel[a] as u64).expect("checked by the type rule") as usize).collect();
+    let positions = (0..out.iter().product())
+        .map(|o| {
+            let oc = coordinates(o, &out);
+            (0..kernel.iter().product())
+                .map(|k| {
+                    let kc = coordinates(k, kernel);
+                    let c: Option<Vec<usize>> = (0..input.len())
+                        .map(|a| {
+                            let at = (oc[a] * window.strides[a] + kc[a] * window.dilations[a]) as i64 - window.pads[a].0 as i64;
+                            (0..input[a] as i64).contains(&at).then_some(at as usize)
+                        })
+                        .collect();
+                    c.map(|c| offset_of(&c, input))
+                })
+                .collect()
+        })
+        .collect();
+    (out, positions)
+}
+
+fn conv(x: &[&Tensor], window: &Window, groups: usize) -> Tensor {
+    let (input, weights) = (x[0], x[1]);
+    let (n, c, m) = (input.shape[0], input.shape[1], weights.shape[0]);
+    let spatial = &input.shape[2..];
+    let kernel = &weights.shape[2..];
+    let (out, positions) = windows(spatial, kernel, window);
+    let (xv, wv) = (input.to_f32(), weights.to_f32());
+    let bias = x.get(2).map(|b| b.to_f32());
+    let (size, ksize) = (spatial.iter().product::<usize>(), kernel.iter().product::<usize>());
+    let (cg, mg) = (c / groups, m / groups);
+    let mut values = Vec::with_capacity(n * m * positions.len());
+    for b in 0..n {
+        for oc in 0..m {
+            let g = oc / mg;
+            for window_positions in &positions {
+                let mut acc = bias.as_ref().map_or(0.0, |bias| bias[oc] as f64);
+                for ic in 0..cg {
+                    let plane = &xv[(b * c + g * cg + ic) * size..][..size];
+                    let w = &wv[(oc * cg + ic) * ksize..][..ksize];
+                    for (k, p) in window_positions.iter().enumerate() {
+                        if let Some(p) = p {
+                            acc += plane[*p] as f64 * w[k] as f64;
+                        }
+                    }
+                }
+                values.push(acc as f32);
+            }
+        }
+    }
+    let mut shape = vec![n, m];
+    shape.extend(out);
+    Tensor::f32(shape, values)
+}
+
+fn pool(x: &Tensor, kind: PoolKind, kernel: &[usize], window: &Window) -> Tensor {
+    let spatial = &x.shape[2..];
+    let (out, positions) = windows(spatial, kernel, window);
+    let size: usize = spatial.iter().product();
+    let v = x.to_f32();
+    // With count_pad, the divisor counts positions inside the declared padding too: those within
+    // [−before, len + after) on every axis.
+    let padded_counts: Vec<usize> = (0..positions.len())
+        .map(|o| {
+            let oc = coordinates(o, &out);
+            (0..spatial.len())
+                .map(|a| {
+                    let start = (oc[a] * window.strides[a]) as i64 - window.pads[a].0 as i64;
+                    (0..kernel[a] as i64)
+                        .filter(|&k| {
+                            let at = start + k * window.dilations[a] as i64;
+                            at >= -(window.pads[a].0 as i64) && at < (spatial[a] + window.pads[a].1) as i64
+                        })
+                        .count()
+                })
+                .product()
+        })
+        .collect();
+    let mut values = Vec::with_capacity(x.shape[0] * x.shape[1] * positions.len());
+    for plane in v.chunks_exact(size.max(1)).take(x.shape[0] * x.shape[1]) {
+        for (o, window_positions) in positions.iter().enumerate() {
+            let inside = window_positions.iter().flatten().map(|&p| plane[p] as f64);
+            let value = match kind {
+                PoolKind::Max => inside.fold(f64::NEG_INFINITY, f64::max),
+                PoolKind::Average { count_pad } => {
+                    let count = if count_pad { padded_counts[o] } else { window_positions.iter().flatten().count() };
+                    inside.sum::<f64>() / count as f64
+                }
+                PoolKind::Lp(p) => inside.map(|a| a.abs().powf(p as f64)).sum::<f64>().powf(1.0 / p as f64),
+            };
+            values.push(value as f32);
+        }
+    }
+    let mut shape = x.shape[..2].to_vec();
+    shape.extend(out);
+    Tensor::f32(shape, values)
 }

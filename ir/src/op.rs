@@ -58,6 +58,93 @@ pub enum BinaryOp {
     Max,
     Min,
     Pow,
+    /// The remainder with the sign of the divisor (Python's `%`, ONNX Mod with fmod = 0).
+    Mod,
+    /// The remainder with the sign of the dividend (C's `fmod`, ONNX Mod with fmod = 1).
+    Fmod,
+}
+
+/// Elementwise comparisons: 1 where the relation holds, else 0, as i32 (tfc's booleans).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CompareOp {
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+/// How `Op::Reduce` combines the elements of the reduced axes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ReduceKind {
+    Sum,
+    Mean,
+    Max,
+    Min,
+    Prod,
+    /// Σ|x|.
+    L1,
+    /// √Σx².
+    L2,
+    /// ln Σx.
+    LogSum,
+    /// ln Σeˣ, computed as m + ln Σe^(x−m) with m the maximum.
+    LogSumExp,
+    /// Σx².
+    SumSquare,
+}
+
+/// What `Op::Pad` puts in the new elements.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PadMode {
+    Constant(f32),
+    /// Mirrored without repeating the edge: x[1], x[0] | x[0], x[1], …
+    Reflect,
+    /// Copies of the edge element.
+    Edge,
+    /// Elements from the other end (periodic).
+    Wrap,
+}
+
+/// How `Op::Pool` combines a window.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum PoolKind {
+    Max,
+    /// The mean over the window; with `count_pad`, padding positions count (as zeros) in the divisor.
+    Average { count_pad: bool },
+    /// (Σ|x|^p)^(1/p).
+    Lp(f32),
+}
+
+/// The window geometry of `Op::Conv` and `Op::Pool` over the spatial axes (those after batch and channel).
+#[derive(Clone, Debug, PartialEq)]
+pub struct Window {
+    pub strides: Vec<usize>,
+    pub dilations: Vec<usize>,
+    /// Padding before and after each spatial axis.
+    pub pads: Vec<(usize, usize)>,
+    /// Whether a last, partial window (one that starts inside the input or its leading padding) counts.
+    pub ceil_mode: bool,
+}
+
+impl Window {
+    /// The output length of a spatial axis of length `input` for kernel length `kernel`, `None` if no window fits.
+    pub fn output_len(&self, axis: usize, input: u64, kernel: u64) -> Option<u64> {
+        let (stride, dilation) = (self.strides[axis] as u64, self.dilations[axis] as u64);
+        let (before, after) = (self.pads[axis].0 as u64, self.pads[axis].1 as u64);
+        let span = dilation * (kernel.max(1) - 1) + 1;
+        let padded = input + before + after;
+        if padded < span {
+            return None;
+        }
+        let fit = padded - span;
+        let mut out = if self.ceil_mode { fit.div_ceil(stride) } else { fit / stride } + 1;
+        if self.ceil_mode && (out - 1) * stride >= input + before {
+            out -= 1;
+        }
+        Some(out)
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -79,6 +166,25 @@ pub enum UnaryOp {
     GeluTanh,
     /// x·sigmoid(x).
     Silu,
+    Sin,
+    Cos,
+    Tan,
+    Asin,
+    Acos,
+    Atan,
+    Sinh,
+    Cosh,
+    Asinh,
+    Acosh,
+    Atanh,
+    Floor,
+    Ceil,
+    /// To the nearest integer, halves to even.
+    Round,
+    /// −1, 0 or 1.
+    Sign,
+    /// ln(1 + eˣ).
+    Softplus,
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -125,6 +231,32 @@ pub enum Op {
     /// `uniform` holds one number in [0, 1) per row; `penalized` lists distinct token ids in increasing order, padded
     /// with i32::MAX. See `interp::sample` for the exact rule; all zeros settings pick the largest logit.
     Sample,
+    /// Elementwise with numpy broadcasting; operands both float or both integer; i32 0/1 out.
+    Compare(CompareOp),
+    /// `(condition int, a, b)` with numpy broadcasting of all three: a where the condition is nonzero, else b.
+    Where,
+    /// Combines the elements along `axes` (sorted, distinct, normalised), which are removed, or kept with length 1.
+    /// Float in, f32 out. No axes: the input unchanged (for ONNX's noop_with_empty_axes the importer drops the node).
+    Reduce { kind: ReduceKind, axes: Vec<usize>, keep_dims: bool },
+    /// numpy broadcasting of the operand to `shape` (which must be the broadcast of the two shapes; ONNX's Expand
+    /// takes the broadcast of operand and target, which the importer computes).
+    Expand { shape: Vec<Dim> },
+    /// `(data, indices int)` of the same rank: out[i…] = data[i… with axis `axis` replaced by indices[i…]]; a
+    /// negative index counts from the end; one still out of range gives zero.
+    GatherElements { axis: usize },
+    /// Adds `pads[a] = (before, after)` elements on each axis a, filled by `mode`. Reflect needs before and after
+    /// below the axis length; Edge and Wrap a non-empty axis.
+    Pad { pads: Vec<(usize, usize)>, mode: PadMode },
+    /// The running `op` (Add, Mul, Max or Min) along `axis`; `exclusive` leaves out the element itself (starting
+    /// from the op's identity), `reverse` runs from the end.
+    Cumulative { op: BinaryOp, axis: usize, exclusive: bool, reverse: bool },
+    /// Cross-correlation, `(x [N, C, s…], w [M, C / groups, k…][, bias [M]]) → [N, M, o…]`, 1 to 3 spatial axes;
+    /// padding is zeros. Output lengths by `Window::output_len` (ceil_mode off).
+    Conv { window: Window, groups: usize },
+    /// `x [N, C, s…] → [N, C, o…]` over windows of `kernel`, 1 to 3 spatial axes. Padding is never the maximum, and
+    /// counts as zero for Lp; for Average it counts in the divisor only with `count_pad` (and only padding that
+    /// `pads` declares, never the overhang of a ceil-mode window).
+    Pool { kind: PoolKind, kernel: Vec<usize>, window: Window },
 }
 
 impl Op {
@@ -150,6 +282,15 @@ impl Op {
             Op::CacheWrite { .. } => "CacheWrite",
             Op::ArgMax => "ArgMax",
             Op::Sample => "Sample",
+            Op::Compare(_) => "Compare",
+            Op::Where => "Where",
+            Op::Reduce { .. } => "Reduce",
+            Op::Expand { .. } => "Expand",
+            Op::GatherElements { .. } => "GatherElements",
+            Op::Pad { .. } => "Pad",
+            Op::Cumulative { .. } => "Cumulative",
+            Op::Conv { .. } => "Conv",
+            Op::Pool { .. } => "Pool",
         }
     }
 
@@ -365,6 +506,134 @@ impl Op {
                 rank(3, 1)?;
                 Ok(TensorType::new(DType::I32, uniform.clone()))
             }
+            Op::Compare(_) => {
+                arity(2..=2)?;
+                let (a, b) = (inputs[0], inputs[1]);
+                if a.dtype.is_float() != b.dtype.is_float() {
+                    return Err(format!("operands must both be float or both be integer, got {a} and {b}"));
+                }
+                Ok(TensorType::new(DType::I32, broadcast_shapes(&a.shape, &b.shape)?))
+            }
+            Op::Where => {
+                arity(3..=3)?;
+                int(0)?;
+                let (a, b) = (inputs[1], inputs[2]);
+                if a.dtype.is_float() != b.dtype.is_float() {
+                    return Err(format!("the values must both be float or both be integer, got {a} and {b}"));
+                }
+                let shape = broadcast_shapes(&inputs[0].shape, &broadcast_shapes(&a.shape, &b.shape)?)?;
+                Ok(TensorType::new(if a.dtype.is_float() { DType::F32 } else { a.dtype }, shape))
+            }
+            Op::Reduce { axes, keep_dims, .. } => {
+                arity(1..=1)?;
+                float(0)?;
+                let x = inputs[0];
+                if axes.windows(2).any(|w| w[0] >= w[1]) || axes.last().is_some_and(|&a| a >= x.rank()) {
+                    return Err(format!("axes {axes:?} must be increasing and below the rank of {x}"));
+                }
+                let mut shape = Vec::new();
+                for (a, d) in x.shape.iter().enumerate() {
+                    if !axes.contains(&a) {
+                        shape.push(d.clone());
+                    } else if *keep_dims {
+                        shape.push(Dim::from(1u64));
+                    }
+                }
+                Ok(f32_of(shape))
+            }
+            Op::Expand { shape } => {
+                arity(1..=1)?;
+                let x = inputs[0];
+                if x.rank() > shape.len() || broadcast_shapes(&x.shape, shape)? != *shape {
+                    return Err(format!("{x} does not broadcast to {shape:?}"));
+                }
+                Ok(TensorType::new(x.dtype, shape.clone()))
+            }
+            Op::GatherElements { axis } => {
+                arity(2..=2)?;
+                int(1)?;
+                let (data, indices) = (inputs[0], inputs[1]);
+                if data.rank() != indices.rank() || *axis >= data.rank() {
+                    return Err(format!("data {data} and indices {indices} need the same rank, above axis {axis}"));
+                }
+                Ok(TensorType::new(if data.dtype.is_float() { DType::F32 } else { data.dtype }, indices.shape.clone()))
+            }
+            Op::Pad { pads, mode } => {
+                arity(1..=1)?;
+                let x = inputs[0];
+                if pads.len() != x.rank() {
+                    return Err(format!("{} pads for {x}; give one (before, after) per axis", pads.len()));
+                }
+                let mut shape = x.shape.clone();
+                for (a, &(before, after)) in pads.iter().enumerate() {
+                    if before + after == 0 {
+                        continue;
+                    }
+                    let len = x.shape[a].as_const();
+                    let fits = match mode {
+                        PadMode::Constant(_) => true,
+                        PadMode::Reflect => len.is_some_and(|l| (before.max(after) as u64) < l),
+                        PadMode::Edge | PadMode::Wrap => len.is_some_and(|l| l > 0),
+                    };
+                    if !fits {
+                        return Err(format!("{mode:?} padding of ({before}, {after}) does not fit axis {a} of {x}"));
+                    }
+                    shape[a] = &shape[a] + &Dim::from((before + after) as u64);
+                }
+                Ok(TensorType::new(if x.dtype.is_float() { DType::F32 } else { x.dtype }, shape))
+            }
+            Op::Cumulative { op, axis, .. } => {
+                arity(1..=1)?;
+                let x = inputs[0];
+                if !matches!(op, BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min) || *axis >= x.rank() {
+                    return Err(format!("takes Add, Mul, Max or Min along an axis of {x}, got {op:?} on axis {axis}"));
+                }
+                Ok(TensorType::new(if x.dtype.is_float() { DType::F32 } else { x.dtype }, x.shape.clone()))
+            }
+            Op::Conv { window, groups } => {
+                arity(2..=3)?;
+                for i in 0..inputs.len() {
+                    float(i)?;
+                }
+                let (x, w) = (inputs[0], inputs[1]);
+                let spatial = x.rank().saturating_sub(2);
+                if !(1..=3).contains(&spatial) || w.rank() != x.rank() {
+                    return Err(format!("takes x [N, C, 1 to 3 spatial axes] and w of the same rank, got {x} and {w}"));
+                }
+                let (c, m) = (x.shape[1].as_const(), w.shape[0].as_const());
+                let per_group = w.shape[1].as_const();
+                let fits = matches!((c, m, per_group), (Some(c), Some(m), Some(g)) if *groups > 0 && m % *groups as u64 == 0 && c == g * *groups as u64);
+                if !fits {
+                    return Err(format!("x {x} and w {w} do not fit {groups} groups (w must be [M, C / groups, k…], M a multiple of groups)"));
+                }
+                if let Some(bias) = inputs.get(2)
+                    && bias.shape != [w.shape[0].clone()]
+                {
+                    return Err(format!("the bias {bias} must have shape [{}]", w.shape[0]));
+                }
+                let kernel = w.shape[2..].to_vec();
+                let mut shape = vec![x.shape[0].clone(), w.shape[0].clone()];
+                shape.extend(window_output(window, &x.shape[2..], &kernel)?);
+                Ok(f32_of(shape))
+            }
+            Op::Pool { kernel, window, kind } => {
+                arity(1..=1)?;
+                float(0)?;
+                let x = inputs[0];
+                let spatial = x.rank().saturating_sub(2);
+                if !(1..=3).contains(&spatial) || kernel.len() != spatial {
+                    return Err(format!("takes x [N, C, 1 to 3 spatial axes] and a kernel per spatial axis, got {x} and {kernel:?}"));
+                }
+                if let PoolKind::Lp(p) = kind
+                    && !(*p > 0.0 && p.is_finite())
+                {
+                    return Err(format!("Lp pooling needs a positive finite p, got {p}"));
+                }
+                let kernel: Vec<Dim> = kernel.iter().map(|&k| Dim::from(k as u64)).collect();
+                let mut shape = x.shape[..2].to_vec();
+                shape.extend(window_output(window, &x.shape[2..], &kernel)?);
+                Ok(f32_of(shape))
+            }
             Op::ArgMax => {
                 arity(1..=1)?;
                 float(0)?;
@@ -376,6 +645,25 @@ impl Op {
             }
         }
     }
+}
+
+/// The output lengths of windows over `input`, all constant.
+fn window_output(window: &Window, input: &[Dim], kernel: &[Dim]) -> Result<Vec<Dim>, String> {
+    let n = input.len();
+    if window.strides.len() != n || window.dilations.len() != n || window.pads.len() != n || kernel.len() != n {
+        return Err(format!("strides, dilations, pads and kernel need one entry per spatial axis ({n}), got {window:?}"));
+    }
+    if window.strides.contains(&0) || window.dilations.contains(&0) {
+        return Err(format!("strides and dilations must be positive, got {window:?}"));
+    }
+    (0..n)
+        .map(|a| {
+            let (Some(len), Some(k)) = (input[a].as_const(), kernel[a].as_const()) else {
+                return Err(format!("spatial axis {a} ({}) and its kernel ({}) must be constant", input[a], kernel[a]));
+            };
+            window.output_len(a, len, k).map(Dim::from).ok_or_else(|| format!("no window of {k} fits spatial axis {a} of length {len} with {window:?}"))
+        })
+        .collect()
 }
 
 /// (rows, cols) of the matrix in the last two axes, swapped when `transposed`.

@@ -1,0 +1,166 @@
+//! Conv and Pool: one invocation per output element, walking its window (and for Conv its group's input
+//! channels) in order. Spatial geometry is baked into the text (1 or 2 spatial axes are the last of 3, the others
+//! of length 1); only the batch may be symbolic. 256 invocations per workgroup.
+
+use crate::CodegenError;
+use crate::math::Helper;
+use crate::shader::{Access, Node, Parts, groups_for, product};
+use std::fmt::Write;
+use tfc_ir::{PoolKind, Window};
+
+const WORKGROUP: u32 = 256;
+
+/// Per spatial axis, padded to 3 axes at the front: input length, output length, kernel length, stride, dilation,
+/// padding before and after.
+struct Geometry {
+    input: [u32; 3],
+    output: [u32; 3],
+    kernel: [u32; 3],
+    stride: [u32; 3],
+    dilation: [u32; 3],
+    before: [u32; 3],
+    after: [u32; 3],
+}
+
+impl Geometry {
+    fn new(node: &Node, kernel: &[u32], window: &Window) -> Result<Geometry, CodegenError> {
+        let n = kernel.len();
+        let at = |axis: usize| axis + n >= 3;
+        let spatial = |v: &dyn Fn(usize) -> u32, pad: u32| -> [u32; 3] { std::array::from_fn(|a| if at(a) { v(a + n - 3) } else { pad }) };
+        let input = node.inputs[0].shape[2..].iter().map(|d| node.constant(d, "a spatial axis", u32::MAX as u64)).collect::<Result<Vec<_>, _>>()?;
+        let output = node.output.shape[2..].iter().map(|d| node.constant(d, "a spatial output axis", u32::MAX as u64)).collect::<Result<Vec<_>, _>>()?;
+        Ok(Geometry {
+            input: spatial(&|a| input[a], 1),
+            output: spatial(&|a| output[a], 1),
+            kernel: spatial(&|a| kernel[a], 1),
+            stride: spatial(&|a| window.strides[a] as u32, 1),
+            dilation: spatial(&|a| window.dilations[a] as u32, 1),
+            before: spatial(&|a| window.pads[a].0 as u32, 0),
+            after: spatial(&|a| window.pads[a].1 as u32, 0),
+        })
+    }
+
+    fn input_size(&self) -> u32 {
+        self.input.iter().product()
+    }
+
+    fn output_size(&self) -> u32 {
+        self.output.iter().product()
+    }
+
+    /// The prologue: `i` this invocation's output element, `plane` its (batch, channel) plane, `p` its output
+    /// coordinates.
+    fn prologue(&self, parts: &mut Parts) {
+        let [_, o1, o2] = self.output;
+        writeln!(
+            parts.body,
+            "    let i = group * 256u + lid;
+    if i >= param(0u) {{
+        return;
+    }}
+    let plane = i / {size}u;
+    let q = i % {size}u;
+    let p = vec3<i32>(i32(q / {o12}u), i32((q / {o2}u) % {o1}u), i32(q % {o2}u));",
+            size = self.output_size(),
+            o12 = o1 * o2,
+        )
+        .unwrap();
+    }
+
+    /// A loop over the window of output position `p`: in `visit`, `at` is the position's offset in an input plane;
+    /// it runs for positions inside the input, and `counted` for those inside the declared padding.
+    fn window_loop(&self, body: &mut String, visit: &str, counted: &str) {
+        let [_, i1, i2] = self.input;
+        let v3 = |v: [u32; 3]| format!("vec3<i32>({}, {}, {})", v[0], v[1], v[2]);
+        writeln!(
+            body,
+            "    let origin = p * {stride} - {before};
+    for (var k0 = 0; k0 < {k0}; k0++) {{
+        for (var k1 = 0; k1 < {k1}; k1++) {{
+            for (var k2 = 0; k2 < {k2}; k2++) {{
+                let k = vec3<i32>(k0, k1, k2);
+                let s = origin + k * {dilation};
+                if all(s >= vec3<i32>(0)) && all(s < {input}) {{
+                    let at = u32((s.x * {i1} + s.y) * {i2} + s.z);
+                    let kernel_at = u32((k0 * {k1} + k1) * {k2} + k2);
+                    {visit}
+                }}
+                if all(s >= -{before}) && all(s < {input} + {after}) {{
+                    {counted}
+                }}
+            }}
+        }}
+    }}",
+            stride = v3(self.stride),
+            before = v3(self.before),
+            after = v3(self.after),
+            dilation = v3(self.dilation),
+            input = v3(self.input),
+            k0 = self.kernel[0],
+            k1 = self.kernel[1],
+            k2 = self.kernel[2],
+        )
+        .unwrap();
+    }
+}
+
+pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Parts, CodegenError> {
+    let (x, w) = (node.inputs[0], node.inputs[1]);
+    let kernel = w.shape[2..].iter().map(|d| node.constant(d, "a kernel axis", 4096)).collect::<Result<Vec<_>, _>>()?;
+    let g = Geometry::new(node, &kernel, window)?;
+    let c = node.constant(&x.shape[1], "the input channels", u32::MAX as u64)?;
+    let m = node.constant(&w.shape[0], "the output channels", u32::MAX as u64)?;
+    let (cg, mg) = (c / groups as u32, m / groups as u32);
+    let mut parts = Parts::new("conv", WORKGROUP);
+    parts.summary = format!("{}-d cross-correlation, {groups} groups, {c} → {m} channels", kernel.len());
+    parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel];
+    g.prologue(&mut parts);
+    let ksize: u32 = kernel.iter().product();
+    let bias = if node.inputs.len() == 3 { "load_in2(oc)" } else { "0.0" };
+    writeln!(
+        parts.body,
+        "    let oc = plane % {m}u;
+    let image = (plane / {m}u) * {c}u + (oc / {mg}u) * {cg}u;
+    var acc = {bias};
+    for (var ic = 0u; ic < {cg}u; ic++) {{
+        let input = (image + ic) * {isize}u;
+        let weights = (oc * {cg}u + ic) * {ksize}u;",
+        isize = g.input_size(),
+    )
+    .unwrap();
+    g.window_loop(&mut parts.body, "acc += load_in0(input + at) * load_in1(weights + kernel_at);", "");
+    parts.body.push_str("    }\n    out[i] = acc;\n");
+    Ok(parts)
+}
+
+pub(crate) fn pool(node: &Node, kind: PoolKind, kernel: &[usize], window: &Window) -> Result<Parts, CodegenError> {
+    let kernel: Vec<u32> = kernel.iter().map(|&k| k as u32).collect();
+    let g = Geometry::new(node, &kernel, window)?;
+    let (name, init, visit, finish) = match kind {
+        PoolKind::Max => ("max", "bitcast<f32>(0xff800000u)", "acc = max(acc, x);".to_string(), "acc".to_string()),
+        PoolKind::Average { count_pad: false } => ("average", "0.0", "acc += x;\n                    count += 1u;".to_string(), "acc / f32(count)".to_string()),
+        PoolKind::Average { count_pad: true } => ("average_pad", "0.0", "acc += x;".to_string(), "acc / f32(count)".to_string()),
+        PoolKind::Lp(p) => {
+            let p = node.literal(p, "p")?;
+            ("lp", "0.0", format!("acc += pow_f32(abs(x), {p});"), format!("pow_f32(acc, 1.0 / {p})"))
+        }
+    };
+    let mut parts = Parts::new(format!("pool_{name}"), WORKGROUP);
+    parts.summary = format!("{kind:?} pooling over {:?} windows", kernel);
+    parts.inputs = vec![(node.inputs[0].dtype, Access::Float)];
+    if matches!(kind, PoolKind::Lp(_)) {
+        parts.helpers.push(Helper::Pow);
+    }
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel];
+    g.prologue(&mut parts);
+    writeln!(parts.body, "    let input = plane * {}u;\n    var acc = {init};\n    var count = 0u;", g.input_size()).unwrap();
+    let counted = if kind == (PoolKind::Average { count_pad: true }) { "count += 1u;" } else { "" };
+    g.window_loop(&mut parts.body, &format!("let x = load_in0(input + at);\n                    {visit}"), counted);
+    writeln!(parts.body, "    out[i] = {finish};").unwrap();
+    Ok(parts)
+}
