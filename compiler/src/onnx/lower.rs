@@ -3,19 +3,28 @@
 //! flow through Shape/Gather/Concat/… into Reshape and Slice.
 
 use super::proto::{AttributeProto, NodeProto};
-use super::tensor::{Elem, ExternalFiles, Values, dim_int, int_dim};
+use super::tensor::{Elem, ExternalFiles, LoadedData, Values, dim_int, int_dim};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
+use tfc_ir::op::{CompareOp, PadMode, PoolKind, ReduceKind, Window};
 use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryOp, Weight, WeightData};
 
 /// The ops of the default domain tfc lowers. Everything else is listed in the unsupported-op error.
 const SUPPORTED: &[&str] = &[
-    "Abs", "Add", "Cast", "CastLike", "Clip", "Concat", "Constant", "ConstantOfShape", "DequantizeLinear", "Div",
-    "Dropout", "Erf", "Exp", "Expand", "Flatten", "Gather", "Gelu", "Gemm", "HardSigmoid", "HardSwish", "Identity",
-    "LayerNormalization", "LeakyRelu", "Log", "LogSoftmax", "MatMul", "Max", "Mean", "Min", "Mul", "Neg", "Pow",
-    "RMSNormalization", "Range", "Reciprocal", "Relu", "Reshape", "Shape", "Sigmoid", "Size", "Slice", "Softmax",
-    "Split", "Sqrt", "Squeeze", "Sub", "Sum", "Tanh", "Transpose", "Unsqueeze",
+    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh", "AveragePool",
+    "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
+    "Cos", "Cosh", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
+    "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
+    "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish",
+    "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
+    "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "MatMulInteger", "Max", "MaxPool", "Mean", "Min",
+    "Mish", "Mod", "Mul", "Neg", "Not", "Or", "PRelu", "Pad", "Pow", "QuantizeLinear", "RMSNormalization", "Range",
+    "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
+    "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Round", "Selu", "Shape", "Shrink", "Sigmoid",
+    "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt",
+    "Squeeze", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where",
+    "Xor",
 ];
 
 pub fn supports(domain: &str, op_type: &str) -> bool {
@@ -78,6 +87,15 @@ pub enum KnownData {
 }
 
 impl Known {
+    pub fn from_loaded(l: super::tensor::Loaded) -> Known {
+        let data = match l.data {
+            LoadedData::Weight(w) => KnownData::Weight(w),
+            LoadedData::Values(v) => KnownData::Values(v),
+            LoadedData::Int8(q) => KnownData::Scaled { q: Rc::new(q), scale: Known::new(Elem::FLOAT, vec![], Values::F32(vec![1.0])) },
+        };
+        Known { elem: l.elem, shape: l.shape, data }
+    }
+
     fn new(elem: Elem, shape: Vec<usize>, values: Values) -> Rc<Known> {
         Rc::new(Known { elem, shape, data: KnownData::Values(values) })
     }
@@ -131,7 +149,8 @@ fn const_int(d: &Dim) -> Result<i64, String> {
 pub struct Builder {
     pub graph: Graph,
     names: HashSet<String>,
-    weights: HashMap<*const Known, NodeId>,
+    /// Keyed by the value's address; the `Rc` kept here keeps that address from being reused.
+    weights: HashMap<*const Known, (Rc<Known>, NodeId)>,
 }
 
 impl Builder {
@@ -164,8 +183,13 @@ impl Builder {
             Value::Node { id, .. } => return Ok(*id),
             Value::Known(k) => k,
         };
-        if let Some(&id) = self.weights.get(&Rc::as_ptr(k)) {
-            return Ok(id);
+        if let Some((_, id)) = self.weights.get(&Rc::as_ptr(k)) {
+            return Ok(*id);
+        }
+        if let KnownData::Values(Values::Int(v)) = &k.data
+            && v.iter().any(|d| dim_int(d).is_none())
+        {
+            return self.symbolic_ints(k, v, base);
         }
         let name = self.name(base);
         let shape: Vec<u64> = k.shape.iter().map(|&d| d as u64).collect();
@@ -182,7 +206,33 @@ impl Builder {
             }
         };
         let id = self.graph.weight(weight);
-        self.weights.insert(Rc::as_ptr(k), id);
+        self.weights.insert(Rc::as_ptr(k), (k.clone(), id));
+        Ok(id)
+    }
+
+    /// Integers that depend on symbols, computed by the bundle: each symbolic one as the length of a slice of a
+    /// ones vector (summed), so that shape values can feed arithmetic, comparisons and indices.
+    fn symbolic_ints(&mut self, k: &Rc<Known>, values: &[Dim], base: &str) -> Result<NodeId, String> {
+        let maxima: tfc_ir::Env = self.graph.symbols.iter().map(|s| (s.name.clone(), s.max)).collect();
+        let mut parts = Vec::new();
+        for (i, d) in values.iter().enumerate() {
+            let name = format!("{base}.{i}");
+            let part = match dim_int(d) {
+                Some(c) => self.node(&Value::Known(Known::new(k.elem, vec![1], Values::Int(vec![int_dim(c)]))), &name)?,
+                None => {
+                    let most = d.eval(&maxima)?;
+                    let ones = self.node(&Value::Known(Known::new(Elem::FLOAT, vec![most as usize], Values::F32(vec![1.0; most as usize]))), &format!("{name}.ones"))?;
+                    let run = self.add(&format!("{name}.slice"), Op::Slice { axis: 0, start: Dim::from(0u64), end: d.clone() }, &[ones])?;
+                    let sum = self.add(&format!("{name}.sum"), Op::Reduce { kind: ReduceKind::Sum, axes: vec![0], keep_dims: true }, &[run])?;
+                    self.add(&name, Op::Cast { to: DType::I32 }, &[sum])?
+                }
+            };
+            parts.push(part);
+        }
+        let all = if parts.len() == 1 { parts[0] } else { self.add(&format!("{base}.concat"), Op::Concat { axis: 0 }, &parts)? };
+        let shape = k.shape.iter().map(|&d| Dim::from(d)).collect();
+        let id = self.add(base, Op::Reshape { shape }, &[all])?;
+        self.weights.insert(Rc::as_ptr(k), (k.clone(), id));
         Ok(id)
     }
 
@@ -233,6 +283,7 @@ pub fn lower_or_fold(b: &mut Builder, mut ctx: Ctx, inputs: &[Option<Value>]) ->
         return lower(b, &mut ctx, inputs);
     }
     let mut scratch = Builder::new();
+    scratch.graph.symbols = b.graph.symbols.clone();
     let outputs = lower(&mut scratch, &mut ctx, inputs)?;
     let pending: Vec<(usize, NodeId, Elem)> = outputs
         .iter()
@@ -244,6 +295,10 @@ pub fn lower_or_fold(b: &mut Builder, mut ctx: Ctx, inputs: &[Option<Value>]) ->
         .collect();
     if pending.is_empty() {
         return Ok(outputs);
+    }
+    if pending.iter().any(|(_, id, _)| scratch.graph.node(*id).ty.shape.iter().any(|d| d.as_const().is_none())) {
+        // A result of symbolic shape (a known table sliced to `sequence` rows): computed by the bundle.
+        return lower(b, &mut ctx, inputs);
     }
     for (i, id, _) in &pending {
         scratch.graph.output(&i.to_string(), *id);
@@ -331,6 +386,22 @@ fn unary_op(op_type: &str) -> Option<UnaryOp> {
         "Erf" => UnaryOp::Erf,
         "Sigmoid" => UnaryOp::Sigmoid,
         "Relu" => UnaryOp::Relu,
+        "Sin" => UnaryOp::Sin,
+        "Cos" => UnaryOp::Cos,
+        "Tan" => UnaryOp::Tan,
+        "Asin" => UnaryOp::Asin,
+        "Acos" => UnaryOp::Acos,
+        "Atan" => UnaryOp::Atan,
+        "Sinh" => UnaryOp::Sinh,
+        "Cosh" => UnaryOp::Cosh,
+        "Asinh" => UnaryOp::Asinh,
+        "Acosh" => UnaryOp::Acosh,
+        "Atanh" => UnaryOp::Atanh,
+        "Floor" => UnaryOp::Floor,
+        "Ceil" => UnaryOp::Ceil,
+        "Round" => UnaryOp::Round,
+        "Sign" => UnaryOp::Sign,
+        "Softplus" => UnaryOp::Softplus,
         _ => return None,
     })
 }
@@ -344,6 +415,7 @@ fn binary_op(op_type: &str) -> Option<BinaryOp> {
         "Pow" => BinaryOp::Pow,
         "Max" => BinaryOp::Max,
         "Min" => BinaryOp::Min,
+        "Mod" => BinaryOp::Mod,
         _ => return None,
     })
 }
@@ -372,6 +444,13 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         if op == BinaryOp::Mul && operands.len() == 2 && let Some(v) = scale_quantized(operands[0], operands[1])? {
             return Ok(vec![v]);
         }
+        if op == BinaryOp::Div && !elem(first).is_float() && operands.len() == 2 {
+            // ONNX divides integers toward zero: (a - fmod(a, b)) / b divides exactly.
+            let rem = binary(b, &format!("{base}.rem"), BinaryOp::Fmod, operands[0], operands[1])?;
+            let exact = binary(b, &format!("{base}.exact"), BinaryOp::Sub, operands[0], &rem)?;
+            return Ok(vec![binary(b, &base, BinaryOp::Div, &exact, operands[1])?]);
+        }
+        let op = if op == BinaryOp::Mod && ctx.int("fmod", 0) != 0 { BinaryOp::Fmod } else { op };
         let mut acc = first.clone();
         for (i, y) in operands.iter().enumerate().skip(1) {
             let name = if i + 1 == operands.len() && op_type != "Mean" { base.clone() } else { format!("{base}.{i}") };
@@ -388,6 +467,11 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Dropout" => {
             if ctx.node.output.get(1).is_some_and(|m| !m.is_empty()) {
                 return Err("its mask output is not supported (inference only)".into());
+            }
+            if let Some(mode) = inputs.get(2).and_then(Option::as_ref)
+                && known_of(mode).is_none_or(|k| k.const_ints().is_ok_and(|v| v.iter().any(|&x| x != 0)))
+            {
+                return Err("training mode is not supported (inference only)".into());
             }
             one(x()?.clone())
         }
@@ -429,6 +513,10 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Range" => {
             let k = |i| known_input(inputs, i, "Range's start, limit and delta");
             let e = k(0)?.elem;
+            let limit = k(1)?.ints()?;
+            if !e.is_float() && dim_int(&limit[0]).is_none() {
+                return one(symbolic_range(b, &base, e, const_int(&k(0)?.ints()?[0])?, &limit[0], const_int(&k(2)?.ints()?[0])?)?);
+            }
             let (start, limit, delta) = (k(0)?.f32s()?[0] as f64, k(1)?.f32s()?[0] as f64, k(2)?.f32s()?[0] as f64);
             let n = ((limit - start) / delta).ceil().max(0.0) as usize;
             let values = if e.is_float() {
@@ -447,7 +535,8 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Flatten" => {
             let x = x()?;
             let shape = b.shape(x);
-            let axis = normalize_axis(ctx.int("axis", 1), shape.len() + 1)?;
+            let axis = ctx.int("axis", 1);
+            let axis = if axis < 0 { normalize_axis(axis, shape.len())? } else { normalize_axis(axis, shape.len() + 1)? };
             let target = vec![tfc_ir::dim::product(&shape[..axis]), tfc_ir::dim::product(&shape[axis..])];
             one(reshape(b, &base, x, target)?)
         }
@@ -609,6 +698,222 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(y)
         }
         "DequantizeLinear" => one(dequantize(b, ctx, inputs)?),
+        "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
+            let op = match op_type {
+                "Equal" => CompareOp::Eq,
+                "Less" => CompareOp::Lt,
+                "LessOrEqual" => CompareOp::Le,
+                "Greater" => CompareOp::Gt,
+                _ => CompareOp::Ge,
+            };
+            one(compare(b, &base, op, x()?, input(inputs, 1)?)?)
+        }
+        "Not" => one(binary(b, &base, BinaryOp::Sub, &scalar(Elem::BOOL, 1.0), x()?)?),
+        "And" => one(binary(b, &base, BinaryOp::Min, x()?, input(inputs, 1)?)?),
+        "Or" => one(binary(b, &base, BinaryOp::Max, x()?, input(inputs, 1)?)?),
+        "Xor" => one(compare(b, &base, CompareOp::Ne, x()?, input(inputs, 1)?)?),
+        "IsNaN" => one(compare(b, &base, CompareOp::Ne, x()?, x()?)?),
+        "IsInf" => {
+            let x = x()?;
+            let (pos, neg) = (ctx.int("detect_positive", 1) != 0, ctx.int("detect_negative", 1) != 0);
+            let inf = |sign: f64| scalar(Elem::FLOAT, sign * f64::INFINITY);
+            let v = match (pos, neg) {
+                (true, true) => {
+                    let a = unary(b, ctx, x, UnaryOp::Abs)?;
+                    compare(b, &base, CompareOp::Eq, &a, &inf(1.0))?
+                }
+                (true, false) => compare(b, &base, CompareOp::Eq, x, &inf(1.0))?,
+                (false, true) => compare(b, &base, CompareOp::Eq, x, &inf(-1.0))?,
+                (false, false) => compare(b, &base, CompareOp::Ne, x, x)?, // never true for a number: zeros
+            };
+            one(if pos || neg { v } else { binary(b, &format!("{base}.none"), BinaryOp::Mul, &v, &scalar(Elem::BOOL, 0.0))? })
+        }
+        "Where" => one(where_(b, &base, x()?, input(inputs, 1)?, input(inputs, 2)?)?),
+        "Softsign" => {
+            let x = x()?;
+            let a = unary(b, ctx, x, UnaryOp::Abs)?;
+            let d = binary(b, &format!("{base}.den"), BinaryOp::Add, &a, &scalar(Elem::FLOAT, 1.0))?;
+            one(binary(b, &base, BinaryOp::Div, x, &d)?)
+        }
+        "Elu" | "Selu" | "Celu" => {
+            let x = x()?;
+            let (alpha, gamma) = match op_type {
+                "Selu" => (ctx.float("alpha", 1.673_263_2), ctx.float("gamma", 1.050_701)),
+                _ => (ctx.float("alpha", 1.0), 1.0),
+            };
+            // alpha·(exp(x / a) − 1) below zero (a = alpha for Celu, else 1), x above.
+            let inner = if op_type == "Celu" { binary(b, &format!("{base}.scaled"), BinaryOp::Div, x, &scalar(Elem::FLOAT, alpha as f64))? } else { x.clone() };
+            let e = unary(b, ctx, &inner, UnaryOp::Exp)?;
+            let e = binary(b, &format!("{base}.em1"), BinaryOp::Sub, &e, &scalar(Elem::FLOAT, 1.0))?;
+            let neg = binary(b, &format!("{base}.neg"), BinaryOp::Mul, &e, &scalar(Elem::FLOAT, alpha as f64))?;
+            let positive = compare(b, &format!("{base}.pos"), CompareOp::Gt, x, &scalar(Elem::FLOAT, 0.0))?;
+            let y = where_(b, &format!("{base}.where"), &positive, x, &neg)?;
+            one(if gamma != 1.0 { binary(b, &base, BinaryOp::Mul, &y, &scalar(Elem::FLOAT, gamma as f64))? } else { y })
+        }
+        "ThresholdedRelu" => {
+            let x = x()?;
+            let above = compare(b, &format!("{base}.above"), CompareOp::Gt, x, &scalar(Elem::FLOAT, ctx.float("alpha", 1.0) as f64))?;
+            one(where_(b, &base, &above, x, &scalar(Elem::FLOAT, 0.0))?)
+        }
+        "PRelu" => {
+            let (x, slope) = (x()?, input(inputs, 1)?);
+            let scaled = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, x, slope)?;
+            let negative = compare(b, &format!("{base}.neg"), CompareOp::Lt, x, &scalar(elem(x), 0.0))?;
+            one(where_(b, &base, &negative, &scaled, x)?)
+        }
+        "Mish" => {
+            let x = x()?;
+            let sp = unary(b, ctx, x, UnaryOp::Softplus)?;
+            let t = unary(b, ctx, &sp, UnaryOp::Tanh)?;
+            one(binary(b, &base, BinaryOp::Mul, x, &t)?)
+        }
+        "Shrink" => {
+            let x = x()?;
+            let (bias, lambd) = (ctx.float("bias", 0.0) as f64, ctx.float("lambd", 0.5) as f64);
+            let e = elem(x);
+            let low = compare(b, &format!("{base}.low"), CompareOp::Lt, x, &scalar(e, -lambd))?;
+            let high = compare(b, &format!("{base}.high"), CompareOp::Gt, x, &scalar(e, lambd))?;
+            let plus = binary(b, &format!("{base}.plus"), BinaryOp::Add, x, &scalar(e, bias))?;
+            let minus = binary(b, &format!("{base}.minus"), BinaryOp::Sub, x, &scalar(e, bias))?;
+            let upper = where_(b, &format!("{base}.upper"), &high, &minus, &scalar(e, 0.0))?;
+            one(where_(b, &base, &low, &plus, &upper)?)
+        }
+        "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
+        | "ReduceLogSumExp" | "ReduceSumSquare" => one(reduce(b, ctx, inputs)?),
+        "ArgMax" | "ArgMin" => {
+            if ctx.int("select_last_index", 0) != 0 {
+                return Err("select_last_index = 1 is not supported".into());
+            }
+            let x = x()?;
+            let shape = b.shape(x);
+            let axis = normalize_axis(ctx.int("axis", 0), shape.len())?;
+            let x = if op_type == "ArgMin" { unary(b, ctx, x, UnaryOp::Neg)? } else { x.clone() };
+            let mut perm: Vec<usize> = (0..shape.len()).filter(|&a| a != axis).collect();
+            perm.push(axis);
+            let t = transpose(b, &format!("{base}.last"), &x, &perm)?;
+            let t = b.node(&t, &base)?;
+            let y = Value::Node { id: b.add(&format!("{base}.arg"), Op::ArgMax, &[t])?, elem: Elem::INT64 };
+            let mut out = shape.clone();
+            if ctx.int("keepdims", 1) != 0 {
+                out[axis] = Dim::from(1u64);
+            } else {
+                out.remove(axis);
+            }
+            one(reshape(b, &base, &y, out)?)
+        }
+        "GatherElements" => {
+            let (data, indices) = (x()?, input(inputs, 1)?);
+            let axis = normalize_axis(ctx.int("axis", 0), b.shape(data).len())?;
+            let (d, i) = (b.node(data, &format!("{base}.data"))?, b.node(indices, &format!("{base}.indices"))?);
+            one(Value::Node { id: b.add(&base, Op::GatherElements { axis }, &[d, i])?, elem: elem(data) })
+        }
+        "GatherND" => one(gather_nd(b, ctx, x()?, input(inputs, 1)?)?),
+        "Pad" => one(pad(b, ctx, inputs)?),
+        "CumSum" => {
+            let x = x()?;
+            let axis = known_input(inputs, 1, "the axis")?.const_ints()?[0];
+            let axis = normalize_axis(axis, b.shape(x).len())?;
+            let op = Op::Cumulative { op: BinaryOp::Add, axis, exclusive: ctx.int("exclusive", 0) != 0, reverse: ctx.int("reverse", 0) != 0 };
+            let id = b.node(x, &format!("{base}.x"))?;
+            one(Value::Node { id: b.add(&base, op, &[id])?, elem: elem(x) })
+        }
+        "Trilu" => {
+            let x = x()?;
+            let shape = b.shape(x);
+            let (n, m) = match (shape[shape.len() - 2].as_const(), shape[shape.len() - 1].as_const()) {
+                (Some(n), Some(m)) => (n as i64, m as i64),
+                _ => return Err("Trilu of a matrix with symbolic dimensions is not supported; fix them with --dim".into()),
+            };
+            let k = match inputs.get(1).and_then(Option::as_ref) {
+                Some(_) => known_input(inputs, 1, "k")?.const_ints()?[0],
+                None => 0,
+            };
+            let upper = ctx.int("upper", 1) != 0;
+            let keep: Vec<Dim> = (0..n * m).map(|i| Dim::from(u64::from(if upper { i % m - i / m >= k } else { i % m - i / m <= k }))).collect();
+            let mask = Value::Known(Known::new(Elem::BOOL, vec![n as usize, m as usize], Values::Int(keep)));
+            one(where_(b, &base, &mask, x, &scalar(elem(x), 0.0))?)
+        }
+        "Conv" => one(conv(b, ctx, inputs)?),
+        "MaxPool" | "AveragePool" | "LpPool" => one(pool(b, ctx, x()?)?),
+        "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
+            let x = x()?;
+            let axes: Vec<usize> = (2..b.shape(x).len()).collect();
+            let kind = match op_type {
+                "GlobalAveragePool" => ReduceKind::Mean,
+                "GlobalMaxPool" => ReduceKind::Max,
+                _ if ctx.int("p", 2) == 2 => ReduceKind::L2,
+                _ if ctx.int("p", 2) == 1 => ReduceKind::L1,
+                _ => return Err("GlobalLpPool with p other than 1 or 2 is not supported".into()),
+            };
+            let id = b.node(x, &format!("{base}.x"))?;
+            one(Value::Node { id: b.add(&base, Op::Reduce { kind, axes, keep_dims: true }, &[id])?, elem: elem(x) })
+        }
+        "BatchNormalization" | "InstanceNormalization" => one(channel_norm(b, ctx, inputs)?),
+        "LpNormalization" => {
+            let x = x()?;
+            let axis = normalize_axis(ctx.int("axis", -1), b.shape(x).len())?;
+            let kind = match ctx.int("p", 2) {
+                1 => ReduceKind::L1,
+                2 => ReduceKind::L2,
+                p => return Err(format!("p = {p} is not supported (1 or 2)")),
+            };
+            let id = b.node(x, &format!("{base}.x"))?;
+            let norm = Value::Node { id: b.add(&format!("{base}.norm"), Op::Reduce { kind, axes: vec![axis], keep_dims: true }, &[id])?, elem: elem(x) };
+            // A zero vector stays zero (its norm is taken as 1).
+            let zero = compare(b, &format!("{base}.zero"), CompareOp::Eq, &norm, &scalar(Elem::FLOAT, 0.0))?;
+            let norm = where_(b, &format!("{base}.safe"), &zero, &scalar(Elem::FLOAT, 1.0), &norm)?;
+            one(binary(b, &base, BinaryOp::Div, x, &norm)?)
+        }
+        "DepthToSpace" | "SpaceToDepth" => {
+            let x = x()?;
+            let shape: Vec<u64> = b.shape(x).iter().map(|d| d.as_const().ok_or("symbolic dimensions; fix them with --dim")).collect::<Result<_, _>>()?;
+            let [n, c, h, w] = shape[..] else { return Err("needs a 4-D input".into()) };
+            let bs = ctx.int("blocksize", 1) as u64;
+            let dims = |v: &[u64]| v.iter().map(|&d| Dim::from(d)).collect::<Vec<_>>();
+            let (split, perm, out) = if op_type == "SpaceToDepth" {
+                (dims(&[n, c, h / bs, bs, w / bs, bs]), vec![0, 3, 5, 1, 2, 4], dims(&[n, c * bs * bs, h / bs, w / bs]))
+            } else if ctx.string("mode").as_deref() == Some("CRD") {
+                (dims(&[n, c / (bs * bs), bs, bs, h, w]), vec![0, 1, 4, 2, 5, 3], dims(&[n, c / (bs * bs), h * bs, w * bs]))
+            } else {
+                (dims(&[n, bs, bs, c / (bs * bs), h, w]), vec![0, 3, 4, 1, 5, 2], dims(&[n, c / (bs * bs), h * bs, w * bs]))
+            };
+            let v = reshape(b, &format!("{base}.split"), x, split)?;
+            let v = transpose(b, &format!("{base}.perm"), &v, &perm)?;
+            one(reshape(b, &base, &v, out)?)
+        }
+        "Tile" => {
+            let x = x()?;
+            let repeats = known_input(inputs, 1, "repeats")?.const_ints()?;
+            let shape = b.shape(x);
+            // [d0, d1, …] → [1, d0, 1, d1, …] → [r0, d0, r1, d1, …] → [r0·d0, r1·d1, …]
+            let interleaved: Vec<Dim> = shape.iter().flat_map(|d| [Dim::from(1u64), d.clone()]).collect();
+            let expanded: Vec<Dim> = shape.iter().zip(&repeats).flat_map(|(d, &r)| [Dim::from(r as u64), d.clone()]).collect();
+            let out: Vec<Dim> = shape.iter().zip(&repeats).map(|(d, &r)| d * &Dim::from(r as u64)).collect();
+            let v = reshape(b, &format!("{base}.split"), x, interleaved)?;
+            let v = expand(b, &format!("{base}.expand"), &v, &expanded)?;
+            one(reshape(b, &base, &v, out)?)
+        }
+        "QuantizeLinear" => one(quantize(b, ctx, inputs)?),
+        "DynamicQuantizeLinear" => dynamic_quantize(b, ctx, x()?),
+        "MatMulInteger" => {
+            let (a, c) = (x()?, input(inputs, 1)?);
+            let centred = |b: &mut Builder, v: &Value, zp: Option<&Value>, name: &str| -> Result<Value, String> {
+                let f = cast(b, &format!("{base}.{name}"), v, Elem::FLOAT)?;
+                match zp {
+                    Some(z) => {
+                        let z = cast(b, &format!("{base}.{name}_zp"), z, Elem::FLOAT)?;
+                        let z = if b.shape(&z).len() == 1 && name == "a" { reshape(b, &format!("{base}.a_zp_col"), &z, vec![b.shape(&z)[0].clone(), Dim::from(1u64)])? } else { z };
+                        binary(b, &format!("{base}.{name}_centred"), BinaryOp::Sub, &f, &z)
+                    }
+                    None => Ok(f),
+                }
+            };
+            let a = centred(b, a, inputs.get(2).and_then(Option::as_ref), "a")?;
+            let c = centred(b, c, inputs.get(3).and_then(Option::as_ref), "b")?;
+            // Integer products summed in f32: exact while the sums stay below 2^24.
+            let y = matmul(b, &format!("{base}.f32"), &a, &c, false, false)?;
+            one(cast(b, &base, &y, Elem(6))?)
+        }
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
@@ -628,23 +933,19 @@ fn constant(ctx: &mut Ctx) -> Result<Value, String> {
 }
 
 fn load_tensor(ctx: &mut Ctx, t: &super::proto::TensorProto) -> Result<Rc<Known>, String> {
-    let l = super::tensor::load(t, ctx.model, ctx.external)?;
-    let data = match l.data {
-        super::tensor::LoadedData::Weight(w) => KnownData::Weight(w),
-        super::tensor::LoadedData::Values(v) => KnownData::Values(v),
-    };
-    Ok(Rc::new(Known { elem: l.elem, shape: l.shape, data }))
+    Ok(Rc::new(Known::from_loaded(super::tensor::load(t, ctx.model, ctx.external)?)))
 }
 
 fn cast(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, String> {
     to.dtype()?;
     let from = elem(x);
     if let Value::Known(k) = x {
-        if from.0 == Elem::INT8.0 && to.is_float() && k.numel() >= QUANTIZED_MIN_NUMEL {
+        if let KnownData::Scaled { q, scale } = &k.data
+            && to.is_float()
+            && k.numel() >= QUANTIZED_MIN_NUMEL
+        {
             // int8 weights: keep the integers for MatMul/Gather (see KnownData::Scaled).
-            let q = k.const_ints()?.into_iter().map(|v| v as i8).collect();
-            let scale = Known::new(to, vec![], Values::F32(vec![1.0]));
-            return Ok(Value::Known(Rc::new(Known { elem: to, shape: k.shape.clone(), data: KnownData::Scaled { q: Rc::new(q), scale } })));
+            return Ok(Value::Known(Rc::new(Known { elem: to, shape: k.shape.clone(), data: KnownData::Scaled { q: q.clone(), scale: scale.clone() } })));
         }
         if !to.is_float() && !from.is_float() {
             let values = k.ints()?.into_iter().map(|d| wrap_dim(to, d)).collect();
@@ -658,7 +959,7 @@ fn cast(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, Strin
         _ => to.dtype()?,
     };
     if to.0 == Elem::BOOL.0 {
-        return Err("casting to bool needs a comparison op, which tfc does not have yet".into());
+        return compare(b, base, CompareOp::Ne, x, &scalar(from, 0.0));
     }
     if !from.is_float() && !to.is_float() {
         return Ok(Value::Node { id, elem: to }); // integer types are all i32 in tfc
@@ -728,7 +1029,11 @@ fn dequantize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Va
         };
         let zshape = zero_point.as_ref().map_or(vec![], |z| known_of(z).map_or(vec![], |k| k.shape.clone()));
         let zi = broadcast_index(&zshape, &kx.shape)?;
-        let q: Option<Vec<i8>> = kx.const_ints()?.iter().zip(zi).map(|(&v, i)| i8::try_from(v - zp[i]).ok()).collect();
+        let raw: Vec<i64> = match &kx.data {
+            KnownData::Scaled { q, .. } => q.iter().map(|&v| v as i64).collect(),
+            _ => kx.const_ints()?,
+        };
+        let q: Option<Vec<i8>> = raw.iter().zip(zi).map(|(&v, i)| i8::try_from(v - zp[i]).ok()).collect();
         if let Some(q) = q {
             return Ok(Value::Known(Rc::new(Known { elem: ks.elem, shape: kx.shape.clone(), data: KnownData::Scaled { q: Rc::new(q), scale: ks } })));
         }
@@ -774,7 +1079,7 @@ fn matmul(b: &mut Builder, base: &str, x: &Value, w: &Value, transpose_a: bool, 
     let w2 = if ws.len() == 1 { reshape(b, &format!("{base}.col"), w, vec![ws[0].clone(), Dim::from(1u64)])? } else { w.clone() };
     let a = b.node(&x2, &format!("{base}.a"))?;
     let y = match known_of(&w2).map(|k| (k, &k.data)) {
-        Some((k, KnownData::Scaled { q, scale })) if k.shape.len() == 2 && !transpose_b && k.shape[0] % 32 == 0 && column_scale(scale, k.shape[1]) => {
+        Some((k, KnownData::Scaled { q, scale })) if k.elem.is_float() && k.shape.len() == 2 && !transpose_b && k.shape[0] % 32 == 0 && column_scale(scale, k.shape[1]) => {
             // x · (q · s) = (x · q) · s for a scale per column: q is stored as Q8_0 with block scale 1, exactly.
             let wq = b.graph.weight(q8_weight(&format!("{base}.weight_q"), q, k.shape[0], k.shape[1]));
             let y = b.add(&format!("{base}.q"), Op::MatMul { transpose_a, transpose_b: true }, &[a, wq])?;
@@ -867,6 +1172,7 @@ fn reshape(b: &mut Builder, base: &str, x: &Value, shape: Vec<Dim>) -> Result<Va
         let data = match &k.data {
             KnownData::Values(v) => KnownData::Values(v.clone()),
             KnownData::Weight(w) => KnownData::Weight(Weight { shape: dims.iter().map(|&d| d as u64).collect(), ..w.clone() }),
+            KnownData::Scaled { q, scale } if scale.numel() == 1 => KnownData::Scaled { q: q.clone(), scale: scale.clone() },
             KnownData::Scaled { .. } => KnownData::Values(k.values()?),
         };
         return Ok(Value::Known(Rc::new(Known { elem: k.elem, shape: dims, data })));
@@ -938,8 +1244,7 @@ fn slice(b: &mut Builder, base: &str, x: &Value, axis: usize, start: &Dim, end: 
     if step == 0 {
         return Err("a slice step of 0".into());
     }
-    if let Value::Known(k) = x {
-        let (s, e) = (const_int(&s)?, const_int(&e)?);
+    if let (Value::Known(k), Some(s), Some(e)) = (x, dim_int(&s), dim_int(&e)) {
         let positions: Vec<usize> = if step > 0 {
             (s..e.max(s)).step_by(step as usize).map(|p| p as usize).collect()
         } else {
@@ -976,6 +1281,9 @@ fn gather(b: &mut Builder, base: &str, data: &Value, indices: &Value, axis: usiz
             let fixed = k.const_ints()?.into_iter().map(|i| int_dim(if i < 0 { i + l as i64 } else { i })).collect();
             Value::Known(Known::new(Elem::INT64, k.shape.clone(), Values::Int(fixed)))
         }
+        (None, Some(l)) => {
+            binary(b, &format!("{base}.wrapped"), BinaryOp::Mod, indices, &scalar(Elem::INT64, l as f64))?
+        }
         _ => indices.clone(),
     };
     if let (Some(k), Some(ki)) = (known_of(data), known_of(&indices)) {
@@ -998,7 +1306,7 @@ fn gather(b: &mut Builder, base: &str, data: &Value, indices: &Value, axis: usiz
     let table = transpose(b, &format!("{base}.table"), data, &perm)?;
     let ids = b.node(&indices, &format!("{base}.indices"))?;
     let y = match known_of(&table).map(|k| (k, &k.data)) {
-        Some((k, KnownData::Scaled { q, scale })) if k.shape.len() == 2 && k.shape[1] % 32 == 0 && row_scale(scale, k.shape[0]) => {
+        Some((k, KnownData::Scaled { q, scale })) if k.elem.is_float() && k.shape.len() == 2 && k.shape[1] % 32 == 0 && row_scale(scale, k.shape[0]) => {
             // Rows of q · s: the rows of q (Q8_0, block scale 1) times the rows' scales.
             let (rows, cols) = (k.shape[0], k.shape[1]);
             let transposed: Vec<i8> = (0..rows * cols).map(|i| q[(i % rows) * cols + i / rows]).collect();
@@ -1036,27 +1344,12 @@ fn expand(b: &mut Builder, base: &str, x: &Value, shape: &[Dim]) -> Result<Value
     if full == from {
         return Ok(x.clone());
     }
-    if let Value::Known(k) = x {
-        let dims: Vec<usize> = full.iter().map(|d| d.as_const().map(|v| v as usize).ok_or("a symbolic shape")).collect::<Result<_, _>>()?;
+    if let (Value::Known(k), Some(dims)) = (x, full.iter().map(|d| d.as_const().map(|v| v as usize)).collect::<Option<Vec<usize>>>()) {
         let idx = broadcast_index(&k.shape, &dims)?;
         return pick(k, dims, &idx);
     }
-    // x + 0 of the target shape: numpy broadcasting through Add.
-    let zeros = Value::Known(Known::new(elem(x), vec![], if elem(x).is_float() { Values::F32(vec![0.0]) } else { Values::Int(vec![Dim::from(0u64)]) }));
-    let zero_shape: Vec<Dim> = full.clone();
-    let zeros = expand_known_zero(&zeros, &zero_shape)?;
-    binary(b, base, BinaryOp::Add, x, &zeros)
-}
-
-/// A zero tensor of a constant shape (for broadcasting a computed tensor).
-fn expand_known_zero(zero: &Value, shape: &[Dim]) -> Result<Value, String> {
-    let Value::Known(k) = zero else { unreachable!() };
-    let dims: Vec<usize> = shape
-        .iter()
-        .map(|d| d.as_const().map(|v| v as usize).ok_or("expanding to a symbolic shape is not supported; fix it with --dim"))
-        .collect::<Result<_, _>>()?;
-    let idx = vec![0usize; dims.iter().product()];
-    pick(k, dims, &idx)
+    let id = b.node(x, &format!("{base}.x"))?;
+    Ok(Value::Node { id: b.add(base, Op::Expand { shape: full }, &[id])?, elem: elem(x) })
 }
 
 fn strides(shape: &[usize]) -> Vec<usize> {
@@ -1125,4 +1418,313 @@ fn select_along(k: &Known, axis: usize, positions: &[usize]) -> Result<Value, St
         })
         .collect();
     pick(k, shape, &idx)
+}
+
+fn compare(b: &mut Builder, base: &str, op: CompareOp, x: &Value, y: &Value) -> Result<Value, String> {
+    let (a, c) = (b.node(x, &format!("{base}.a"))?, b.node(y, &format!("{base}.b"))?);
+    Ok(Value::Node { id: b.add(base, Op::Compare(op), &[a, c])?, elem: Elem::BOOL })
+}
+
+fn where_(b: &mut Builder, base: &str, cond: &Value, x: &Value, y: &Value) -> Result<Value, String> {
+    let c = b.node(cond, &format!("{base}.cond"))?;
+    let (a, d) = (b.node(x, &format!("{base}.a"))?, b.node(y, &format!("{base}.b"))?);
+    Ok(Value::Node { id: b.add(base, Op::Where, &[c, a, d])?, elem: elem(x) })
+}
+
+/// The axes of a Reduce*/… node: its `axes` input (opset 18; ReduceSum from 13) or attribute.
+fn reduce_axes(ctx: &Ctx, inputs: &[Option<Value>], rank: usize) -> Result<Option<Vec<usize>>, String> {
+    let axes = match inputs.get(1).and_then(Option::as_ref) {
+        Some(_) => Some(known_input(inputs, 1, "the axes")?.const_ints()?),
+        None => ctx.ints("axes"),
+    };
+    let axes: Vec<usize> = axes.unwrap_or_default().iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?;
+    if axes.is_empty() {
+        return Ok(if ctx.int("noop_with_empty_axes", 0) != 0 { None } else { Some((0..rank).collect()) });
+    }
+    let mut axes = axes;
+    axes.sort();
+    axes.dedup();
+    Ok(Some(axes))
+}
+
+fn reduce(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let x = input(inputs, 0)?;
+    let rank = b.shape(x).len();
+    let Some(axes) = reduce_axes(ctx, inputs, rank)? else { return Ok(x.clone()) };
+    let kind = match ctx.node.op_type.as_str() {
+        "ReduceSum" => ReduceKind::Sum,
+        "ReduceMean" => ReduceKind::Mean,
+        "ReduceMax" => ReduceKind::Max,
+        "ReduceMin" => ReduceKind::Min,
+        "ReduceProd" => ReduceKind::Prod,
+        "ReduceL1" => ReduceKind::L1,
+        "ReduceL2" => ReduceKind::L2,
+        "ReduceLogSum" => ReduceKind::LogSum,
+        "ReduceLogSumExp" => ReduceKind::LogSumExp,
+        _ => ReduceKind::SumSquare,
+    };
+    let e = elem(x);
+    let xf = if e.is_float() { x.clone() } else { cast(b, &format!("{base}.float"), x, Elem::FLOAT)? };
+    let id = b.node(&xf, &format!("{base}.x"))?;
+    let keep_dims = ctx.int("keepdims", 1) != 0;
+    let y = Value::Node { id: b.add(&base, Op::Reduce { kind, axes, keep_dims }, &[id])?, elem: Elem::FLOAT };
+    if e.is_float() { Ok(y) } else { cast(b, &format!("{base}.int"), &y, e) }
+}
+
+/// GatherND (batch_dims 0) as a Gather on the leading axes flattened into one: row = Σ index[k] · stride[k].
+fn gather_nd(b: &mut Builder, ctx: &Ctx, data: &Value, indices: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    if ctx.int("batch_dims", 0) != 0 {
+        return Err("batch_dims other than 0 is not supported".into());
+    }
+    let (shape, ishape) = (b.shape(data), b.shape(indices));
+    let k = ishape.last().and_then(Dim::as_const).ok_or("the last axis of the indices must have a constant length")? as usize;
+    if k == 0 || k > shape.len() {
+        return Err(format!("indices of length {k} do not fit data of rank {}", shape.len()));
+    }
+    let mut row = None;
+    for j in 0..k {
+        let stride = tfc_ir::dim::product(&shape[j + 1..k]);
+        let part = slice(b, &format!("{base}.i{j}"), indices, ishape.len() - 1, &Dim::from(j as u64), &Dim::from(j as u64 + 1), 1)?;
+        // Negative indices count from the end.
+        let len = Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![shape[j].clone()])));
+        let part = binary(b, &format!("{base}.i{j}.wrapped"), BinaryOp::Mod, &part, &len)?;
+        let stride = Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![stride])));
+        let term = binary(b, &format!("{base}.i{j}.scaled"), BinaryOp::Mul, &part, &stride)?;
+        row = Some(match row {
+            None => term,
+            Some(r) => binary(b, &format!("{base}.i{j}.sum"), BinaryOp::Add, &r, &term)?,
+        });
+    }
+    let row = row.expect("k ≥ 1");
+    let row = reshape(b, &format!("{base}.rows"), &row, ishape[..ishape.len() - 1].to_vec())?;
+    let mut table_shape = vec![tfc_ir::dim::product(&shape[..k])];
+    table_shape.extend_from_slice(&shape[k..]);
+    let table = reshape(b, &format!("{base}.table"), data, table_shape)?;
+    gather(b, &base, &table, &row, 0)
+}
+
+fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let x = input(inputs, 0)?;
+    let rank = b.shape(x).len();
+    let pads = known_input(inputs, 1, "the pads")?.const_ints()?;
+    let axes: Vec<usize> = match inputs.get(3).and_then(Option::as_ref) {
+        Some(_) => known_input(inputs, 3, "the axes")?.const_ints()?.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?,
+        None => (0..rank).collect(),
+    };
+    if pads.len() != 2 * axes.len() {
+        return Err(format!("{} pads for {} axes", pads.len(), axes.len()));
+    }
+    if pads.iter().any(|&p| p < 0) {
+        return Err("negative pads (cropping) are not supported".into());
+    }
+    let mut all = vec![(0usize, 0usize); rank];
+    for (i, &a) in axes.iter().enumerate() {
+        all[a] = (pads[i] as usize, pads[axes.len() + i] as usize);
+    }
+    let value = match inputs.get(2).and_then(Option::as_ref) {
+        Some(_) => known_input(inputs, 2, "the constant value")?.f32s()?.first().copied().unwrap_or(0.0),
+        None => 0.0,
+    };
+    let mode = match ctx.string("mode").as_deref().unwrap_or("constant") {
+        "constant" => PadMode::Constant(value),
+        "reflect" => PadMode::Reflect,
+        "edge" => PadMode::Edge,
+        "wrap" => PadMode::Wrap,
+        other => return Err(format!("mode {other:?} is not supported")),
+    };
+    let id = b.node(x, &format!("{base}.x"))?;
+    Ok(Value::Node { id: b.add(&base, Op::Pad { pads: all, mode }, &[id])?, elem: elem(x) })
+}
+
+/// The window of a Conv or pool node over `spatial` axes of the given lengths and kernel.
+fn window(ctx: &Ctx, input: &[u64], kernel: &[u64]) -> Result<Window, String> {
+    let n = kernel.len();
+    let or_ones = |name: &str| ctx.ints(name).filter(|v| !v.is_empty()).unwrap_or(vec![1; n]).iter().map(|&v| v as usize).collect::<Vec<_>>();
+    let (strides, dilations) = (or_ones("strides"), or_ones("dilations"));
+    let auto_pad = ctx.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let pads: Vec<(usize, usize)> = match auto_pad.as_str() {
+        "NOTSET" => {
+            let p = ctx.ints("pads").unwrap_or(vec![0; 2 * n]);
+            (0..n).map(|i| (p[i] as usize, p[n + i] as usize)).collect()
+        }
+        "VALID" => vec![(0, 0); n],
+        "SAME_UPPER" | "SAME_LOWER" => (0..n)
+            .map(|i| {
+                let out = input[i].div_ceil(strides[i] as u64);
+                let span = (kernel[i] - 1) * dilations[i] as u64 + 1;
+                let total = ((out - 1) * strides[i] as u64 + span).saturating_sub(input[i]) as usize;
+                if auto_pad == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) }
+            })
+            .collect(),
+        other => return Err(format!("auto_pad {other:?} is not supported")),
+    };
+    Ok(Window { strides, dilations, pads, ceil_mode: ctx.int("ceil_mode", 0) != 0 })
+}
+
+fn const_shape(b: &Builder, v: &Value) -> Result<Vec<u64>, String> {
+    b.shape(v).iter().map(|d| d.as_const().ok_or_else(|| "symbolic dimensions are not supported here; fix them with --dim".to_string())).collect()
+}
+
+fn conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, w) = (input(inputs, 0)?, input(inputs, 1)?);
+    let (xs, ws) = (const_shape(b, x)?, const_shape(b, w)?);
+    let window = window(ctx, &xs[2..], &ws[2..])?;
+    let mut ids = vec![b.node(x, &format!("{base}.x"))?, b.node(w, &format!("{base}.w"))?];
+    if let Some(bias) = inputs.get(2).and_then(Option::as_ref) {
+        ids.push(b.node(bias, &format!("{base}.bias"))?);
+    }
+    let groups = ctx.int("group", 1) as usize;
+    Ok(Value::Node { id: b.add(&base, Op::Conv { window, groups }, &ids)?, elem: elem(x) })
+}
+
+fn pool(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    if ctx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
+        return Err("the indices output of MaxPool is not supported".into());
+    }
+    if ctx.int("storage_order", 0) != 0 {
+        return Err("storage_order = 1 is not supported".into());
+    }
+    let kernel: Vec<usize> = ctx.ints("kernel_shape").ok_or("has no kernel_shape")?.iter().map(|&k| k as usize).collect();
+    let xs = const_shape(b, x)?;
+    let k64: Vec<u64> = kernel.iter().map(|&k| k as u64).collect();
+    let window = window(ctx, &xs[2..], &k64)?;
+    let kind = match ctx.node.op_type.as_str() {
+        "MaxPool" => PoolKind::Max,
+        "AveragePool" => PoolKind::Average { count_pad: ctx.int("count_include_pad", 0) != 0 },
+        _ => PoolKind::Lp(ctx.int("p", 2) as f32),
+    };
+    let id = b.node(x, &format!("{base}.x"))?;
+    Ok(Value::Node { id: b.add(&base, Op::Pool { kind, kernel, window }, &[id])?, elem: elem(x) })
+}
+
+/// BatchNormalization (inference: the given mean and variance) and InstanceNormalization (over the spatial axes),
+/// per channel (axis 1).
+fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    if ctx.int("training_mode", 0) != 0 || ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err("training mode is not supported (inference only)".into());
+    }
+    let x = input(inputs, 0)?;
+    let shape = b.shape(x);
+    let per_channel = |b: &mut Builder, v: &Value, name: &str| -> Result<Value, String> {
+        let mut s = vec![Dim::from(1u64); shape.len()];
+        s[1] = shape[1].clone();
+        reshape(b, &format!("{base}.{name}"), v, s)
+    };
+    let eps = scalar(Elem::FLOAT, ctx.float("epsilon", 1e-5) as f64);
+    let (mean, var) = if ctx.node.op_type == "BatchNormalization" {
+        (per_channel(b, input(inputs, 3)?, "mean")?, per_channel(b, input(inputs, 4)?, "var")?)
+    } else {
+        let axes: Vec<usize> = (2..shape.len()).collect();
+        let id = b.node(x, &format!("{base}.x"))?;
+        let mean = Value::Node { id: b.add(&format!("{base}.mean"), Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keep_dims: true }, &[id])?, elem: Elem::FLOAT };
+        let centred = binary(b, &format!("{base}.centred"), BinaryOp::Sub, x, &mean)?;
+        let c = b.node(&centred, &format!("{base}.c"))?;
+        let var = Value::Node { id: b.add(&format!("{base}.var"), Op::Reduce { kind: ReduceKind::SumSquare, axes: axes.clone(), keep_dims: true }, &[c])?, elem: Elem::FLOAT };
+        let count: u64 = axes.iter().map(|&a| shape[a].as_const().unwrap_or(1)).product();
+        let var = binary(b, &format!("{base}.var_mean"), BinaryOp::Div, &var, &scalar(Elem::FLOAT, count as f64))?;
+        (mean, var)
+    };
+    let centred = binary(b, &format!("{base}.sub"), BinaryOp::Sub, x, &mean)?;
+    let v = binary(b, &format!("{base}.var_eps"), BinaryOp::Add, &var, &eps)?;
+    let std = unary(b, ctx, &v, UnaryOp::Sqrt)?;
+    let normed = binary(b, &format!("{base}.div"), BinaryOp::Div, &centred, &std)?;
+    let scale = per_channel(b, input(inputs, 1)?, "scale")?;
+    let bias = per_channel(b, input(inputs, 2)?, "bias")?;
+    let scaled = binary(b, &format!("{base}.mul"), BinaryOp::Mul, &normed, &scale)?;
+    binary(b, &base, BinaryOp::Add, &scaled, &bias)
+}
+
+/// The integer range of a quantized element type.
+fn quant_range(e: Elem) -> Result<(f64, f64), String> {
+    match e.0 {
+        2 => Ok((0.0, 255.0)),
+        3 => Ok((-128.0, 127.0)),
+        4 => Ok((0.0, 65535.0)),
+        5 => Ok((-32768.0, 32767.0)),
+        _ => Err(format!("quantizing to {} is not supported (uint8, int8, uint16, int16)", e.name())),
+    }
+}
+
+/// saturate(round(x / scale) + zero_point), as f32 integers, then cast to `to`.
+fn quantize_values(b: &mut Builder, base: &str, x: &Value, scale: &Value, zero_point: Option<&Value>, to: Elem) -> Result<Value, String> {
+    let (lo, hi) = quant_range(to)?;
+    let v = binary(b, &format!("{base}.div"), BinaryOp::Div, x, scale)?;
+    let mut v = unary_named(b, &format!("{base}.round"), &v, UnaryOp::Round)?;
+    if let Some(z) = zero_point {
+        let z = cast(b, &format!("{base}.zp"), z, Elem::FLOAT)?;
+        v = binary(b, &format!("{base}.add"), BinaryOp::Add, &v, &z)?;
+    }
+    let v = binary(b, &format!("{base}.lo"), BinaryOp::Max, &v, &scalar(Elem::FLOAT, lo))?;
+    let v = binary(b, &format!("{base}.hi"), BinaryOp::Min, &v, &scalar(Elem::FLOAT, hi))?;
+    cast(b, base, &v, to)
+}
+
+fn unary_named(b: &mut Builder, base: &str, x: &Value, op: UnaryOp) -> Result<Value, String> {
+    let id = b.node(x, &format!("{base}.x"))?;
+    Ok(Value::Node { id: b.add(base, Op::Unary(op), &[id])?, elem: elem(x) })
+}
+
+fn quantize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    if ctx.int("block_size", 0) != 0 {
+        return Err("blocked quantization (block_size) is not supported".into());
+    }
+    let x = input(inputs, 0)?;
+    let rank = b.shape(x).len();
+    let per_axis = |b: &mut Builder, v: &Value, name: &str| -> Result<Value, String> {
+        let s = b.shape(v);
+        if s.len() != 1 || rank == 0 {
+            return Ok(v.clone());
+        }
+        let axis = normalize_axis(ctx.int("axis", 1), rank)?;
+        let target: Vec<Dim> = (0..rank).map(|i| if i == axis { s[0].clone() } else { Dim::from(1u64) }).collect();
+        reshape(b, &format!("{base}.{name}"), v, target)
+    };
+    let scale = per_axis(b, input(inputs, 1)?, "scale")?;
+    let zero_point = inputs.get(2).and_then(Option::as_ref).map(|z| per_axis(b, z, "zp")).transpose()?;
+    let to = match (&zero_point, ctx.int("output_dtype", 0)) {
+        (Some(z), _) => elem(z),
+        (None, 0) => Elem::UINT8,
+        (None, t) => Elem(t as i32),
+    };
+    quantize_values(b, &base, x, &scale, zero_point.as_ref(), to)
+}
+
+/// DynamicQuantizeLinear: uint8 with scale (max(0, max x) − min(0, min x)) / 255 and the zero point that maps 0.
+fn dynamic_quantize(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Vec<Value>, String> {
+    let base = ctx.base();
+    let axes: Vec<usize> = (0..b.shape(x).len()).collect();
+    let id = b.node(x, &format!("{base}.x"))?;
+    let mut extreme = |kind: ReduceKind, name: &str| -> Result<Value, String> {
+        let r = b.add(&format!("{base}.{name}"), Op::Reduce { kind, axes: axes.clone(), keep_dims: false }, &[id])?;
+        let op = if kind == ReduceKind::Max { BinaryOp::Max } else { BinaryOp::Min };
+        binary(b, &format!("{base}.{name}0"), op, &Value::Node { id: r, elem: Elem::FLOAT }, &scalar(Elem::FLOAT, 0.0))
+    };
+    let (max, min) = (extreme(ReduceKind::Max, "max")?, extreme(ReduceKind::Min, "min")?);
+    let range = binary(b, &format!("{base}.range"), BinaryOp::Sub, &max, &min)?;
+    let scale = binary(b, &format!("{base}.scale"), BinaryOp::Div, &range, &scalar(Elem::FLOAT, 255.0))?;
+    let zp = binary(b, &format!("{base}.neg_min"), BinaryOp::Sub, &scalar(Elem::FLOAT, 0.0), &min)?;
+    let zp = quantize_values(b, &format!("{base}.zero_point"), &zp, &scale, None, Elem::UINT8)?;
+    let y = quantize_values(b, &base, x, &scale, Some(&zp), Elem::UINT8)?;
+    Ok(vec![y, scale, zp])
+}
+
+/// start, start + 1, … below a symbolic limit: a table of the values up to the limit at the symbols' maxima,
+/// sliced to the run's length by the bundle.
+fn symbolic_range(b: &mut Builder, base: &str, e: Elem, start: i64, limit: &Dim, delta: i64) -> Result<Value, String> {
+    if delta != 1 {
+        return Err(format!("a range with step {delta} up to the symbolic `{limit}` is not supported; fix it with --dim"));
+    }
+    let maxima: tfc_ir::Env = b.graph.symbols.iter().map(|s| (s.name.clone(), s.max)).collect();
+    let most = limit.eval(&maxima)? as i64 - start;
+    let table = Known::new(e, vec![most.max(0) as usize], Values::Int((0..most.max(0)).map(|i| int_dim(start + i)).collect()));
+    let len = limit - &int_dim(start);
+    let id = b.node(&Value::Known(table), &format!("{base}.table"))?;
+    Ok(Value::Node { id: b.add(base, Op::Slice { axis: 0, start: Dim::from(0u64), end: len }, &[id])?, elem: e })
 }

@@ -10,14 +10,14 @@ mod proto;
 mod tensor;
 
 use bytes::Bytes;
-use lower::{Builder, Known, KnownData, Value};
+use lower::{Builder, Known, Value};
 use prost::Message;
 use proto::{DimensionValue, ModelProto, NodeProto, ValueInfoProto};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 use std::sync::Arc;
-use tensor::{Elem, ExternalFiles, LoadedData};
+use tensor::{Elem, ExternalFiles};
 use tfc_ir::{Dim, Graph, MappedFile, TensorType};
 
 /// The oldest default-domain opset tfc reads.
@@ -261,15 +261,6 @@ fn input_type(graph: &mut Graph, input: &ValueInfoProto, opts: &OnnxOptions) -> 
     Ok((Elem(t.elem_type), dims))
 }
 
-impl Known {
-    fn from_loaded(l: tensor::Loaded) -> Known {
-        let data = match l.data {
-            LoadedData::Weight(w) => KnownData::Weight(w),
-            LoadedData::Values(v) => KnownData::Values(v),
-        };
-        Known { elem: l.elem, shape: l.shape, data }
-    }
-}
 
 /// The (domain, op type) of every node of the model at `path`, in file order.
 pub fn node_ops(path: &Path) -> Result<Vec<(String, String)>, OnnxError> {

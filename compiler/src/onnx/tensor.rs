@@ -14,6 +14,7 @@ pub struct Elem(pub i32);
 
 impl Elem {
     pub const FLOAT: Elem = Elem(1);
+    pub const UINT8: Elem = Elem(2);
     pub const INT8: Elem = Elem(3);
     pub const INT64: Elem = Elem(7);
     pub const BOOL: Elem = Elem(9);
@@ -153,6 +154,8 @@ pub struct Loaded {
 pub enum LoadedData {
     /// A float tensor that stays in its file (f32, f16 or bf16 bytes), read only when the bundle is written.
     Weight(Weight),
+    /// int8 values, kept compact: int8 tensors are usually quantized weights.
+    Int8(Vec<i8>),
     Values(Values),
 }
 
@@ -191,6 +194,7 @@ pub fn load(t: &TensorProto, model: &Arc<MappedFile>, external: &mut ExternalFil
                     shape: shape.iter().map(|&d| d as u64).collect(),
                     data: WeightData::Mapped { file, offset, len },
                 }),
+                None if elem == Elem::INT8 => LoadedData::Int8(file.map[offset..offset + len].iter().map(|&b| b as i8).collect()),
                 None => LoadedData::Values(from_raw(elem, &file.map[offset..offset + len])),
             }
         }
@@ -239,6 +243,8 @@ fn from_fields(t: &TensorProto, elem: Elem, numel: usize) -> Result<Values, Stri
 
 /// An integer as a (constant) dimension; shape arithmetic keeps integers symbolic.
 pub fn int_dim(x: i64) -> Dim {
+    // i64::MIN (ONNX's "from the very start" in Slice) has no positive counterpart; one more is as good.
+    let x = x.max(-i64::MAX);
     if x >= 0 { Dim::from(x as u64) } else { &Dim::from(0u64) - &Dim::from(x.unsigned_abs()) }
 }
 
