@@ -452,71 +452,66 @@ fn integer_elements(
     });
 }
 
-/// Integer binary ops as the interpreter's i64 arithmetic truncated to i32: wrapping add/sub/mul, Euclidean
-/// division (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
+/// Integer binary ops as the interpreter's i64 arithmetic truncated to i32: wrapping add/sub/mul, division
+/// truncated toward zero (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
 fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: Local) {
-        match op {
-            BinaryOp::Add => {
-                b.get(x).get(y).op(I::I32Add);
-            }
-            BinaryOp::Sub => {
-                b.get(x).get(y).op(I::I32Sub);
-            }
-            BinaryOp::Mul => {
-                b.get(x).get(y).op(I::I32Mul);
-            }
-            BinaryOp::Max => {
-                b.get(x).get(y).get(x).get(y).op(I::I32GtS).op(I::Select);
-            }
-            BinaryOp::Min => {
-                b.get(x).get(y).get(x).get(y).op(I::I32LtS).op(I::Select);
-            }
-            BinaryOp::Div => {
-                // x / −1 is −x (i32.div_s would trap on i32::MIN); otherwise truncate, then move the quotient one
-                // step away from zero's side when the remainder is negative.
-                b.get(y).i32c(-1).op(I::I32Eq).if_else(
-                    |b| {
-                        b.i32c(0).get(x).op(I::I32Sub).set(q);
-                    },
-                    |b| {
-                        b.get(x).get(y).op(I::I32DivS).set(q);
-                        b.get(x).get(q).get(y).op(I::I32Mul).op(I::I32Sub).set(r);
-                        b.get(r).i32c(0).op(I::I32LtS).if_(|b| {
-                            b.get(q).i32c(-1).i32c(1).get(y).i32c(0).op(I::I32GtS).op(I::Select).op(I::I32Add).set(q);
-                        });
-                    },
-                );
-                b.get(q);
-            }
-            BinaryOp::Fmod | BinaryOp::Mod => {
-                // i32.rem_s traps on a zero divisor, as the interpreter refuses it.
-                b.get(x).get(y).op(I::I32RemS).set(r);
-                if op == BinaryOp::Mod {
-                    b.get(r).i32c(0).op(I::I32Ne).get(r).i32c(0).op(I::I32LtS).get(y).i32c(0).op(I::I32LtS).op(I::I32Ne).op(I::I32And).if_(|b| {
-                        b.get(r).get(y).op(I::I32Add).set(r);
-                    });
-                }
-                b.get(r);
-            }
-            BinaryOp::Pow => {
-                // Repeated squaring with wrapping multiplication; r is the running power, q the exponent left.
-                b.get(y).i32c(0).get(y).i32c(0).op(I::I32GtS).op(I::Select).i32c(63).min_u().set(q);
-                b.i32c(1).set(r);
-                b.while_(
-                    |b| {
-                        b.get(q);
-                    },
-                    |b| {
-                        b.get(q).i32c(1).op(I::I32And).if_(|b| {
-                            b.get(r).get(x).op(I::I32Mul).set(r);
-                        });
-                        b.get(x).get(x).op(I::I32Mul).set(x);
-                        b.get(q).i32c(1).op(I::I32ShrU).set(q);
-                    },
-                );
-                b.get(r);
-            }
+    match op {
+        BinaryOp::Add => {
+            b.get(x).get(y).op(I::I32Add);
         }
+        BinaryOp::Sub => {
+            b.get(x).get(y).op(I::I32Sub);
+        }
+        BinaryOp::Mul => {
+            b.get(x).get(y).op(I::I32Mul);
+        }
+        BinaryOp::Max => {
+            b.get(x).get(y).get(x).get(y).op(I::I32GtS).op(I::Select);
+        }
+        BinaryOp::Min => {
+            b.get(x).get(y).get(x).get(y).op(I::I32LtS).op(I::Select);
+        }
+        BinaryOp::Div => {
+            // x / −1 is −x, wrapping (i32.div_s would trap on i32::MIN).
+            b.get(y).i32c(-1).op(I::I32Eq).if_else(
+                |b| {
+                    b.i32c(0).get(x).op(I::I32Sub).set(q);
+                },
+                |b| {
+                    b.get(x).get(y).op(I::I32DivS).set(q);
+                },
+            );
+            b.get(q);
+        }
+        BinaryOp::Fmod | BinaryOp::Mod => {
+            // i32.rem_s traps on a zero divisor, as the interpreter refuses it.
+            b.get(x).get(y).op(I::I32RemS).set(r);
+            if op == BinaryOp::Mod {
+                b.get(r).i32c(0).op(I::I32Ne).get(r).i32c(0).op(I::I32LtS).get(y).i32c(0).op(I::I32LtS).op(I::I32Ne).op(I::I32And).if_(|b| {
+                    b.get(r).get(y).op(I::I32Add).set(r);
+                });
+            }
+            b.get(r);
+        }
+        BinaryOp::Pow => {
+            // Repeated squaring with wrapping multiplication; r is the running power, q the exponent left.
+            b.get(y).i32c(0).get(y).i32c(0).op(I::I32GtS).op(I::Select).i32c(63).min_u().set(q);
+            b.i32c(1).set(r);
+            b.while_(
+                |b| {
+                    b.get(q);
+                },
+                |b| {
+                    b.get(q).i32c(1).op(I::I32And).if_(|b| {
+                        b.get(r).get(x).op(I::I32Mul).set(r);
+                    });
+                    b.get(x).get(x).op(I::I32Mul).set(x);
+                    b.get(q).i32c(1).op(I::I32ShrU).set(q);
+                },
+            );
+            b.get(r);
+        }
+    }
 }
 
 /// Like `binary`, with 1 or 0 as i32 out.

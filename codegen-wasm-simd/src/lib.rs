@@ -188,7 +188,7 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Rope { interleaved } => rope::rope(&node, *interleaved),
         Op::Attention { causal, scale } => attention::attention(&node, *causal, *scale),
         Op::Compare(op) => elementwise::compare(&node, *op),
-        Op::Where | Op::Reduce { .. } | Op::Expand { .. } | Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } => {
+        Op::Where | Op::Reduce { .. } | Op::Expand { .. } | Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } | Op::Range { .. } | Op::ArgReduce { .. } => {
             Err(no_kernel(&node))
         }
     }

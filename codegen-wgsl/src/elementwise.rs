@@ -103,8 +103,8 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
         (BinaryOp::Add, _) => ("add", "a + b", None),
         (BinaryOp::Sub, _) => ("sub", "a - b", None),
         (BinaryOp::Mul, _) => ("mul", "a * b", None),
-        (BinaryOp::Div, false) => ("div", "a / b", None),
-        (BinaryOp::Div, true) => ("div", "div_i32(a, b)", Some(Helper::DivI32)),
+        // Integers truncate toward zero, as the interpreter.
+        (BinaryOp::Div, _) => ("div", "a / b", None),
         (BinaryOp::Max, _) => ("max", "max(a, b)", None),
         (BinaryOp::Min, _) => ("min", "min(a, b)", None),
         (BinaryOp::Pow, false) => ("pow", "pow_f32(a, b)", Some(Helper::Pow)),

@@ -1,5 +1,5 @@
-//! Reduce (over any axes) and Cumulative (along one axis): one invocation per output element (per line for
-//! Cumulative) that walks its elements in order, accumulating in f32. 256 invocations per workgroup.
+//! Reduce (over any axes), ArgReduce and Cumulative (along one axis): one invocation per output element (per line
+//! for Cumulative) that walks its elements in order, accumulating in f32. 256 invocations per workgroup.
 
 use crate::CodegenError;
 use crate::math::Helper;
@@ -158,6 +158,40 @@ pub(crate) fn cumulative(node: &Node, op: BinaryOp, axis: usize, exclusive: bool
         let next = {combine};
         {store}
     }}"
+    )
+    .unwrap();
+    Ok(parts)
+}
+
+pub(crate) fn arg_reduce(node: &Node, axis: usize, largest: bool, last: bool) -> Result<Parts, CodegenError> {
+    let x = node.inputs[0];
+    let mut parts = Parts::new("arg_reduce", WORKGROUP);
+    parts.summary = format!("index of the {} along axis {axis}, {} on ties", if largest { "largest" } else { "smallest" }, if last { "last" } else { "first" });
+    parts.inputs = vec![(x.dtype, Access::Float)];
+    parts.output = DType::I32;
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel, expr(&x.shape[axis]), product(&x.shape[axis + 1..])];
+    let better = format!("v {} best{}", if largest { ">" } else { "<" }, if last { " || v == best" } else { "" });
+    writeln!(
+        parts.body,
+        "    let o = group * 256u + lid;
+    if o >= param(0u) {{
+        return;
+    }}
+    let len = param(1u);
+    let inner = param(2u);
+    let base = (o / inner) * len * inner + o % inner;
+    var best = load_in0(base);
+    var index = 0u;
+    for (var k = 1u; k < len; k++) {{
+        let v = load_in0(base + k * inner);
+        if {better} {{
+            best = v;
+            index = k;
+        }}
+    }}
+    out[o] = i32(index);"
     )
     .unwrap();
     Ok(parts)

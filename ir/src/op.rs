@@ -54,6 +54,7 @@ pub enum BinaryOp {
     Add,
     Sub,
     Mul,
+    /// Integers: truncated toward zero (C, ONNX); i32::MIN / −1 wraps to i32::MIN.
     Div,
     Max,
     Min,
@@ -257,6 +258,11 @@ pub enum Op {
     /// counts as zero for Lp; for Average it counts in the divisor only with `count_pad` (and only padding that
     /// `pads` declares, never the overhang of a ceil-mode window).
     Pool { kind: PoolKind, kernel: Vec<usize>, window: Window },
+    /// No operands: `[len]` of `dtype` (f32 or i32), element i = start + i·step (for i32, start and step are whole).
+    Range { start: f64, step: f64, len: Dim, dtype: DType },
+    /// The index (i32) of the largest (`largest`) or smallest element along `axis`, which is removed; on ties the
+    /// first one, or the last with `last`. `ArgMax` is the last-axis, largest, first-tie case for long rows.
+    ArgReduce { axis: usize, largest: bool, last: bool },
 }
 
 impl Op {
@@ -291,6 +297,8 @@ impl Op {
             Op::Cumulative { .. } => "Cumulative",
             Op::Conv { .. } => "Conv",
             Op::Pool { .. } => "Pool",
+            Op::Range { .. } => "Range",
+            Op::ArgReduce { .. } => "ArgReduce",
         }
     }
 
@@ -633,6 +641,26 @@ impl Op {
                 let mut shape = x.shape[..2].to_vec();
                 shape.extend(window_output(window, &x.shape[2..], &kernel)?);
                 Ok(f32_of(shape))
+            }
+            Op::Range { start, step, len, dtype } => {
+                arity(0..=0)?;
+                let whole = |v: f64| v.fract() == 0.0 && v.abs() < 2f64.powi(31);
+                match dtype {
+                    DType::F32 => {}
+                    DType::I32 if whole(*start) && whole(*step) => {}
+                    _ => return Err(format!("makes f32, or i32 from whole start and step; got {dtype} from {start}, {step}")),
+                }
+                Ok(TensorType::new(*dtype, vec![len.clone()]))
+            }
+            Op::ArgReduce { axis, .. } => {
+                arity(1..=1)?;
+                let x = inputs[0];
+                if *axis >= x.rank() || x.shape[*axis].as_const() == Some(0) {
+                    return Err(format!("axis {axis} must be a non-empty axis of {x}"));
+                }
+                let mut shape = x.shape.clone();
+                shape.remove(*axis);
+                Ok(TensorType::new(DType::I32, shape))
             }
             Op::ArgMax => {
                 arity(1..=1)?;
