@@ -228,20 +228,33 @@ impl Pattern {
 /// index, with the params they read.
 struct Broadcast {
     dims: (usize, usize),
-    index: [Index; 2],
+    index: Vec<Index>,
     params: Vec<Expr>,
 }
 
 impl Broadcast {
     fn new(node: &Node) -> Result<Broadcast, CodegenError> {
         let out = &node.output.shape;
-        let (dims, strides) = broadcast_axes(out, [&node.inputs[0].shape, &node.inputs[1].shape]);
-        let patterns = strides.each_ref().map(|s| Pattern::of(s));
+        let shapes: Vec<&[Dim]> = node.inputs.iter().map(|t| &t.shape[..]).collect();
+        let (dims, strides) = match shapes[..] {
+            [a, b] => {
+                let (dims, [sa, sb]) = broadcast_axes(out, [a, b]);
+                (dims, vec![sa, sb])
+            }
+            [a, b, c] => {
+                let (dims, [sa, sb, sc]) = broadcast_axes(out, [a, b, c]);
+                (dims, vec![sa, sb, sc])
+            }
+            _ => unreachable!("elementwise kernels take two or three operands"),
+        };
+        let patterns: Vec<Pattern> = strides.iter().map(|s| Pattern::of(s)).collect();
         let strided = patterns.contains(&Pattern::Strided);
         if strided && dims.len() > MAX_RANK {
+            let operands: Vec<String> = node.inputs.iter().map(|t| t.to_string()).collect();
             return Err(node.error(format!(
-                "broadcasting {} with {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
-                node.inputs[0], node.inputs[1], dims.len()
+                "broadcasting {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
+                operands.join(" with "),
+                dims.len()
             )));
         }
         // params: the element count, the merged dims if an operand is strided, then each operand's suffix length or
@@ -251,7 +264,7 @@ impl Broadcast {
         if strided {
             params.extend(dims.iter().map(Dim::to_expr));
         }
-        let index = [0, 1].map(|k| match patterns[k] {
+        let index = (0..patterns.len()).map(|k| match patterns[k] {
             Pattern::Same => Index::Same,
             Pattern::Scalar => Index::Scalar,
             Pattern::Suffix(first) => {
@@ -262,7 +275,7 @@ impl Broadcast {
                 params.extend(strides[k].iter().map(Dim::to_expr));
                 Index::Strided(params.len() - strides[k].len())
             }
-        });
+        }).collect();
         Ok(Broadcast { dims: (first_dim, dims.len()), index, params })
     }
 }
@@ -512,6 +525,31 @@ fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: L
             b.get(r);
         }
     }
+}
+
+/// `(condition, a, b)` broadcast: a where the condition is nonzero, else b, one element at a time (a and b decoded
+/// to f32 for a float output). Params as `binary`'s, for three operands.
+pub(crate) fn select(node: &Node) -> Result<Kernel, CodegenError> {
+    let formats = [node.format(0)?, node.format(1)?, node.format(2)?];
+    let int = node.output.dtype == DType::I32;
+    let broadcast = Broadcast::new(node)?;
+    let (mut b, args) = Args::new(3);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let loaded: Vec<Loaded> = broadcast.index.iter().map(|ix| Loaded::new(&mut b, &args, &broadcast, ix)).collect();
+    let (e, at) = (b.i32(), b.i32());
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        Format::I32.address(b, args.output(), e);
+        // Both values, then the condition: `select` keeps the first where it is nonzero.
+        for k in [1, 2, 0] {
+            b.assign(at, |b| loaded[k].element(b, e));
+            formats[k].address(b, args.input(k), at);
+            if int || k == 0 { formats[k].load1_i32(b) } else { formats[k].load1(b) }
+        }
+        b.op(I::Select);
+        if int { b.i32_store(0) } else { b.f32_store(0) };
+    });
+    Ok(Kernel { name: "where".into(), body: b, bindings: 4, params: broadcast.params })
 }
 
 /// Like `binary`, with 1 or 0 as i32 out.

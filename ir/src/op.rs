@@ -237,7 +237,7 @@ pub enum Op {
     /// `(condition int, a, b)` with numpy broadcasting of all three: a where the condition is nonzero, else b.
     Where,
     /// Combines the elements along `axes` (sorted, distinct, normalised), which are removed, or kept with length 1.
-    /// Float in, f32 out. No axes: the input unchanged (for ONNX's noop_with_empty_axes the importer drops the node).
+    /// At least one axis. Float in, f32 out.
     Reduce { kind: ReduceKind, axes: Vec<usize>, keep_dims: bool },
     /// numpy broadcasting of the operand to `shape` (which must be the broadcast of the two shapes; ONNX's Expand
     /// takes the broadcast of operand and target, which the importer computes).
@@ -536,8 +536,8 @@ impl Op {
                 arity(1..=1)?;
                 float(0)?;
                 let x = inputs[0];
-                if axes.windows(2).any(|w| w[0] >= w[1]) || axes.last().is_some_and(|&a| a >= x.rank()) {
-                    return Err(format!("axes {axes:?} must be increasing and below the rank of {x}"));
+                if axes.is_empty() || axes.windows(2).any(|w| w[0] >= w[1]) || axes.last().is_some_and(|&a| a >= x.rank()) {
+                    return Err(format!("axes {axes:?} must be one or more, increasing and below the rank of {x}"));
                 }
                 let mut shape = Vec::new();
                 for (a, d) in x.shape.iter().enumerate() {
