@@ -552,6 +552,32 @@ pub(crate) fn select(node: &Node) -> Result<Kernel, CodegenError> {
     Ok(Kernel { name: "where".into(), body: b, bindings: 4, params: broadcast.params })
 }
 
+/// 1 (i32) where the bits of the element are a NaN, +∞ or −∞ as asked, else 0. Params: the element count.
+pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> Result<Kernel, CodegenError> {
+    let format = node.format(0)?;
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let (input, bits) = (args.input(0), b.v128());
+    for_each_vector(&mut b, start, end, args.output(), |b, i| {
+        format.address(b, input, i);
+        format.load4(b);
+        b.set(bits);
+        b.splat_i32(0);
+        if nan {
+            b.get(bits).splat_i32(0x7fff_ffff).op(I::V128And).splat_i32(0x7f80_0000).op(I::I32x4GtS).op(I::V128Or);
+        }
+        if pos_inf {
+            b.get(bits).splat_i32(0x7f80_0000).op(I::I32x4Eq).op(I::V128Or);
+        }
+        if neg_inf {
+            b.get(bits).splat_i32(0xff80_0000u32 as i32).op(I::I32x4Eq).op(I::V128Or);
+        }
+        b.splat_i32(1).op(I::V128And);
+    });
+    Ok(Kernel { name: "classify".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
 /// Like `binary`, with 1 or 0 as i32 out.
 pub(crate) fn compare(node: &Node, op: CompareOp) -> Result<Kernel, CodegenError> {
     let formats = [node.format(0)?, node.format(1)?];

@@ -193,6 +193,7 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Expand { .. } => movement::expand(&node),
         Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes),
         Op::Range { start, step, .. } => movement::range(&node, *start, *step),
+        Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf),
         Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } | Op::ArgReduce { .. } => {
             Err(no_kernel(&node))
         }

@@ -71,6 +71,27 @@ pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Parts, CodegenError> {
     Ok(parts)
 }
 
+pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> Result<Parts, CodegenError> {
+    let mut tests = Vec::new();
+    if nan {
+        tests.push("(bits & 0x7fffffffu) > 0x7f800000u");
+    }
+    if pos_inf {
+        tests.push("bits == 0x7f800000u");
+    }
+    if neg_inf {
+        tests.push("bits == 0xff800000u");
+    }
+    let test = if tests.is_empty() { "false".to_string() } else { tests.join(" || ") };
+    let mut parts = Parts::new("classify", WORKGROUP);
+    parts.summary = format!("out[i] = 1 where {test} of the bits of in0[i]");
+    parts.inputs = vec![(node.inputs[0].dtype, Access::Float)];
+    parts.output = DType::I32;
+    prologue(&mut parts, product(&node.output.shape));
+    writeln!(parts.body, "    let bits = bitcast<u32>(load_in0(i));\n    out[i] = select(0, 1, {test});").unwrap();
+    Ok(parts)
+}
+
 /// How an operand's element offset follows from the output's linear index `i`.
 #[derive(Clone, Debug, PartialEq)]
 enum Index {

@@ -180,6 +180,10 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
             }
         }
         Op::ArgReduce { axis, largest, last } => arg_reduce(x[0], *axis, *largest, *last),
+        Op::Classify { nan, pos_inf, neg_inf } => {
+            let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
+            Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
+        }
     })
 }
 

@@ -263,6 +263,9 @@ pub enum Op {
     /// The index (i32) of the largest (`largest`) or smallest element along `axis`, which is removed; on ties the
     /// first one, or the last with `last`. `ArgMax` is the last-axis, largest, first-tie case for long rows.
     ArgReduce { axis: usize, largest: bool, last: bool },
+    /// i32 1 where the float element is a NaN (with `nan`), +∞ (with `pos_inf`) or −∞ (with `neg_inf`), else 0.
+    /// Kernels test the bits, which no shader compiler folds away as it may `x != x`.
+    Classify { nan: bool, pos_inf: bool, neg_inf: bool },
 }
 
 impl Op {
@@ -299,6 +302,7 @@ impl Op {
             Op::Pool { .. } => "Pool",
             Op::Range { .. } => "Range",
             Op::ArgReduce { .. } => "ArgReduce",
+            Op::Classify { .. } => "Classify",
         }
     }
 
@@ -651,6 +655,11 @@ impl Op {
                     _ => return Err(format!("makes f32, or i32 from whole start and step; got {dtype} from {start}, {step}")),
                 }
                 Ok(TensorType::new(*dtype, vec![len.clone()]))
+            }
+            Op::Classify { .. } => {
+                arity(1..=1)?;
+                float(0)?;
+                Ok(TensorType::new(DType::I32, inputs[0].shape.clone()))
             }
             Op::ArgReduce { axis, .. } => {
                 arity(1..=1)?;
