@@ -228,20 +228,33 @@ impl Pattern {
 /// index, with the params they read.
 struct Broadcast {
     dims: (usize, usize),
-    index: [Index; 2],
+    index: Vec<Index>,
     params: Vec<Expr>,
 }
 
 impl Broadcast {
     fn new(node: &Node) -> Result<Broadcast, CodegenError> {
         let out = &node.output.shape;
-        let (dims, strides) = broadcast_axes(out, [&node.inputs[0].shape, &node.inputs[1].shape]);
-        let patterns = strides.each_ref().map(|s| Pattern::of(s));
+        let shapes: Vec<&[Dim]> = node.inputs.iter().map(|t| &t.shape[..]).collect();
+        let (dims, strides) = match shapes[..] {
+            [a, b] => {
+                let (dims, [sa, sb]) = broadcast_axes(out, [a, b]);
+                (dims, vec![sa, sb])
+            }
+            [a, b, c] => {
+                let (dims, [sa, sb, sc]) = broadcast_axes(out, [a, b, c]);
+                (dims, vec![sa, sb, sc])
+            }
+            _ => unreachable!("elementwise kernels take two or three operands"),
+        };
+        let patterns: Vec<Pattern> = strides.iter().map(|s| Pattern::of(s)).collect();
         let strided = patterns.contains(&Pattern::Strided);
         if strided && dims.len() > MAX_RANK {
+            let operands: Vec<String> = node.inputs.iter().map(|t| t.to_string()).collect();
             return Err(node.error(format!(
-                "broadcasting {} with {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
-                node.inputs[0], node.inputs[1], dims.len()
+                "broadcasting {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
+                operands.join(" with "),
+                dims.len()
             )));
         }
         // params: the element count, the merged dims if an operand is strided, then each operand's suffix length or
@@ -251,7 +264,7 @@ impl Broadcast {
         if strided {
             params.extend(dims.iter().map(Dim::to_expr));
         }
-        let index = [0, 1].map(|k| match patterns[k] {
+        let index = (0..patterns.len()).map(|k| match patterns[k] {
             Pattern::Same => Index::Same,
             Pattern::Scalar => Index::Scalar,
             Pattern::Suffix(first) => {
@@ -262,7 +275,7 @@ impl Broadcast {
                 params.extend(strides[k].iter().map(Dim::to_expr));
                 Index::Strided(params.len() - strides[k].len())
             }
-        });
+        }).collect();
         Ok(Broadcast { dims: (first_dim, dims.len()), index, params })
     }
 }
@@ -452,71 +465,117 @@ fn integer_elements(
     });
 }
 
-/// Integer binary ops as the interpreter's i64 arithmetic truncated to i32: wrapping add/sub/mul, Euclidean
-/// division (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
+/// Integer binary ops as the interpreter's i64 arithmetic truncated to i32: wrapping add/sub/mul, division
+/// truncated toward zero (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
 fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: Local) {
-        match op {
-            BinaryOp::Add => {
-                b.get(x).get(y).op(I::I32Add);
-            }
-            BinaryOp::Sub => {
-                b.get(x).get(y).op(I::I32Sub);
-            }
-            BinaryOp::Mul => {
-                b.get(x).get(y).op(I::I32Mul);
-            }
-            BinaryOp::Max => {
-                b.get(x).get(y).get(x).get(y).op(I::I32GtS).op(I::Select);
-            }
-            BinaryOp::Min => {
-                b.get(x).get(y).get(x).get(y).op(I::I32LtS).op(I::Select);
-            }
-            BinaryOp::Div => {
-                // x / −1 is −x (i32.div_s would trap on i32::MIN); otherwise truncate, then move the quotient one
-                // step away from zero's side when the remainder is negative.
-                b.get(y).i32c(-1).op(I::I32Eq).if_else(
-                    |b| {
-                        b.i32c(0).get(x).op(I::I32Sub).set(q);
-                    },
-                    |b| {
-                        b.get(x).get(y).op(I::I32DivS).set(q);
-                        b.get(x).get(q).get(y).op(I::I32Mul).op(I::I32Sub).set(r);
-                        b.get(r).i32c(0).op(I::I32LtS).if_(|b| {
-                            b.get(q).i32c(-1).i32c(1).get(y).i32c(0).op(I::I32GtS).op(I::Select).op(I::I32Add).set(q);
-                        });
-                    },
-                );
-                b.get(q);
-            }
-            BinaryOp::Fmod | BinaryOp::Mod => {
-                // i32.rem_s traps on a zero divisor, as the interpreter refuses it.
-                b.get(x).get(y).op(I::I32RemS).set(r);
-                if op == BinaryOp::Mod {
-                    b.get(r).i32c(0).op(I::I32Ne).get(r).i32c(0).op(I::I32LtS).get(y).i32c(0).op(I::I32LtS).op(I::I32Ne).op(I::I32And).if_(|b| {
-                        b.get(r).get(y).op(I::I32Add).set(r);
-                    });
-                }
-                b.get(r);
-            }
-            BinaryOp::Pow => {
-                // Repeated squaring with wrapping multiplication; r is the running power, q the exponent left.
-                b.get(y).i32c(0).get(y).i32c(0).op(I::I32GtS).op(I::Select).i32c(63).min_u().set(q);
-                b.i32c(1).set(r);
-                b.while_(
-                    |b| {
-                        b.get(q);
-                    },
-                    |b| {
-                        b.get(q).i32c(1).op(I::I32And).if_(|b| {
-                            b.get(r).get(x).op(I::I32Mul).set(r);
-                        });
-                        b.get(x).get(x).op(I::I32Mul).set(x);
-                        b.get(q).i32c(1).op(I::I32ShrU).set(q);
-                    },
-                );
-                b.get(r);
-            }
+    match op {
+        BinaryOp::Add => {
+            b.get(x).get(y).op(I::I32Add);
         }
+        BinaryOp::Sub => {
+            b.get(x).get(y).op(I::I32Sub);
+        }
+        BinaryOp::Mul => {
+            b.get(x).get(y).op(I::I32Mul);
+        }
+        BinaryOp::Max => {
+            b.get(x).get(y).get(x).get(y).op(I::I32GtS).op(I::Select);
+        }
+        BinaryOp::Min => {
+            b.get(x).get(y).get(x).get(y).op(I::I32LtS).op(I::Select);
+        }
+        BinaryOp::Div => {
+            // x / −1 is −x, wrapping (i32.div_s would trap on i32::MIN).
+            b.get(y).i32c(-1).op(I::I32Eq).if_else(
+                |b| {
+                    b.i32c(0).get(x).op(I::I32Sub).set(q);
+                },
+                |b| {
+                    b.get(x).get(y).op(I::I32DivS).set(q);
+                },
+            );
+            b.get(q);
+        }
+        BinaryOp::Fmod | BinaryOp::Mod => {
+            // i32.rem_s traps on a zero divisor, as the interpreter refuses it.
+            b.get(x).get(y).op(I::I32RemS).set(r);
+            if op == BinaryOp::Mod {
+                b.get(r).i32c(0).op(I::I32Ne).get(r).i32c(0).op(I::I32LtS).get(y).i32c(0).op(I::I32LtS).op(I::I32Ne).op(I::I32And).if_(|b| {
+                    b.get(r).get(y).op(I::I32Add).set(r);
+                });
+            }
+            b.get(r);
+        }
+        BinaryOp::Pow => {
+            // Repeated squaring with wrapping multiplication; r is the running power, q the exponent left.
+            b.get(y).i32c(0).get(y).i32c(0).op(I::I32GtS).op(I::Select).i32c(63).min_u().set(q);
+            b.i32c(1).set(r);
+            b.while_(
+                |b| {
+                    b.get(q);
+                },
+                |b| {
+                    b.get(q).i32c(1).op(I::I32And).if_(|b| {
+                        b.get(r).get(x).op(I::I32Mul).set(r);
+                    });
+                    b.get(x).get(x).op(I::I32Mul).set(x);
+                    b.get(q).i32c(1).op(I::I32ShrU).set(q);
+                },
+            );
+            b.get(r);
+        }
+    }
+}
+
+/// `(condition, a, b)` broadcast: a where the condition is nonzero, else b, one element at a time (a and b decoded
+/// to f32 for a float output). Params as `binary`'s, for three operands.
+pub(crate) fn select(node: &Node) -> Result<Kernel, CodegenError> {
+    let formats = [node.format(0)?, node.format(1)?, node.format(2)?];
+    let int = node.output.dtype == DType::I32;
+    let broadcast = Broadcast::new(node)?;
+    let (mut b, args) = Args::new(3);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let loaded: Vec<Loaded> = broadcast.index.iter().map(|ix| Loaded::new(&mut b, &args, &broadcast, ix)).collect();
+    let (e, at) = (b.i32(), b.i32());
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        Format::I32.address(b, args.output(), e);
+        // Both values, then the condition: `select` keeps the first where it is nonzero.
+        for k in [1, 2, 0] {
+            b.assign(at, |b| loaded[k].element(b, e));
+            formats[k].address(b, args.input(k), at);
+            if int || k == 0 { formats[k].load1_i32(b) } else { formats[k].load1(b) }
+        }
+        b.op(I::Select);
+        if int { b.i32_store(0) } else { b.f32_store(0) };
+    });
+    Ok(Kernel { name: "where".into(), body: b, bindings: 4, params: broadcast.params })
+}
+
+/// 1 (i32) where the bits of the element are a NaN, +∞ or −∞ as asked, else 0. Params: the element count.
+pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> Result<Kernel, CodegenError> {
+    let format = node.format(0)?;
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let (input, bits) = (args.input(0), b.v128());
+    for_each_vector(&mut b, start, end, args.output(), |b, i| {
+        format.address(b, input, i);
+        format.load4(b);
+        b.set(bits);
+        b.splat_i32(0);
+        if nan {
+            b.get(bits).splat_i32(0x7fff_ffff).op(I::V128And).splat_i32(0x7f80_0000).op(I::I32x4GtS).op(I::V128Or);
+        }
+        if pos_inf {
+            b.get(bits).splat_i32(0x7f80_0000).op(I::I32x4Eq).op(I::V128Or);
+        }
+        if neg_inf {
+            b.get(bits).splat_i32(0xff80_0000u32 as i32).op(I::I32x4Eq).op(I::V128Or);
+        }
+        b.splat_i32(1).op(I::V128And);
+    });
+    Ok(Kernel { name: "classify".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
 }
 
 /// Like `binary`, with 1 or 0 as i32 out.

@@ -24,6 +24,7 @@ mod math;
 mod matmul;
 mod movement;
 mod norm;
+mod reduce;
 mod rope;
 mod sample;
 
@@ -188,7 +189,12 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Rope { interleaved } => rope::rope(&node, *interleaved),
         Op::Attention { causal, scale } => attention::attention(&node, *causal, *scale),
         Op::Compare(op) => elementwise::compare(&node, *op),
-        Op::Where | Op::Reduce { .. } | Op::Expand { .. } | Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } => {
+        Op::Where => elementwise::select(&node),
+        Op::Expand { .. } => movement::expand(&node),
+        Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes),
+        Op::Range { start, step, .. } => movement::range(&node, *start, *step),
+        Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf),
+        Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } | Op::ArgReduce { .. } => {
             Err(no_kernel(&node))
         }
     }

@@ -1,4 +1,4 @@
-//! Ops that move elements: Gather, Transpose, Slice, Concat. Elements keep their stored bits where input and output
+//! Ops that move elements: Gather, Transpose, Expand, Slice, Concat, Where, Range. Elements keep their stored bits where input and output
 //! dtypes agree (f16 and bf16 transposes and slices stay 16-bit); float inputs of a different dtype are decoded.
 
 use crate::asm::{I, Local};
@@ -6,7 +6,7 @@ use crate::decode::{BLOCK, Blocks, Format};
 use crate::elementwise::for_each_vector;
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::{Dim, Expr};
-use tfc_ir::layout::simplify_transpose;
+use tfc_ir::layout::{broadcast_axes, simplify_transpose};
 
 /// The most axes a transpose indexes (after dropping size-1 axes and merging axes that stay together).
 const MAX_RANK: usize = 6;
@@ -115,7 +115,6 @@ fn gather_blocks(node: &Node, blocks: Blocks) -> Result<Kernel, CodegenError> {
 /// input. Threads take runs of output rows. Params: the output row count, the row length, the input stride along
 /// the row, then the other output axes' dims and input strides.
 pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Kernel, CodegenError> {
-    let format = node.format(0)?;
     let (dims, perm) = simplify_transpose(&node.inputs[0].shape, perm);
     let rank = dims.len();
     if rank > MAX_RANK {
@@ -125,8 +124,25 @@ pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Kernel, CodegenEr
     for a in (0..rank.saturating_sub(1)).rev() {
         in_strides[a] = &in_strides[a + 1] * &dims[a + 1];
     }
-    // Output axes in order, each with its length and input stride; a rank-0 copy is one row of one element.
     let axes: Vec<(Dim, Dim)> = perm.iter().map(|&p| (dims[p].clone(), in_strides[p].clone())).collect();
+    strided_copy(node, "transpose", &axes)
+}
+
+/// numpy broadcasting of the operand to the output shape: a strided copy with stride 0 along broadcast axes.
+pub(crate) fn expand(node: &Node) -> Result<Kernel, CodegenError> {
+    let (dims, [strides]) = broadcast_axes(&node.output.shape, [&node.inputs[0].shape[..]]);
+    if dims.len() > MAX_RANK {
+        return Err(node.error(format!("broadcasting {} to {} needs {} index axes; kernels handle up to {MAX_RANK}", node.inputs[0], node.output, dims.len())));
+    }
+    strided_copy(node, "expand", &dims.into_iter().zip(strides).collect::<Vec<_>>())
+}
+
+/// A copy whose output axes are `axes` (length, input stride), last fastest, as one output row (the innermost
+/// axis) at a time from a strided run of the input. Threads take runs of output rows. Params: the output row count,
+/// the row length, the input stride along the row, then the other output axes' dims and input strides.
+fn strided_copy(node: &Node, name: &str, axes: &[(Dim, Dim)]) -> Result<Kernel, CodegenError> {
+    let format = node.format(0)?;
+    // A rank-0 copy is one row of one element.
     let (row, outer) = match axes.split_last() {
         Some((last, outer)) => (last.clone(), outer.to_vec()),
         None => ((Dim::from(1u64), Dim::from(1u64)), Vec::new()),
@@ -168,7 +184,7 @@ pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Kernel, CodegenEr
             },
         );
     });
-    Ok(Kernel { name: "transpose".into(), body: b, bindings: 2, params })
+    Ok(Kernel { name: name.into(), body: b, bindings: 2, params })
 }
 
 /// Elements `start..end` of one axis: a copy of one block per index of the axes before it. Threads take runs of
@@ -262,4 +278,22 @@ pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Kernel, CodegenEr
         return Err(node.error(format!("writes {} rows into a {} cache; kernels store caches as f32 or as their rows' dtype", node.inputs[1].dtype, node.inputs[0].dtype)));
     }
     Ok(Kernel { name: "cache_write".into(), body: b, bindings: 2, params })
+}
+
+/// `[len]` of start + i·step, as f32 (computed in f32) or i32. Params: the length.
+pub(crate) fn range(node: &Node, start: f64, step: f64) -> Result<Kernel, CodegenError> {
+    let int = node.output.dtype == tfc_ir::DType::I32;
+    let (mut b, args) = Args::new(0);
+    let n = args.param(&mut b, 0);
+    let (first, last) = args.share(&mut b, n);
+    let i = b.i32();
+    b.for_range(i, |b| { b.get(first); }, last, 1, |b| {
+        Format::I32.address(b, args.output(), i);
+        if int {
+            b.i32c(start as i32).get(i).i32c(step as i32).op(I::I32Mul).op(I::I32Add).i32_store(0);
+        } else {
+            b.f32c(start as f32).get(i).op(I::F32ConvertI32U).f32c(step as f32).op(I::F32Mul).op(I::F32Add).f32_store(0);
+        }
+    });
+    Ok(Kernel { name: "range".into(), body: b, bindings: 1, params: vec![tfc_ir::dim::product(&node.output.shape).to_expr()] })
 }

@@ -71,6 +71,27 @@ pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Parts, CodegenError> {
     Ok(parts)
 }
 
+pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> Result<Parts, CodegenError> {
+    let mut tests = Vec::new();
+    if nan {
+        tests.push("(bits & 0x7fffffffu) > 0x7f800000u");
+    }
+    if pos_inf {
+        tests.push("bits == 0x7f800000u");
+    }
+    if neg_inf {
+        tests.push("bits == 0xff800000u");
+    }
+    let test = if tests.is_empty() { "false".to_string() } else { tests.join(" || ") };
+    let mut parts = Parts::new("classify", WORKGROUP);
+    parts.summary = format!("out[i] = 1 where {test} of the bits of in0[i]");
+    parts.inputs = vec![(node.inputs[0].dtype, Access::Float)];
+    parts.output = DType::I32;
+    prologue(&mut parts, product(&node.output.shape));
+    writeln!(parts.body, "    let bits = bitcast<u32>(load_in0(i));\n    out[i] = select(0, 1, {test});").unwrap();
+    Ok(parts)
+}
+
 /// How an operand's element offset follows from the output's linear index `i`.
 #[derive(Clone, Debug, PartialEq)]
 enum Index {
@@ -103,8 +124,8 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
         (BinaryOp::Add, _) => ("add", "a + b", None),
         (BinaryOp::Sub, _) => ("sub", "a - b", None),
         (BinaryOp::Mul, _) => ("mul", "a * b", None),
-        (BinaryOp::Div, false) => ("div", "a / b", None),
-        (BinaryOp::Div, true) => ("div", "div_i32(a, b)", Some(Helper::DivI32)),
+        // Integers truncate toward zero, as the interpreter.
+        (BinaryOp::Div, _) => ("div", "a / b", None),
         (BinaryOp::Max, _) => ("max", "max(a, b)", None),
         (BinaryOp::Min, _) => ("min", "min(a, b)", None),
         (BinaryOp::Pow, false) => ("pow", "pow_f32(a, b)", Some(Helper::Pow)),

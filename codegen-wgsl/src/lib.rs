@@ -111,6 +111,9 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         Op::Pad { pads, mode } => movement::pad(&node, pads, *mode)?,
         Op::Conv { window, groups } => window::conv(&node, window, *groups)?,
         Op::Pool { kind, kernel, window } => window::pool(&node, *kind, kernel, window)?,
+        Op::Range { start, step, .. } => movement::range(&node, *start, *step)?,
+        Op::ArgReduce { axis, largest, last } => reduce::arg_reduce(&node, *axis, *largest, *last)?,
+        Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf)?,
     };
     if let Some(i) = parts.inputs.iter().position(|&(dtype, access)| dtype.is_block() && access != shader::Access::Float) {
         return Err(node.error(format!(

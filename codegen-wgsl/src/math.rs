@@ -14,7 +14,6 @@ pub(crate) enum Helper {
     Pow,
     Fmod,
     Mod,
-    DivI32,
     ModI32,
     PowI32,
     Bf16Bits,
@@ -41,7 +40,6 @@ impl Helper {
             Helper::Pow => POW,
             Helper::Fmod => FMOD,
             Helper::Mod => MOD,
-            Helper::DivI32 => DIV_I32,
             Helper::ModI32 => MOD_I32,
             Helper::PowI32 => POW_I32,
             Helper::Bf16Bits => BF16_BITS,
@@ -158,14 +156,6 @@ fn pow_f32(x: f32, y: f32) -> f32 {
         return select(r, 1.0 / r, y < 0.0);
     }
     return exp2(y * log2(x));
-}
-";
-
-const DIV_I32: &str = "\
-// Euclidean division (the remainder is never negative), as i64::div_euclid.
-fn div_i32(a: i32, b: i32) -> i32 {
-    let q = a / b;
-    return select(q, q - sign(b), a - q * b < 0);
 }
 ";
 

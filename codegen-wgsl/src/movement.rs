@@ -275,6 +275,22 @@ pub(crate) fn pad(node: &Node, pads: &[(usize, usize)], mode: PadMode) -> Result
     Ok(parts)
 }
 
+pub(crate) fn range(node: &Node, start: f64, step: f64) -> Result<Parts, CodegenError> {
+    let mut parts = Parts::new("range", WORKGROUP);
+    parts.output = node.output.dtype;
+    let value = if node.output.dtype == DType::I32 {
+        format!("{} + i32(i) * {}", start as i32, step as i32)
+    } else {
+        format!("{} + f32(i) * {}", node.literal(start as f32, "start")?, node.literal(step as f32, "step")?)
+    };
+    parts.summary = format!("out[i] = {value}");
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel];
+    writeln!(parts.body, "    let i = group * 256u + lid;\n    if i >= param(0u) {{\n        return;\n    }}\n    out[i] = {value};").unwrap();
+    Ok(parts)
+}
+
 /// A transpose whose innermost output axis (x) is not the innermost input axis (y): 32×32 tiles of (x, y) go
 /// through workgroup memory so that both the reads (along y) and the writes (along x) are coalesced. 256
 /// invocations, 4 elements each; the other axes are the batch. Params: dim x, dim y, tiles along x and y, the batch

@@ -1,11 +1,12 @@
-//! Reduce (over any axes) and Cumulative (along one axis): one invocation per output element (per line for
-//! Cumulative) that walks its elements in order, accumulating in f32. 256 invocations per workgroup.
+//! Reduce (over any axes), ArgReduce and Cumulative (along one axis): one invocation per output element (per line
+//! for Cumulative) that walks its elements in order, accumulating in f32. 256 invocations per workgroup.
 
 use crate::CodegenError;
 use crate::math::Helper;
 use crate::shader::{Access, Node, Parts, expr, groups_for, product};
 use std::fmt::Write;
-use tfc_ir::{BinaryOp, DType, Dim, Expr, ReduceKind};
+use tfc_ir::layout::reduce_axes;
+use tfc_ir::{BinaryOp, DType, Expr, ReduceKind};
 
 const WORKGROUP: u32 = 256;
 /// The most kept and the most reduced axes after merging neighbours.
@@ -14,32 +15,6 @@ const MAX_RANK: usize = 6;
 /// `-inf` and `+inf`, which WGSL has no literals for.
 const NEG_INF: &str = "bitcast<f32>(0xff800000u)";
 const INF: &str = "bitcast<f32>(0x7f800000u)";
-
-/// The input's axes (size-1 axes dropped) with neighbours that are both kept or both reduced merged:
-/// (dims, contiguous input strides) of the kept and of the reduced ones.
-type Axes = (Vec<Dim>, Vec<Dim>);
-
-fn merge(shape: &[Dim], axes: &[usize]) -> (Axes, Axes) {
-    let one = Dim::from(1u64);
-    let mut groups: Vec<(bool, Dim, Dim)> = Vec::new(); // (reduced, dim, stride)
-    let mut stride = one.clone();
-    for a in (0..shape.len()).rev() {
-        if shape[a] == one {
-            continue;
-        }
-        let reduced = axes.contains(&a);
-        match groups.last_mut() {
-            Some((r, d, _)) if *r == reduced => *d = &*d * &shape[a],
-            _ => groups.push((reduced, shape[a].clone(), stride.clone())),
-        }
-        stride = &stride * &shape[a];
-    }
-    groups.reverse();
-    let pick = |reduced: bool| -> Axes {
-        groups.iter().filter(|g| g.0 == reduced).map(|g| (g.1.clone(), g.2.clone())).unzip()
-    };
-    (pick(false), pick(true))
-}
 
 /// WGSL that adds the offset of coordinate `index` over `dims` (params from `dims_at`, strides after them) to
 /// `target`.
@@ -63,7 +38,7 @@ fn add_offset(body: &mut String, index: &str, target: &str, rank: usize, dims_at
 
 pub(crate) fn reduce(node: &Node, kind: ReduceKind, axes: &[usize]) -> Result<Parts, CodegenError> {
     let x = node.inputs[0];
-    let ((kept_dims, kept_strides), (red_dims, red_strides)) = merge(&x.shape, axes);
+    let ((kept_dims, kept_strides), (red_dims, red_strides)) = reduce_axes(&x.shape, axes);
     if kept_dims.len() > MAX_RANK || red_dims.len() > MAX_RANK {
         return Err(node.error(format!("reducing {x} over {axes:?} needs more than {MAX_RANK} merged axes")));
     }
@@ -158,6 +133,40 @@ pub(crate) fn cumulative(node: &Node, op: BinaryOp, axis: usize, exclusive: bool
         let next = {combine};
         {store}
     }}"
+    )
+    .unwrap();
+    Ok(parts)
+}
+
+pub(crate) fn arg_reduce(node: &Node, axis: usize, largest: bool, last: bool) -> Result<Parts, CodegenError> {
+    let x = node.inputs[0];
+    let mut parts = Parts::new("arg_reduce", WORKGROUP);
+    parts.summary = format!("index of the {} along axis {axis}, {} on ties", if largest { "largest" } else { "smallest" }, if last { "last" } else { "first" });
+    parts.inputs = vec![(x.dtype, Access::Float)];
+    parts.output = DType::I32;
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel, expr(&x.shape[axis]), product(&x.shape[axis + 1..])];
+    let better = format!("v {} best{}", if largest { ">" } else { "<" }, if last { " || v == best" } else { "" });
+    writeln!(
+        parts.body,
+        "    let o = group * 256u + lid;
+    if o >= param(0u) {{
+        return;
+    }}
+    let len = param(1u);
+    let inner = param(2u);
+    let base = (o / inner) * len * inner + o % inner;
+    var best = load_in0(base);
+    var index = 0u;
+    for (var k = 1u; k < len; k++) {{
+        let v = load_in0(base + k * inner);
+        if {better} {{
+            best = v;
+            index = k;
+        }}
+    }}
+    out[o] = i32(index);"
     )
     .unwrap();
     Ok(parts)

@@ -172,6 +172,18 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         Op::Cumulative { op, axis, exclusive, reverse } => cumulative(x[0], *op, *axis, *exclusive, *reverse, out_dtype),
         Op::Conv { window, groups } => conv(x, window, *groups),
         Op::Pool { kind, kernel, window } => pool(x[0], *kind, kernel, window),
+        Op::Range { start, step, len, dtype } => {
+            let values = (0..len.eval(env)?).map(|i| start + i as f64 * step);
+            match dtype {
+                DType::I32 => Tensor::i32(vec![len.eval(env)? as usize], values.map(|v| v as i32).collect()),
+                _ => Tensor::f32(vec![len.eval(env)? as usize], values.map(|v| v as f32).collect()),
+            }
+        }
+        Op::ArgReduce { axis, largest, last } => arg_reduce(x[0], *axis, *largest, *last),
+        Op::Classify { nan, pos_inf, neg_inf } => {
+            let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
+            Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
+        }
     })
 }
 
@@ -297,7 +309,7 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
                 BinaryOp::Sub => p.wrapping_sub(q),
                 BinaryOp::Mul => p.wrapping_mul(q),
                 BinaryOp::Div if q == 0 => return Err("integer division by zero".into()),
-                BinaryOp::Div => p.div_euclid(q),
+                BinaryOp::Div => p / q,
                 BinaryOp::Max => p.max(q),
                 BinaryOp::Min => p.min(q),
                 BinaryOp::Pow => p.pow(q.clamp(0, 63) as u32),
@@ -562,6 +574,27 @@ fn argmax(x: &Tensor) -> Tensor {
         .map(|row| row.iter().enumerate().fold((0usize, f32::NEG_INFINITY), |b, (i, &a)| if a > b.1 { (i, a) } else { b }).0 as i32)
         .collect();
     Tensor::i32(x.shape[..x.shape.len() - 1].to_vec(), best)
+}
+
+fn arg_reduce(x: &Tensor, axis: usize, largest: bool, last: bool) -> Tensor {
+    let (len, inner) = (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>());
+    let v = x.to_f32();
+    let mut out = Vec::with_capacity(v.len() / len.max(1));
+    for block in v.chunks_exact((len * inner).max(1)) {
+        for i in 0..inner {
+            let mut best = 0;
+            for k in 1..len {
+                let (a, b) = (block[k * inner + i], block[best * inner + i]);
+                if (if largest { a > b } else { a < b }) || (last && a == b) {
+                    best = k;
+                }
+            }
+            out.push(best as i32);
+        }
+    }
+    let mut shape = x.shape.clone();
+    shape.remove(axis);
+    Tensor::i32(shape, out)
 }
 
 /// The settings operand of `Op::Sample`.

@@ -104,3 +104,26 @@ impl MatmulLayout {
         Ok(MatmulLayout { m: m.clone(), n: n.clone(), k: k.clone(), a_m, a_k, b_k, b_n, batch_dims, batch_strides })
     }
 }
+
+/// The axes of a reduction over `axes` of a contiguous tensor of `shape`, size-1 axes dropped and neighbours that
+/// are both kept or both reduced merged: (dims, element strides) of the kept axes, then of the reduced ones.
+#[allow(clippy::type_complexity)]
+pub fn reduce_axes(shape: &[Dim], axes: &[usize]) -> ((Vec<Dim>, Vec<Dim>), (Vec<Dim>, Vec<Dim>)) {
+    let one = Dim::from(1u64);
+    let mut groups: Vec<(bool, Dim, Dim)> = Vec::new(); // (reduced, dim, stride), innermost first
+    let mut stride = one.clone();
+    for a in (0..shape.len()).rev() {
+        if shape[a] == one {
+            continue;
+        }
+        let reduced = axes.contains(&a);
+        match groups.last_mut() {
+            Some((r, d, _)) if *r == reduced => *d = &*d * &shape[a],
+            _ => groups.push((reduced, shape[a].clone(), stride.clone())),
+        }
+        stride = &stride * &shape[a];
+    }
+    groups.reverse();
+    let pick = |reduced: bool| groups.iter().filter(|g| g.0 == reduced).map(|g| (g.1.clone(), g.2.clone())).unzip();
+    (pick(false), pick(true))
+}

@@ -54,6 +54,7 @@ pub enum BinaryOp {
     Add,
     Sub,
     Mul,
+    /// Integers: truncated toward zero (C, ONNX); i32::MIN / −1 wraps to i32::MIN.
     Div,
     Max,
     Min,
@@ -236,7 +237,7 @@ pub enum Op {
     /// `(condition int, a, b)` with numpy broadcasting of all three: a where the condition is nonzero, else b.
     Where,
     /// Combines the elements along `axes` (sorted, distinct, normalised), which are removed, or kept with length 1.
-    /// Float in, f32 out. No axes: the input unchanged (for ONNX's noop_with_empty_axes the importer drops the node).
+    /// At least one axis. Float in, f32 out.
     Reduce { kind: ReduceKind, axes: Vec<usize>, keep_dims: bool },
     /// numpy broadcasting of the operand to `shape` (which must be the broadcast of the two shapes; ONNX's Expand
     /// takes the broadcast of operand and target, which the importer computes).
@@ -257,6 +258,14 @@ pub enum Op {
     /// counts as zero for Lp; for Average it counts in the divisor only with `count_pad` (and only padding that
     /// `pads` declares, never the overhang of a ceil-mode window).
     Pool { kind: PoolKind, kernel: Vec<usize>, window: Window },
+    /// No operands: `[len]` of `dtype` (f32 or i32), element i = start + i·step (for i32, start and step are whole).
+    Range { start: f64, step: f64, len: Dim, dtype: DType },
+    /// The index (i32) of the largest (`largest`) or smallest element along `axis`, which is removed; on ties the
+    /// first one, or the last with `last`. `ArgMax` is the last-axis, largest, first-tie case for long rows.
+    ArgReduce { axis: usize, largest: bool, last: bool },
+    /// i32 1 where the float element is a NaN (with `nan`), +∞ (with `pos_inf`) or −∞ (with `neg_inf`), else 0.
+    /// Kernels test the bits, which no shader compiler folds away as it may `x != x`.
+    Classify { nan: bool, pos_inf: bool, neg_inf: bool },
 }
 
 impl Op {
@@ -291,6 +300,9 @@ impl Op {
             Op::Cumulative { .. } => "Cumulative",
             Op::Conv { .. } => "Conv",
             Op::Pool { .. } => "Pool",
+            Op::Range { .. } => "Range",
+            Op::ArgReduce { .. } => "ArgReduce",
+            Op::Classify { .. } => "Classify",
         }
     }
 
@@ -528,8 +540,8 @@ impl Op {
                 arity(1..=1)?;
                 float(0)?;
                 let x = inputs[0];
-                if axes.windows(2).any(|w| w[0] >= w[1]) || axes.last().is_some_and(|&a| a >= x.rank()) {
-                    return Err(format!("axes {axes:?} must be increasing and below the rank of {x}"));
+                if axes.is_empty() || axes.windows(2).any(|w| w[0] >= w[1]) || axes.last().is_some_and(|&a| a >= x.rank()) {
+                    return Err(format!("axes {axes:?} must be one or more, increasing and below the rank of {x}"));
                 }
                 let mut shape = Vec::new();
                 for (a, d) in x.shape.iter().enumerate() {
@@ -633,6 +645,31 @@ impl Op {
                 let mut shape = x.shape[..2].to_vec();
                 shape.extend(window_output(window, &x.shape[2..], &kernel)?);
                 Ok(f32_of(shape))
+            }
+            Op::Range { start, step, len, dtype } => {
+                arity(0..=0)?;
+                let whole = |v: f64| v.fract() == 0.0 && v.abs() < 2f64.powi(31);
+                match dtype {
+                    DType::F32 => {}
+                    DType::I32 if whole(*start) && whole(*step) => {}
+                    _ => return Err(format!("makes f32, or i32 from whole start and step; got {dtype} from {start}, {step}")),
+                }
+                Ok(TensorType::new(*dtype, vec![len.clone()]))
+            }
+            Op::Classify { .. } => {
+                arity(1..=1)?;
+                float(0)?;
+                Ok(TensorType::new(DType::I32, inputs[0].shape.clone()))
+            }
+            Op::ArgReduce { axis, .. } => {
+                arity(1..=1)?;
+                let x = inputs[0];
+                if *axis >= x.rank() || x.shape[*axis].as_const() == Some(0) {
+                    return Err(format!("axis {axis} must be a non-empty axis of {x}"));
+                }
+                let mut shape = x.shape.clone();
+                shape.remove(*axis);
+                Ok(TensorType::new(DType::I32, shape))
             }
             Op::ArgMax => {
                 arity(1..=1)?;
