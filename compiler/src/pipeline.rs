@@ -91,7 +91,7 @@ pub fn load_graph(model: &Path, opts: &CompileOptions) -> Result<Graph, CompileE
         return Err(input_err("--dim fixes the symbolic dimensions of ONNX models; this model is not one"));
     }
     let mut graph = if onnx::is_onnx(model) {
-        let options = onnx::OnnxOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence, dims: opts.dims.clone() };
+        let options = onnx::OnnxOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence, dims: opts.dims.clone(), ..Default::default() };
         onnx::import(model, &options)?
     } else if model.is_dir() {
         hf::import(model, &import)?

@@ -96,6 +96,16 @@ impl Known {
         Known { elem: l.elem, shape: l.shape, data }
     }
 
+    /// A host tensor as a known value of element type `elem` (rounded or wrapped to what it holds).
+    pub fn from_tensor(elem: Elem, t: &Tensor) -> Known {
+        let values = if elem.is_float() {
+            Values::F32(t.to_f32().into_iter().map(|x| elem.round_f32(x)).collect())
+        } else {
+            Values::Int(t.to_i64().into_iter().map(|x| int_dim(elem.wrap_int(x))).collect())
+        };
+        Known { elem, shape: t.shape.clone(), data: KnownData::Values(values) }
+    }
+
     fn new(elem: Elem, shape: Vec<usize>, values: Values) -> Rc<Known> {
         Rc::new(Known { elem, shape, data: KnownData::Values(values) })
     }
@@ -306,18 +316,9 @@ pub fn lower_or_fold(b: &mut Builder, mut ctx: Ctx, inputs: &[Option<Value>]) ->
     let results = tfc_ir::interp::run(&scratch.graph, &BTreeMap::new()).map_err(|e| format!("folding constants: {e}"))?;
     let mut outputs = outputs;
     for ((i, _, elem), (_, t)) in pending.into_iter().zip(results) {
-        outputs[i] = Value::Known(known_from_tensor(elem, t));
+        outputs[i] = Value::Known(Rc::new(Known::from_tensor(elem, &t)));
     }
     Ok(outputs)
-}
-
-fn known_from_tensor(elem: Elem, t: Tensor) -> Rc<Known> {
-    let values = if elem.is_float() {
-        Values::F32(t.to_f32().into_iter().map(|x| elem.round_f32(x)).collect())
-    } else {
-        Values::Int(t.to_i64().into_iter().map(|x| int_dim(elem.wrap_int(x))).collect())
-    };
-    Known::new(elem, t.shape, values)
 }
 
 fn input<'v>(inputs: &'v [Option<Value>], i: usize) -> Result<&'v Value, String> {
@@ -443,12 +444,6 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         let first = *operands.first().ok_or("needs at least one input")?;
         if op == BinaryOp::Mul && operands.len() == 2 && let Some(v) = scale_quantized(operands[0], operands[1])? {
             return Ok(vec![v]);
-        }
-        if op == BinaryOp::Div && !elem(first).is_float() && operands.len() == 2 {
-            // ONNX divides integers toward zero: (a - fmod(a, b)) / b divides exactly.
-            let rem = binary(b, &format!("{base}.rem"), BinaryOp::Fmod, operands[0], operands[1])?;
-            let exact = binary(b, &format!("{base}.exact"), BinaryOp::Sub, operands[0], &rem)?;
-            return Ok(vec![binary(b, &base, BinaryOp::Div, &exact, operands[1])?]);
         }
         let op = if op == BinaryOp::Mod && ctx.int("fmod", 0) != 0 { BinaryOp::Fmod } else { op };
         let mut acc = first.clone();
@@ -682,7 +677,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             }
             one(transpose(b, &format!("{base}.out"), &y, &perm)?)
         }
-        "LayerNormalization" | "RMSNormalization" => one(normalization(b, ctx, inputs)?),
+        "LayerNormalization" | "RMSNormalization" => normalization(b, ctx, inputs),
         "MatMul" => one(matmul(b, &base, x()?, input(inputs, 1)?, false, false)?),
         "Gemm" => {
             let (a, c) = (x()?, input(inputs, 1)?);
@@ -712,21 +707,15 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "And" => one(binary(b, &base, BinaryOp::Min, x()?, input(inputs, 1)?)?),
         "Or" => one(binary(b, &base, BinaryOp::Max, x()?, input(inputs, 1)?)?),
         "Xor" => one(compare(b, &base, CompareOp::Ne, x()?, input(inputs, 1)?)?),
-        "IsNaN" => one(compare(b, &base, CompareOp::Ne, x()?, x()?)?),
-        "IsInf" => {
+        "IsNaN" | "IsInf" => {
             let x = x()?;
-            let (pos, neg) = (ctx.int("detect_positive", 1) != 0, ctx.int("detect_negative", 1) != 0);
-            let inf = |sign: f64| scalar(Elem::FLOAT, sign * f64::INFINITY);
-            let v = match (pos, neg) {
-                (true, true) => {
-                    let a = unary(b, ctx, x, UnaryOp::Abs)?;
-                    compare(b, &base, CompareOp::Eq, &a, &inf(1.0))?
-                }
-                (true, false) => compare(b, &base, CompareOp::Eq, x, &inf(1.0))?,
-                (false, true) => compare(b, &base, CompareOp::Eq, x, &inf(-1.0))?,
-                (false, false) => compare(b, &base, CompareOp::Ne, x, x)?, // never true for a number: zeros
+            let op = if op_type == "IsNaN" {
+                Op::Classify { nan: true, pos_inf: false, neg_inf: false }
+            } else {
+                Op::Classify { nan: false, pos_inf: ctx.int("detect_positive", 1) != 0, neg_inf: ctx.int("detect_negative", 1) != 0 }
             };
-            one(if pos || neg { v } else { binary(b, &format!("{base}.none"), BinaryOp::Mul, &v, &scalar(Elem::BOOL, 0.0))? })
+            let id = b.node(x, &format!("{base}.x"))?;
+            one(Value::Node { id: b.add(&base, op, &[id])?, elem: Elem::BOOL })
         }
         "Where" => one(where_(b, &base, x()?, input(inputs, 1)?, input(inputs, 2)?)?),
         "Softsign" => {
@@ -781,18 +770,12 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "ReduceSum" | "ReduceMean" | "ReduceMax" | "ReduceMin" | "ReduceProd" | "ReduceL1" | "ReduceL2" | "ReduceLogSum"
         | "ReduceLogSumExp" | "ReduceSumSquare" => one(reduce(b, ctx, inputs)?),
         "ArgMax" | "ArgMin" => {
-            if ctx.int("select_last_index", 0) != 0 {
-                return Err("select_last_index = 1 is not supported".into());
-            }
             let x = x()?;
             let shape = b.shape(x);
             let axis = normalize_axis(ctx.int("axis", 0), shape.len())?;
-            let x = if op_type == "ArgMin" { unary(b, ctx, x, UnaryOp::Neg)? } else { x.clone() };
-            let mut perm: Vec<usize> = (0..shape.len()).filter(|&a| a != axis).collect();
-            perm.push(axis);
-            let t = transpose(b, &format!("{base}.last"), &x, &perm)?;
-            let t = b.node(&t, &base)?;
-            let y = Value::Node { id: b.add(&format!("{base}.arg"), Op::ArgMax, &[t])?, elem: Elem::INT64 };
+            let op = Op::ArgReduce { axis, largest: op_type == "ArgMax", last: ctx.int("select_last_index", 0) != 0 };
+            let id = b.node(x, &format!("{base}.x"))?;
+            let y = Value::Node { id: b.add(&format!("{base}.arg"), op, &[id])?, elem: Elem::INT64 };
             let mut out = shape.clone();
             if ctx.int("keepdims", 1) != 0 {
                 out[axis] = Dim::from(1u64);
@@ -1046,11 +1029,8 @@ fn dequantize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Va
     binary(b, &base, BinaryOp::Mul, &v, &scale)
 }
 
-fn normalization(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+fn normalization(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let base = ctx.base();
-    if ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err("its mean and inverse standard deviation outputs (training) are not supported".into());
-    }
     let x = input(inputs, 0)?;
     let shape = b.shape(x);
     let axis = normalize_axis(ctx.int("axis", -1), shape.len())?;
@@ -1069,7 +1049,25 @@ fn normalization(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result
     }
     let op = if ctx.node.op_type == "RMSNormalization" { Op::RmsNorm { eps } } else { Op::LayerNorm { eps } };
     let y = Value::Node { id: b.add(&format!("{base}.norm"), op, &operands)?, elem: elem(x) };
-    reshape(b, &base, &y, shape)
+    let mut outputs = vec![reshape(b, &base, &y, shape.clone())?];
+    if ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        if ctx.node.op_type != "LayerNormalization" {
+            return Err("only LayerNormalization has mean and inverse standard deviation outputs".into());
+        }
+        // Mean and 1/√(variance + ε) over the normalised axes, which are kept with length 1.
+        let axes: Vec<usize> = (axis..shape.len()).collect();
+        let id = b.node(x, &format!("{base}.x"))?;
+        let mean = b.add(&format!("{base}.mean"), Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keep_dims: true }, &[id])?;
+        let mean = Value::Node { id: mean, elem: Elem::FLOAT };
+        let centred = binary(b, &format!("{base}.centred"), BinaryOp::Sub, x, &mean)?;
+        let squares = binary(b, &format!("{base}.squares"), BinaryOp::Mul, &centred, &centred)?;
+        let sq = b.node(&squares, &format!("{base}.sq"))?;
+        let var = b.add(&format!("{base}.var"), Op::Reduce { kind: ReduceKind::Mean, axes, keep_dims: true }, &[sq])?;
+        let var = binary(b, &format!("{base}.var_eps"), BinaryOp::Add, &Value::Node { id: var, elem: Elem::FLOAT }, &scalar(Elem::FLOAT, eps as f64))?;
+        let inv = unary_named(b, &format!("{base}.inv_std"), &var, UnaryOp::Rsqrt)?;
+        outputs.extend([mean, inv]);
+    }
+    Ok(outputs)
 }
 
 fn matmul(b: &mut Builder, base: &str, x: &Value, w: &Value, transpose_a: bool, transpose_b: bool) -> Result<Value, String> {
@@ -1715,16 +1713,11 @@ fn dynamic_quantize(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Vec<Value>,
     Ok(vec![y, scale, zp])
 }
 
-/// start, start + 1, … below a symbolic limit: a table of the values up to the limit at the symbols' maxima,
-/// sliced to the run's length by the bundle.
+/// start, start + delta, … below a symbolic limit, computed by the bundle.
 fn symbolic_range(b: &mut Builder, base: &str, e: Elem, start: i64, limit: &Dim, delta: i64) -> Result<Value, String> {
     if delta != 1 {
         return Err(format!("a range with step {delta} up to the symbolic `{limit}` is not supported; fix it with --dim"));
     }
-    let maxima: tfc_ir::Env = b.graph.symbols.iter().map(|s| (s.name.clone(), s.max)).collect();
-    let most = limit.eval(&maxima)? as i64 - start;
-    let table = Known::new(e, vec![most.max(0) as usize], Values::Int((0..most.max(0)).map(|i| int_dim(start + i)).collect()));
-    let len = limit - &int_dim(start);
-    let id = b.node(&Value::Known(table), &format!("{base}.table"))?;
-    Ok(Value::Node { id: b.add(base, Op::Slice { axis: 0, start: Dim::from(0u64), end: len }, &[id])?, elem: e })
+    let op = Op::Range { start: start as f64, step: 1.0, len: limit - &int_dim(start), dtype: DType::I32 };
+    Ok(Value::Node { id: b.add(base, op, &[])?, elem: e })
 }

@@ -30,6 +30,9 @@ pub struct OnnxOptions {
     pub max_sequence: Option<u64>,
     /// Symbolic input dimensions fixed to a value (`--dim NAME=VALUE`), by their ONNX name.
     pub dims: BTreeMap<String, u64>,
+    /// Graph inputs given a value at compile time, which then are constants of the graph (e.g. the shape or axes
+    /// inputs of ONNX's test models, which tfc needs to know to compile).
+    pub constants: BTreeMap<String, tfc_ir::Tensor>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +103,11 @@ pub fn import(path: &Path, opts: &OnnxOptions) -> Result<Graph, OnnxError> {
     for input in &onnx_graph.input {
         if values.contains_key(&input.name) {
             continue; // an initializer with a default value: tfc takes the default
+        }
+        if let Some(t) = opts.constants.get(&input.name) {
+            let elem = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).map_or(Elem::FLOAT, |t| Elem(t.elem_type));
+            values.insert(input.name.clone(), Value::Known(Rc::new(Known::from_tensor(elem, t))));
+            continue;
         }
         let (elem, shape) = input_type(&mut b.graph, input, opts).map_err(|m| OnnxError::model(&file, format!("input `{}`: {m}", input.name)))?;
         let dtype = elem.dtype().map_err(|m| OnnxError::model(&file, format!("input `{}`: {m}", input.name)))?;
@@ -262,12 +270,24 @@ fn input_type(graph: &mut Graph, input: &ValueInfoProto, opts: &OnnxOptions) -> 
 }
 
 
-/// The (domain, op type) of every node of the model at `path`, in file order.
-pub fn node_ops(path: &Path) -> Result<Vec<(String, String)>, OnnxError> {
+/// The model at `path`, decoded from a copy in memory (for small models: tests and listings).
+fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
     let file = model_file(path);
     let bytes = std::fs::read(&file).map_err(|e| OnnxError::model(&file, format!("cannot read: {e}")))?;
-    let model = ModelProto::decode(bytes.as_slice()).map_err(|e| OnnxError::model(&file, format!("not a valid ONNX protobuf ({e})")))?;
+    ModelProto::decode(bytes.as_slice()).map_err(|e| OnnxError::model(&file, format!("not a valid ONNX protobuf ({e})")))
+}
+
+/// The (domain, op type) of every node of the model at `path`, in file order.
+pub fn node_ops(path: &Path) -> Result<Vec<(String, String)>, OnnxError> {
+    let model = read_model(path)?;
     Ok(model.graph.iter().flat_map(|g| &g.node).map(|n| (domain(n).to_string(), n.op_type.clone())).collect())
+}
+
+/// The names of the graph inputs of the model at `path` that are not initializers, in order.
+pub fn input_names(path: &Path) -> Result<Vec<String>, OnnxError> {
+    let g = read_model(path)?.graph.unwrap_or_default();
+    let initializers: HashSet<&str> = g.initializer.iter().map(|t| t.name.as_str()).collect();
+    Ok(g.input.iter().filter(|i| !initializers.contains(i.name.as_str())).map(|i| i.name.clone()).collect())
 }
 
 /// A serialized TensorProto (the `.pb` inputs and outputs of ONNX test data) as a host tensor: floats as f32,
