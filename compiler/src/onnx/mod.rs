@@ -6,7 +6,7 @@
 //! exported transformer graphs reduce to static kernels. See docs/onnx.md.
 
 mod lower;
-mod proto;
+pub mod proto;
 mod tensor;
 
 use bytes::Bytes;
