@@ -12,7 +12,7 @@ use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryO
 
 /// The ops of the default domain tfc lowers. Everything else is listed in the unsupported-op error.
 const SUPPORTED: &[&str] = &[
-    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Asinh", "Atan", "Atanh", "AveragePool",
+    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Attention", "Asinh", "Atan", "Atanh", "AveragePool",
     "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
     "Cos", "Cosh", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
     "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
@@ -445,6 +445,13 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         if op == BinaryOp::Mul && operands.len() == 2 && let Some(v) = scale_quantized(operands[0], operands[1])? {
             return Ok(vec![v]);
         }
+        if op == BinaryOp::Pow && elem(operands[0]).is_float() != elem(operands[1]).is_float() {
+            // Mixed types: computed in f32, the result has the base's type.
+            let base_f = cast(b, &format!("{base}.base"), operands[0], Elem::FLOAT)?;
+            let exp_f = cast(b, &format!("{base}.exp"), operands[1], Elem::FLOAT)?;
+            let y = binary(b, &format!("{base}.f32"), BinaryOp::Pow, &base_f, &exp_f)?;
+            return Ok(vec![cast(b, &base, &y, elem(operands[0]))?]);
+        }
         let op = if op == BinaryOp::Mod && ctx.int("fmod", 0) != 0 { BinaryOp::Fmod } else { op };
         let mut acc = first.clone();
         for (i, y) in operands.iter().enumerate().skip(1) {
@@ -460,15 +467,18 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
     match op_type {
         "Identity" => one(x()?.clone()),
         "Dropout" => {
-            if ctx.node.output.get(1).is_some_and(|m| !m.is_empty()) {
-                return Err("its mask output is not supported (inference only)".into());
-            }
             if let Some(mode) = inputs.get(2).and_then(Option::as_ref)
                 && known_of(mode).is_none_or(|k| k.const_ints().is_ok_and(|v| v.iter().any(|&x| x != 0)))
             {
                 return Err("training mode is not supported (inference only)".into());
             }
-            one(x()?.clone())
+            // Inference: the input, and a mask that keeps everything.
+            let x = x()?;
+            if ctx.node.output.get(1).is_none_or(|m| m.is_empty()) {
+                return one(x.clone());
+            }
+            let ones = expand(b, &format!("{base}.mask"), &scalar(Elem::BOOL, 1.0), &b.shape(x))?;
+            Ok(vec![x.clone(), ones])
         }
         "Constant" => one(constant(ctx)?),
         "Cast" => {
@@ -693,6 +703,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(y)
         }
         "DequantizeLinear" => one(dequantize(b, ctx, inputs)?),
+        "Attention" => attention(b, ctx, inputs),
         "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
             let op = match op_type {
                 "Equal" => CompareOp::Eq,
@@ -1720,4 +1731,115 @@ fn symbolic_range(b: &mut Builder, base: &str, e: Elem, start: i64, limit: &Dim,
     }
     let op = Op::Range { start: start as f64, step: 1.0, len: limit - &int_dim(start), dtype: DType::I32 };
     Ok(Value::Node { id: b.add(base, op, &[])?, elem: e })
+}
+
+/// ONNX Attention (opset 23) from basic ops, as its reference computes it: heads split for 3-D inputs, past keys and
+/// values prepended, Q·Kᵀ scaled (√scale on each side), softcap, the mask (bool: attend where true; float: added)
+/// and the causal mask as an additive bias, softmax, ·V. Key/value heads are repeated for grouped queries.
+fn attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let base = ctx.base();
+    if inputs.get(6).and_then(Option::as_ref).is_some() {
+        return Err("nonpad_kv_seqlen is not supported".into());
+    }
+    let opt = |i: usize| inputs.get(i).and_then(Option::as_ref);
+    let three_d = b.shape(input(inputs, 0)?).len() == 3;
+    let heads = |b: &mut Builder, v: &Value, n: i64, name: &str| -> Result<Value, String> {
+        if !three_d {
+            return Ok(v.clone());
+        }
+        let s = b.shape(v);
+        let n = Dim::from(n.max(1) as u64);
+        let d = reshape_target(&s, &[s[0].clone(), s[1].clone(), n.clone(), int_dim(-1)], true)?;
+        let v = reshape(b, &format!("{base}.{name}.heads"), v, d)?;
+        transpose(b, &format!("{base}.{name}.bhsd"), &v, &[0, 2, 1, 3])
+    };
+    let q = heads(b, input(inputs, 0)?, ctx.int("q_num_heads", 0), "q")?;
+    let k = heads(b, input(inputs, 1)?, ctx.int("kv_num_heads", 0), "k")?;
+    let v = heads(b, input(inputs, 2)?, ctx.int("kv_num_heads", 0), "v")?;
+    let (qs, ks) = (const_shape(b, &q)?, const_shape(b, &k)?);
+    let scale = match ctx.attr("scale") {
+        Some(a) => a.f as f64,
+        None => 1.0 / (qs[3] as f64).sqrt(),
+    };
+    let k = match opt(4) {
+        Some(past) => concat(b, &format!("{base}.present_key"), &[past, &k], 2)?,
+        None => k,
+    };
+    let v = match opt(5) {
+        Some(past) => concat(b, &format!("{base}.present_value"), &[past, &v], 2)?,
+        None => v,
+    };
+    let past = opt(4).map_or(Ok(0), |p| const_shape(b, p).map(|s| s[2]))?;
+    let (present_key, present_value) = (k.clone(), v.clone());
+    let total = const_shape(b, &k)?[2];
+    let (q_len, q_heads, kv_heads) = (qs[2], qs[1], ks[1]);
+    // Grouped queries: each key/value head repeated q_heads / kv_heads times, next to itself.
+    let repeat = |b: &mut Builder, x: &Value, name: &str| -> Result<Value, String> {
+        if q_heads == kv_heads || kv_heads == 0 || q_heads % kv_heads != 0 {
+            return Ok(x.clone());
+        }
+        let s = b.shape(x);
+        let r = Dim::from(q_heads / kv_heads);
+        let one = Dim::from(1u64);
+        let x = reshape(b, &format!("{base}.{name}.group"), x, vec![s[0].clone(), s[1].clone(), one, s[2].clone(), s[3].clone()])?;
+        let x = expand(b, &format!("{base}.{name}.repeat"), &x, &[s[0].clone(), s[1].clone(), r.clone(), s[2].clone(), s[3].clone()])?;
+        reshape(b, &format!("{base}.{name}.repeated"), &x, vec![s[0].clone(), &s[1] * &r, s[2].clone(), s[3].clone()])
+    };
+    let (k, v) = (repeat(b, &k, "k")?, repeat(b, &v, "v")?);
+    let root = scalar(Elem::FLOAT, scale.sqrt());
+    let qs_ = binary(b, &format!("{base}.q_scaled"), BinaryOp::Mul, &q, &root)?;
+    let ks_ = binary(b, &format!("{base}.k_scaled"), BinaryOp::Mul, &k, &root)?;
+    let mut scores = matmul(b, &format!("{base}.qk"), &qs_, &ks_, false, true)?;
+    let softcap = ctx.float("softcap", 0.0);
+    if softcap > 0.0 {
+        let cap = scalar(Elem::FLOAT, softcap as f64);
+        let t = binary(b, &format!("{base}.cap_div"), BinaryOp::Div, &scores, &cap)?;
+        let t = unary_named(b, &format!("{base}.cap_tanh"), &t, UnaryOp::Tanh)?;
+        scores = binary(b, &format!("{base}.capped"), BinaryOp::Mul, &t, &cap)?;
+    }
+    let mut bias: Option<Value> = None;
+    if let Some(mask) = opt(3) {
+        let ms = const_shape(b, mask)?;
+        let bool_mask = !elem(mask).is_float();
+        let mut mask = mask.clone();
+        let width = *ms.last().ok_or("the mask needs rank ≥ 1")?;
+        if width < total {
+            let mut pads = vec![(0usize, 0usize); ms.len()];
+            pads[ms.len() - 1] = (0, (total - width) as usize);
+            let fill = if bool_mask { 0.0 } else { f32::NEG_INFINITY };
+            let m = b.node(&mask, &format!("{base}.mask"))?;
+            mask = Value::Node { id: b.add(&format!("{base}.mask_pad"), Op::Pad { pads, mode: PadMode::Constant(fill) }, &[m])?, elem: elem(&mask) };
+        }
+        if bool_mask {
+            mask = where_(b, &format!("{base}.mask_bias"), &mask, &scalar(Elem::FLOAT, 0.0), &scalar(Elem::FLOAT, f64::NEG_INFINITY))?;
+        }
+        bias = Some(mask);
+    }
+    if ctx.int("is_causal", 0) != 0 {
+        let (n, m) = (q_len as usize, total as usize);
+        let values = (0..n * m).map(|i| if (i % m) as u64 > past + (i / m) as u64 { f32::NEG_INFINITY } else { 0.0 }).collect();
+        let causal = Value::Known(Known::new(Elem::FLOAT, vec![n, m], Values::F32(values)));
+        bias = Some(match bias {
+            Some(mask) => binary(b, &format!("{base}.causal_mask"), BinaryOp::Add, &mask, &causal)?,
+            None => causal,
+        });
+    }
+    let with_bias = match &bias {
+        Some(bias) => binary(b, &format!("{base}.biased"), BinaryOp::Add, &scores, bias)?,
+        None => scores.clone(),
+    };
+    let sm_in = b.node(&with_bias, &format!("{base}.scores"))?;
+    let probs = Value::Node { id: b.add(&format!("{base}.softmax"), Op::Softmax, &[sm_in])?, elem: Elem::FLOAT };
+    let mut y = matmul(b, &format!("{base}.pv"), &probs, &v, false, false)?;
+    if three_d {
+        y = transpose(b, &format!("{base}.bshd"), &y, &[0, 2, 1, 3])?;
+        let s = b.shape(&y);
+        y = reshape(b, &base, &y, vec![s[0].clone(), s[1].clone(), &s[2] * &s[3]])?;
+    }
+    let qk_output = match ctx.int("qk_matmul_output_mode", 0) {
+        0 | 1 => scores,
+        2 => with_bias,
+        _ => probs,
+    };
+    Ok(vec![y, present_key, present_value, qk_output])
 }
