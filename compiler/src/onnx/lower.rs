@@ -1158,10 +1158,11 @@ fn reshape_target(shape: &[Dim], target: &[Dim], allow_zero: bool) -> Result<Vec
                 None => known.push(d.clone()),
             }
         }
-        let (num, den) = (tfc_ir::dim::product(&rest), tfc_ir::dim::product(&known));
-        let value = match (num.as_const(), den.as_const()) {
-            (Some(n), Some(d)) if d > 0 && n % d == 0 => Dim::from(n / d),
-            (_, Some(1)) => num,
+        // What is left: the constant factors divide, the symbolic ones stay.
+        let (constant, symbolic): (Vec<Dim>, Vec<Dim>) = rest.into_iter().partition(|d| d.as_const().is_some());
+        let (num, den) = (tfc_ir::dim::product(&constant).as_const(), tfc_ir::dim::product(&known).as_const());
+        let value = match (num, den) {
+            (Some(n), Some(d)) if d > 0 && n % d == 0 => &Dim::from(n / d) * &tfc_ir::dim::product(&symbolic),
             _ => return Err(format!("cannot infer the -1 axis of {target:?} from {shape:?}; fix symbolic dimensions with --dim")),
         };
         out[u] = Some(value);
