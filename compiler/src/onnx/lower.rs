@@ -14,12 +14,12 @@ use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryO
 const SUPPORTED: &[&str] = &[
     "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Attention", "Asinh", "Atan", "Atanh", "AveragePool",
     "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
-    "Cos", "Cosh", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
+    "CenterCropPad", "Cos", "Cosh", "CumProd", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
     "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
-    "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "HardSigmoid", "HardSwish",
+    "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Hardmax", "HardSigmoid", "HardSwish",
     "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
     "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "MatMulInteger", "Max", "MaxPool", "Mean", "Min",
-    "Mish", "Mod", "Mul", "Neg", "Not", "Or", "PRelu", "Pad", "Pow", "QuantizeLinear", "RMSNormalization", "Range",
+    "Mish", "Mod", "Mul", "Neg", "Not", "Or", "PRelu", "Pad", "Pow", "QLinearMatMul", "QuantizeLinear", "RMSNormalization", "Range",
     "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
     "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Round", "Selu", "Shape", "Shrink", "Sigmoid",
     "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt",
@@ -704,6 +704,64 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "DequantizeLinear" => one(dequantize(b, ctx, inputs)?),
         "Attention" => attention(b, ctx, inputs),
+        "Hardmax" => {
+            // 1 at the first largest element along the axis: its index compared with every position.
+            let x = x()?;
+            let shape = const_shape(b, x)?;
+            let axis = normalize_axis(ctx.int("axis", -1), shape.len())?;
+            let id = b.node(x, &format!("{base}.x"))?;
+            let arg = b.add(&format!("{base}.arg"), Op::ArgReduce { axis, largest: true, last: false }, &[id])?;
+            let mut kept: Vec<Dim> = shape.iter().map(|&d| Dim::from(d)).collect();
+            kept[axis] = Dim::from(1u64);
+            let arg = reshape(b, &format!("{base}.kept"), &Value::Node { id: arg, elem: Elem::INT64 }, kept)?;
+            let mut along = vec![1usize; shape.len()];
+            along[axis] = shape[axis] as usize;
+            let positions = Known::new(Elem::INT64, along, Values::Int((0..shape[axis]).map(Dim::from).collect()));
+            let hit = compare(b, &format!("{base}.hit"), CompareOp::Eq, &Value::Known(positions), &arg)?;
+            one(cast(b, &base, &hit, elem(x))?)
+        }
+        "CenterCropPad" => {
+            let x = x()?;
+            let shape = const_shape(b, x)?;
+            let target = known_input(inputs, 1, "the shape")?.const_ints()?;
+            let axes: Vec<usize> = match ctx.ints("axes") {
+                Some(a) => a.iter().map(|&a| normalize_axis(a, shape.len())).collect::<Result<_, _>>()?,
+                None => (0..shape.len()).collect(),
+            };
+            let mut v = x.clone();
+            let mut pads = vec![(0usize, 0usize); shape.len()];
+            for (&axis, &want) in axes.iter().zip(&target) {
+                let (have, want) = (shape[axis] as i64, want);
+                if want < have {
+                    let start = (have - want) / 2;
+                    v = slice(b, &format!("{base}.crop{axis}"), &v, axis, &int_dim(start), &int_dim(start + want), 1)?;
+                } else if want > have {
+                    let before = ((want - have) / 2) as usize;
+                    pads[axis] = (before, (want - have) as usize - before);
+                }
+            }
+            if pads.iter().any(|&p| p != (0, 0)) {
+                let id = b.node(&v, &format!("{base}.cropped"))?;
+                v = Value::Node { id: b.add(&base, Op::Pad { pads, mode: PadMode::Constant(0.0) }, &[id])?, elem: elem(x) };
+            }
+            one(v)
+        }
+        "QLinearMatMul" => {
+            let q = |i: usize| input(inputs, i);
+            let centred = |b: &mut Builder, v: &Value, zp: &Value, name: &str| -> Result<Value, String> {
+                let f = cast(b, &format!("{base}.{name}"), v, Elem::FLOAT)?;
+                let z = cast(b, &format!("{base}.{name}_zp"), zp, Elem::FLOAT)?;
+                binary(b, &format!("{base}.{name}_centred"), BinaryOp::Sub, &f, &z)
+            };
+            let a = centred(b, q(0)?, q(2)?, "a")?;
+            let c = centred(b, q(3)?, q(5)?, "b")?;
+            // Integer products summed in f32 (exact below 2^24), rescaled and requantized.
+            let product = matmul(b, &format!("{base}.product"), &a, &c, false, false)?;
+            let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, q(1)?, q(4)?)?;
+            let scale = binary(b, &format!("{base}.rescale"), BinaryOp::Div, &scale, q(6)?)?;
+            let y = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &product, &scale)?;
+            one(quantize_values(b, &base, &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?))?)
+        }
         "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
             let op = match op_type {
                 "Equal" => CompareOp::Eq,
@@ -803,11 +861,12 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "GatherND" => one(gather_nd(b, ctx, x()?, input(inputs, 1)?)?),
         "Pad" => one(pad(b, ctx, inputs)?),
-        "CumSum" => {
+        "CumSum" | "CumProd" => {
             let x = x()?;
             let axis = known_input(inputs, 1, "the axis")?.const_ints()?[0];
             let axis = normalize_axis(axis, b.shape(x).len())?;
-            let op = Op::Cumulative { op: BinaryOp::Add, axis, exclusive: ctx.int("exclusive", 0) != 0, reverse: ctx.int("reverse", 0) != 0 };
+            let running = if op_type == "CumSum" { BinaryOp::Add } else { BinaryOp::Mul };
+            let op = Op::Cumulative { op: running, axis, exclusive: ctx.int("exclusive", 0) != 0, reverse: ctx.int("reverse", 0) != 0 };
             let id = b.node(x, &format!("{base}.x"))?;
             one(Value::Node { id: b.add(&base, op, &[id])?, elem: elem(x) })
         }
