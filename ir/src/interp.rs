@@ -2,7 +2,7 @@
 //! and backend is checked against, so it favours obviousness over speed.
 
 use crate::dim::{Env, Expr, bind_symbols};
-use crate::op::{BinaryOp, CompareOp, PadMode, PoolKind, ReduceKind, UnaryOp, Window};
+use crate::op::{BinaryOp, CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, UnaryOp, Window};
 use crate::tensor::{Data, Tensor};
 use crate::{DType, Graph, InputDefault, NodeId, Op};
 use std::collections::{BTreeMap, HashMap};
@@ -180,6 +180,7 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
             }
         }
         Op::ArgReduce { axis, largest, last } => arg_reduce(x[0], *axis, *largest, *last),
+        Op::Resize { shape, axes, mode, extrapolation } => resize(x[0], &eval_shape(shape, env)?, axes, *mode, *extrapolation),
         Op::Classify { nan, pos_inf, neg_inf } => {
             let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
             Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
@@ -595,6 +596,73 @@ fn arg_reduce(x: &Tensor, axis: usize, largest: bool, last: bool) -> Tensor {
     let mut shape = x.shape.clone();
     shape.remove(axis);
     Tensor::i32(shape, out)
+}
+
+/// The input positions and weights output coordinate `x` of an axis of length `len` reads, or `None` where it
+/// extrapolates. Shared by every backend's idea of Resize; kernels follow the same steps in f32.
+pub fn resize_taps(map: &ResizeAxis, mode: ResizeMode, x: usize, len: usize, extrapolates: bool) -> Option<Vec<(usize, f64)>> {
+    let x_in = ((x as f64 + map.shift as f64) * map.num as f64) / map.den as f64 + map.offset as f64;
+    let last = len as f64 - 1.0;
+    if extrapolates && !(0.0..=last).contains(&x_in) {
+        return None;
+    }
+    // base + ratio with ratio in (0, 1].
+    let base = x_in.ceil() - 1.0;
+    let ratio = x_in - base;
+    let clamp = |i: f64| i.clamp(0.0, last) as usize;
+    Some(match mode {
+        ResizeMode::Nearest(rounding) => {
+            let up = match rounding {
+                NearestRounding::PreferFloor => ratio > 0.5,
+                NearestRounding::PreferCeil => ratio >= 0.5,
+                NearestRounding::Floor => ratio == 1.0,
+                NearestRounding::Ceil => true,
+            };
+            vec![(clamp(base + up as u8 as f64), 1.0)]
+        }
+        ResizeMode::Linear => vec![(clamp(base), 1.0 - ratio), (clamp(base + 1.0), ratio)],
+        ResizeMode::Cubic { a, exclude_outside } => {
+            let a = a as f64;
+            // Keys' kernel at distances 1 + ratio, ratio, 1 − ratio, 2 − ratio.
+            let near = |t: f64| ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0;
+            let far = |t: f64| ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a;
+            let mut taps: Vec<(f64, f64)> =
+                vec![(base - 1.0, far(1.0 + ratio)), (base, near(ratio)), (base + 1.0, near(1.0 - ratio)), (base + 2.0, far(2.0 - ratio))];
+            if exclude_outside {
+                for (i, w) in taps.iter_mut() {
+                    if *i < 0.0 || *i > last {
+                        *w = 0.0;
+                    }
+                }
+                let total: f64 = taps.iter().map(|t| t.1).sum();
+                taps.iter_mut().for_each(|t| t.1 /= total);
+            }
+            taps.into_iter().map(|(i, w)| (clamp(i), w)).collect()
+        }
+    })
+}
+
+fn resize(x: &Tensor, shape: &[usize], axes: &[Option<ResizeAxis>], mode: ResizeMode, extrapolation: Option<f32>) -> Tensor {
+    let v = x.to_f32();
+    let values = (0..shape.iter().product())
+        .map(|o| {
+            let c = coordinates(o, shape);
+            // Per axis, the (input index, weight) taps; their product over axes is the set of reads.
+            let mut reads: Vec<(usize, f64)> = vec![(0, 1.0)];
+            for a in 0..shape.len() {
+                let taps = match &axes[a] {
+                    None => vec![(c[a], 1.0)],
+                    Some(map) => match resize_taps(map, mode, c[a], x.shape[a], extrapolation.is_some()) {
+                        Some(taps) => taps,
+                        None => return extrapolation.unwrap_or(0.0),
+                    },
+                };
+                reads = reads.iter().flat_map(|&(at, w)| taps.iter().map(move |&(i, tw)| (at * x.shape[a] + i, w * tw))).collect();
+            }
+            reads.iter().map(|&(at, w)| w * v[at] as f64).sum::<f64>() as f32
+        })
+        .collect();
+    Tensor::f32(shape.to_vec(), values)
 }
 
 /// The settings operand of `Op::Sample`.

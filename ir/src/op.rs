@@ -118,6 +118,39 @@ pub enum PoolKind {
     Lp(f32),
 }
 
+/// Where output coordinate x of a resized axis samples the input: x_in = ((x + shift) · num) / den + offset (each
+/// ONNX coordinate_transformation_mode is one choice of these; computed in this order so that exact positions stay
+/// exact).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResizeAxis {
+    pub shift: f32,
+    pub num: f32,
+    pub den: f32,
+    pub offset: f32,
+}
+
+/// How `Op::Resize` interpolates between input elements. With x_in = base + ratio, base an integer and ratio in
+/// (0, 1] (so an integral x_in has ratio 1), neighbours are clamped to the axis (edge padding).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ResizeMode {
+    /// One element: base + 1 if ratio > 0.5 (`prefer_ceil`: ≥ 0.5) for rounding; `Floor` takes floor(x_in), `Ceil`
+    /// ceil(x_in).
+    Nearest(NearestRounding),
+    /// base and base + 1 weighted 1 − ratio and ratio.
+    Linear,
+    /// base − 1 … base + 2 with Keys' cubic weights for coefficient `a`; `exclude_outside` gives neighbours outside
+    /// the axis weight 0 and rescales the others to sum to 1.
+    Cubic { a: f32, exclude_outside: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NearestRounding {
+    PreferFloor,
+    PreferCeil,
+    Floor,
+    Ceil,
+}
+
 /// The window geometry of `Op::Conv` and `Op::Pool` over the spatial axes (those after batch and channel).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
@@ -266,6 +299,10 @@ pub enum Op {
     /// i32 1 where the float element is a NaN (with `nan`), +∞ (with `pos_inf`) or −∞ (with `neg_inf`), else 0.
     /// Kernels test the bits, which no shader compiler folds away as it may `x != x`.
     Classify { nan: bool, pos_inf: bool, neg_inf: bool },
+    /// Resamples the operand (float) to `shape`: each axis with a `ResizeAxis` (1 to 3 of them, constant lengths)
+    /// is interpolated by `mode` (separably: the weights of the axes multiply); the others are kept as they are. With
+    /// `extrapolation`, an output whose x_in is outside [0, len − 1] on some resized axis is that value.
+    Resize { shape: Vec<Dim>, axes: Vec<Option<ResizeAxis>>, mode: ResizeMode, extrapolation: Option<f32> },
 }
 
 impl Op {
@@ -303,6 +340,7 @@ impl Op {
             Op::Range { .. } => "Range",
             Op::ArgReduce { .. } => "ArgReduce",
             Op::Classify { .. } => "Classify",
+            Op::Resize { .. } => "Resize",
         }
     }
 
@@ -655,6 +693,28 @@ impl Op {
                     _ => return Err(format!("makes f32, or i32 from whole start and step; got {dtype} from {start}, {step}")),
                 }
                 Ok(TensorType::new(*dtype, vec![len.clone()]))
+            }
+            Op::Resize { shape, axes, .. } => {
+                arity(1..=1)?;
+                float(0)?;
+                let x = inputs[0];
+                if shape.len() != x.rank() || axes.len() != x.rank() {
+                    return Err(format!("takes an output shape and an axis mapping (or none) per axis of {x}, got {shape:?} and {} mappings", axes.len()));
+                }
+                let resized: Vec<usize> = (0..x.rank()).filter(|&a| axes[a].is_some()).collect();
+                if !(1..=3).contains(&resized.len()) {
+                    return Err(format!("resizes 1 to 3 axes, got {}", resized.len()));
+                }
+                for a in 0..x.rank() {
+                    let constant = x.shape[a].as_const().is_some_and(|l| l > 0) && shape[a].as_const().is_some();
+                    if axes[a].is_none() && shape[a] != x.shape[a] {
+                        return Err(format!("axis {a} is not resized but its length changes from {} to {}", x.shape[a], shape[a]));
+                    }
+                    if axes[a].is_some() && !constant {
+                        return Err(format!("resized axis {a} needs constant, non-empty lengths, got {} to {}", x.shape[a], shape[a]));
+                    }
+                }
+                Ok(f32_of(shape.clone()))
             }
             Op::Classify { .. } => {
                 arity(1..=1)?;
