@@ -136,6 +136,62 @@ pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Parts,
     Ok(parts)
 }
 
+pub(crate) fn conv_transpose(node: &Node, window: &Window, groups: usize) -> Result<Parts, CodegenError> {
+    let (x, w) = (node.inputs[0], node.inputs[1]);
+    let kernel = w.shape[2..].iter().map(|d| node.constant(d, "a kernel axis", 4096)).collect::<Result<Vec<_>, _>>()?;
+    let g = Geometry::new(node, &kernel, window)?;
+    let c = node.constant(&x.shape[1], "the input channels", u32::MAX as u64)?;
+    let m = node.constant(&node.output.shape[1], "the output channels", u32::MAX as u64)?;
+    let (cg, mg) = (c / groups as u32, m / groups as u32);
+    let mut parts = Parts::new("conv_transpose", WORKGROUP);
+    parts.summary = format!("{}-d transposed convolution, {groups} groups, {c} → {m} channels", kernel.len());
+    parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel];
+    g.prologue(&mut parts);
+    let v3 = |v: [u32; 3]| format!("vec3<i32>({}, {}, {})", v[0], v[1], v[2]);
+    let bias = if node.inputs.len() == 3 { "load_in2(oc)" } else { "0.0" };
+    // Output position p gets x[i]·w[k] wherever i·stride + k·dilation − before = p.
+    writeln!(
+        parts.body,
+        "    let oc = plane % {m}u;
+    let image = plane / {m}u;
+    let first = (oc / {mg}u) * {cg}u;
+    var acc = {bias};
+    for (var ic = 0u; ic < {cg}u; ic++) {{
+        let input = (image * {c}u + first + ic) * {isize}u;
+        let weights = ((first + ic) * {mg}u + oc % {mg}u) * {ksize}u;
+        for (var k0 = 0; k0 < {k0}; k0++) {{
+            for (var k1 = 0; k1 < {k1}; k1++) {{
+                for (var k2 = 0; k2 < {k2}; k2++) {{
+                    let t = p + {before} - vec3<i32>(k0, k1, k2) * {dilation};
+                    let s = t / {stride};
+                    if all(t >= vec3<i32>(0)) && all(s * {stride} == t) && all(s < {input}) {{
+                        let at = u32((s.x * {i1} + s.y) * {i2} + s.z);
+                        acc += load_in0(input + at) * load_in1(weights + u32((k0 * {k1} + k1) * {k2} + k2));
+                    }}
+                }}
+            }}
+        }}
+    }}
+    out[i] = acc;",
+        isize = g.input_size(),
+        ksize = kernel.iter().product::<u32>(),
+        k0 = g.kernel[0],
+        k1 = g.kernel[1],
+        k2 = g.kernel[2],
+        before = v3(g.before),
+        dilation = v3(g.dilation),
+        stride = v3(g.stride),
+        input = v3(g.input),
+        i1 = g.input[1],
+        i2 = g.input[2],
+    )
+    .unwrap();
+    Ok(parts)
+}
+
 pub(crate) fn pool(node: &Node, kind: PoolKind, kernel: &[usize], window: &Window) -> Result<Parts, CodegenError> {
     let kernel: Vec<u32> = kernel.iter().map(|&k| k as u32).collect();
     let g = Geometry::new(node, &kernel, window)?;

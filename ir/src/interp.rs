@@ -181,6 +181,7 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         }
         Op::ArgReduce { axis, largest, last } => arg_reduce(x[0], *axis, *largest, *last),
         Op::Resize { shape, axes, mode, extrapolation } => resize(x[0], &eval_shape(shape, env)?, axes, *mode, *extrapolation),
+        Op::ConvTranspose { window, groups, output_padding } => conv_transpose(x, window, *groups, output_padding),
         Op::Classify { nan, pos_inf, neg_inf } => {
             let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
             Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
@@ -990,6 +991,52 @@ fn conv(x: &[&Tensor], window: &Window, groups: usize) -> Tensor {
     let mut shape = vec![n, m];
     shape.extend(out);
     Tensor::f32(shape, values)
+}
+
+fn conv_transpose(x: &[&Tensor], window: &Window, groups: usize, output_padding: &[usize]) -> Tensor {
+    let (input, weights) = (x[0], x[1]);
+    let (n, c) = (input.shape[0], input.shape[1]);
+    let (m, spatial, kernel) = (weights.shape[1] * groups, &input.shape[2..], &weights.shape[2..]);
+    let mut out_shape = vec![n, m];
+    out_shape.extend((0..spatial.len()).map(|a| {
+        window.strides[a] * (spatial[a] - 1) + output_padding[a] + window.dilations[a] * (kernel[a] - 1) + 1 - window.pads[a].0 - window.pads[a].1
+    }));
+    let out_spatial = &out_shape[2..];
+    let (xv, wv) = (input.to_f32(), weights.to_f32());
+    let (size, ksize, osize) = (spatial.iter().product::<usize>(), kernel.iter().product::<usize>(), out_spatial.iter().product::<usize>());
+    let (cg, mg) = (c / groups, m / groups);
+    let mut out = vec![0f64; n * m * osize];
+    for b in 0..n {
+        for ic in 0..c {
+            let g = ic / cg;
+            for i in 0..size {
+                let ic_coords = coordinates(i, spatial);
+                let value = xv[(b * c + ic) * size + i] as f64;
+                for k in 0..ksize {
+                    let kc = coordinates(k, kernel);
+                    let target: Option<Vec<usize>> = (0..spatial.len())
+                        .map(|a| {
+                            let at = (ic_coords[a] * window.strides[a] + kc[a] * window.dilations[a]) as i64 - window.pads[a].0 as i64;
+                            (0..out_spatial[a] as i64).contains(&at).then_some(at as usize)
+                        })
+                        .collect();
+                    let Some(target) = target else { continue };
+                    let o = offset_of(&target, out_spatial);
+                    for om in 0..mg {
+                        let w = wv[(ic * mg + om) * ksize + k] as f64;
+                        out[(b * m + g * mg + om) * osize + o] += value * w;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bias) = x.get(2) {
+        let bias = bias.to_f32();
+        for (i, v) in out.iter_mut().enumerate() {
+            *v += bias[(i / osize) % m] as f64;
+        }
+    }
+    Tensor::f32(out_shape.clone(), out.iter().map(|&v| v as f32).collect())
 }
 
 fn pool(x: &Tensor, kind: PoolKind, kernel: &[usize], window: &Window) -> Tensor {

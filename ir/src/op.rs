@@ -299,6 +299,10 @@ pub enum Op {
     /// i32 1 where the float element is a NaN (with `nan`), +∞ (with `pos_inf`) or −∞ (with `neg_inf`), else 0.
     /// Kernels test the bits, which no shader compiler folds away as it may `x != x`.
     Classify { nan: bool, pos_inf: bool, neg_inf: bool },
+    /// The transpose (gradient) of `Conv`: `(x [N, C, s…], w [C, M / groups, k…][, bias [M]]) → [N, M, o…]`, 1 to 3
+    /// spatial axes, o = stride·(s − 1) + output_padding + dilation·(k − 1) + 1 − pad before − pad after: each input
+    /// element adds x·w to output position i·stride + j·dilation − pad before. `window.ceil_mode` must be off.
+    ConvTranspose { window: Window, groups: usize, output_padding: Vec<usize> },
     /// Resamples the operand (float) to `shape`: each axis with a `ResizeAxis` (1 to 3 of them, constant lengths)
     /// is interpolated by `mode` (separably: the weights of the axes multiply); the others are kept as they are. With
     /// `extrapolation`, an output whose x_in is outside [0, len − 1] on some resized axis is that value.
@@ -341,6 +345,7 @@ impl Op {
             Op::ArgReduce { .. } => "ArgReduce",
             Op::Classify { .. } => "Classify",
             Op::Resize { .. } => "Resize",
+            Op::ConvTranspose { .. } => "ConvTranspose",
         }
     }
 
@@ -664,6 +669,43 @@ impl Op {
                 let kernel = w.shape[2..].to_vec();
                 let mut shape = vec![x.shape[0].clone(), w.shape[0].clone()];
                 shape.extend(window_output(window, &x.shape[2..], &kernel)?);
+                Ok(f32_of(shape))
+            }
+            Op::ConvTranspose { window, groups, output_padding } => {
+                arity(2..=3)?;
+                for i in 0..inputs.len() {
+                    float(i)?;
+                }
+                let (x, w) = (inputs[0], inputs[1]);
+                let spatial = x.rank().saturating_sub(2);
+                if !(1..=3).contains(&spatial) || w.rank() != x.rank() || output_padding.len() != spatial || window.ceil_mode {
+                    return Err(format!("takes x [N, C, 1 to 3 spatial axes], w of the same rank and an output padding per spatial axis, got {x}, {w}, {output_padding:?}"));
+                }
+                let (Some(c), Some(w_c), Some(per_group)) = (x.shape[1].as_const(), w.shape[0].as_const(), w.shape[1].as_const()) else {
+                    return Err(format!("channels of x {x} and w {w} must be constant"));
+                };
+                if *groups == 0 || c != w_c || c % *groups as u64 != 0 {
+                    return Err(format!("x {x} and w {w} do not fit {groups} groups (w must be [C, M / groups, k…])"));
+                }
+                let m = Dim::from(per_group * *groups as u64);
+                if let Some(bias) = inputs.get(2)
+                    && bias.shape != [m.clone()]
+                {
+                    return Err(format!("the bias {bias} must have shape [{m}]"));
+                }
+                window_output(window, &x.shape[2..], &w.shape[2..])?; // checks the window's shape
+                let mut shape = vec![x.shape[0].clone(), m];
+                for a in 0..spatial {
+                    let (Some(len), Some(k)) = (x.shape[2 + a].as_const(), w.shape[2 + a].as_const()) else {
+                        return Err(format!("spatial axis {a} of {x} and its kernel must be constant"));
+                    };
+                    let full = window.strides[a] as u64 * len.saturating_sub(1) + output_padding[a] as u64 + window.dilations[a] as u64 * k.saturating_sub(1) + 1;
+                    let cut = (window.pads[a].0 + window.pads[a].1) as u64;
+                    if len == 0 || k == 0 || full <= cut {
+                        return Err(format!("spatial axis {a}: padding {:?} leaves no output", window.pads[a]));
+                    }
+                    shape.push(Dim::from(full - cut));
+                }
                 Ok(f32_of(shape))
             }
             Op::Pool { kernel, window, kind } => {
