@@ -194,7 +194,7 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes),
         Op::Range { start, step, .. } => movement::range(&node, *start, *step),
         Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf),
-        Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } | Op::ArgReduce { .. } | Op::Resize { .. } | Op::ConvTranspose { .. } => {
+        Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } | Op::ArgReduce { .. } | Op::Resize { .. } | Op::ConvTranspose { .. } | Op::TopK { .. } => {
             Err(no_kernel(&node))
         }
     }

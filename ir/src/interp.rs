@@ -182,6 +182,7 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         Op::ArgReduce { axis, largest, last } => arg_reduce(x[0], *axis, *largest, *last),
         Op::Resize { shape, axes, mode, extrapolation } => resize(x[0], &eval_shape(shape, env)?, axes, *mode, *extrapolation),
         Op::ConvTranspose { window, groups, output_padding } => conv_transpose(x, window, *groups, output_padding),
+        Op::TopK { axis, k, largest } => top_k(x[0], *axis, *k, *largest),
         Op::Classify { nan, pos_inf, neg_inf } => {
             let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
             Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
@@ -664,6 +665,30 @@ fn resize(x: &Tensor, shape: &[usize], axes: &[Option<ResizeAxis>], mode: Resize
         })
         .collect();
     Tensor::f32(shape.to_vec(), values)
+}
+
+fn top_k(x: &Tensor, axis: usize, k: usize, largest: bool) -> Tensor {
+    let (len, inner) = (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>());
+    let v = x.to_f32();
+    let outer = v.len() / (len * inner).max(1);
+    let mut out = vec![0i32; outer * k * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| v[(o * len + j) * inner + i];
+            let mut order: Vec<usize> = (0..len).collect();
+            // A stable sort keeps equal elements in index order.
+            order.sort_by(|&a, &b| {
+                let (p, q) = if largest { (at(b), at(a)) } else { (at(a), at(b)) };
+                p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal)
+            });
+            for (rank, &j) in order.iter().take(k).enumerate() {
+                out[(o * k + rank) * inner + i] = j as i32;
+            }
+        }
+    }
+    let mut shape = x.shape.clone();
+    shape[axis] = k;
+    Tensor::i32(shape, out)
 }
 
 /// The settings operand of `Op::Sample`.

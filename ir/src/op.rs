@@ -299,6 +299,9 @@ pub enum Op {
     /// i32 1 where the float element is a NaN (with `nan`), +∞ (with `pos_inf`) or −∞ (with `neg_inf`), else 0.
     /// Kernels test the bits, which no shader compiler folds away as it may `x != x`.
     Classify { nan: bool, pos_inf: bool, neg_inf: bool },
+    /// The indices (i32) of the `k` largest (or smallest) elements along `axis`, which becomes length k, best first;
+    /// equal elements in index order. The values are `GatherElements { axis }` of the operand at these indices.
+    TopK { axis: usize, k: usize, largest: bool },
     /// The transpose (gradient) of `Conv`: `(x [N, C, s…], w [C, M / groups, k…][, bias [M]]) → [N, M, o…]`, 1 to 3
     /// spatial axes, o = stride·(s − 1) + output_padding + dilation·(k − 1) + 1 − pad before − pad after: each input
     /// element adds x·w to output position i·stride + j·dilation − pad before. `window.ceil_mode` must be off.
@@ -346,6 +349,7 @@ impl Op {
             Op::Classify { .. } => "Classify",
             Op::Resize { .. } => "Resize",
             Op::ConvTranspose { .. } => "ConvTranspose",
+            Op::TopK { .. } => "TopK",
         }
     }
 
@@ -670,6 +674,16 @@ impl Op {
                 let mut shape = vec![x.shape[0].clone(), w.shape[0].clone()];
                 shape.extend(window_output(window, &x.shape[2..], &kernel)?);
                 Ok(f32_of(shape))
+            }
+            Op::TopK { axis, k, .. } => {
+                arity(1..=1)?;
+                let x = inputs[0];
+                if *axis >= x.rank() || x.shape[*axis].as_const().is_none_or(|len| *k as u64 > len) {
+                    return Err(format!("takes the top {k} along a constant axis {axis} of {x} at least that long"));
+                }
+                let mut shape = x.shape.clone();
+                shape[*axis] = Dim::from(*k as u64);
+                Ok(TensorType::new(DType::I32, shape))
             }
             Op::ConvTranspose { window, groups, output_padding } => {
                 arity(2..=3)?;
