@@ -319,6 +319,11 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
                 BinaryOp::Mod | BinaryOp::Fmod if q == 0 => return Err("integer remainder by zero".into()),
                 BinaryOp::Mod => floor_mod(p % q, q, 0),
                 BinaryOp::Fmod => p % q,
+                BinaryOp::BitAnd => p & q,
+                BinaryOp::BitOr => p | q,
+                BinaryOp::BitXor => p ^ q,
+                BinaryOp::ShiftLeft => ((p as u32) << (q & 31)) as i32 as i64,
+                BinaryOp::ShiftRight => ((p as u32) >> (q & 31)) as i32 as i64,
             });
         }
         return Ok(convert(&Tensor::i64(shape, out), out_dtype));
@@ -335,6 +340,7 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
             BinaryOp::Pow => (p as f64).powf(q as f64) as f32,
             BinaryOp::Mod => floor_mod(p % q, q, 0.0),
             BinaryOp::Fmod => p % q,
+            _ => unreachable!("the type rule keeps {op:?} to integers"),
         }
     };
     Ok(Tensor::f32(shape, ao.iter().zip(&bo).map(|(&i, &j)| f(x[i], y[j])).collect()))

@@ -63,6 +63,20 @@ pub enum BinaryOp {
     Mod,
     /// The remainder with the sign of the dividend (C's `fmod`, ONNX Mod with fmod = 1).
     Fmod,
+    /// Bitwise on the 32 bits of integer operands (booleans included).
+    BitAnd,
+    BitOr,
+    BitXor,
+    /// a shifted by b mod 32 bits, integers only; right shifts are logical (as on unsigned values).
+    ShiftLeft,
+    ShiftRight,
+}
+
+impl BinaryOp {
+    /// Whether the op takes integer operands only.
+    pub fn integer_only(self) -> bool {
+        matches!(self, BinaryOp::BitAnd | BinaryOp::BitOr | BinaryOp::BitXor | BinaryOp::ShiftLeft | BinaryOp::ShiftRight)
+    }
 }
 
 /// Elementwise comparisons: 1 where the relation holds, else 0, as i32 (tfc's booleans).
@@ -404,11 +418,14 @@ impl Op {
                 shape.push(n.clone());
                 Ok(f32_of(shape))
             }
-            Op::Binary(_) => {
+            Op::Binary(op) => {
                 arity(2..=2)?;
                 let (a, b) = (inputs[0], inputs[1]);
                 if a.dtype.is_float() != b.dtype.is_float() {
                     return Err(format!("operands must both be float or both be integer, got {a} and {b}"));
+                }
+                if op.integer_only() && a.dtype.is_float() {
+                    return Err(format!("{op:?} takes integer operands, got {a} and {b}"));
                 }
                 let shape = broadcast_shapes(&a.shape, &b.shape)?;
                 Ok(TensorType::new(if a.dtype.is_float() { DType::F32 } else { a.dtype }, shape))
