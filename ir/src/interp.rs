@@ -183,6 +183,7 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         Op::Resize { shape, axes, mode, extrapolation } => resize(x[0], &eval_shape(shape, env)?, axes, *mode, *extrapolation),
         Op::ConvTranspose { window, groups, output_padding } => conv_transpose(x, window, *groups, output_padding),
         Op::TopK { axis, k, largest } => top_k(x[0], *axis, *k, *largest),
+        Op::ScatterND { reduction } => scatter_nd(x[0], x[1], x[2], *reduction, out_dtype),
         Op::Classify { nan, pos_inf, neg_inf } => {
             let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
             Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
@@ -671,6 +672,55 @@ fn resize(x: &Tensor, shape: &[usize], axes: &[Option<ResizeAxis>], mode: Resize
         })
         .collect();
     Tensor::f32(shape.to_vec(), values)
+}
+
+fn scatter_nd(data: &Tensor, indices: &Tensor, updates: &Tensor, reduction: Option<BinaryOp>, out_dtype: DType) -> Tensor {
+    let k = *indices.shape.last().unwrap();
+    let slice: usize = data.shape[k..].iter().product();
+    // Each update slice's first target offset, or None out of range.
+    let targets: Vec<Option<usize>> = indices
+        .to_i64()
+        .chunks_exact(k)
+        .map(|tuple| {
+            let coords: Option<Vec<usize>> = tuple
+                .iter()
+                .zip(&data.shape)
+                .map(|(&i, &d)| usize::try_from(if i < 0 { i + d as i64 } else { i }).ok().filter(|&i| i < d))
+                .collect();
+            coords.map(|c| offset_of(&c, &data.shape[..k]) * slice)
+        })
+        .collect();
+    fn apply<T: Copy>(out: &mut [T], new: &[T], slice: usize, targets: &[Option<usize>], f: fn(T, T) -> T) {
+        for (j, target) in targets.iter().enumerate() {
+            if let Some(t) = *target {
+                for s in 0..slice {
+                    out[t + s] = f(out[t + s], new[j * slice + s]);
+                }
+            }
+        }
+    }
+    if out_dtype.is_int() {
+        let (mut out, new): (Vec<i32>, Vec<i32>) = (data.to_i64().iter().map(|&v| v as i32).collect(), updates.to_i64().iter().map(|&v| v as i32).collect());
+        let f: fn(i32, i32) -> i32 = match reduction {
+            None => |_, u| u,
+            Some(BinaryOp::Add) => i32::wrapping_add,
+            Some(BinaryOp::Mul) => i32::wrapping_mul,
+            Some(BinaryOp::Max) => i32::max,
+            Some(_) => i32::min,
+        };
+        apply(&mut out, &new, slice, &targets, f);
+        return convert(&Tensor::i32(data.shape.clone(), out), out_dtype);
+    }
+    let (mut out, new) = (data.to_f32(), updates.to_f32());
+    let f: fn(f32, f32) -> f32 = match reduction {
+        None => |_, u| u,
+        Some(BinaryOp::Add) => |a, b| a + b,
+        Some(BinaryOp::Mul) => |a, b| a * b,
+        Some(BinaryOp::Max) => f32::max,
+        Some(_) => f32::min,
+    };
+    apply(&mut out, &new, slice, &targets, f);
+    Tensor::f32(data.shape.clone(), out)
 }
 
 fn top_k(x: &Tensor, axis: usize, k: usize, largest: bool) -> Tensor {

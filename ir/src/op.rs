@@ -316,6 +316,11 @@ pub enum Op {
     /// The indices (i32) of the `k` largest (or smallest) elements along `axis`, which becomes length k, best first;
     /// equal elements in index order. The values are `GatherElements { axis }` of the operand at these indices.
     TopK { axis: usize, k: usize, largest: bool },
+    /// `(data, indices int [.., k], updates [.., data.shape[k..]])` → data with each slice `indices[j]` (a negative
+    /// index counts from the end; one out of range writes nothing) replaced by `updates[j]`, or combined with it by
+    /// `reduction` (Add, Mul, Max or Min), in the order of j (the last write wins). ScatterElements is this with
+    /// full coordinates as indices.
+    ScatterND { reduction: Option<BinaryOp> },
     /// The transpose (gradient) of `Conv`: `(x [N, C, s…], w [C, M / groups, k…][, bias [M]]) → [N, M, o…]`, 1 to 3
     /// spatial axes, o = stride·(s − 1) + output_padding + dilation·(k − 1) + 1 − pad before − pad after: each input
     /// element adds x·w to output position i·stride + j·dilation − pad before. `window.ceil_mode` must be off.
@@ -364,6 +369,7 @@ impl Op {
             Op::Resize { .. } => "Resize",
             Op::ConvTranspose { .. } => "ConvTranspose",
             Op::TopK { .. } => "TopK",
+            Op::ScatterND { .. } => "ScatterND",
         }
     }
 
@@ -691,6 +697,21 @@ impl Op {
                 let mut shape = vec![x.shape[0].clone(), w.shape[0].clone()];
                 shape.extend(window_output(window, &x.shape[2..], &kernel)?);
                 Ok(f32_of(shape))
+            }
+            Op::ScatterND { reduction } => {
+                arity(3..=3)?;
+                int(1)?;
+                let (data, indices, updates) = (inputs[0], inputs[1], inputs[2]);
+                if reduction.is_some_and(|r| !matches!(r, BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min)) {
+                    return Err(format!("reduces with Add, Mul, Max or Min, got {reduction:?}"));
+                }
+                let k = indices.shape.last().and_then(|d| d.as_const()).ok_or_else(|| format!("the indices {indices} need a constant last axis"))? as usize;
+                let mut expected = indices.shape[..indices.rank() - 1].to_vec();
+                expected.extend(data.shape.get(k..).unwrap_or_default().iter().cloned());
+                if k == 0 || k > data.rank() || updates.shape != expected || data.dtype.is_float() != updates.dtype.is_float() {
+                    return Err(format!("data {data}, indices {indices} and updates {updates} do not fit (updates must be [{expected:?}] of data's kind)"));
+                }
+                Ok(TensorType::new(if data.dtype.is_float() { DType::F32 } else { data.dtype }, data.shape.clone()))
             }
             Op::TopK { axis, k, .. } => {
                 arity(1..=1)?;
