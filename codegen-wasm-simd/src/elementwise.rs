@@ -386,6 +386,11 @@ fn binary_name(op: BinaryOp) -> &'static str {
         BinaryOp::Pow => "pow",
         BinaryOp::Mod => "mod",
         BinaryOp::Fmod => "fmod",
+        BinaryOp::BitAnd => "bit_and",
+        BinaryOp::BitOr => "bit_or",
+        BinaryOp::BitXor => "bit_xor",
+        BinaryOp::ShiftLeft => "shift_left",
+        BinaryOp::ShiftRight => "shift_right",
     }
 }
 
@@ -418,6 +423,9 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Kernel, CodegenError> 
                 BinaryOp::Pow => {
                     call(b, Helper::Pow);
                     b
+                }
+                BinaryOp::BitAnd | BinaryOp::BitOr | BinaryOp::BitXor | BinaryOp::ShiftLeft | BinaryOp::ShiftRight => {
+                    unreachable!("the type rule keeps {op:?} to integers")
                 }
                 BinaryOp::Fmod | BinaryOp::Mod => {
                     // r = x − y·trunc(x / y), moved to the sign of y for Mod.
@@ -495,6 +503,22 @@ fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: L
                 },
             );
             b.get(q);
+        }
+        // WASM's shifts take the count mod 32, as the IR.
+        BinaryOp::BitAnd => {
+            b.get(x).get(y).op(I::I32And);
+        }
+        BinaryOp::BitOr => {
+            b.get(x).get(y).op(I::I32Or);
+        }
+        BinaryOp::BitXor => {
+            b.get(x).get(y).op(I::I32Xor);
+        }
+        BinaryOp::ShiftLeft => {
+            b.get(x).get(y).op(I::I32Shl);
+        }
+        BinaryOp::ShiftRight => {
+            b.get(x).get(y).op(I::I32ShrU);
         }
         BinaryOp::Fmod | BinaryOp::Mod => {
             // i32.rem_s traps on a zero divisor, as the interpreter refuses it.

@@ -194,7 +194,11 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes),
         Op::Range { start, step, .. } => movement::range(&node, *start, *step),
         Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf),
-        Op::GatherElements { .. } | Op::Pad { .. } | Op::Cumulative { .. } | Op::Conv { .. } | Op::Pool { .. } | Op::ArgReduce { .. } => {
+        Op::ArgReduce { axis, largest, last } => reduce::arg_reduce(&node, *axis, *largest, *last),
+        Op::Cumulative { op, axis, exclusive, reverse } => reduce::cumulative(&node, *op, *axis, *exclusive, *reverse),
+        Op::GatherElements { axis } => movement::gather_elements(&node, *axis),
+        Op::Pad { pads, mode } => movement::pad(&node, pads, *mode),
+        Op::Conv { .. } | Op::Pool { .. } | Op::Resize { .. } | Op::ConvTranspose { .. } | Op::TopK { .. } | Op::ScatterND { .. } => {
             Err(no_kernel(&node))
         }
     }

@@ -1,11 +1,11 @@
-//! Ops that move elements: Gather, Transpose, Expand, Slice, Concat, Where, Range. Elements keep their stored bits where input and output
+//! Ops that move elements: Gather, GatherElements, Transpose, Expand, Pad, Slice, Concat, Range. Elements keep their stored bits where input and output
 //! dtypes agree (f16 and bf16 transposes and slices stay 16-bit); float inputs of a different dtype are decoded.
 
 use crate::asm::{I, Local};
 use crate::decode::{BLOCK, Blocks, Format};
 use crate::elementwise::for_each_vector;
 use crate::{Args, CodegenError, Kernel, Node};
-use tfc_ir::{Dim, Expr};
+use tfc_ir::{Dim, Expr, PadMode};
 use tfc_ir::layout::{broadcast_axes, simplify_transpose};
 
 /// The most axes a transpose indexes (after dropping size-1 axes and merging axes that stay together).
@@ -296,4 +296,128 @@ pub(crate) fn range(node: &Node, start: f64, step: f64) -> Result<Kernel, Codege
         }
     });
     Ok(Kernel { name: "range".into(), body: b, bindings: 1, params: vec![tfc_ir::dim::product(&node.output.shape).to_expr()] })
+}
+
+/// Stores element `at` of operand 0, as the output's element type (i32 or f32), at output element `e`.
+fn copy_element(b: &mut crate::asm::Body, node: &Node, args: &Args, format: Format, at: Local, e: Local) {
+    Format::I32.address(b, args.output(), e);
+    format.address(b, args.input(0), at);
+    if node.output.dtype == tfc_ir::DType::I32 {
+        format.load1_i32(b);
+        b.i32_store(0);
+    } else {
+        format.load1(b);
+        b.f32_store(0);
+    }
+}
+
+/// Stores the fill value, as the output's element type, at output element `e`.
+fn store_fill(b: &mut crate::asm::Body, node: &Node, args: &Args, value: f32, e: Local) {
+    Format::I32.address(b, args.output(), e);
+    if node.output.dtype == tfc_ir::DType::I32 {
+        b.i32c(value as i32).i32_store(0);
+    } else {
+        b.f32c(value).f32_store(0);
+    }
+}
+
+/// GatherElements, one element at a time. Params: the count, the indices' dims, the data's dims and strides.
+pub(crate) fn gather_elements(node: &Node, axis: usize) -> Result<Kernel, CodegenError> {
+    let (data, indices) = (node.inputs[0], node.inputs[1]);
+    let (format, index_format) = (node.format(0)?, node.format(1)?);
+    let rank = indices.rank();
+    let mut params = vec![product(&indices.shape)];
+    params.extend(indices.shape.iter().chain(&data.shape).map(Dim::to_expr));
+    let mut stride = Dim::from(1u64);
+    let mut strides = vec![Expr::Const(0); rank];
+    for a in (0..rank).rev() {
+        strides[a] = stride.to_expr();
+        stride = &stride * &data.shape[a];
+    }
+    params.extend(strides);
+    let (mut b, args) = Args::new(2);
+    let n = args.param(&mut b, 0);
+    let dims: Vec<Local> = (0..3 * rank).map(|p| args.param(&mut b, 1 + p)).collect();
+    let (index_dims, data_dims, data_strides) = (&dims[..rank], &dims[rank..2 * rank], &dims[2 * rank..]);
+    let (start, end) = args.share(&mut b, n);
+    let (e, index, inside, offset, rest, c) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        index_format.address(b, args.input(1), e);
+        index_format.load1_i32(b);
+        b.set(index);
+        // A negative index counts from the end; the unsigned comparison rejects what is still out of range.
+        b.get(index).get(index).get(data_dims[axis]).op(I::I32Add).get(index).i32c(0).op(I::I32GeS).op(I::Select).set(index);
+        b.get(index).get(data_dims[axis]).op(I::I32LtU).set(inside);
+        b.mul(index, data_strides[axis]).set(offset);
+        b.get(e).set(rest);
+        for a in (0..rank).rev() {
+            b.get(rest).get(index_dims[a]).op(I::I32RemU).set(c);
+            b.get(rest).get(index_dims[a]).op(I::I32DivU).set(rest);
+            if a != axis {
+                b.get(inside).get(c).get(data_dims[a]).op(I::I32LtU).op(I::I32And).set(inside);
+                b.get(offset).get(c).get(data_strides[a]).op(I::I32Mul).op(I::I32Add).set(offset);
+            }
+        }
+        b.get(inside).if_else(|b| copy_element(b, node, &args, format, offset, e), |b| store_fill(b, node, &args, 0.0, e));
+    });
+    Ok(Kernel { name: "gather_elements".into(), body: b, bindings: 3, params })
+}
+
+/// Pad, one element at a time. Params: the count, the output's dims, the input's dims, the padding before each
+/// axis, the input's strides.
+pub(crate) fn pad(node: &Node, pads: &[(usize, usize)], mode: PadMode) -> Result<Kernel, CodegenError> {
+    let x = node.inputs[0];
+    let format = node.format(0)?;
+    let rank = x.rank();
+    let mut params = vec![product(&node.output.shape)];
+    params.extend(node.output.shape.iter().chain(&x.shape).map(Dim::to_expr));
+    params.extend(pads.iter().map(|&(before, _)| Expr::Const(before as u64)));
+    let mut stride = Dim::from(1u64);
+    let mut strides = vec![Expr::Const(0); rank];
+    for a in (0..rank).rev() {
+        strides[a] = stride.to_expr();
+        stride = &stride * &x.shape[a];
+    }
+    params.extend(strides);
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let p: Vec<Local> = (0..4 * rank).map(|i| args.param(&mut b, 1 + i)).collect();
+    let (start, end) = args.share(&mut b, n);
+    let (e, inside, offset, rest, s) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        b.i32c(1).set(inside).i32c(0).set(offset).get(e).set(rest);
+        for a in (0..rank).rev() {
+            let (out_dim, len, before, stride) = (p[a], p[rank + a], p[2 * rank + a], p[3 * rank + a]);
+            b.get(rest).get(out_dim).op(I::I32RemU).get(before).op(I::I32Sub).set(s);
+            b.get(rest).get(out_dim).op(I::I32DivU).set(rest);
+            match mode {
+                PadMode::Constant(_) => {
+                    b.get(inside).get(s).get(len).op(I::I32LtU).op(I::I32And).set(inside);
+                }
+                PadMode::Edge => {
+                    // clamp(s, 0, len − 1)
+                    b.get(s).i32c(0).get(s).i32c(0).op(I::I32GtS).op(I::Select).set(s);
+                    b.get(s).get(len).i32c(1).op(I::I32Sub).get(s).get(len).op(I::I32LtS).op(I::Select).set(s);
+                }
+                PadMode::Wrap => {
+                    b.get(s).get(len).op(I::I32RemS).get(len).op(I::I32Add).get(len).op(I::I32RemS).set(s);
+                }
+                PadMode::Reflect => {
+                    // |s|, then 2(len − 1) − s past the end.
+                    b.get(s).i32c(0).get(s).op(I::I32Sub).get(s).i32c(0).op(I::I32GeS).op(I::Select).set(s);
+                    b.get(s).get(len).i32c(1).op(I::I32Sub).i32c(1).op(I::I32Shl).get(s).op(I::I32Sub).get(s).get(len).op(I::I32LtS).op(I::Select).set(s);
+                }
+            }
+            b.get(offset).get(s).get(stride).op(I::I32Mul).op(I::I32Add).set(offset);
+        }
+        let fill = if let PadMode::Constant(v) = mode { v } else { 0.0 };
+        b.get(inside).if_else(|b| copy_element(b, node, &args, format, offset, e), |b| store_fill(b, node, &args, fill, e));
+    });
+    let name = match mode {
+        PadMode::Constant(_) => "pad_constant",
+        PadMode::Edge => "pad_edge",
+        PadMode::Wrap => "pad_wrap",
+        PadMode::Reflect => "pad_reflect",
+    };
+    Ok(Kernel { name: name.into(), body: b, bindings: 2, params })
 }

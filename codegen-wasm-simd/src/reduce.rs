@@ -1,4 +1,4 @@
-//! Reduce over any axes: one output element at a time, its elements walked in order with an f32 accumulator (the
+//! Reduce over any axes, ArgReduce and Cumulative: one output element (line) at a time, its elements walked in order with an f32 accumulator (the
 //! order of the WGSL kernel). Threads take runs of output elements.
 
 use crate::asm::{Body, I, Local};
@@ -6,7 +6,7 @@ use crate::decode::Format;
 use crate::math::{Helper, call};
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::layout::reduce_axes;
-use tfc_ir::{Dim, Expr, ReduceKind};
+use tfc_ir::{BinaryOp, DType, Dim, Expr, ReduceKind};
 
 /// The most kept and the most reduced axes after merging neighbours.
 const MAX_RANK: usize = 6;
@@ -116,4 +116,99 @@ pub(crate) fn reduce(node: &Node, kind: ReduceKind, axes: &[usize]) -> Result<Ke
         b.f32_store(0);
     });
     Ok(Kernel { name: format!("reduce_{}", format!("{kind:?}").to_lowercase()), body: b, bindings: 2, params })
+}
+
+/// ArgReduce: one output element at a time, walking its line. Params: the output count, the axis length, the inner
+/// count.
+pub(crate) fn arg_reduce(node: &Node, axis: usize, largest: bool, last: bool) -> Result<Kernel, CodegenError> {
+    let x = node.inputs[0];
+    let format = node.format(0)?;
+    let product = |dims: &[Dim]| tfc_ir::dim::product(dims).to_expr();
+    let params = vec![product(&node.output.shape), x.shape[axis].to_expr(), product(&x.shape[axis + 1..])];
+    let (mut b, args) = Args::new(1);
+    let (count, len, inner) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
+    let (start, end) = args.share(&mut b, count);
+    let (o, base, k, at, index) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let (best, value) = (b.f32(), b.f32());
+    b.for_range(o, |b| { b.get(start); }, end, 1, |b| {
+        // base = (o / inner)·len·inner + o % inner
+        b.get(o).get(inner).op(I::I32DivU).get(len).op(I::I32Mul).get(inner).op(I::I32Mul).get(o).get(inner).op(I::I32RemU).op(I::I32Add).set(base);
+        format.address(b, args.input(0), base);
+        format.load1(b);
+        b.set(best).i32c(0).set(index);
+        b.for_range(k, |b| { b.i32c(1); }, len, 1, |b| {
+            b.get(k).get(inner).op(I::I32Mul).get(base).op(I::I32Add).set(at);
+            format.address(b, args.input(0), at);
+            format.load1(b);
+            b.set(value);
+            b.get(value).get(best).op(if largest { I::F32Gt } else { I::F32Lt });
+            if last {
+                b.get(value).get(best).op(I::F32Eq).op(I::I32Or);
+            }
+            b.if_(|b| {
+                b.get(value).set(best).get(k).set(index);
+            });
+        });
+        Format::I32.address(b, args.output(), o);
+        b.get(index).i32_store(0);
+    });
+    Ok(Kernel { name: "arg_reduce".into(), body: b, bindings: 2, params })
+}
+
+/// Cumulative: one line along the axis at a time, in f32 or wrapping i32. Params: the line count, the axis length,
+/// the inner count.
+pub(crate) fn cumulative(node: &Node, op: BinaryOp, axis: usize, exclusive: bool, reverse: bool) -> Result<Kernel, CodegenError> {
+    let x = node.inputs[0];
+    let format = node.format(0)?;
+    let int = node.output.dtype == DType::I32;
+    let product = |dims: &[Dim]| tfc_ir::dim::product(dims).to_expr();
+    let inner_expr = product(&x.shape[axis + 1..]);
+    let params = vec![Expr::product(vec![product(&x.shape[..axis]), inner_expr.clone()]), x.shape[axis].to_expr(), inner_expr];
+    let (mut b, args) = Args::new(1);
+    let (lines, len, inner) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
+    let (start, end) = args.share(&mut b, lines);
+    let (line, base, k, at) = (b.i32(), b.i32(), b.i32(), b.i32());
+    let (acc, value, next) = if int { (b.i32(), b.i32(), b.i32()) } else { (b.f32(), b.f32(), b.f32()) };
+    b.for_range(line, |b| { b.get(start); }, end, 1, |b| {
+        b.get(line).get(inner).op(I::I32DivU).get(len).op(I::I32Mul).get(inner).op(I::I32Mul).get(line).get(inner).op(I::I32RemU).op(I::I32Add).set(base);
+        match (op, int) {
+            (BinaryOp::Add, true) => b.i32c(0),
+            (BinaryOp::Mul, true) => b.i32c(1),
+            (BinaryOp::Max, true) => b.i32c(i32::MIN),
+            (_, true) => b.i32c(i32::MAX),
+            (BinaryOp::Add, false) => b.f32c(0.0),
+            (BinaryOp::Mul, false) => b.f32c(1.0),
+            (BinaryOp::Max, false) => b.f32c(f32::NEG_INFINITY),
+            (_, false) => b.f32c(f32::INFINITY),
+        };
+        b.set(acc);
+        b.for_range(k, |b| { b.i32c(0); }, len, 1, |b| {
+            if reverse {
+                b.get(len).i32c(1).op(I::I32Sub).get(k).op(I::I32Sub);
+            } else {
+                b.get(k);
+            }
+            b.get(inner).op(I::I32Mul).get(base).op(I::I32Add).set(at);
+            format.address(b, args.input(0), at);
+            if int { format.load1_i32(b) } else { format.load1(b) }
+            b.set(value);
+            b.get(acc).get(value);
+            match (op, int) {
+                (BinaryOp::Add, true) => b.op(I::I32Add),
+                (BinaryOp::Mul, true) => b.op(I::I32Mul),
+                (BinaryOp::Max, true) => b.get(acc).get(value).op(I::I32GtS).op(I::Select),
+                (_, true) => b.get(acc).get(value).op(I::I32LtS).op(I::Select),
+                (BinaryOp::Add, false) => b.op(I::F32Add),
+                (BinaryOp::Mul, false) => b.op(I::F32Mul),
+                (BinaryOp::Max, false) => b.op(I::F32Max),
+                (_, false) => b.op(I::F32Min),
+            };
+            b.set(next);
+            Format::I32.address(b, args.output(), at);
+            b.get(if exclusive { acc } else { next });
+            if int { b.i32_store(0) } else { b.f32_store(0) };
+            b.get(next).set(acc);
+        });
+    });
+    Ok(Kernel { name: format!("cumulative_{}", format!("{op:?}").to_lowercase()), body: b, bindings: 2, params })
 }

@@ -134,6 +134,11 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
         (BinaryOp::Fmod, true) => ("fmod", "a % b", None),
         (BinaryOp::Mod, false) => ("mod", "mod_f32(a, b)", Some(Helper::Mod)),
         (BinaryOp::Mod, true) => ("mod", "mod_i32(a, b)", Some(Helper::ModI32)),
+        (BinaryOp::BitAnd, _) => ("bit_and", "a & b", None),
+        (BinaryOp::BitOr, _) => ("bit_or", "a | b", None),
+        (BinaryOp::BitXor, _) => ("bit_xor", "a ^ b", None),
+        (BinaryOp::ShiftLeft, _) => ("shift_left", "a << (u32(b) & 31u)", None),
+        (BinaryOp::ShiftRight, _) => ("shift_right", "bitcast<i32>(bitcast<u32>(a) >> (u32(b) & 31u))", None),
     };
     let access = if int { Access::Int } else { Access::Float };
     let mut parts = Parts::new(format!("binary_{name}"), WORKGROUP);

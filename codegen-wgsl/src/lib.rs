@@ -114,6 +114,10 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         Op::Range { start, step, .. } => movement::range(&node, *start, *step)?,
         Op::ArgReduce { axis, largest, last } => reduce::arg_reduce(&node, *axis, *largest, *last)?,
         Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf)?,
+        Op::Resize { axes, mode, extrapolation, .. } => window::resize(&node, axes, *mode, *extrapolation)?,
+        Op::ConvTranspose { window, groups, .. } => window::conv_transpose(&node, window, *groups)?,
+        Op::TopK { axis, k, largest } => reduce::top_k(&node, *axis, *k, *largest)?,
+        Op::ScatterND { reduction } => movement::scatter_nd(&node, *reduction)?,
     };
     if let Some(i) = parts.inputs.iter().position(|&(dtype, access)| dtype.is_block() && access != shader::Access::Float) {
         return Err(node.error(format!(

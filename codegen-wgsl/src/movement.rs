@@ -1,4 +1,4 @@
-//! Ops that move elements: Gather, GatherElements, Transpose, Slice, Concat, Expand, Pad. One invocation per output element, 256 per workgroup,
+//! Ops that move elements: Gather, GatherElements, ScatterND, Transpose, Slice, Concat, Expand, Pad, Range. One invocation per output element, 256 per workgroup,
 //! except the tiled transpose; f16/bf16 outputs (Transpose, Slice of half weights) take one invocation per output
 //! word, copying the 16-bit patterns.
 
@@ -6,7 +6,7 @@ use crate::CodegenError;
 use crate::shader::{Access, Node, Parts, expr, groups_for, is_packed, product, storage_type};
 use std::fmt::Write;
 use tfc_ir::layout::{broadcast_axes, simplify_transpose};
-use tfc_ir::{DType, Dim, Expr, PadMode};
+use tfc_ir::{BinaryOp, DType, Dim, Expr, PadMode};
 
 const WORKGROUP: u32 = 256;
 /// The most axes the index arithmetic handles (after dropping size-1 axes and merging axes that stay together).
@@ -288,6 +288,61 @@ pub(crate) fn range(node: &Node, start: f64, step: f64) -> Result<Parts, Codegen
     parts.workgroups = groups_for(numel.clone(), WORKGROUP);
     parts.params = vec![numel];
     writeln!(parts.body, "    let i = group * 256u + lid;\n    if i >= param(0u) {{\n        return;\n    }}\n    out[i] = {value};").unwrap();
+    Ok(parts)
+}
+
+/// ScatterND: one invocation per output element, which walks every index tuple in order and takes (or combines) the
+/// update element of each tuple that names its slice. Params: the count, the tuple count, the slice length, the
+/// data's first k dims.
+pub(crate) fn scatter_nd(node: &Node, reduction: Option<BinaryOp>) -> Result<Parts, CodegenError> {
+    let (data, indices) = (node.inputs[0], node.inputs[1]);
+    let k = node.constant(indices.shape.last().expect("the type rule checks the indices' rank"), "the index length", 16)? as usize;
+    let int = node.output.dtype == DType::I32;
+    let combine = match reduction {
+        None => "u",
+        Some(BinaryOp::Add) => "v + u",
+        Some(BinaryOp::Mul) => "v * u",
+        Some(BinaryOp::Max) => "max(v, u)",
+        Some(_) => "min(v, u)",
+    };
+    let mut parts = Parts::new("scatter_nd", WORKGROUP);
+    parts.summary = format!("slices of {k} coordinates take v = {combine} with each update u");
+    let access = if int { Access::Int } else { Access::Float };
+    parts.inputs = vec![(data.dtype, access), (indices.dtype, Access::Int), (node.inputs[2].dtype, access)];
+    parts.output = node.output.dtype;
+    let numel = product(&data.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel, product(&indices.shape[..indices.rank() - 1]), product(&data.shape[k..])];
+    parts.params.extend(data.shape[..k].iter().map(expr));
+    writeln!(
+        parts.body,
+        "    let o = group * 256u + lid;
+    if o >= param(0u) {{
+        return;
+    }}
+    let slice = param(2u);
+    let prefix = o / slice;
+    var v = load_in0(o);
+    for (var j = 0u; j < param(1u); j++) {{
+        var named = 0u;
+        var inside = true;
+        for (var a = 0u; a < {k}u; a++) {{
+            let d = param(3u + a);
+            var i = load_in1(j * {k}u + a);
+            if i < 0 {{
+                i += i32(d);
+            }}
+            inside = inside && i >= 0 && u32(i) < d;
+            named = named * d + u32(i);
+        }}
+        if inside && named == prefix {{
+            let u = load_in2(j * slice + o % slice);
+            v = {combine};
+        }}
+    }}
+    out[o] = v;"
+    )
+    .unwrap();
     Ok(parts)
 }
 

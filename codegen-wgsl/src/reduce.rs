@@ -171,3 +171,43 @@ pub(crate) fn arg_reduce(node: &Node, axis: usize, largest: bool, last: bool) ->
     .unwrap();
     Ok(parts)
 }
+
+/// TopK: one invocation per input element, which counts the elements of its line that go before it (better, or
+/// equal at a lower index) and, if that rank is below k, writes its index there. Params: the input count, the axis
+/// length, the inner count, k.
+pub(crate) fn top_k(node: &Node, axis: usize, k: usize, largest: bool) -> Result<Parts, CodegenError> {
+    let x = node.inputs[0];
+    let mut parts = Parts::new("top_k", WORKGROUP);
+    parts.summary = format!("indices of the top {k} ({}) along axis {axis}", if largest { "largest" } else { "smallest" });
+    parts.inputs = vec![(x.dtype, Access::Float)];
+    parts.output = DType::I32;
+    let numel = product(&x.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel, expr(&x.shape[axis]), product(&x.shape[axis + 1..]), Expr::Const(k as u64)];
+    let better = if largest { ">" } else { "<" };
+    writeln!(
+        parts.body,
+        "    let e = group * 256u + lid;
+    if e >= param(0u) {{
+        return;
+    }}
+    let len = param(1u);
+    let inner = param(2u);
+    let k = param(3u);
+    let position = (e / inner) % len;
+    let line = (e / (inner * len)) * len * inner + e % inner;
+    let v = load_in0(e);
+    var rank = 0u;
+    for (var j = 0u; j < len; j++) {{
+        let other = load_in0(line + j * inner);
+        if other {better} v || (other == v && j < position) {{
+            rank += 1u;
+        }}
+    }}
+    if rank < k {{
+        out[(e / (inner * len)) * k * inner + rank * inner + e % inner] = i32(position);
+    }}"
+    )
+    .unwrap();
+    Ok(parts)
+}

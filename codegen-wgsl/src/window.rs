@@ -1,12 +1,12 @@
-//! Conv and Pool: one invocation per output element, walking its window (and for Conv its group's input
-//! channels) in order. Spatial geometry is baked into the text (1 or 2 spatial axes are the last of 3, the others
+//! Conv, Pool and Resize: one invocation per output element, walking its window (for Conv also its group's input
+//! channels; for Resize its interpolation taps) in order. Spatial geometry is baked into the text (1 or 2 spatial axes are the last of 3, the others
 //! of length 1); only the batch may be symbolic. 256 invocations per workgroup.
 
 use crate::CodegenError;
 use crate::math::Helper;
-use crate::shader::{Access, Node, Parts, groups_for, product};
+use crate::shader::{Access, Node, Parts, expr, groups_for, product};
 use std::fmt::Write;
-use tfc_ir::{PoolKind, Window};
+use tfc_ir::{Expr, NearestRounding, PoolKind, ResizeAxis, ResizeMode, Window};
 
 const WORKGROUP: u32 = 256;
 
@@ -136,6 +136,62 @@ pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Parts,
     Ok(parts)
 }
 
+pub(crate) fn conv_transpose(node: &Node, window: &Window, groups: usize) -> Result<Parts, CodegenError> {
+    let (x, w) = (node.inputs[0], node.inputs[1]);
+    let kernel = w.shape[2..].iter().map(|d| node.constant(d, "a kernel axis", 4096)).collect::<Result<Vec<_>, _>>()?;
+    let g = Geometry::new(node, &kernel, window)?;
+    let c = node.constant(&x.shape[1], "the input channels", u32::MAX as u64)?;
+    let m = node.constant(&node.output.shape[1], "the output channels", u32::MAX as u64)?;
+    let (cg, mg) = (c / groups as u32, m / groups as u32);
+    let mut parts = Parts::new("conv_transpose", WORKGROUP);
+    parts.summary = format!("{}-d transposed convolution, {groups} groups, {c} → {m} channels", kernel.len());
+    parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel];
+    g.prologue(&mut parts);
+    let v3 = |v: [u32; 3]| format!("vec3<i32>({}, {}, {})", v[0], v[1], v[2]);
+    let bias = if node.inputs.len() == 3 { "load_in2(oc)" } else { "0.0" };
+    // Output position p gets x[i]·w[k] wherever i·stride + k·dilation − before = p.
+    writeln!(
+        parts.body,
+        "    let oc = plane % {m}u;
+    let image = plane / {m}u;
+    let first = (oc / {mg}u) * {cg}u;
+    var acc = {bias};
+    for (var ic = 0u; ic < {cg}u; ic++) {{
+        let input = (image * {c}u + first + ic) * {isize}u;
+        let weights = ((first + ic) * {mg}u + oc % {mg}u) * {ksize}u;
+        for (var k0 = 0; k0 < {k0}; k0++) {{
+            for (var k1 = 0; k1 < {k1}; k1++) {{
+                for (var k2 = 0; k2 < {k2}; k2++) {{
+                    let t = p + {before} - vec3<i32>(k0, k1, k2) * {dilation};
+                    let s = t / {stride};
+                    if all(t >= vec3<i32>(0)) && all(s * {stride} == t) && all(s < {input}) {{
+                        let at = u32((s.x * {i1} + s.y) * {i2} + s.z);
+                        acc += load_in0(input + at) * load_in1(weights + u32((k0 * {k1} + k1) * {k2} + k2));
+                    }}
+                }}
+            }}
+        }}
+    }}
+    out[i] = acc;",
+        isize = g.input_size(),
+        ksize = kernel.iter().product::<u32>(),
+        k0 = g.kernel[0],
+        k1 = g.kernel[1],
+        k2 = g.kernel[2],
+        before = v3(g.before),
+        dilation = v3(g.dilation),
+        stride = v3(g.stride),
+        input = v3(g.input),
+        i1 = g.input[1],
+        i2 = g.input[2],
+    )
+    .unwrap();
+    Ok(parts)
+}
+
 pub(crate) fn pool(node: &Node, kind: PoolKind, kernel: &[usize], window: &Window) -> Result<Parts, CodegenError> {
     let kernel: Vec<u32> = kernel.iter().map(|&k| k as u32).collect();
     let g = Geometry::new(node, &kernel, window)?;
@@ -162,5 +218,124 @@ pub(crate) fn pool(node: &Node, kind: PoolKind, kernel: &[usize], window: &Windo
     let counted = if kind == (PoolKind::Average { count_pad: true }) { "count += 1u;" } else { "" };
     g.window_loop(&mut parts.body, &format!("let x = load_in0(input + at);\n                    {visit}"), counted);
     writeln!(parts.body, "    out[i] = {finish};").unwrap();
+    Ok(parts)
+}
+
+/// Resize: one invocation per output element, which sums its taps (the product of each resized axis's
+/// neighbours and weights, as `tfc_ir::interp::resize_taps`). Params: the count, the output dims, the input strides.
+pub(crate) fn resize(node: &Node, axes: &[Option<ResizeAxis>], mode: ResizeMode, extrapolation: Option<f32>) -> Result<Parts, CodegenError> {
+    let x = node.inputs[0];
+    let rank = x.rank();
+    let (name, taps) = match mode {
+        ResizeMode::Nearest(_) => ("resize_nearest", 1),
+        ResizeMode::Linear => ("resize_linear", 2),
+        ResizeMode::Cubic { .. } => ("resize_cubic", 4),
+    };
+    let mut parts = Parts::new(name, WORKGROUP);
+    parts.summary = format!("{mode:?} over {} axes", axes.iter().flatten().count());
+    parts.inputs = vec![(x.dtype, Access::Float)];
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel];
+    parts.params.extend(node.output.shape.iter().map(expr));
+    let mut stride = tfc_ir::Dim::from(1u64);
+    let mut strides = vec![Expr::Const(0); rank];
+    for a in (0..rank).rev() {
+        strides[a] = expr(&stride);
+        stride = &stride * &x.shape[a];
+    }
+    parts.params.extend(strides);
+
+    let body = match mode {
+        ResizeMode::Nearest(rounding) => {
+            let up = match rounding {
+                NearestRounding::PreferFloor => "ratio > 0.5",
+                NearestRounding::PreferCeil => "ratio >= 0.5",
+                NearestRounding::Floor => "ratio == 1.0",
+                NearestRounding::Ceil => "true",
+            };
+            format!("    t.at[0] = clamp_index(base + select(0.0, 1.0, {up}), len);\n    t.w[0] = 1.0;\n")
+        }
+        ResizeMode::Linear => "    t.at[0] = clamp_index(base, len);\n    t.at[1] = clamp_index(base + 1.0, len);\n    t.w[0] = 1.0 - ratio;\n    t.w[1] = ratio;\n".to_string(),
+        ResizeMode::Cubic { a, exclude_outside } => {
+            let a = node.literal(a, "the cubic coefficient")?;
+            let mut s = format!(
+                "    // Keys' kernel at distances 1 + ratio, ratio, 1 − ratio, 2 − ratio.
+    let d = vec4<f32>(1.0 + ratio, ratio, 1.0 - ratio, 2.0 - ratio);
+    let near = (({a} + 2.0) * d - ({a} + 3.0)) * d * d + 1.0;
+    let far = (({a} * d - 5.0 * {a}) * d + 8.0 * {a}) * d - 4.0 * {a};
+    var w = vec4<f32>(far.x, near.y, near.z, far.w);
+    for (var k = 0; k < 4; k++) {{
+        t.at[k] = clamp_index(base - 1.0 + f32(k), len);
+    }}
+"
+            );
+            if exclude_outside {
+                s.push_str(
+                    "    let position = vec4<f32>(base - 1.0, base, base + 1.0, base + 2.0);
+    w = select(w, vec4<f32>(0.0), (position < vec4<f32>(0.0)) | (position > vec4<f32>(f32(len - 1))));
+    w = w / (w.x + w.y + w.z + w.w);
+",
+                );
+            }
+            s.push_str("    for (var k = 0; k < 4; k++) {\n        t.w[k] = w[k];\n    }\n");
+            s
+        }
+    };
+    writeln!(
+        parts.decls,
+        "struct Taps {{
+    at: array<u32, {taps}>,
+    w: array<f32, {taps}>,
+}}
+
+fn clamp_index(i: f32, len: i32) -> u32 {{
+    return u32(clamp(i32(i), 0, len - 1));
+}}
+
+// The input positions and weights of source coordinate x_in = base + ratio, ratio in (0, 1].
+fn taps(x_in: f32, len: i32) -> Taps {{
+    let base = ceil(x_in) - 1.0;
+    let ratio = x_in - base;
+    var t: Taps;
+{body}    return t;
+}}"
+    )
+    .unwrap();
+
+    let b = &mut parts.body;
+    b.push_str("    let i = group * 256u + lid;\n    if i >= param(0u) {\n        return;\n    }\n    var rest = i;\n    var offset = 0u;\n");
+    for a in (0..rank).rev() {
+        writeln!(b, "    let c{a} = rest % param({}u);\n    rest = rest / param({}u);", 1 + a, 1 + a).unwrap();
+    }
+    let resized: Vec<usize> = (0..rank).filter(|&a| axes[a].is_some()).collect();
+    for a in 0..rank {
+        let Some(map) = &axes[a] else {
+            writeln!(b, "    offset += c{a} * param({}u);", 1 + rank + a).unwrap();
+            continue;
+        };
+        let len = node.constant(&x.shape[a], "a resized axis", i32::MAX as u64)?;
+        let [shift, num, den, off] = [map.shift, map.num, map.den, map.offset].map(|v| node.literal(v, "the resize mapping"));
+        writeln!(b, "    let x{a} = ((f32(c{a}) + {}) * {}) / {} + {};", shift?, num?, den?, off?).unwrap();
+        if let Some(value) = extrapolation {
+            let value = node.literal(value, "the extrapolation value")?;
+            writeln!(b, "    if x{a} < 0.0 || x{a} > {}.0 {{\n        out[i] = {value};\n        return;\n    }}", len - 1).unwrap();
+        }
+        writeln!(b, "    var t{a} = taps(x{a}, {len});").unwrap();
+    }
+    b.push_str("    var acc = 0.0;\n");
+    let mut indent = String::from("    ");
+    for &a in &resized {
+        writeln!(b, "{indent}for (var k{a} = 0; k{a} < {taps}; k{a}++) {{").unwrap();
+        indent.push_str("    ");
+    }
+    let weight: Vec<String> = resized.iter().map(|a| format!("t{a}.w[k{a}]")).collect();
+    let at: Vec<String> = resized.iter().map(|&a| format!("t{a}.at[k{a}] * param({}u)", 1 + rank + a)).collect();
+    writeln!(b, "{indent}acc += {} * load_in0(offset + {});", weight.join(" * "), at.join(" + ")).unwrap();
+    for _ in &resized {
+        indent.truncate(indent.len() - 4);
+        writeln!(b, "{indent}}}").unwrap();
+    }
+    b.push_str("    out[i] = acc;\n");
     Ok(parts)
 }

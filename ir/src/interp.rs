@@ -2,7 +2,7 @@
 //! and backend is checked against, so it favours obviousness over speed.
 
 use crate::dim::{Env, Expr, bind_symbols};
-use crate::op::{BinaryOp, CompareOp, PadMode, PoolKind, ReduceKind, UnaryOp, Window};
+use crate::op::{BinaryOp, CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, UnaryOp, Window};
 use crate::tensor::{Data, Tensor};
 use crate::{DType, Graph, InputDefault, NodeId, Op};
 use std::collections::{BTreeMap, HashMap};
@@ -180,6 +180,10 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
             }
         }
         Op::ArgReduce { axis, largest, last } => arg_reduce(x[0], *axis, *largest, *last),
+        Op::Resize { shape, axes, mode, extrapolation } => resize(x[0], &eval_shape(shape, env)?, axes, *mode, *extrapolation),
+        Op::ConvTranspose { window, groups, output_padding } => conv_transpose(x, window, *groups, output_padding),
+        Op::TopK { axis, k, largest } => top_k(x[0], *axis, *k, *largest),
+        Op::ScatterND { reduction } => scatter_nd(x[0], x[1], x[2], *reduction, out_dtype),
         Op::Classify { nan, pos_inf, neg_inf } => {
             let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
             Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
@@ -316,6 +320,11 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
                 BinaryOp::Mod | BinaryOp::Fmod if q == 0 => return Err("integer remainder by zero".into()),
                 BinaryOp::Mod => floor_mod(p % q, q, 0),
                 BinaryOp::Fmod => p % q,
+                BinaryOp::BitAnd => p & q,
+                BinaryOp::BitOr => p | q,
+                BinaryOp::BitXor => p ^ q,
+                BinaryOp::ShiftLeft => ((p as u32) << (q & 31)) as i32 as i64,
+                BinaryOp::ShiftRight => ((p as u32) >> (q & 31)) as i32 as i64,
             });
         }
         return Ok(convert(&Tensor::i64(shape, out), out_dtype));
@@ -332,6 +341,7 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
             BinaryOp::Pow => (p as f64).powf(q as f64) as f32,
             BinaryOp::Mod => floor_mod(p % q, q, 0.0),
             BinaryOp::Fmod => p % q,
+            _ => unreachable!("the type rule keeps {op:?} to integers"),
         }
     };
     Ok(Tensor::f32(shape, ao.iter().zip(&bo).map(|(&i, &j)| f(x[i], y[j])).collect()))
@@ -594,6 +604,146 @@ fn arg_reduce(x: &Tensor, axis: usize, largest: bool, last: bool) -> Tensor {
     }
     let mut shape = x.shape.clone();
     shape.remove(axis);
+    Tensor::i32(shape, out)
+}
+
+/// The input positions and weights output coordinate `x` of an axis of length `len` reads, or `None` where it
+/// extrapolates. Shared by every backend's idea of Resize; kernels follow the same steps in f32.
+pub fn resize_taps(map: &ResizeAxis, mode: ResizeMode, x: usize, len: usize, extrapolates: bool) -> Option<Vec<(usize, f64)>> {
+    let x_in = ((x as f64 + map.shift as f64) * map.num as f64) / map.den as f64 + map.offset as f64;
+    let last = len as f64 - 1.0;
+    if extrapolates && !(0.0..=last).contains(&x_in) {
+        return None;
+    }
+    // base + ratio with ratio in (0, 1].
+    let base = x_in.ceil() - 1.0;
+    let ratio = x_in - base;
+    let clamp = |i: f64| i.clamp(0.0, last) as usize;
+    Some(match mode {
+        ResizeMode::Nearest(rounding) => {
+            let up = match rounding {
+                NearestRounding::PreferFloor => ratio > 0.5,
+                NearestRounding::PreferCeil => ratio >= 0.5,
+                NearestRounding::Floor => ratio == 1.0,
+                NearestRounding::Ceil => true,
+            };
+            vec![(clamp(base + up as u8 as f64), 1.0)]
+        }
+        ResizeMode::Linear => vec![(clamp(base), 1.0 - ratio), (clamp(base + 1.0), ratio)],
+        ResizeMode::Cubic { a, exclude_outside } => {
+            let a = a as f64;
+            // Keys' kernel at distances 1 + ratio, ratio, 1 − ratio, 2 − ratio.
+            let near = |t: f64| ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0;
+            let far = |t: f64| ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a;
+            let mut taps: Vec<(f64, f64)> =
+                vec![(base - 1.0, far(1.0 + ratio)), (base, near(ratio)), (base + 1.0, near(1.0 - ratio)), (base + 2.0, far(2.0 - ratio))];
+            if exclude_outside {
+                for (i, w) in taps.iter_mut() {
+                    if *i < 0.0 || *i > last {
+                        *w = 0.0;
+                    }
+                }
+                let total: f64 = taps.iter().map(|t| t.1).sum();
+                taps.iter_mut().for_each(|t| t.1 /= total);
+            }
+            taps.into_iter().map(|(i, w)| (clamp(i), w)).collect()
+        }
+    })
+}
+
+fn resize(x: &Tensor, shape: &[usize], axes: &[Option<ResizeAxis>], mode: ResizeMode, extrapolation: Option<f32>) -> Tensor {
+    let v = x.to_f32();
+    let values = (0..shape.iter().product())
+        .map(|o| {
+            let c = coordinates(o, shape);
+            // Per axis, the (input index, weight) taps; their product over axes is the set of reads.
+            let mut reads: Vec<(usize, f64)> = vec![(0, 1.0)];
+            for a in 0..shape.len() {
+                let taps = match &axes[a] {
+                    None => vec![(c[a], 1.0)],
+                    Some(map) => match resize_taps(map, mode, c[a], x.shape[a], extrapolation.is_some()) {
+                        Some(taps) => taps,
+                        None => return extrapolation.unwrap_or(0.0),
+                    },
+                };
+                reads = reads.iter().flat_map(|&(at, w)| taps.iter().map(move |&(i, tw)| (at * x.shape[a] + i, w * tw))).collect();
+            }
+            reads.iter().map(|&(at, w)| w * v[at] as f64).sum::<f64>() as f32
+        })
+        .collect();
+    Tensor::f32(shape.to_vec(), values)
+}
+
+fn scatter_nd(data: &Tensor, indices: &Tensor, updates: &Tensor, reduction: Option<BinaryOp>, out_dtype: DType) -> Tensor {
+    let k = *indices.shape.last().unwrap();
+    let slice: usize = data.shape[k..].iter().product();
+    // Each update slice's first target offset, or None out of range.
+    let targets: Vec<Option<usize>> = indices
+        .to_i64()
+        .chunks_exact(k)
+        .map(|tuple| {
+            let coords: Option<Vec<usize>> = tuple
+                .iter()
+                .zip(&data.shape)
+                .map(|(&i, &d)| usize::try_from(if i < 0 { i + d as i64 } else { i }).ok().filter(|&i| i < d))
+                .collect();
+            coords.map(|c| offset_of(&c, &data.shape[..k]) * slice)
+        })
+        .collect();
+    fn apply<T: Copy>(out: &mut [T], new: &[T], slice: usize, targets: &[Option<usize>], f: fn(T, T) -> T) {
+        for (j, target) in targets.iter().enumerate() {
+            if let Some(t) = *target {
+                for s in 0..slice {
+                    out[t + s] = f(out[t + s], new[j * slice + s]);
+                }
+            }
+        }
+    }
+    if out_dtype.is_int() {
+        let (mut out, new): (Vec<i32>, Vec<i32>) = (data.to_i64().iter().map(|&v| v as i32).collect(), updates.to_i64().iter().map(|&v| v as i32).collect());
+        let f: fn(i32, i32) -> i32 = match reduction {
+            None => |_, u| u,
+            Some(BinaryOp::Add) => i32::wrapping_add,
+            Some(BinaryOp::Mul) => i32::wrapping_mul,
+            Some(BinaryOp::Max) => i32::max,
+            Some(_) => i32::min,
+        };
+        apply(&mut out, &new, slice, &targets, f);
+        return convert(&Tensor::i32(data.shape.clone(), out), out_dtype);
+    }
+    let (mut out, new) = (data.to_f32(), updates.to_f32());
+    let f: fn(f32, f32) -> f32 = match reduction {
+        None => |_, u| u,
+        Some(BinaryOp::Add) => |a, b| a + b,
+        Some(BinaryOp::Mul) => |a, b| a * b,
+        Some(BinaryOp::Max) => f32::max,
+        Some(_) => f32::min,
+    };
+    apply(&mut out, &new, slice, &targets, f);
+    Tensor::f32(data.shape.clone(), out)
+}
+
+fn top_k(x: &Tensor, axis: usize, k: usize, largest: bool) -> Tensor {
+    let (len, inner) = (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>());
+    let v = x.to_f32();
+    let outer = v.len() / (len * inner).max(1);
+    let mut out = vec![0i32; outer * k * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| v[(o * len + j) * inner + i];
+            let mut order: Vec<usize> = (0..len).collect();
+            // A stable sort keeps equal elements in index order.
+            order.sort_by(|&a, &b| {
+                let (p, q) = if largest { (at(b), at(a)) } else { (at(a), at(b)) };
+                p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal)
+            });
+            for (rank, &j) in order.iter().take(k).enumerate() {
+                out[(o * k + rank) * inner + i] = j as i32;
+            }
+        }
+    }
+    let mut shape = x.shape.clone();
+    shape[axis] = k;
     Tensor::i32(shape, out)
 }
 
@@ -922,6 +1072,52 @@ fn conv(x: &[&Tensor], window: &Window, groups: usize) -> Tensor {
     let mut shape = vec![n, m];
     shape.extend(out);
     Tensor::f32(shape, values)
+}
+
+fn conv_transpose(x: &[&Tensor], window: &Window, groups: usize, output_padding: &[usize]) -> Tensor {
+    let (input, weights) = (x[0], x[1]);
+    let (n, c) = (input.shape[0], input.shape[1]);
+    let (m, spatial, kernel) = (weights.shape[1] * groups, &input.shape[2..], &weights.shape[2..]);
+    let mut out_shape = vec![n, m];
+    out_shape.extend((0..spatial.len()).map(|a| {
+        window.strides[a] * (spatial[a] - 1) + output_padding[a] + window.dilations[a] * (kernel[a] - 1) + 1 - window.pads[a].0 - window.pads[a].1
+    }));
+    let out_spatial = &out_shape[2..];
+    let (xv, wv) = (input.to_f32(), weights.to_f32());
+    let (size, ksize, osize) = (spatial.iter().product::<usize>(), kernel.iter().product::<usize>(), out_spatial.iter().product::<usize>());
+    let (cg, mg) = (c / groups, m / groups);
+    let mut out = vec![0f64; n * m * osize];
+    for b in 0..n {
+        for ic in 0..c {
+            let g = ic / cg;
+            for i in 0..size {
+                let ic_coords = coordinates(i, spatial);
+                let value = xv[(b * c + ic) * size + i] as f64;
+                for k in 0..ksize {
+                    let kc = coordinates(k, kernel);
+                    let target: Option<Vec<usize>> = (0..spatial.len())
+                        .map(|a| {
+                            let at = (ic_coords[a] * window.strides[a] + kc[a] * window.dilations[a]) as i64 - window.pads[a].0 as i64;
+                            (0..out_spatial[a] as i64).contains(&at).then_some(at as usize)
+                        })
+                        .collect();
+                    let Some(target) = target else { continue };
+                    let o = offset_of(&target, out_spatial);
+                    for om in 0..mg {
+                        let w = wv[(ic * mg + om) * ksize + k] as f64;
+                        out[(b * m + g * mg + om) * osize + o] += value * w;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bias) = x.get(2) {
+        let bias = bias.to_f32();
+        for (i, v) in out.iter_mut().enumerate() {
+            *v += bias[(i / osize) % m] as f64;
+        }
+    }
+    Tensor::f32(out_shape.clone(), out.iter().map(|&v| v as f32).collect())
 }
 
 fn pool(x: &Tensor, kind: PoolKind, kernel: &[usize], window: &Window) -> Tensor {

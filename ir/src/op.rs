@@ -63,6 +63,20 @@ pub enum BinaryOp {
     Mod,
     /// The remainder with the sign of the dividend (C's `fmod`, ONNX Mod with fmod = 1).
     Fmod,
+    /// Bitwise on the 32 bits of integer operands (booleans included).
+    BitAnd,
+    BitOr,
+    BitXor,
+    /// a shifted by b mod 32 bits, integers only; right shifts are logical (as on unsigned values).
+    ShiftLeft,
+    ShiftRight,
+}
+
+impl BinaryOp {
+    /// Whether the op takes integer operands only.
+    pub fn integer_only(self) -> bool {
+        matches!(self, BinaryOp::BitAnd | BinaryOp::BitOr | BinaryOp::BitXor | BinaryOp::ShiftLeft | BinaryOp::ShiftRight)
+    }
 }
 
 /// Elementwise comparisons: 1 where the relation holds, else 0, as i32 (tfc's booleans).
@@ -116,6 +130,39 @@ pub enum PoolKind {
     Average { count_pad: bool },
     /// (Σ|x|^p)^(1/p).
     Lp(f32),
+}
+
+/// Where output coordinate x of a resized axis samples the input: x_in = ((x + shift) · num) / den + offset (each
+/// ONNX coordinate_transformation_mode is one choice of these; computed in this order so that exact positions stay
+/// exact).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ResizeAxis {
+    pub shift: f32,
+    pub num: f32,
+    pub den: f32,
+    pub offset: f32,
+}
+
+/// How `Op::Resize` interpolates between input elements. With x_in = base + ratio, base an integer and ratio in
+/// (0, 1] (so an integral x_in has ratio 1), neighbours are clamped to the axis (edge padding).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum ResizeMode {
+    /// One element: base + 1 if ratio > 0.5 (`prefer_ceil`: ≥ 0.5) for rounding; `Floor` takes floor(x_in), `Ceil`
+    /// ceil(x_in).
+    Nearest(NearestRounding),
+    /// base and base + 1 weighted 1 − ratio and ratio.
+    Linear,
+    /// base − 1 … base + 2 with Keys' cubic weights for coefficient `a`; `exclude_outside` gives neighbours outside
+    /// the axis weight 0 and rescales the others to sum to 1.
+    Cubic { a: f32, exclude_outside: bool },
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum NearestRounding {
+    PreferFloor,
+    PreferCeil,
+    Floor,
+    Ceil,
 }
 
 /// The window geometry of `Op::Conv` and `Op::Pool` over the spatial axes (those after batch and channel).
@@ -266,6 +313,22 @@ pub enum Op {
     /// i32 1 where the float element is a NaN (with `nan`), +∞ (with `pos_inf`) or −∞ (with `neg_inf`), else 0.
     /// Kernels test the bits, which no shader compiler folds away as it may `x != x`.
     Classify { nan: bool, pos_inf: bool, neg_inf: bool },
+    /// The indices (i32) of the `k` largest (or smallest) elements along `axis`, which becomes length k, best first;
+    /// equal elements in index order. The values are `GatherElements { axis }` of the operand at these indices.
+    TopK { axis: usize, k: usize, largest: bool },
+    /// `(data, indices int [.., k], updates [.., data.shape[k..]])` → data with each slice `indices[j]` (a negative
+    /// index counts from the end; one out of range writes nothing) replaced by `updates[j]`, or combined with it by
+    /// `reduction` (Add, Mul, Max or Min), in the order of j (the last write wins). ScatterElements is this with
+    /// full coordinates as indices.
+    ScatterND { reduction: Option<BinaryOp> },
+    /// The transpose (gradient) of `Conv`: `(x [N, C, s…], w [C, M / groups, k…][, bias [M]]) → [N, M, o…]`, 1 to 3
+    /// spatial axes, o = stride·(s − 1) + output_padding + dilation·(k − 1) + 1 − pad before − pad after: each input
+    /// element adds x·w to output position i·stride + j·dilation − pad before. `window.ceil_mode` must be off.
+    ConvTranspose { window: Window, groups: usize, output_padding: Vec<usize> },
+    /// Resamples the operand (float) to `shape`: each axis with a `ResizeAxis` (1 to 3 of them, constant lengths)
+    /// is interpolated by `mode` (separably: the weights of the axes multiply); the others are kept as they are. With
+    /// `extrapolation`, an output whose x_in is outside [0, len − 1] on some resized axis is that value.
+    Resize { shape: Vec<Dim>, axes: Vec<Option<ResizeAxis>>, mode: ResizeMode, extrapolation: Option<f32> },
 }
 
 impl Op {
@@ -303,6 +366,10 @@ impl Op {
             Op::Range { .. } => "Range",
             Op::ArgReduce { .. } => "ArgReduce",
             Op::Classify { .. } => "Classify",
+            Op::Resize { .. } => "Resize",
+            Op::ConvTranspose { .. } => "ConvTranspose",
+            Op::TopK { .. } => "TopK",
+            Op::ScatterND { .. } => "ScatterND",
         }
     }
 
@@ -357,11 +424,14 @@ impl Op {
                 shape.push(n.clone());
                 Ok(f32_of(shape))
             }
-            Op::Binary(_) => {
+            Op::Binary(op) => {
                 arity(2..=2)?;
                 let (a, b) = (inputs[0], inputs[1]);
                 if a.dtype.is_float() != b.dtype.is_float() {
                     return Err(format!("operands must both be float or both be integer, got {a} and {b}"));
+                }
+                if op.integer_only() && a.dtype.is_float() {
+                    return Err(format!("{op:?} takes integer operands, got {a} and {b}"));
                 }
                 let shape = broadcast_shapes(&a.shape, &b.shape)?;
                 Ok(TensorType::new(if a.dtype.is_float() { DType::F32 } else { a.dtype }, shape))
@@ -628,6 +698,68 @@ impl Op {
                 shape.extend(window_output(window, &x.shape[2..], &kernel)?);
                 Ok(f32_of(shape))
             }
+            Op::ScatterND { reduction } => {
+                arity(3..=3)?;
+                int(1)?;
+                let (data, indices, updates) = (inputs[0], inputs[1], inputs[2]);
+                if reduction.is_some_and(|r| !matches!(r, BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min)) {
+                    return Err(format!("reduces with Add, Mul, Max or Min, got {reduction:?}"));
+                }
+                let k = indices.shape.last().and_then(|d| d.as_const()).ok_or_else(|| format!("the indices {indices} need a constant last axis"))? as usize;
+                let mut expected = indices.shape[..indices.rank() - 1].to_vec();
+                expected.extend(data.shape.get(k..).unwrap_or_default().iter().cloned());
+                if k == 0 || k > data.rank() || updates.shape != expected || data.dtype.is_float() != updates.dtype.is_float() {
+                    return Err(format!("data {data}, indices {indices} and updates {updates} do not fit (updates must be [{expected:?}] of data's kind)"));
+                }
+                Ok(TensorType::new(if data.dtype.is_float() { DType::F32 } else { data.dtype }, data.shape.clone()))
+            }
+            Op::TopK { axis, k, .. } => {
+                arity(1..=1)?;
+                let x = inputs[0];
+                if *axis >= x.rank() || x.shape[*axis].as_const().is_none_or(|len| *k as u64 > len) {
+                    return Err(format!("takes the top {k} along a constant axis {axis} of {x} at least that long"));
+                }
+                let mut shape = x.shape.clone();
+                shape[*axis] = Dim::from(*k as u64);
+                Ok(TensorType::new(DType::I32, shape))
+            }
+            Op::ConvTranspose { window, groups, output_padding } => {
+                arity(2..=3)?;
+                for i in 0..inputs.len() {
+                    float(i)?;
+                }
+                let (x, w) = (inputs[0], inputs[1]);
+                let spatial = x.rank().saturating_sub(2);
+                if !(1..=3).contains(&spatial) || w.rank() != x.rank() || output_padding.len() != spatial || window.ceil_mode {
+                    return Err(format!("takes x [N, C, 1 to 3 spatial axes], w of the same rank and an output padding per spatial axis, got {x}, {w}, {output_padding:?}"));
+                }
+                let (Some(c), Some(w_c), Some(per_group)) = (x.shape[1].as_const(), w.shape[0].as_const(), w.shape[1].as_const()) else {
+                    return Err(format!("channels of x {x} and w {w} must be constant"));
+                };
+                if *groups == 0 || c != w_c || c % *groups as u64 != 0 {
+                    return Err(format!("x {x} and w {w} do not fit {groups} groups (w must be [C, M / groups, k…])"));
+                }
+                let m = Dim::from(per_group * *groups as u64);
+                if let Some(bias) = inputs.get(2)
+                    && bias.shape != [m.clone()]
+                {
+                    return Err(format!("the bias {bias} must have shape [{m}]"));
+                }
+                window_output(window, &x.shape[2..], &w.shape[2..])?; // checks the window's shape
+                let mut shape = vec![x.shape[0].clone(), m];
+                for a in 0..spatial {
+                    let (Some(len), Some(k)) = (x.shape[2 + a].as_const(), w.shape[2 + a].as_const()) else {
+                        return Err(format!("spatial axis {a} of {x} and its kernel must be constant"));
+                    };
+                    let full = window.strides[a] as u64 * len.saturating_sub(1) + output_padding[a] as u64 + window.dilations[a] as u64 * k.saturating_sub(1) + 1;
+                    let cut = (window.pads[a].0 + window.pads[a].1) as u64;
+                    if len == 0 || k == 0 || full <= cut {
+                        return Err(format!("spatial axis {a}: padding {:?} leaves no output", window.pads[a]));
+                    }
+                    shape.push(Dim::from(full - cut));
+                }
+                Ok(f32_of(shape))
+            }
             Op::Pool { kernel, window, kind } => {
                 arity(1..=1)?;
                 float(0)?;
@@ -655,6 +787,28 @@ impl Op {
                     _ => return Err(format!("makes f32, or i32 from whole start and step; got {dtype} from {start}, {step}")),
                 }
                 Ok(TensorType::new(*dtype, vec![len.clone()]))
+            }
+            Op::Resize { shape, axes, .. } => {
+                arity(1..=1)?;
+                float(0)?;
+                let x = inputs[0];
+                if shape.len() != x.rank() || axes.len() != x.rank() {
+                    return Err(format!("takes an output shape and an axis mapping (or none) per axis of {x}, got {shape:?} and {} mappings", axes.len()));
+                }
+                let resized: Vec<usize> = (0..x.rank()).filter(|&a| axes[a].is_some()).collect();
+                if !(1..=3).contains(&resized.len()) {
+                    return Err(format!("resizes 1 to 3 axes, got {}", resized.len()));
+                }
+                for a in 0..x.rank() {
+                    let constant = x.shape[a].as_const().is_some_and(|l| l > 0) && shape[a].as_const().is_some();
+                    if axes[a].is_none() && shape[a] != x.shape[a] {
+                        return Err(format!("axis {a} is not resized but its length changes from {} to {}", x.shape[a], shape[a]));
+                    }
+                    if axes[a].is_some() && !constant {
+                        return Err(format!("resized axis {a} needs constant, non-empty lengths, got {} to {}", x.shape[a], shape[a]));
+                    }
+                }
+                Ok(f32_of(shape.clone()))
             }
             Op::Classify { .. } => {
                 arity(1..=1)?;
