@@ -7,12 +7,13 @@ use super::tensor::{Elem, ExternalFiles, LoadedData, Values, dim_int, int_dim};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use tfc_ir::op::{CompareOp, PadMode, PoolKind, ReduceKind, Window};
+use tfc_ir::op::{CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, Window};
 use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryOp, Weight, WeightData};
 
 /// The ops of the default domain tfc lowers. Everything else is listed in the unsupported-op error.
 const SUPPORTED: &[&str] = &[
-    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Attention", "Asinh", "Atan", "Atanh", "AveragePool",
+    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Attention", "BitShift", "BitwiseAnd",
+    "BitwiseNot", "BitwiseOr", "BitwiseXor", "ConvTranspose", "Resize", "ScatterElements", "ScatterND", "TopK", "Asinh", "Atan", "Atanh", "AveragePool",
     "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
     "CenterCropPad", "Cos", "Cosh", "CumProd", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
     "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
@@ -326,8 +327,8 @@ fn input<'v>(inputs: &'v [Option<Value>], i: usize) -> Result<&'v Value, String>
 }
 
 /// A known input (shape, axes, …), or an error saying it must be.
-fn known_input<'v>(inputs: &'v [Option<Value>], i: usize, what: &str) -> Result<&'v Rc<Known>, String> {
-    known_of(input(inputs, i)?).ok_or_else(|| format!("{what} (input {i}) must be a constant; tfc compiles static graphs"))
+fn known_input<'v>(node: &NodeProto, inputs: &'v [Option<Value>], i: usize, what: &str) -> Result<&'v Rc<Known>, String> {
+    known_of(input(inputs, i)?).ok_or_else(|| format!("{what} (input {i}, `{}`) must be a constant; tfc compiles static graphs", node.input[i]))
 }
 
 fn normalize_axis(axis: i64, rank: usize) -> Result<usize, String> {
@@ -499,7 +500,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![n]))))
         }
         "ConstantOfShape" => {
-            let shape: Vec<usize> = known_input(inputs, 0, "the shape")?.const_ints()?.iter().map(|&d| d as usize).collect();
+            let shape: Vec<usize> = known_input(ctx.node, inputs, 0, "the shape")?.const_ints()?.iter().map(|&d| d as usize).collect();
             let node = ctx.node;
             let (e, v) = match node.attribute.iter().find(|a| a.name == "value").and_then(|a| a.t.as_ref()) {
                 Some(t) => {
@@ -516,7 +517,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(Value::Known(Known::new(e, shape, values)))
         }
         "Range" => {
-            let k = |i| known_input(inputs, i, "Range's start, limit and delta");
+            let k = |i| known_input(ctx.node, inputs, i, "Range's start, limit and delta");
             let e = k(0)?.elem;
             let limit = k(1)?.ints()?;
             if !e.is_float() && dim_int(&limit[0]).is_none() {
@@ -533,7 +534,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "Reshape" => {
             let x = x()?;
-            let target = known_input(inputs, 1, "the shape")?.ints()?;
+            let target = known_input(ctx.node, inputs, 1, "the shape")?.ints()?;
             let shape = reshape_target(&b.shape(x), &target, ctx.int("allowzero", 0) != 0)?;
             one(reshape(b, &base, x, shape)?)
         }
@@ -549,7 +550,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let x = x()?;
             let shape = b.shape(x);
             let axes = match inputs.get(1).and_then(Option::as_ref) {
-                Some(_) => known_input(inputs, 1, "the axes")?.const_ints()?,
+                Some(_) => known_input(ctx.node, inputs, 1, "the axes")?.const_ints()?,
                 None => vec![],
             };
             let target = if op_type == "Squeeze" {
@@ -583,14 +584,14 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Slice" => {
             let x = x()?;
             let shape = b.shape(x);
-            let starts = known_input(inputs, 1, "starts")?.ints()?;
-            let ends = known_input(inputs, 2, "ends")?.ints()?;
+            let starts = known_input(ctx.node, inputs, 1, "starts")?.ints()?;
+            let ends = known_input(ctx.node, inputs, 2, "ends")?.ints()?;
             let axes = match inputs.get(3).and_then(Option::as_ref) {
-                Some(_) => known_input(inputs, 3, "axes")?.const_ints()?,
+                Some(_) => known_input(ctx.node, inputs, 3, "axes")?.const_ints()?,
                 None => (0..starts.len() as i64).collect(),
             };
             let steps = match inputs.get(4).and_then(Option::as_ref) {
-                Some(_) => known_input(inputs, 4, "steps")?.const_ints()?,
+                Some(_) => known_input(ctx.node, inputs, 4, "steps")?.const_ints()?,
                 None => vec![1; starts.len()],
             };
             let mut v = x.clone();
@@ -606,7 +607,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let axis = normalize_axis(ctx.int("axis", 0), shape.len())?;
             let outputs = ctx.node.output.len();
             let sizes: Vec<Dim> = match inputs.get(1).and_then(Option::as_ref) {
-                Some(_) => known_input(inputs, 1, "split")?.ints()?,
+                Some(_) => known_input(ctx.node, inputs, 1, "split")?.ints()?,
                 None => {
                     let len = shape[axis].as_const().ok_or("splitting a symbolic axis needs the `split` input")? as usize;
                     let parts = if ctx.opset >= 18 { ctx.int("num_outputs", outputs as i64) } else { outputs as i64 }.max(1) as usize;
@@ -631,7 +632,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "Expand" => {
             let x = x()?;
-            let target = known_input(inputs, 1, "the shape")?.ints()?;
+            let target = known_input(ctx.node, inputs, 1, "the shape")?.ints()?;
             let shape = tfc_ir::op::broadcast_shapes(&b.shape(x), &target)?;
             one(expand(b, &base, x, &shape)?)
         }
@@ -704,6 +705,48 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "DequantizeLinear" => one(dequantize(b, ctx, inputs)?),
         "Attention" => attention(b, ctx, inputs),
+        "TopK" => {
+            let x = x()?;
+            let shape = b.shape(x);
+            let axis = normalize_axis(ctx.int("axis", -1), shape.len())?;
+            let k = known_input(ctx.node, inputs, 1, "K")?.const_ints()?[0];
+            let largest = ctx.int("largest", 1) != 0;
+            let id = b.node(x, &format!("{base}.x"))?;
+            let indices = b.add(&format!("{base}.indices"), Op::TopK { axis, k: k.max(0) as usize, largest }, &[id])?;
+            let values = b.add(&base, Op::GatherElements { axis }, &[id, indices])?;
+            Ok(vec![Value::Node { id: values, elem: elem(x) }, Value::Node { id: indices, elem: Elem::INT64 }])
+        }
+        "BitwiseAnd" | "BitwiseOr" | "BitwiseXor" => {
+            let op = match op_type {
+                "BitwiseAnd" => BinaryOp::BitAnd,
+                "BitwiseOr" => BinaryOp::BitOr,
+                _ => BinaryOp::BitXor,
+            };
+            one(binary(b, &base, op, x()?, input(inputs, 1)?)?)
+        }
+        "BitwiseNot" => {
+            // ~x = x XOR all ones, wrapped to the type's width.
+            let x = x()?;
+            let e = elem(x);
+            let ones = binary(b, &format!("{base}.xor"), BinaryOp::BitXor, x, &scalar(e, -1.0))?;
+            one(if e.wrap_int(-1) == -1 { ones } else { binary(b, &base, BinaryOp::BitAnd, &ones, &scalar(e, e.wrap_int(-1) as f64))? })
+        }
+        "BitShift" => {
+            let op = if ctx.string("direction").as_deref() == Some("LEFT") { BinaryOp::ShiftLeft } else { BinaryOp::ShiftRight };
+            let x = x()?;
+            let y = binary(b, &format!("{base}.shift"), op, x, input(inputs, 1)?)?;
+            let e = elem(x);
+            // Bits shifted past the type's width are dropped.
+            one(if e.wrap_int(-1) == -1 { y } else { binary(b, &base, BinaryOp::BitAnd, &y, &scalar(e, e.wrap_int(-1) as f64))? })
+        }
+        "ScatterND" => {
+            let reduction = scatter_reduction(ctx)?;
+            let (d, i, u) = (b.node(x()?, &format!("{base}.data"))?, b.node(input(inputs, 1)?, &format!("{base}.indices"))?, b.node(input(inputs, 2)?, &format!("{base}.updates"))?);
+            one(Value::Node { id: b.add(&base, Op::ScatterND { reduction }, &[d, i, u])?, elem: elem(x()?) })
+        }
+        "ScatterElements" => one(scatter_elements(b, ctx, x()?, input(inputs, 1)?, input(inputs, 2)?)?),
+        "ConvTranspose" => one(conv_transpose(b, ctx, inputs)?),
+        "Resize" => one(resize(b, ctx, inputs)?),
         "Hardmax" => {
             // 1 at the first largest element along the axis: its index compared with every position.
             let x = x()?;
@@ -723,7 +766,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "CenterCropPad" => {
             let x = x()?;
             let shape = const_shape(b, x)?;
-            let target = known_input(inputs, 1, "the shape")?.const_ints()?;
+            let target = known_input(ctx.node, inputs, 1, "the shape")?.const_ints()?;
             let axes: Vec<usize> = match ctx.ints("axes") {
                 Some(a) => a.iter().map(|&a| normalize_axis(a, shape.len())).collect::<Result<_, _>>()?,
                 None => (0..shape.len()).collect(),
@@ -863,7 +906,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Pad" => one(pad(b, ctx, inputs)?),
         "CumSum" | "CumProd" => {
             let x = x()?;
-            let axis = known_input(inputs, 1, "the axis")?.const_ints()?[0];
+            let axis = known_input(ctx.node, inputs, 1, "the axis")?.const_ints()?[0];
             let axis = normalize_axis(axis, b.shape(x).len())?;
             let running = if op_type == "CumSum" { BinaryOp::Add } else { BinaryOp::Mul };
             let op = Op::Cumulative { op: running, axis, exclusive: ctx.int("exclusive", 0) != 0, reverse: ctx.int("reverse", 0) != 0 };
@@ -878,7 +921,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
                 _ => return Err("Trilu of a matrix with symbolic dimensions is not supported; fix them with --dim".into()),
             };
             let k = match inputs.get(1).and_then(Option::as_ref) {
-                Some(_) => known_input(inputs, 1, "k")?.const_ints()?[0],
+                Some(_) => known_input(ctx.node, inputs, 1, "k")?.const_ints()?[0],
                 None => 0,
             };
             let upper = ctx.int("upper", 1) != 0;
@@ -936,7 +979,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "Tile" => {
             let x = x()?;
-            let repeats = known_input(inputs, 1, "repeats")?.const_ints()?;
+            let repeats = known_input(ctx.node, inputs, 1, "repeats")?.const_ints()?;
             let shape = b.shape(x);
             // [d0, d1, …] → [1, d0, 1, d1, …] → [r0, d0, r1, d1, …] → [r0·d0, r1·d1, …]
             let interleaved: Vec<Dim> = shape.iter().flat_map(|d| [Dim::from(1u64), d.clone()]).collect();
@@ -1503,7 +1546,7 @@ fn where_(b: &mut Builder, base: &str, cond: &Value, x: &Value, y: &Value) -> Re
 /// The axes of a Reduce*/… node: its `axes` input (opset 18; ReduceSum from 13) or attribute.
 fn reduce_axes(ctx: &Ctx, inputs: &[Option<Value>], rank: usize) -> Result<Option<Vec<usize>>, String> {
     let axes = match inputs.get(1).and_then(Option::as_ref) {
-        Some(_) => Some(known_input(inputs, 1, "the axes")?.const_ints()?),
+        Some(_) => Some(known_input(ctx.node, inputs, 1, "the axes")?.const_ints()?),
         None => ctx.ints("axes"),
     };
     let axes: Vec<usize> = axes.unwrap_or_default().iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?;
@@ -1578,9 +1621,9 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
     let base = ctx.base();
     let x = input(inputs, 0)?;
     let rank = b.shape(x).len();
-    let pads = known_input(inputs, 1, "the pads")?.const_ints()?;
+    let pads = known_input(ctx.node, inputs, 1, "the pads")?.const_ints()?;
     let axes: Vec<usize> = match inputs.get(3).and_then(Option::as_ref) {
-        Some(_) => known_input(inputs, 3, "the axes")?.const_ints()?.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?,
+        Some(_) => known_input(ctx.node, inputs, 3, "the axes")?.const_ints()?.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?,
         None => (0..rank).collect(),
     };
     if pads.len() != 2 * axes.len() {
@@ -1594,7 +1637,7 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
         all[a] = (pads[i] as usize, pads[axes.len() + i] as usize);
     }
     let value = match inputs.get(2).and_then(Option::as_ref) {
-        Some(_) => known_input(inputs, 2, "the constant value")?.f32s()?.first().copied().unwrap_or(0.0),
+        Some(_) => known_input(ctx.node, inputs, 2, "the constant value")?.f32s()?.first().copied().unwrap_or(0.0),
         None => 0.0,
     };
     let mode = match ctx.string("mode").as_deref().unwrap_or("constant") {
@@ -1902,4 +1945,189 @@ fn attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec
         _ => probs,
     };
     Ok(vec![y, present_key, present_value, qk_output])
+}
+
+fn scatter_reduction(ctx: &Ctx) -> Result<Option<BinaryOp>, String> {
+    Ok(match ctx.string("reduction").as_deref().unwrap_or("none") {
+        "none" => None,
+        "add" => Some(BinaryOp::Add),
+        "mul" => Some(BinaryOp::Mul),
+        "max" => Some(BinaryOp::Max),
+        "min" => Some(BinaryOp::Min),
+        other => return Err(format!("reduction {other:?} is not supported")),
+    })
+}
+
+/// ScatterElements as ScatterND: each index becomes a full coordinate tuple (its own position on the other axes).
+fn scatter_elements(b: &mut Builder, ctx: &Ctx, data: &Value, indices: &Value, updates: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    let reduction = scatter_reduction(ctx)?;
+    let ishape = const_shape(b, indices)?;
+    let rank = ishape.len();
+    let axis = normalize_axis(ctx.int("axis", 0), rank)?;
+    let mut coords = Vec::new();
+    let mut tuple_shape: Vec<Dim> = ishape.iter().map(|&d| Dim::from(d)).collect();
+    tuple_shape.push(Dim::from(1u64));
+    for a in 0..rank {
+        let coord = if a == axis {
+            indices.clone()
+        } else {
+            let st = strides(&ishape.iter().map(|&d| d as usize).collect::<Vec<_>>());
+            let n: usize = ishape.iter().product::<u64>() as usize;
+            let values = (0..n).map(|i| Dim::from(((i / st[a]) % ishape[a] as usize) as u64)).collect();
+            Value::Known(Known::new(Elem::INT64, ishape.iter().map(|&d| d as usize).collect(), Values::Int(values)))
+        };
+        coords.push(reshape(b, &format!("{base}.coord{a}"), &coord, tuple_shape.clone())?);
+    }
+    let refs: Vec<&Value> = coords.iter().collect();
+    let tuples = concat(b, &format!("{base}.tuples"), &refs, rank)?;
+    let (d, i, u) = (b.node(data, &format!("{base}.data"))?, b.node(&tuples, &format!("{base}.indices"))?, b.node(updates, &format!("{base}.updates"))?);
+    Ok(Value::Node { id: b.add(&base, Op::ScatterND { reduction }, &[d, i, u])?, elem: elem(data) })
+}
+
+fn conv_transpose(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, w) = (input(inputs, 0)?, input(inputs, 1)?);
+    let (xs, ws) = (const_shape(b, x)?, const_shape(b, w)?);
+    let n = xs.len() - 2;
+    let kernel: Vec<u64> = match ctx.ints("kernel_shape") {
+        Some(k) if !k.is_empty() => k.iter().map(|&v| v as u64).collect(),
+        _ => ws[2..].to_vec(),
+    };
+    let or = |name: &str, default: usize| ctx.ints(name).filter(|v| !v.is_empty()).unwrap_or(vec![default as i64; n]).iter().map(|&v| v as usize).collect::<Vec<_>>();
+    let (strides, dilations, mut output_padding) = (or("strides", 1), or("dilations", 1), or("output_padding", 0));
+    let full = |i: usize, extra: usize| strides[i] as u64 * (xs[2 + i] - 1) + extra as u64 + dilations[i] as u64 * (kernel[i] - 1) + 1;
+    let auto_pad = ctx.string("auto_pad").unwrap_or_else(|| "NOTSET".into());
+    let pads: Vec<(usize, usize)> = if let Some(out) = ctx.ints("output_shape").filter(|v| !v.is_empty()) {
+        let out = &out[out.len() - n..];
+        (0..n)
+            .map(|i| {
+                let natural = full(i, output_padding[i]) as i64;
+                if natural < out[i] {
+                    // A longer output than the kernels reach: extra (zero-input) rows at the end.
+                    output_padding[i] += (out[i] - natural) as usize;
+                    return (0, 0);
+                }
+                let total = (natural - out[i]) as usize;
+                if auto_pad == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) }
+            })
+            .collect()
+    } else {
+        match auto_pad.as_str() {
+            "NOTSET" => {
+                let p = ctx.ints("pads").unwrap_or(vec![0; 2 * n]);
+                (0..n).map(|i| (p[i] as usize, p[n + i] as usize)).collect()
+            }
+            "VALID" => vec![(0, 0); n],
+            _ => (0..n)
+                .map(|i| {
+                    let total = full(i, output_padding[i]).saturating_sub(xs[2 + i] * strides[i] as u64) as usize;
+                    if auto_pad == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) }
+                })
+                .collect(),
+        }
+    };
+    let window = Window { strides, dilations, pads, ceil_mode: false };
+    let mut ids = vec![b.node(x, &format!("{base}.x"))?, b.node(w, &format!("{base}.w"))?];
+    if let Some(bias) = inputs.get(2).and_then(Option::as_ref) {
+        ids.push(b.node(bias, &format!("{base}.bias"))?);
+    }
+    let groups = ctx.int("group", 1) as usize;
+    Ok(Value::Node { id: b.add(&base, Op::ConvTranspose { window, groups, output_padding }, &ids)?, elem: elem(x) })
+}
+
+/// Resize: output lengths from `sizes` (with the aspect-ratio policy) or `scales`, and per resized axis the affine
+/// map from output to input coordinates of the coordinate transformation mode (see `ResizeAxis`).
+fn resize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    if ctx.int("antialias", 0) != 0 {
+        return Err("antialias = 1 is not supported".into());
+    }
+    let x = input(inputs, 0)?;
+    let shape = const_shape(b, x)?;
+    let rank = shape.len();
+    let axes: Vec<usize> = match ctx.ints("axes") {
+        Some(a) if !a.is_empty() => a.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?,
+        _ => (0..rank).collect(),
+    };
+    let present = |i: usize| inputs.get(i).and_then(Option::as_ref).and_then(known_of).filter(|k| k.numel() > 0);
+    for i in 1..4 {
+        if inputs.get(i).and_then(Option::as_ref).is_some() {
+            known_input(ctx.node, inputs, i, "roi, scales and sizes")?;
+        }
+    }
+    let mut scales = vec![1f64; rank];
+    let mut out: Vec<u64> = shape.clone();
+    if let Some(sizes) = present(3) {
+        let sizes = sizes.const_ints()?;
+        for (&a, &s) in axes.iter().zip(&sizes) {
+            scales[a] = s as f64 / shape[a] as f64;
+            out[a] = s as u64;
+        }
+        let policy = ctx.string("keep_aspect_ratio_policy").unwrap_or_else(|| "stretch".into());
+        if policy != "stretch" {
+            let chosen = axes.iter().map(|&a| scales[a]);
+            let scale = if policy == "not_larger" { chosen.fold(f64::INFINITY, f64::min) } else { chosen.fold(0.0, f64::max) };
+            for &a in &axes {
+                scales[a] = scale;
+                out[a] = (scale * shape[a] as f64 + 0.5) as u64;
+            }
+        }
+    } else if let Some(given) = present(2) {
+        for (&a, &s) in axes.iter().zip(&given.f32s()?) {
+            scales[a] = s as f64;
+            out[a] = (s as f64 * shape[a] as f64) as u64;
+        }
+    } else {
+        return Err("needs scales or sizes".into());
+    }
+    let roi: Vec<f32> = present(1).map(|k| k.f32s()).transpose()?.unwrap_or_default();
+    let mode_name = ctx.string("coordinate_transformation_mode").unwrap_or_else(|| "half_pixel".into());
+    let mut per_axis: Vec<Option<ResizeAxis>> = vec![None; rank];
+    for (i, &a) in axes.iter().enumerate() {
+        // The reference maps coordinates with the unrounded output length (input length · scale).
+        let (input_len, output_len, scale) = (shape[a] as f32, (shape[a] as f64 * scales[a]) as f32, scales[a] as f32);
+        let axis = |shift: f32, num: f32, den: f32, offset: f32| ResizeAxis { shift, num, den, offset };
+        per_axis[a] = Some(match mode_name.as_str() {
+            "half_pixel" => axis(0.5, 1.0, scale, -0.5),
+            "asymmetric" => axis(0.0, 1.0, scale, 0.0),
+            "align_corners" if out[a] == 1 => axis(0.0, 0.0, 1.0, 0.0),
+            "align_corners" => axis(0.0, input_len - 1.0, output_len - 1.0, 0.0),
+            "pytorch_half_pixel" if out[a] == 1 => axis(0.0, 0.0, 1.0, -0.5),
+            "pytorch_half_pixel" => axis(0.5, 1.0, scale, -0.5),
+            "half_pixel_symmetric" => axis(0.5, 1.0, scale, input_len / 2.0 * (1.0 - out[a] as f32 / (scale * input_len)) - 0.5),
+            "tf_crop_and_resize" => {
+                let n = axes.len();
+                let (start, end) = (*roi.get(i).ok_or("tf_crop_and_resize needs roi")?, *roi.get(n + i).ok_or("tf_crop_and_resize needs roi")?);
+                if out[a] == 1 {
+                    axis(0.0, 0.0, 1.0, (start + end) * (input_len - 1.0) / 2.0)
+                } else {
+                    axis(0.0, (end - start) * (input_len - 1.0), output_len - 1.0, start * (input_len - 1.0))
+                }
+            }
+            other => return Err(format!("coordinate_transformation_mode {other:?} is not supported")),
+        });
+        if out[a] == shape[a] && (shape[a] == 1 || per_axis[a].is_some_and(|m| m.num == m.den && m.offset + m.shift == 0.0)) {
+            per_axis[a] = None; // the identity
+        }
+    }
+    let mode = match ctx.string("mode").as_deref().unwrap_or("nearest") {
+        "nearest" => ResizeMode::Nearest(match ctx.string("nearest_mode").as_deref().unwrap_or("round_prefer_floor") {
+            "round_prefer_floor" => NearestRounding::PreferFloor,
+            "round_prefer_ceil" => NearestRounding::PreferCeil,
+            "floor" => NearestRounding::Floor,
+            "ceil" => NearestRounding::Ceil,
+            other => return Err(format!("nearest_mode {other:?} is not supported")),
+        }),
+        "linear" => ResizeMode::Linear,
+        "cubic" => ResizeMode::Cubic { a: ctx.float("cubic_coeff_a", -0.75), exclude_outside: ctx.int("exclude_outside", 0) != 0 },
+        other => return Err(format!("mode {other:?} is not supported")),
+    };
+    let extrapolation = (mode_name == "tf_crop_and_resize").then(|| ctx.float("extrapolation_value", 0.0));
+    if per_axis.iter().all(Option::is_none) {
+        return Ok(x.clone());
+    }
+    let id = b.node(x, &format!("{base}.x"))?;
+    let op = Op::Resize { shape: out.iter().map(|&d| Dim::from(d)).collect(), axes: per_axis, mode, extrapolation };
+    Ok(Value::Node { id: b.add(&base, op, &[id])?, elem: elem(x) })
 }
