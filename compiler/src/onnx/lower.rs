@@ -20,10 +20,10 @@ const SUPPORTED: &[&str] = &[
     "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Hardmax", "HardSigmoid", "HardSwish",
     "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
     "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "MatMulInteger", "Max", "MaxPool", "Mean", "Min",
-    "Mish", "Mod", "Mul", "Neg", "Not", "Or", "PRelu", "Pad", "Pow", "QLinearMatMul", "QuantizeLinear", "RMSNormalization", "Range",
+    "Mish", "Mod", "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "Or", "PRelu", "Pad", "Pow", "QLinearMatMul", "QuantizeLinear", "RMSNormalization", "Range",
     "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
     "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Round", "Selu", "Shape", "Shrink", "Sigmoid",
-    "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt",
+    "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt",
     "Squeeze", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where",
     "Xor",
 ];
@@ -673,20 +673,17 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             };
             one(unary(b, ctx, x()?, op)?)
         }
+        "NegativeLogLikelihoodLoss" => one(nll_loss(b, ctx, x()?, input(inputs, 1)?, inputs.get(2).and_then(Option::as_ref))?),
+        "SoftmaxCrossEntropyLoss" => {
+            let x = x()?;
+            let log_prob = softmax_along(b, ctx, x, 1, true)?;
+            let loss = nll_loss(b, ctx, &log_prob, input(inputs, 1)?, inputs.get(2).and_then(Option::as_ref))?;
+            Ok(vec![loss, log_prob])
+        }
         "Softmax" | "LogSoftmax" => {
             let x = x()?;
-            let rank = b.shape(x).len();
-            let axis = normalize_axis(ctx.int("axis", -1), rank)?;
-            let mut perm: Vec<usize> = (0..rank).collect();
-            perm.swap(axis, rank - 1);
-            let t = transpose(b, &format!("{base}.in"), x, &perm)?;
-            let t = b.node(&t, &base)?;
-            let name = if op_type == "LogSoftmax" { format!("{base}.softmax") } else { format!("{base}.last") };
-            let mut y = Value::Node { id: b.add(&name, Op::Softmax, &[t])?, elem: elem(x) };
-            if op_type == "LogSoftmax" {
-                y = unary(b, ctx, &y, UnaryOp::Log)?;
-            }
-            one(transpose(b, &format!("{base}.out"), &y, &perm)?)
+            let axis = normalize_axis(ctx.int("axis", -1), b.shape(x).len())?;
+            one(softmax_along(b, ctx, x, axis, op_type == "LogSoftmax")?)
         }
         "LayerNormalization" | "RMSNormalization" => normalization(b, ctx, inputs),
         "MatMul" => one(matmul(b, &base, x()?, input(inputs, 1)?, false, false)?),
@@ -2130,4 +2127,64 @@ fn resize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value,
     let id = b.node(x, &format!("{base}.x"))?;
     let op = Op::Resize { shape: out.iter().map(|&d| Dim::from(d)).collect(), axes: per_axis, mode, extrapolation };
     Ok(Value::Node { id: b.add(&base, op, &[id])?, elem: elem(x) })
+}
+
+/// Softmax (or its log) along `axis`, which is moved last for the IR op and back.
+fn softmax_along(b: &mut Builder, ctx: &Ctx, x: &Value, axis: usize, log: bool) -> Result<Value, String> {
+    let base = ctx.base();
+    let rank = b.shape(x).len();
+    let mut perm: Vec<usize> = (0..rank).collect();
+    perm.swap(axis, rank - 1);
+    let t = transpose(b, &format!("{base}.in"), x, &perm)?;
+    let t = b.node(&t, &base)?;
+    let mut y = Value::Node { id: b.add(&format!("{base}.softmax"), Op::Softmax, &[t])?, elem: elem(x) };
+    if log {
+        y = unary_named(b, &format!("{base}.log"), &y, UnaryOp::Log)?;
+    }
+    transpose(b, &format!("{base}.out"), &y, &perm)
+}
+
+/// NegativeLogLikelihoodLoss: −input[n, target, d…] · weight[target], 0 where target is ignore_index; reduced by
+/// sum, or by mean (divided by the weights' sum), or not at all.
+fn nll_loss(b: &mut Builder, ctx: &Ctx, input_: &Value, target: &Value, weight: Option<&Value>) -> Result<Value, String> {
+    let base = ctx.base();
+    let ignored = match ctx.attr("ignore_index") {
+        Some(a) => Some(compare(b, &format!("{base}.ignored"), CompareOp::Eq, target, &scalar(elem(target), a.i as f64))?),
+        None => None,
+    };
+    let safe = match &ignored {
+        Some(i) => where_(b, &format!("{base}.safe_target"), i, &scalar(elem(target), 0.0), target)?,
+        None => target.clone(),
+    };
+    let tshape = b.shape(&safe);
+    let mut column = tshape.clone();
+    column.insert(1, Dim::from(1u64));
+    let index = reshape(b, &format!("{base}.index"), &safe, column)?;
+    let (x, i) = (b.node(input_, &format!("{base}.x"))?, b.node(&index, &format!("{base}.i"))?);
+    let picked = Value::Node { id: b.add(&format!("{base}.picked"), Op::GatherElements { axis: 1 }, &[x, i])?, elem: Elem::FLOAT };
+    let picked = reshape(b, &format!("{base}.picked_flat"), &picked, tshape.clone())?;
+    let mut w = match weight {
+        Some(w) => gather(b, &format!("{base}.weight"), w, &safe, 0)?,
+        None => expand(b, &format!("{base}.ones"), &scalar(Elem::FLOAT, 1.0), &tshape)?,
+    };
+    if let Some(i) = &ignored {
+        w = where_(b, &format!("{base}.weight_kept"), i, &scalar(Elem::FLOAT, 0.0), &w)?;
+    }
+    let weighted = binary(b, &format!("{base}.weighted"), BinaryOp::Mul, &picked, &w)?;
+    let loss = binary(b, &format!("{base}.loss"), BinaryOp::Sub, &scalar(Elem::FLOAT, 0.0), &weighted)?;
+    let all: Vec<usize> = (0..tshape.len()).collect();
+    let sum = |b: &mut Builder, v: &Value, name: &str| -> Result<Value, String> {
+        let id = b.node(v, &format!("{base}.{name}_in"))?;
+        Ok(Value::Node { id: b.add(&format!("{base}.{name}"), Op::Reduce { kind: ReduceKind::Sum, axes: all.clone(), keep_dims: false }, &[id])?, elem: Elem::FLOAT })
+    };
+    match ctx.string("reduction").as_deref().unwrap_or("mean") {
+        "none" => Ok(loss),
+        "sum" => sum(b, &loss, "sum"),
+        "mean" => {
+            let total = sum(b, &loss, "sum")?;
+            let weights = sum(b, &w, "weights")?;
+            binary(b, &base, BinaryOp::Div, &total, &weights)
+        }
+        other => Err(format!("reduction {other:?} is not supported")),
+    }
 }
