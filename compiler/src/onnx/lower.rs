@@ -16,15 +16,15 @@ const SUPPORTED: &[&str] = &[
     "BitwiseNot", "BitwiseOr", "BitwiseXor", "ConvTranspose", "Resize", "ScatterElements", "ScatterND", "TopK", "Asinh", "Atan", "Atanh", "AveragePool",
     "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
     "CenterCropPad", "Cos", "Cosh", "CumProd", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
-    "Equal", "Erf", "Exp", "Expand", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm",
+    "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GroupNormalization",
     "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Hardmax", "HardSigmoid", "HardSwish",
     "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
     "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "MatMulInteger", "Max", "MaxPool", "Mean", "Min",
     "Mish", "Mod", "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "Or", "PRelu", "Pad", "Pow", "QLinearMatMul", "QuantizeLinear", "RMSNormalization", "Range",
     "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-    "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "Round", "Selu", "Shape", "Shrink", "Sigmoid",
+    "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "RotaryEmbedding", "Round", "Selu", "Shape", "Shrink", "Sigmoid",
     "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt",
-    "Squeeze", "Sub", "Sum", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where",
+    "Squeeze", "Sub", "Sum", "Swish", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where",
     "Xor",
 ];
 
@@ -744,6 +744,32 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "ScatterElements" => one(scatter_elements(b, ctx, x()?, input(inputs, 1)?, input(inputs, 2)?)?),
         "ConvTranspose" => one(conv_transpose(b, ctx, inputs)?),
         "Resize" => one(resize(b, ctx, inputs)?),
+        "RotaryEmbedding" => one(rotary_embedding(b, ctx, inputs)?),
+        "Swish" => {
+            let x = x()?;
+            let ax = binary(b, &format!("{base}.ax"), BinaryOp::Mul, x, &scalar(Elem::FLOAT, ctx.float("alpha", 1.0) as f64))?;
+            let gate = unary_named(b, &format!("{base}.gate"), &ax, UnaryOp::Sigmoid)?;
+            one(binary(b, &base, BinaryOp::Mul, x, &gate)?)
+        }
+        "EyeLike" => {
+            let x = x()?;
+            let shape = const_shape(b, x)?;
+            let [n, m] = shape[..] else { return Err("needs a 2-D input".into()) };
+            let e = match ctx.int("dtype", 0) {
+                0 => elem(x),
+                t => Elem(t as i32),
+            };
+            e.dtype()?;
+            let k = ctx.int("k", 0);
+            let on = |i: u64| (i % m) as i64 - (i / m) as i64 == k;
+            let values = if e.is_float() {
+                Values::F32((0..n * m).map(|i| if on(i) { 1.0 } else { 0.0 }).collect())
+            } else {
+                Values::Int((0..n * m).map(|i| Dim::from(u64::from(on(i)))).collect())
+            };
+            one(Value::Known(Known::new(e, vec![n as usize, m as usize], values)))
+        }
+        "GroupNormalization" => one(group_norm(b, ctx, inputs)?),
         "Hardmax" => {
             // 1 at the first largest element along the axis: its index compared with every position.
             let x = x()?;
@@ -1368,7 +1394,7 @@ fn slice(b: &mut Builder, base: &str, x: &Value, axis: usize, start: &Dim, end: 
         return select_along(k, axis, &positions);
     }
     if step != 1 {
-        return Err(format!("a slice step of {step} on a computed tensor is not supported (only 1)"));
+        return strided_slice(b, base, x, axis, &s, &e, step);
     }
     if s == Dim::from(0u64) && e == len {
         return Ok(x.clone());
@@ -2187,4 +2213,138 @@ fn nll_loss(b: &mut Builder, ctx: &Ctx, input_: &Value, target: &Value, weight: 
         }
         other => Err(format!("reduction {other:?} is not supported")),
     }
+}
+
+/// RotaryEmbedding (opset 23) from basic ops: the first `rotary_embedding_dim` features of each head rotated by the
+/// cached cos/sin (picked by position_ids when given), halves or interleaved pairs.
+fn rotary_embedding(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let x = input(inputs, 0)?;
+    let shape = const_shape(b, x)?;
+    let d = |v: u64| Dim::from(v);
+    let x4 = if shape.len() == 4 {
+        transpose(b, &format!("{base}.bshd"), x, &[0, 2, 1, 3])?
+    } else {
+        let heads = ctx.int("num_heads", 0);
+        if heads <= 0 {
+            return Err("a 3-D input needs num_heads".into());
+        }
+        let heads = heads as u64;
+        reshape(b, &format!("{base}.heads"), x, vec![d(shape[0]), d(shape[1]), d(heads), d(shape[2] / heads)])?
+    };
+    let s4 = const_shape(b, &x4)?;
+    let head = s4[3];
+    let r = match ctx.int("rotary_embedding_dim", 0) {
+        0 => head,
+        r => r as u64,
+    };
+    let half = r / 2;
+    let rot = slice(b, &format!("{base}.rot"), &x4, 3, &d(0), &d(r), 1)?;
+    let cache = |b: &mut Builder, i: usize, name: &str| -> Result<Value, String> {
+        let c = input(inputs, i)?;
+        let c = match inputs.get(3).and_then(Option::as_ref) {
+            Some(pos) => gather(b, &format!("{base}.{name}"), c, pos, 0)?,
+            None => c.clone(),
+        };
+        reshape(b, &format!("{base}.{name}.heads"), &c, vec![d(s4[0]), d(s4[1]), d(1), d(half)])
+    };
+    let (cos, sin) = (cache(b, 1, "cos")?, cache(b, 2, "sin")?);
+    let interleaved = ctx.int("interleaved", 0) != 0;
+    let pair = |b: &mut Builder, k: u64| -> Result<Value, String> {
+        if interleaved {
+            let pairs = reshape(b, &format!("{base}.pairs"), &rot, vec![d(s4[0]), d(s4[1]), d(s4[2]), d(half), d(2)])?;
+            let one = slice(b, &format!("{base}.x{k}"), &pairs, 4, &d(k), &d(k + 1), 1)?;
+            reshape(b, &format!("{base}.x{k}.flat"), &one, vec![d(s4[0]), d(s4[1]), d(s4[2]), d(half)])
+        } else {
+            slice(b, &format!("{base}.x{k}"), &rot, 3, &d(k * half), &d((k + 1) * half), 1)
+        }
+    };
+    let (x1, x2) = (pair(b, 0)?, pair(b, 1)?);
+    let mul = |b: &mut Builder, p: &Value, q: &Value, name: &str| binary(b, &format!("{base}.{name}"), BinaryOp::Mul, p, q);
+    let (c1, s2, s1, c2) = (mul(b, &cos, &x1, "c1")?, mul(b, &sin, &x2, "s2")?, mul(b, &sin, &x1, "s1")?, mul(b, &cos, &x2, "c2")?);
+    let real = binary(b, &format!("{base}.real"), BinaryOp::Sub, &c1, &s2)?;
+    let imag = binary(b, &format!("{base}.imag"), BinaryOp::Add, &s1, &c2)?;
+    let rotated = if interleaved {
+        let col = vec![d(s4[0]), d(s4[1]), d(s4[2]), d(half), d(1)];
+        let (re, im) = (reshape(b, &format!("{base}.re"), &real, col.clone())?, reshape(b, &format!("{base}.im"), &imag, col)?);
+        let both = concat(b, &format!("{base}.interleave"), &[&re, &im], 4)?;
+        reshape(b, &format!("{base}.rotated"), &both, vec![d(s4[0]), d(s4[1]), d(s4[2]), d(r)])?
+    } else {
+        concat(b, &format!("{base}.rotated"), &[&real, &imag], 3)?
+    };
+    let out = if r < head {
+        let rest = slice(b, &format!("{base}.pass"), &x4, 3, &d(r), &d(head), 1)?;
+        concat(b, &format!("{base}.joined"), &[&rotated, &rest], 3)?
+    } else {
+        rotated
+    };
+    if shape.len() == 4 {
+        transpose(b, &base, &out, &[0, 2, 1, 3])
+    } else {
+        reshape(b, &base, &out, shape.iter().map(|&v| d(v)).collect())
+    }
+}
+
+/// Every `step`-th element of `start..end` along `axis` (step > 1): the range, padded to whole groups of `step`,
+/// viewed as [groups, step], and the first of each group.
+fn strided_slice(b: &mut Builder, base: &str, x: &Value, axis: usize, start: &Dim, end: &Dim, step: i64) -> Result<Value, String> {
+    let shape = const_shape(b, x)?;
+    let (Some(s), Some(e)) = (dim_int(start), dim_int(end)) else {
+        return Err("a strided slice with symbolic bounds is not supported; fix them with --dim".into());
+    };
+    if step < 1 {
+        return Err(format!("a slice step of {step} on a computed tensor is not supported (only positive steps)"));
+    }
+    let (s, e, k) = (s as u64, (e.max(s)) as u64, step as u64);
+    let groups = (e - s).div_ceil(k);
+    if groups == 0 {
+        return slice(b, base, x, axis, &Dim::from(s), &Dim::from(s), 1);
+    }
+    let stop = (s + groups * k).min(shape[axis]);
+    let mut v = slice(b, &format!("{base}.range"), x, axis, &Dim::from(s), &Dim::from(stop), 1)?;
+    if stop < s + groups * k {
+        let mut pads = vec![(0usize, 0usize); shape.len()];
+        pads[axis] = (0, (s + groups * k - stop) as usize);
+        let id = b.node(&v, &format!("{base}.range"))?;
+        v = Value::Node { id: b.add(&format!("{base}.whole"), Op::Pad { pads, mode: PadMode::Edge }, &[id])?, elem: elem(x) };
+    }
+    let mut grouped: Vec<Dim> = shape.iter().map(|&d| Dim::from(d)).collect();
+    grouped[axis] = Dim::from(groups);
+    grouped.insert(axis + 1, Dim::from(k));
+    let v = reshape(b, &format!("{base}.groups"), &v, grouped.clone())?;
+    let v = slice(b, &format!("{base}.first"), &v, axis + 1, &Dim::from(0u64), &Dim::from(1u64), 1)?;
+    grouped.remove(axis + 1);
+    reshape(b, base, &v, grouped)
+}
+
+/// GroupNormalization (opset 21: scale and bias per channel): each group of channels normalised over its channels
+/// and spatial positions, then scaled and shifted per channel.
+fn group_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let x = input(inputs, 0)?;
+    let shape = const_shape(b, x)?;
+    let groups = ctx.int("num_groups", 1).max(1) as u64;
+    let (n, c) = (shape[0], shape[1]);
+    if c % groups != 0 {
+        return Err(format!("{c} channels do not split into {groups} groups"));
+    }
+    let per_group: u64 = shape[1..].iter().product::<u64>() / groups;
+    let d = |v: u64| Dim::from(v);
+    let flat = reshape(b, &format!("{base}.groups"), x, vec![d(n), d(groups), d(per_group)])?;
+    let ones = Value::Known(Known::new(Elem::FLOAT, vec![per_group as usize], Values::F32(vec![1.0; per_group as usize])));
+    let (f, g) = (b.node(&flat, &format!("{base}.flat"))?, b.node(&ones, &format!("{base}.unit"))?);
+    let normed = Value::Node { id: b.add(&format!("{base}.norm"), Op::LayerNorm { eps: ctx.float("epsilon", 1e-5) }, &[f, g])?, elem: Elem::FLOAT };
+    let normed = reshape(b, &format!("{base}.shape"), &normed, shape.iter().map(|&v| d(v)).collect())?;
+    let mut channel = vec![d(1); shape.len()];
+    channel[1] = d(c);
+    let per_channel = |b: &mut Builder, i: usize, name: &str| -> Result<Value, String> {
+        let v = input(inputs, i)?;
+        if const_shape(b, v)? != [c] {
+            return Err(format!("{name} must have one value per channel ({c}); the opset-18 per-group form is not supported"));
+        }
+        reshape(b, &format!("{base}.{name}"), v, channel.clone())
+    };
+    let (scale, bias) = (per_channel(b, 1, "scale")?, per_channel(b, 2, "bias")?);
+    let scaled = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &normed, &scale)?;
+    binary(b, &base, BinaryOp::Add, &scaled, &bias)
 }
