@@ -192,7 +192,7 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
 }
 
 /// Offsets into an input of shape `from` for each element of the broadcast output shape `to`.
-fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
+pub fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
     let rank = to.len();
     let mut strides = vec![0usize; rank];
     let mut s = 1;
@@ -220,7 +220,8 @@ fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
     out
 }
 
-fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+/// numpy broadcasting of two concrete shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let rank = a.len().max(b.len());
     let at = |s: &[usize], i: usize| if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 };
     (0..rank)

@@ -354,7 +354,7 @@ fn binary(b: &mut Builder, base: &str, op: BinaryOp, x: &Value, y: &Value) -> Re
         && matches!(op, BinaryOp::Add | BinaryOp::Sub | BinaryOp::Mul)
     {
         // Shape arithmetic: integers stay symbolic.
-        let shape = broadcast_usize(&kx.shape, &ky.shape)?;
+        let shape = tfc_ir::interp::broadcast_shape(&kx.shape, &ky.shape)?;
         let (ix, iy) = (broadcast_index(&kx.shape, &shape)?, broadcast_index(&ky.shape, &shape)?);
         let (vx, vy) = (kx.ints()?, ky.ints()?);
         let out = ix.iter().zip(&iy).map(|(&i, &j)| match op {
@@ -1103,7 +1103,7 @@ fn scale_quantized(x: &Value, y: &Value) -> Result<Option<Value>, String> {
         _ => return Ok(None),
     };
     let KnownData::Scaled { q, scale } = &scaled.data else { unreachable!() };
-    if !factor.elem.is_float() || broadcast_usize(&scaled.shape, &factor.shape).ok().as_ref() != Some(&scaled.shape) {
+    if !factor.elem.is_float() || tfc_ir::interp::broadcast_shape(&scaled.shape, &factor.shape).ok().as_ref() != Some(&scaled.shape) {
         return Ok(None);
     }
     let s = scale.f32s()?;
@@ -1505,31 +1505,12 @@ fn unravel(mut i: usize, shape: &[usize]) -> Vec<usize> {
     c
 }
 
-fn broadcast_usize(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
-    let rank = a.len().max(b.len());
-    let at = |s: &[usize], i: usize| if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 };
-    (0..rank)
-        .map(|i| match (at(a, i), at(b, i)) {
-            (x, y) if x == y || y == 1 => Ok(x),
-            (1, y) => Ok(y),
-            (x, y) => Err(format!("shapes {a:?} and {b:?} do not broadcast ({x} vs {y})")),
-        })
-        .collect()
-}
-
 /// For each element of `to`, the position of the element of a tensor of shape `from` broadcast onto it.
 fn broadcast_index(from: &[usize], to: &[usize]) -> Result<Vec<usize>, String> {
-    if broadcast_usize(from, to)? != to {
+    if tfc_ir::interp::broadcast_shape(from, to)? != to {
         return Err(format!("shape {from:?} does not broadcast to {to:?}"));
     }
-    let s = strides(from);
-    let offset = to.len() - from.len();
-    Ok((0..to.iter().product())
-        .map(|i| {
-            let c = unravel(i, to);
-            (0..from.len()).map(|a| if from[a] == 1 { 0 } else { c[a + offset] * s[a] }).sum()
-        })
-        .collect())
+    Ok(tfc_ir::interp::broadcast_offsets(from, to))
 }
 
 /// The elements at positions `idx` of a known tensor, as a tensor of `shape`.
