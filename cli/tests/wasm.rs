@@ -232,7 +232,7 @@ fn a_fallback_over_4_gib_is_refused_with_the_figure() {
     assert!(message.contains("8.00 GiB") && message.contains("sequence ≤ 1048576") && message.contains("--max-sequence"), "{message}");
     assert!(!dir.path().join("big").exists());
     // By default the bundle is written without the fallback, and a note says why.
-    let report = compile_graph(wide_graph(1024, 1 << 20), None, &dir.path().join("big"), &CompileOptions { wasm: WasmTarget::WhereSupported, ..opts }, &mut Quiet).unwrap();
+    let report = compile_graph(wide_graph(1024, 1 << 20), None, &dir.path().join("big"), &CompileOptions { wasm: WasmTarget::WhereSupported, ..opts.clone() }, &mut Quiet).unwrap();
     assert!(report.manifest.wasm.is_none());
     assert!(report.notes.iter().any(|n| n.contains("no WASM fallback") && n.contains("8.00 GiB")), "{:?}", report.notes);
     // Within 4 GiB the fallback is written and the manifest records what it needs.
