@@ -198,7 +198,7 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Cumulative { op, axis, exclusive, reverse } => reduce::cumulative(&node, *op, *axis, *exclusive, *reverse),
         Op::GatherElements { axis } => movement::gather_elements(&node, *axis),
         Op::Pad { pads, mode } => movement::pad(&node, pads, *mode),
-        Op::Conv { .. } | Op::Pool { .. } | Op::Resize { .. } | Op::ConvTranspose { .. } | Op::TopK { .. } | Op::ScatterND { .. } => {
+        Op::Conv { .. } | Op::Pool { .. } | Op::Resize { .. } | Op::ConvTranspose { .. } | Op::TopK { .. } | Op::ScatterND { .. } | Op::GridSample { .. } => {
             Err(no_kernel(&node))
         }
     }
