@@ -6,7 +6,7 @@ use crate::decode::{BLOCK, Blocks, Format};
 use crate::elementwise::for_each_vector;
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::{Dim, Expr, PadMode};
-use tfc_ir::layout::{broadcast_axes, simplify_transpose};
+use tfc_ir::layout::{broadcast_axes, contiguous_strides, simplify_transpose};
 
 /// The most axes a transpose indexes (after dropping size-1 axes and merging axes that stay together).
 const MAX_RANK: usize = 6;
@@ -120,10 +120,7 @@ pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Kernel, CodegenEr
     if rank > MAX_RANK {
         return Err(node.error(format!("the permutation moves {rank} separate axis groups of {}; kernels handle up to {MAX_RANK}", node.inputs[0])));
     }
-    let mut in_strides = vec![Dim::from(1u64); rank];
-    for a in (0..rank.saturating_sub(1)).rev() {
-        in_strides[a] = &in_strides[a + 1] * &dims[a + 1];
-    }
+    let in_strides = contiguous_strides(&dims);
     let axes: Vec<(Dim, Dim)> = perm.iter().map(|&p| (dims[p].clone(), in_strides[p].clone())).collect();
     strided_copy(node, "transpose", &axes)
 }
@@ -328,13 +325,7 @@ pub(crate) fn gather_elements(node: &Node, axis: usize) -> Result<Kernel, Codege
     let rank = indices.rank();
     let mut params = vec![product(&indices.shape)];
     params.extend(indices.shape.iter().chain(&data.shape).map(Dim::to_expr));
-    let mut stride = Dim::from(1u64);
-    let mut strides = vec![Expr::Const(0); rank];
-    for a in (0..rank).rev() {
-        strides[a] = stride.to_expr();
-        stride = &stride * &data.shape[a];
-    }
-    params.extend(strides);
+    params.extend(contiguous_strides(&data.shape).iter().map(Dim::to_expr));
     let (mut b, args) = Args::new(2);
     let n = args.param(&mut b, 0);
     let dims: Vec<Local> = (0..3 * rank).map(|p| args.param(&mut b, 1 + p)).collect();
@@ -372,13 +363,7 @@ pub(crate) fn pad(node: &Node, pads: &[(usize, usize)], mode: PadMode) -> Result
     let mut params = vec![product(&node.output.shape)];
     params.extend(node.output.shape.iter().chain(&x.shape).map(Dim::to_expr));
     params.extend(pads.iter().map(|&(before, _)| Expr::Const(before as u64)));
-    let mut stride = Dim::from(1u64);
-    let mut strides = vec![Expr::Const(0); rank];
-    for a in (0..rank).rev() {
-        strides[a] = stride.to_expr();
-        stride = &stride * &x.shape[a];
-    }
-    params.extend(strides);
+    params.extend(contiguous_strides(&x.shape).iter().map(Dim::to_expr));
     let (mut b, args) = Args::new(1);
     let n = args.param(&mut b, 0);
     let p: Vec<Local> = (0..4 * rank).map(|i| args.param(&mut b, 1 + i)).collect();

@@ -6,7 +6,7 @@ use crate::CodegenError;
 use crate::math::Helper;
 use crate::shader::{Access, Node, Parts, expr, groups_for, product};
 use std::fmt::Write;
-use tfc_ir::{Expr, NearestRounding, PoolKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, Window};
+use tfc_ir::{NearestRounding, PoolKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, Window};
 
 const WORKGROUP: u32 = 256;
 
@@ -238,13 +238,7 @@ pub(crate) fn resize(node: &Node, axes: &[Option<ResizeAxis>], mode: ResizeMode,
     parts.workgroups = groups_for(numel.clone(), WORKGROUP);
     parts.params = vec![numel];
     parts.params.extend(node.output.shape.iter().map(expr));
-    let mut stride = tfc_ir::Dim::from(1u64);
-    let mut strides = vec![Expr::Const(0); rank];
-    for a in (0..rank).rev() {
-        strides[a] = expr(&stride);
-        stride = &stride * &x.shape[a];
-    }
-    parts.params.extend(strides);
+    parts.params.extend(tfc_ir::layout::contiguous_strides(&x.shape).iter().map(expr));
 
     let body = match mode {
         ResizeMode::Nearest(rounding) => {

@@ -611,8 +611,8 @@ fn arg_reduce(x: &Tensor, axis: usize, largest: bool, last: bool) -> Tensor {
 }
 
 /// The input positions and weights output coordinate `x` of an axis of length `len` reads, or `None` where it
-/// extrapolates. Shared by every backend's idea of Resize; kernels follow the same steps in f32.
-pub fn resize_taps(map: &ResizeAxis, mode: ResizeMode, x: usize, len: usize, extrapolates: bool) -> Option<Vec<(usize, f64)>> {
+/// extrapolates. Kernels follow the same steps in f32.
+fn resize_taps(map: &ResizeAxis, mode: ResizeMode, x: usize, len: usize, extrapolates: bool) -> Option<Vec<(usize, f64)>> {
     let x_in = ((x as f64 + map.shift as f64) * map.num as f64) / map.den as f64 + map.offset as f64;
     let last = len as f64 - 1.0;
     if extrapolates && !(0.0..=last).contains(&x_in) {
@@ -678,7 +678,7 @@ fn resize(x: &Tensor, shape: &[usize], axes: &[Option<ResizeAxis>], mode: Resize
 }
 
 /// `x` mirrored into [lo, hi] (as ONNX's reference: whole periods of the range by division, then one reflection).
-pub fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
+fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
     let range = hi - lo;
     let (dx, from_low) = if x < lo { (lo - x, true) } else if x > hi { (x - hi, false) } else { return x };
     let periods = (dx / range).trunc();
@@ -1111,7 +1111,7 @@ fn windows(input: &[usize], kernel: &[usize], window: &Window) -> (Vec<usize>, V
                     let kc = coordinates(k, kernel);
                     let c: Option<Vec<usize>> = (0..input.len())
                         .map(|a| {
-                            let at = (oc[a] * window.strides[a] + kc[a] * window.dilations[a]) as i64 - window.pads[a].0 as i64;
+                            let at = window.input_position(a, oc[a], kc[a]);
                             (0..input[a] as i64).contains(&at).then_some(at as usize)
                         })
                         .collect();
@@ -1180,7 +1180,8 @@ fn conv_transpose(x: &[&Tensor], window: &Window, groups: usize, output_padding:
                     let kc = coordinates(k, kernel);
                     let target: Option<Vec<usize>> = (0..spatial.len())
                         .map(|a| {
-                            let at = (ic_coords[a] * window.strides[a] + kc[a] * window.dilations[a]) as i64 - window.pads[a].0 as i64;
+                            // The input position of the transposed window is this output's.
+                            let at = window.input_position(a, ic_coords[a], kc[a]);
                             (0..out_spatial[a] as i64).contains(&at).then_some(at as usize)
                         })
                         .collect();
@@ -1215,10 +1216,9 @@ fn pool(x: &Tensor, kind: PoolKind, kernel: &[usize], window: &Window) -> Tensor
             let oc = coordinates(o, &out);
             (0..spatial.len())
                 .map(|a| {
-                    let start = (oc[a] * window.strides[a]) as i64 - window.pads[a].0 as i64;
-                    (0..kernel[a] as i64)
+                    (0..kernel[a])
                         .filter(|&k| {
-                            let at = start + k * window.dilations[a] as i64;
+                            let at = window.input_position(a, oc[a], k);
                             at >= -(window.pads[a].0 as i64) && at < (spatial[a] + window.pads[a].1) as i64
                         })
                         .count()

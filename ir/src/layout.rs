@@ -105,6 +105,15 @@ impl MatmulLayout {
     }
 }
 
+/// The element strides of a contiguous tensor of `shape`.
+pub fn contiguous_strides(shape: &[Dim]) -> Vec<Dim> {
+    let mut s = vec![Dim::from(1u64); shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = &s[i + 1] * &shape[i + 1];
+    }
+    s
+}
+
 /// The axes of a reduction over `axes` of a contiguous tensor of `shape`, size-1 axes dropped and neighbours that
 /// are both kept or both reduced merged: (dims, element strides) of the kept axes, then of the reduced ones.
 #[allow(clippy::type_complexity)]

@@ -195,6 +195,12 @@ pub struct Window {
 }
 
 impl Window {
+    /// The input position (before padding is removed, so possibly negative) that kernel element `k` of the window at
+    /// output position `out` reads on spatial axis `axis`.
+    pub fn input_position(&self, axis: usize, out: usize, k: usize) -> i64 {
+        (out * self.strides[axis] + k * self.dilations[axis]) as i64 - self.pads[axis].0 as i64
+    }
+
     /// The output length of a spatial axis of length `input` for kernel length `kernel`, `None` if no window fits.
     pub fn output_len(&self, axis: usize, input: u64, kernel: u64) -> Option<u64> {
         let (stride, dilation) = (self.strides[axis] as u64, self.dilations[axis] as u64);
