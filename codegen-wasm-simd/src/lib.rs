@@ -193,6 +193,7 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Expand { .. } => movement::expand(&node),
         Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes),
         Op::Range { start, step, .. } => movement::range(&node, *start, *step),
+        Op::Bitcast { .. } => movement::bitcast(&node),
         Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf),
         Op::ArgReduce { axis, largest, last } => reduce::arg_reduce(&node, *axis, *largest, *last),
         Op::Cumulative { op, axis, exclusive, reverse } => reduce::cumulative(&node, *op, *axis, *exclusive, *reverse),

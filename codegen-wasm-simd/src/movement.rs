@@ -277,6 +277,18 @@ pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Kernel, CodegenEr
     Ok(Kernel { name: "cache_write".into(), body: b, bindings: 2, params })
 }
 
+/// The bits unchanged (f32 ↔ i32): this thread's run copied. Params: the element count.
+pub(crate) fn bitcast(node: &Node) -> Result<Kernel, CodegenError> {
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    Format::I32.address(&mut b, args.output(), start);
+    Format::I32.address(&mut b, args.input(0), start);
+    b.get(end).get(start).op(I::I32Sub).i32c(2).op(I::I32Shl);
+    b.op(I::MemoryCopy { src_mem: 0, dst_mem: 0 });
+    Ok(Kernel { name: "bitcast".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
 /// `[len]` of start + i·step, as f32 (computed in f32) or i32. Params: the length.
 pub(crate) fn range(node: &Node, start: f64, step: f64) -> Result<Kernel, CodegenError> {
     let int = node.output.dtype == tfc_ir::DType::I32;

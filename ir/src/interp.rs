@@ -185,6 +185,8 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         Op::Resize { shape, axes, mode, extrapolation } => resize(x[0], &eval_shape(shape, env)?, axes, *mode, *extrapolation),
         Op::ConvTranspose { window, groups, output_padding } => conv_transpose(x, window, *groups, output_padding),
         Op::TopK { axis, k, largest } => top_k(x[0], *axis, *k, *largest),
+        Op::Bitcast { to: DType::I32 } => Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|v| v.to_bits() as i32).collect()),
+        Op::Bitcast { .. } => Tensor::f32(x[0].shape.clone(), x[0].to_i64().iter().map(|&v| f32::from_bits(v as i32 as u32)).collect()),
         Op::GridSample { mode, padding, align_corners } => grid_sample(x[0], x[1], *mode, *padding, *align_corners),
         Op::ScatterND { reduction } => scatter_nd(x[0], x[1], x[2], *reduction, out_dtype),
         Op::Classify { nan, pos_inf, neg_inf } => {

@@ -349,6 +349,8 @@ pub enum Op {
     /// in grid, normalised to [−1, 1] per axis with the last spatial axis first in each position (x, y, z), as ONNX
     /// GridSample: −1 and 1 are the outer edges of the border elements, or their centres with `align_corners`.
     GridSample { mode: SampleMode, padding: SamplePadding, align_corners: bool },
+    /// The same 32 bits read as `to`: f32 ↔ i32.
+    Bitcast { to: DType },
     /// The transpose (gradient) of `Conv`: `(x [N, C, s…], w [C, M / groups, k…][, bias [M]]) → [N, M, o…]`, 1 to 3
     /// spatial axes, o = stride·(s − 1) + output_padding + dilation·(k − 1) + 1 − pad before − pad after: each input
     /// element adds x·w to output position i·stride + j·dilation − pad before. `window.ceil_mode` must be off.
@@ -399,6 +401,7 @@ impl Op {
             Op::TopK { .. } => "TopK",
             Op::ScatterND { .. } => "ScatterND",
             Op::GridSample { .. } => "GridSample",
+            Op::Bitcast { .. } => "Bitcast",
         }
     }
 
@@ -726,6 +729,14 @@ impl Op {
                 let mut shape = vec![x.shape[0].clone(), w.shape[0].clone()];
                 shape.extend(window_output(window, &x.shape[2..], &kernel)?);
                 Ok(f32_of(shape))
+            }
+            Op::Bitcast { to } => {
+                arity(1..=1)?;
+                let from = inputs[0].dtype;
+                if !matches!((from, to), (DType::F32, DType::I32) | (DType::I32, DType::F32)) {
+                    return Err(format!("reinterprets f32 as i32 or i32 as f32, not {from} as {to}"));
+                }
+                Ok(TensorType::new(*to, inputs[0].shape.clone()))
             }
             Op::GridSample { .. } => {
                 arity(2..=2)?;
