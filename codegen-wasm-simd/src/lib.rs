@@ -27,6 +27,7 @@ mod norm;
 mod reduce;
 mod rope;
 mod sample;
+mod window;
 
 use asm::{Body, I, Local};
 use decode::Format;
@@ -199,7 +200,9 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Cumulative { op, axis, exclusive, reverse } => reduce::cumulative(&node, *op, *axis, *exclusive, *reverse),
         Op::GatherElements { axis } => movement::gather_elements(&node, *axis),
         Op::Pad { pads, mode } => movement::pad(&node, pads, *mode),
-        Op::Conv { .. } | Op::Pool { .. } | Op::Resize { .. } | Op::ConvTranspose { .. } | Op::TopK { .. } | Op::ScatterND { .. } | Op::GridSample { .. } => {
+        Op::Conv { window, groups } => window::conv(&node, window, *groups),
+        Op::Pool { kind, kernel, window } => window::pool(&node, *kind, kernel, window),
+        Op::Resize { .. } | Op::ConvTranspose { .. } | Op::TopK { .. } | Op::ScatterND { .. } | Op::GridSample { .. } => {
             Err(no_kernel(&node))
         }
     }

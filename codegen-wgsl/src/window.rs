@@ -1,53 +1,31 @@
 //! Conv, Pool and Resize: one invocation per output element, walking its window (for Conv also its group's input
-//! channels; for Resize its interpolation taps) in order. Spatial geometry is baked into the text (1 or 2 spatial axes are the last of 3, the others
-//! of length 1); only the batch may be symbolic. 256 invocations per workgroup.
+//! channels; for Resize its interpolation taps) in order. Spatial geometry is baked into the text (see
+//! `WindowGeometry`); only the batch may be symbolic. 256 invocations per workgroup.
 
 use crate::CodegenError;
 use crate::math::Helper;
 use crate::shader::{Access, Node, Parts, expr, groups_for, product};
 use std::fmt::Write;
+use tfc_ir::layout::WindowGeometry;
 use tfc_ir::{NearestRounding, PoolKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, Window};
 
 const WORKGROUP: u32 = 256;
 
-/// Per spatial axis, padded to 3 axes at the front: input length, output length, kernel length, stride, dilation,
-/// padding before and after.
-struct Geometry {
-    input: [u32; 3],
-    output: [u32; 3],
-    kernel: [u32; 3],
-    stride: [u32; 3],
-    dilation: [u32; 3],
-    before: [u32; 3],
-    after: [u32; 3],
+/// The geometry of `node` (spatial lengths from its operand 0 and output) as baked-in constants.
+fn geometry(node: &Node, kernel: &[u32], window: &Window) -> Result<WindowGeometry, CodegenError> {
+    let lengths = |dims: &[tfc_ir::Dim], what: &str| dims.iter().map(|d| node.constant(d, what, u32::MAX as u64)).collect::<Result<Vec<_>, _>>();
+    let input = lengths(&node.inputs[0].shape[2..], "a spatial axis")?;
+    let output = lengths(&node.output.shape[2..], "a spatial output axis")?;
+    Ok(WindowGeometry::new(&input, &output, kernel, window))
 }
 
-impl Geometry {
-    fn new(node: &Node, kernel: &[u32], window: &Window) -> Result<Geometry, CodegenError> {
-        let n = kernel.len();
-        let at = |axis: usize| axis + n >= 3;
-        let spatial = |v: &dyn Fn(usize) -> u32, pad: u32| -> [u32; 3] { std::array::from_fn(|a| if at(a) { v(a + n - 3) } else { pad }) };
-        let input = node.inputs[0].shape[2..].iter().map(|d| node.constant(d, "a spatial axis", u32::MAX as u64)).collect::<Result<Vec<_>, _>>()?;
-        let output = node.output.shape[2..].iter().map(|d| node.constant(d, "a spatial output axis", u32::MAX as u64)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Geometry {
-            input: spatial(&|a| input[a], 1),
-            output: spatial(&|a| output[a], 1),
-            kernel: spatial(&|a| kernel[a], 1),
-            stride: spatial(&|a| window.strides[a] as u32, 1),
-            dilation: spatial(&|a| window.dilations[a] as u32, 1),
-            before: spatial(&|a| window.pads[a].0 as u32, 0),
-            after: spatial(&|a| window.pads[a].1 as u32, 0),
-        })
-    }
+/// WGSL for a window op's geometry.
+trait Emit {
+    fn prologue(&self, parts: &mut Parts);
+    fn window_loop(&self, body: &mut String, visit: &str, counted: &str);
+}
 
-    fn input_size(&self) -> u32 {
-        self.input.iter().product()
-    }
-
-    fn output_size(&self) -> u32 {
-        self.output.iter().product()
-    }
-
+impl Emit for WindowGeometry {
     /// The prologue: `i` this invocation's output element, `plane` its (batch, channel) plane, `p` its output
     /// coordinates.
     fn prologue(&self, parts: &mut Parts) {
@@ -107,7 +85,7 @@ impl Geometry {
 pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Parts, CodegenError> {
     let (x, w) = (node.inputs[0], node.inputs[1]);
     let kernel = w.shape[2..].iter().map(|d| node.constant(d, "a kernel axis", 4096)).collect::<Result<Vec<_>, _>>()?;
-    let g = Geometry::new(node, &kernel, window)?;
+    let g = geometry(node, &kernel, window)?;
     let c = node.constant(&x.shape[1], "the input channels", u32::MAX as u64)?;
     let m = node.constant(&w.shape[0], "the output channels", u32::MAX as u64)?;
     let (cg, mg) = (c / groups as u32, m / groups as u32);
@@ -139,7 +117,7 @@ pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Parts,
 pub(crate) fn conv_transpose(node: &Node, window: &Window, groups: usize) -> Result<Parts, CodegenError> {
     let (x, w) = (node.inputs[0], node.inputs[1]);
     let kernel = w.shape[2..].iter().map(|d| node.constant(d, "a kernel axis", 4096)).collect::<Result<Vec<_>, _>>()?;
-    let g = Geometry::new(node, &kernel, window)?;
+    let g = geometry(node, &kernel, window)?;
     let c = node.constant(&x.shape[1], "the input channels", u32::MAX as u64)?;
     let m = node.constant(&node.output.shape[1], "the output channels", u32::MAX as u64)?;
     let (cg, mg) = (c / groups as u32, m / groups as u32);
@@ -194,7 +172,7 @@ pub(crate) fn conv_transpose(node: &Node, window: &Window, groups: usize) -> Res
 
 pub(crate) fn pool(node: &Node, kind: PoolKind, kernel: &[usize], window: &Window) -> Result<Parts, CodegenError> {
     let kernel: Vec<u32> = kernel.iter().map(|&k| k as u32).collect();
-    let g = Geometry::new(node, &kernel, window)?;
+    let g = geometry(node, &kernel, window)?;
     let (name, init, visit, finish) = match kind {
         PoolKind::Max => ("max", "bitcast<f32>(0xff800000u)", "acc = max(acc, x);".to_string(), "acc".to_string()),
         PoolKind::Average { count_pad: false } => ("average", "0.0", "acc += x;\n                    count += 1u;".to_string(), "acc / f32(count)".to_string()),
