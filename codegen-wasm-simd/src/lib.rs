@@ -202,7 +202,8 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Pad { pads, mode } => movement::pad(&node, pads, *mode),
         Op::Conv { window, groups } => window::conv(&node, window, *groups),
         Op::Pool { kind, kernel, window } => window::pool(&node, *kind, kernel, window),
-        Op::Resize { .. } | Op::ConvTranspose { .. } | Op::TopK { .. } | Op::ScatterND { .. } | Op::GridSample { .. } => {
+        Op::ConvTranspose { window, groups, .. } => window::conv_transpose(&node, window, *groups),
+        Op::Resize { .. } | Op::TopK { .. } | Op::ScatterND { .. } | Op::GridSample { .. } => {
             Err(no_kernel(&node))
         }
     }
