@@ -203,7 +203,9 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Conv { window, groups } => window::conv(&node, window, *groups),
         Op::Pool { kind, kernel, window } => window::pool(&node, *kind, kernel, window),
         Op::ConvTranspose { window, groups, .. } => window::conv_transpose(&node, window, *groups),
-        Op::Resize { .. } | Op::TopK { .. } | Op::ScatterND { .. } | Op::GridSample { .. } => {
+        Op::ScatterND { reduction } => movement::scatter_nd(&node, *reduction),
+        Op::TopK { axis, k, largest } => reduce::top_k(&node, *axis, *k, *largest),
+        Op::Resize { .. } | Op::GridSample { .. } => {
             Err(no_kernel(&node))
         }
     }
