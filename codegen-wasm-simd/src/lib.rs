@@ -27,6 +27,7 @@ mod norm;
 mod reduce;
 mod rope;
 mod sample;
+mod window;
 
 use asm::{Body, I, Local};
 use decode::Format;
@@ -193,12 +194,18 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Expand { .. } => movement::expand(&node),
         Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes),
         Op::Range { start, step, .. } => movement::range(&node, *start, *step),
+        Op::Bitcast { .. } => movement::bitcast(&node),
         Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf),
         Op::ArgReduce { axis, largest, last } => reduce::arg_reduce(&node, *axis, *largest, *last),
         Op::Cumulative { op, axis, exclusive, reverse } => reduce::cumulative(&node, *op, *axis, *exclusive, *reverse),
         Op::GatherElements { axis } => movement::gather_elements(&node, *axis),
         Op::Pad { pads, mode } => movement::pad(&node, pads, *mode),
-        Op::Conv { .. } | Op::Pool { .. } | Op::Resize { .. } | Op::ConvTranspose { .. } | Op::TopK { .. } | Op::ScatterND { .. } => {
+        Op::Conv { window, groups } => window::conv(&node, window, *groups),
+        Op::Pool { kind, kernel, window } => window::pool(&node, *kind, kernel, window),
+        Op::ConvTranspose { window, groups, .. } => window::conv_transpose(&node, window, *groups),
+        Op::ScatterND { reduction } => movement::scatter_nd(&node, *reduction),
+        Op::TopK { axis, k, largest } => reduce::top_k(&node, *axis, *k, *largest),
+        Op::Resize { .. } | Op::GridSample { .. } => {
             Err(no_kernel(&node))
         }
     }

@@ -1,12 +1,12 @@
-//! Ops that move elements: Gather, GatherElements, Transpose, Expand, Pad, Slice, Concat, Range. Elements keep their stored bits where input and output
+//! Ops that move elements: Gather, GatherElements, ScatterND, Transpose, Expand, Pad, Slice, Concat, Range, Bitcast. Elements keep their stored bits where input and output
 //! dtypes agree (f16 and bf16 transposes and slices stay 16-bit); float inputs of a different dtype are decoded.
 
 use crate::asm::{I, Local};
 use crate::decode::{BLOCK, Blocks, Format};
 use crate::elementwise::for_each_vector;
 use crate::{Args, CodegenError, Kernel, Node};
-use tfc_ir::{Dim, Expr, PadMode};
-use tfc_ir::layout::{broadcast_axes, simplify_transpose};
+use tfc_ir::{BinaryOp, Dim, Expr, PadMode};
+use tfc_ir::layout::{broadcast_axes, contiguous_strides, simplify_transpose};
 
 /// The most axes a transpose indexes (after dropping size-1 axes and merging axes that stay together).
 const MAX_RANK: usize = 6;
@@ -120,10 +120,7 @@ pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Kernel, CodegenEr
     if rank > MAX_RANK {
         return Err(node.error(format!("the permutation moves {rank} separate axis groups of {}; kernels handle up to {MAX_RANK}", node.inputs[0])));
     }
-    let mut in_strides = vec![Dim::from(1u64); rank];
-    for a in (0..rank.saturating_sub(1)).rev() {
-        in_strides[a] = &in_strides[a + 1] * &dims[a + 1];
-    }
+    let in_strides = contiguous_strides(&dims);
     let axes: Vec<(Dim, Dim)> = perm.iter().map(|&p| (dims[p].clone(), in_strides[p].clone())).collect();
     strided_copy(node, "transpose", &axes)
 }
@@ -280,6 +277,18 @@ pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Kernel, CodegenEr
     Ok(Kernel { name: "cache_write".into(), body: b, bindings: 2, params })
 }
 
+/// The bits unchanged (f32 ↔ i32): this thread's run copied. Params: the element count.
+pub(crate) fn bitcast(node: &Node) -> Result<Kernel, CodegenError> {
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    Format::I32.address(&mut b, args.output(), start);
+    Format::I32.address(&mut b, args.input(0), start);
+    b.get(end).get(start).op(I::I32Sub).i32c(2).op(I::I32Shl);
+    b.op(I::MemoryCopy { src_mem: 0, dst_mem: 0 });
+    Ok(Kernel { name: "bitcast".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
 /// `[len]` of start + i·step, as f32 (computed in f32) or i32. Params: the length.
 pub(crate) fn range(node: &Node, start: f64, step: f64) -> Result<Kernel, CodegenError> {
     let int = node.output.dtype == tfc_ir::DType::I32;
@@ -328,13 +337,7 @@ pub(crate) fn gather_elements(node: &Node, axis: usize) -> Result<Kernel, Codege
     let rank = indices.rank();
     let mut params = vec![product(&indices.shape)];
     params.extend(indices.shape.iter().chain(&data.shape).map(Dim::to_expr));
-    let mut stride = Dim::from(1u64);
-    let mut strides = vec![Expr::Const(0); rank];
-    for a in (0..rank).rev() {
-        strides[a] = stride.to_expr();
-        stride = &stride * &data.shape[a];
-    }
-    params.extend(strides);
+    params.extend(contiguous_strides(&data.shape).iter().map(Dim::to_expr));
     let (mut b, args) = Args::new(2);
     let n = args.param(&mut b, 0);
     let dims: Vec<Local> = (0..3 * rank).map(|p| args.param(&mut b, 1 + p)).collect();
@@ -372,13 +375,7 @@ pub(crate) fn pad(node: &Node, pads: &[(usize, usize)], mode: PadMode) -> Result
     let mut params = vec![product(&node.output.shape)];
     params.extend(node.output.shape.iter().chain(&x.shape).map(Dim::to_expr));
     params.extend(pads.iter().map(|&(before, _)| Expr::Const(before as u64)));
-    let mut stride = Dim::from(1u64);
-    let mut strides = vec![Expr::Const(0); rank];
-    for a in (0..rank).rev() {
-        strides[a] = stride.to_expr();
-        stride = &stride * &x.shape[a];
-    }
-    params.extend(strides);
+    params.extend(contiguous_strides(&x.shape).iter().map(Dim::to_expr));
     let (mut b, args) = Args::new(1);
     let n = args.param(&mut b, 0);
     let p: Vec<Local> = (0..4 * rank).map(|i| args.param(&mut b, 1 + i)).collect();
@@ -420,4 +417,63 @@ pub(crate) fn pad(node: &Node, pads: &[(usize, usize)], mode: PadMode) -> Result
         PadMode::Reflect => "pad_reflect",
     };
     Ok(Kernel { name: name.into(), body: b, bindings: 2, params })
+}
+
+/// ScatterND, one output element at a time: every index tuple in order, the update of each one that names the
+/// element's slice taken (or combined). Params: the count, the tuple count, the slice length, the data's first k dims.
+pub(crate) fn scatter_nd(node: &Node, reduction: Option<BinaryOp>) -> Result<Kernel, CodegenError> {
+    let (data, indices) = (node.inputs[0], node.inputs[1]);
+    let k = node.constant(indices.shape.last().expect("the type rule checks the indices' rank"), "the index length")? as usize;
+    let formats = [node.format(0)?, node.format(1)?, node.format(2)?];
+    let int = node.output.dtype == tfc_ir::DType::I32;
+    let mut params = vec![product(&data.shape), product(&indices.shape[..indices.rank() - 1]), product(&data.shape[k..])];
+    params.extend(data.shape[..k].iter().map(Dim::to_expr));
+    let (mut b, args) = Args::new(3);
+    let (n, tuples, slice) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
+    let dims: Vec<Local> = (0..k).map(|a| args.param(&mut b, 3 + a)).collect();
+    let (start, end) = args.share(&mut b, n);
+    let (o, j, named, inside, index, at) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let (v, u) = if int { (b.i32(), b.i32()) } else { (b.f32(), b.f32()) };
+    let load = |b: &mut crate::asm::Body, k: usize, at: Local| {
+        formats[k].address(b, args.input(k), at);
+        if int { formats[k].load1_i32(b) } else { formats[k].load1(b) }
+    };
+    b.for_range(o, |b| { b.get(start); }, end, 1, |b| {
+        load(b, 0, o);
+        b.set(v);
+        b.for_range(j, |b| { b.i32c(0); }, tuples, 1, |b| {
+            b.i32c(0).set(named).i32c(1).set(inside);
+            for (a, &d) in dims.iter().enumerate() {
+                b.get(j).i32c(k as i32).op(I::I32Mul).i32c(a as i32).op(I::I32Add).set(at);
+                formats[1].address(b, args.input(1), at);
+                formats[1].load1_i32(b);
+                b.set(index);
+                // A negative index counts from the end; the unsigned comparison rejects what is still out of range.
+                b.get(index).get(index).get(d).op(I::I32Add).get(index).i32c(0).op(I::I32GeS).op(I::Select).set(index);
+                b.get(inside).get(index).get(d).op(I::I32LtU).op(I::I32And).set(inside);
+                b.get(named).get(d).op(I::I32Mul).get(index).op(I::I32Add).set(named);
+            }
+            b.get(inside).get(named).get(o).get(slice).op(I::I32DivU).op(I::I32Eq).op(I::I32And).if_(|b| {
+                b.get(j).get(slice).op(I::I32Mul).get(o).get(slice).op(I::I32RemU).op(I::I32Add).set(at);
+                load(b, 2, at);
+                b.set(u);
+                match (reduction, int) {
+                    (None, _) => b.get(u),
+                    (Some(BinaryOp::Add), true) => b.get(v).get(u).op(I::I32Add),
+                    (Some(BinaryOp::Mul), true) => b.get(v).get(u).op(I::I32Mul),
+                    (Some(BinaryOp::Max), true) => b.get(v).get(u).get(v).get(u).op(I::I32GtS).op(I::Select),
+                    (Some(_), true) => b.get(v).get(u).get(v).get(u).op(I::I32LtS).op(I::Select),
+                    (Some(BinaryOp::Add), false) => b.get(v).get(u).op(I::F32Add),
+                    (Some(BinaryOp::Mul), false) => b.get(v).get(u).op(I::F32Mul),
+                    (Some(BinaryOp::Max), false) => b.get(v).get(u).op(I::F32Max),
+                    (Some(_), false) => b.get(v).get(u).op(I::F32Min),
+                };
+                b.set(v);
+            });
+        });
+        Format::I32.address(b, args.output(), o);
+        b.get(v);
+        if int { b.i32_store(0) } else { b.f32_store(0) };
+    });
+    Ok(Kernel { name: "scatter_nd".into(), body: b, bindings: 4, params })
 }

@@ -1,4 +1,4 @@
-//! Reduce over any axes, ArgReduce and Cumulative: one output element (line) at a time, its elements walked in order with an f32 accumulator (the
+//! Reduce over any axes, ArgReduce, TopK and Cumulative: one output element (line) at a time, its elements walked in order with an f32 accumulator (the
 //! order of the WGSL kernel). Threads take runs of output elements.
 
 use crate::asm::{Body, I, Local};
@@ -211,4 +211,47 @@ pub(crate) fn cumulative(node: &Node, op: BinaryOp, axis: usize, exclusive: bool
         });
     });
     Ok(Kernel { name: format!("cumulative_{}", format!("{op:?}").to_lowercase()), body: b, bindings: 2, params })
+}
+
+/// TopK, one input element at a time: its rank is the count of elements of its line that go before it (better, or
+/// equal at a lower index); below k, its index is written there. Params: the input count, the axis length, the inner
+/// count, k.
+pub(crate) fn top_k(node: &Node, axis: usize, k: usize, largest: bool) -> Result<Kernel, CodegenError> {
+    let x = node.inputs[0];
+    let format = node.format(0)?;
+    let product = |dims: &[Dim]| tfc_ir::dim::product(dims).to_expr();
+    let params = vec![product(&x.shape), x.shape[axis].to_expr(), product(&x.shape[axis + 1..]), Expr::Const(k as u64)];
+    let (mut b, args) = Args::new(1);
+    let (count, len, inner, top) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2), args.param(&mut b, 3));
+    let (start, end) = args.share(&mut b, count);
+    let (e, position, line, j, at, rank) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let (value, other) = (b.f32(), b.f32());
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        b.get(e).get(inner).op(I::I32DivU).get(len).op(I::I32RemU).set(position);
+        // The line's first element: (e / (inner·len))·len·inner + e % inner.
+        b.get(e).get(inner).get(len).op(I::I32Mul).op(I::I32DivU).get(len).op(I::I32Mul).get(inner).op(I::I32Mul);
+        b.get(e).get(inner).op(I::I32RemU).op(I::I32Add).set(line);
+        format.address(b, args.input(0), e);
+        format.load1(b);
+        b.set(value).i32c(0).set(rank);
+        b.for_range(j, |b| { b.i32c(0); }, len, 1, |b| {
+            b.get(j).get(inner).op(I::I32Mul).get(line).op(I::I32Add).set(at);
+            format.address(b, args.input(0), at);
+            format.load1(b);
+            b.set(other);
+            b.get(other).get(value).op(if largest { I::F32Gt } else { I::F32Lt });
+            b.get(other).get(value).op(I::F32Eq).get(j).get(position).op(I::I32LtU).op(I::I32And).op(I::I32Or);
+            b.if_(|b| {
+                b.add_to(rank, 1);
+            });
+        });
+        b.get(rank).get(top).op(I::I32LtU).if_(|b| {
+            // Output element (e / (inner·len))·k·inner + rank·inner + e % inner.
+            b.get(e).get(inner).get(len).op(I::I32Mul).op(I::I32DivU).get(top).op(I::I32Mul).get(inner).op(I::I32Mul);
+            b.get(rank).get(inner).op(I::I32Mul).op(I::I32Add).get(e).get(inner).op(I::I32RemU).op(I::I32Add).set(at);
+            Format::I32.address(b, args.output(), at);
+            b.get(position).i32_store(0);
+        });
+    });
+    Ok(Kernel { name: "top_k".into(), body: b, bindings: 2, params })
 }

@@ -71,6 +71,17 @@ pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Parts, CodegenError> {
     Ok(parts)
 }
 
+pub(crate) fn bitcast(node: &Node, to: DType) -> Result<Parts, CodegenError> {
+    let mut parts = Parts::new("bitcast", WORKGROUP);
+    let ty = crate::shader::storage_type(to);
+    parts.summary = format!("out[i] = bitcast<{ty}>(in0[i])");
+    parts.inputs = vec![(node.inputs[0].dtype, Access::Copy)];
+    parts.output = to;
+    prologue(&mut parts, product(&node.output.shape));
+    writeln!(parts.body, "    out[i] = bitcast<{ty}>(load_in0(i));").unwrap();
+    Ok(parts)
+}
+
 pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> Result<Parts, CodegenError> {
     let mut tests = Vec::new();
     if nan {

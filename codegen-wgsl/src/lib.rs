@@ -118,6 +118,8 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         Op::ConvTranspose { window, groups, .. } => window::conv_transpose(&node, window, *groups)?,
         Op::TopK { axis, k, largest } => reduce::top_k(&node, *axis, *k, *largest)?,
         Op::ScatterND { reduction } => movement::scatter_nd(&node, *reduction)?,
+        Op::Bitcast { to } => elementwise::bitcast(&node, *to)?,
+        Op::GridSample { mode, padding, align_corners } => window::grid_sample(&node, *mode, *padding, *align_corners)?,
     };
     if let Some(i) = parts.inputs.iter().position(|&(dtype, access)| dtype.is_block() && access != shader::Access::Float) {
         return Err(node.error(format!(

@@ -5,7 +5,7 @@
 use crate::CodegenError;
 use crate::shader::{Access, Node, Parts, expr, groups_for, is_packed, product, storage_type};
 use std::fmt::Write;
-use tfc_ir::layout::{broadcast_axes, simplify_transpose};
+use tfc_ir::layout::{broadcast_axes, contiguous_strides, simplify_transpose};
 use tfc_ir::{BinaryOp, DType, Dim, Expr, PadMode};
 
 const WORKGROUP: u32 = 256;
@@ -94,15 +94,6 @@ fn source(o: u32) -> u32 {
     Ok(parts)
 }
 
-/// Contiguous strides of a shape.
-fn strides(dims: &[Dim]) -> Vec<Dim> {
-    let mut s = vec![Dim::from(1u64); dims.len()];
-    for i in (0..dims.len().saturating_sub(1)).rev() {
-        s[i] = &s[i + 1] * &dims[i + 1];
-    }
-    s
-}
-
 pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Parts, CodegenError> {
     let (dims, perm) = simplify_transpose(&node.inputs[0].shape, perm);
     let rank = dims.len();
@@ -112,7 +103,7 @@ pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Parts, CodegenErr
             node.inputs[0]
         )));
     }
-    let in_strides = strides(&dims);
+    let in_strides = contiguous_strides(&dims);
     let out_dims: Vec<Dim> = perm.iter().map(|&p| dims[p].clone()).collect();
     let moved_strides: Vec<Dim> = perm.iter().map(|&p| in_strides[p].clone()).collect();
     if rank >= 2 && perm[rank - 1] != rank - 1 && !is_packed(node.output.dtype) {
@@ -177,7 +168,7 @@ pub(crate) fn gather_elements(node: &Node, axis: usize) -> Result<Parts, Codegen
     parts.workgroups = groups_for(numel.clone(), WORKGROUP);
     // params: the count, the indices' dims, the data's dims, the data's strides.
     parts.params = vec![numel];
-    parts.params.extend(indices.shape.iter().chain(&data.shape).chain(&strides(&data.shape)).map(expr));
+    parts.params.extend(indices.shape.iter().chain(&data.shape).chain(&contiguous_strides(&data.shape)).map(expr));
     let zero = fill_literal(node, 0.0)?;
     writeln!(
         parts.body,
@@ -236,7 +227,7 @@ pub(crate) fn pad(node: &Node, pads: &[(usize, usize)], mode: PadMode) -> Result
     parts.params = vec![numel];
     parts.params.extend(node.output.shape.iter().chain(&x.shape).map(expr));
     parts.params.extend(pads.iter().map(|&(before, _)| Expr::Const(before as u64)));
-    parts.params.extend(strides(&x.shape).iter().map(expr));
+    parts.params.extend(contiguous_strides(&x.shape).iter().map(expr));
     let (source, fill) = match mode {
         PadMode::Constant(v) => ("inside = inside && s >= 0 && s < n;", fill_literal(node, v)?),
         PadMode::Edge => ("s = clamp(s, 0, n - 1);", fill_literal(node, 0.0)?),
@@ -354,7 +345,7 @@ fn tiled_transpose(node: &Node, perm: &[usize], out_dims: &[Dim], moved_strides:
     let rank = perm.len();
     let (x, y) = (rank - 1, perm.iter().position(|&p| p == rank - 1).unwrap());
     let others: Vec<usize> = (0..rank).filter(|&a| a != x && a != y).collect();
-    let out_strides = strides(out_dims);
+    let out_strides = contiguous_strides(out_dims);
     let tiles = |d: &Dim| Expr::ceil_div(expr(d), Expr::Const(32));
     let other_dims: Vec<Dim> = others.iter().map(|&a| out_dims[a].clone()).collect();
     let mut parts = Parts::new("transpose", WORKGROUP);

@@ -1,53 +1,31 @@
 //! Conv, Pool and Resize: one invocation per output element, walking its window (for Conv also its group's input
-//! channels; for Resize its interpolation taps) in order. Spatial geometry is baked into the text (1 or 2 spatial axes are the last of 3, the others
-//! of length 1); only the batch may be symbolic. 256 invocations per workgroup.
+//! channels; for Resize its interpolation taps) in order. Spatial geometry is baked into the text (see
+//! `WindowGeometry`); only the batch may be symbolic. 256 invocations per workgroup.
 
 use crate::CodegenError;
 use crate::math::Helper;
 use crate::shader::{Access, Node, Parts, expr, groups_for, product};
 use std::fmt::Write;
-use tfc_ir::{Expr, NearestRounding, PoolKind, ResizeAxis, ResizeMode, Window};
+use tfc_ir::layout::WindowGeometry;
+use tfc_ir::{NearestRounding, PoolKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, Window};
 
 const WORKGROUP: u32 = 256;
 
-/// Per spatial axis, padded to 3 axes at the front: input length, output length, kernel length, stride, dilation,
-/// padding before and after.
-struct Geometry {
-    input: [u32; 3],
-    output: [u32; 3],
-    kernel: [u32; 3],
-    stride: [u32; 3],
-    dilation: [u32; 3],
-    before: [u32; 3],
-    after: [u32; 3],
+/// The geometry of `node` (spatial lengths from its operand 0 and output) as baked-in constants.
+fn geometry(node: &Node, kernel: &[u32], window: &Window) -> Result<WindowGeometry, CodegenError> {
+    let lengths = |dims: &[tfc_ir::Dim], what: &str| dims.iter().map(|d| node.constant(d, what, u32::MAX as u64)).collect::<Result<Vec<_>, _>>();
+    let input = lengths(&node.inputs[0].shape[2..], "a spatial axis")?;
+    let output = lengths(&node.output.shape[2..], "a spatial output axis")?;
+    Ok(WindowGeometry::new(&input, &output, kernel, window))
 }
 
-impl Geometry {
-    fn new(node: &Node, kernel: &[u32], window: &Window) -> Result<Geometry, CodegenError> {
-        let n = kernel.len();
-        let at = |axis: usize| axis + n >= 3;
-        let spatial = |v: &dyn Fn(usize) -> u32, pad: u32| -> [u32; 3] { std::array::from_fn(|a| if at(a) { v(a + n - 3) } else { pad }) };
-        let input = node.inputs[0].shape[2..].iter().map(|d| node.constant(d, "a spatial axis", u32::MAX as u64)).collect::<Result<Vec<_>, _>>()?;
-        let output = node.output.shape[2..].iter().map(|d| node.constant(d, "a spatial output axis", u32::MAX as u64)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Geometry {
-            input: spatial(&|a| input[a], 1),
-            output: spatial(&|a| output[a], 1),
-            kernel: spatial(&|a| kernel[a], 1),
-            stride: spatial(&|a| window.strides[a] as u32, 1),
-            dilation: spatial(&|a| window.dilations[a] as u32, 1),
-            before: spatial(&|a| window.pads[a].0 as u32, 0),
-            after: spatial(&|a| window.pads[a].1 as u32, 0),
-        })
-    }
+/// WGSL for a window op's geometry.
+trait Emit {
+    fn prologue(&self, parts: &mut Parts);
+    fn window_loop(&self, body: &mut String, visit: &str, counted: &str);
+}
 
-    fn input_size(&self) -> u32 {
-        self.input.iter().product()
-    }
-
-    fn output_size(&self) -> u32 {
-        self.output.iter().product()
-    }
-
+impl Emit for WindowGeometry {
     /// The prologue: `i` this invocation's output element, `plane` its (batch, channel) plane, `p` its output
     /// coordinates.
     fn prologue(&self, parts: &mut Parts) {
@@ -107,7 +85,7 @@ impl Geometry {
 pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Parts, CodegenError> {
     let (x, w) = (node.inputs[0], node.inputs[1]);
     let kernel = w.shape[2..].iter().map(|d| node.constant(d, "a kernel axis", 4096)).collect::<Result<Vec<_>, _>>()?;
-    let g = Geometry::new(node, &kernel, window)?;
+    let g = geometry(node, &kernel, window)?;
     let c = node.constant(&x.shape[1], "the input channels", u32::MAX as u64)?;
     let m = node.constant(&w.shape[0], "the output channels", u32::MAX as u64)?;
     let (cg, mg) = (c / groups as u32, m / groups as u32);
@@ -139,7 +117,7 @@ pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Parts,
 pub(crate) fn conv_transpose(node: &Node, window: &Window, groups: usize) -> Result<Parts, CodegenError> {
     let (x, w) = (node.inputs[0], node.inputs[1]);
     let kernel = w.shape[2..].iter().map(|d| node.constant(d, "a kernel axis", 4096)).collect::<Result<Vec<_>, _>>()?;
-    let g = Geometry::new(node, &kernel, window)?;
+    let g = geometry(node, &kernel, window)?;
     let c = node.constant(&x.shape[1], "the input channels", u32::MAX as u64)?;
     let m = node.constant(&node.output.shape[1], "the output channels", u32::MAX as u64)?;
     let (cg, mg) = (c / groups as u32, m / groups as u32);
@@ -194,7 +172,7 @@ pub(crate) fn conv_transpose(node: &Node, window: &Window, groups: usize) -> Res
 
 pub(crate) fn pool(node: &Node, kind: PoolKind, kernel: &[usize], window: &Window) -> Result<Parts, CodegenError> {
     let kernel: Vec<u32> = kernel.iter().map(|&k| k as u32).collect();
-    let g = Geometry::new(node, &kernel, window)?;
+    let g = geometry(node, &kernel, window)?;
     let (name, init, visit, finish) = match kind {
         PoolKind::Max => ("max", "bitcast<f32>(0xff800000u)", "acc = max(acc, x);".to_string(), "acc".to_string()),
         PoolKind::Average { count_pad: false } => ("average", "0.0", "acc += x;\n                    count += 1u;".to_string(), "acc / f32(count)".to_string()),
@@ -238,13 +216,7 @@ pub(crate) fn resize(node: &Node, axes: &[Option<ResizeAxis>], mode: ResizeMode,
     parts.workgroups = groups_for(numel.clone(), WORKGROUP);
     parts.params = vec![numel];
     parts.params.extend(node.output.shape.iter().map(expr));
-    let mut stride = tfc_ir::Dim::from(1u64);
-    let mut strides = vec![Expr::Const(0); rank];
-    for a in (0..rank).rev() {
-        strides[a] = expr(&stride);
-        stride = &stride * &x.shape[a];
-    }
-    parts.params.extend(strides);
+    parts.params.extend(tfc_ir::layout::contiguous_strides(&x.shape).iter().map(expr));
 
     let body = match mode {
         ResizeMode::Nearest(rounding) => {
@@ -333,6 +305,131 @@ fn taps(x_in: f32, len: i32) -> Taps {{
     let at: Vec<String> = resized.iter().map(|&a| format!("t{a}.at[k{a}] * param({}u)", 1 + rank + a)).collect();
     writeln!(b, "{indent}acc += {} * load_in0(offset + {});", weight.join(" * "), at.join(" + ")).unwrap();
     for _ in &resized {
+        indent.truncate(indent.len() - 4);
+        writeln!(b, "{indent}}}").unwrap();
+    }
+    b.push_str("    out[i] = acc;\n");
+    Ok(parts)
+}
+
+/// GridSample: one invocation per output element, which sums the taps of its grid position over each spatial axis
+/// (as `tfc_ir::interp`'s `sample_taps`). Params: the count, the output positions per plane, the channels.
+pub(crate) fn grid_sample(node: &Node, mode: SampleMode, padding: SamplePadding, align_corners: bool) -> Result<Parts, CodegenError> {
+    let (x, grid) = (node.inputs[0], node.inputs[1]);
+    let spatial = x.shape[2..].iter().map(|d| node.constant(d, "a spatial axis", i32::MAX as u64)).collect::<Result<Vec<_>, _>>()?;
+    let r = spatial.len();
+    let taps = match mode {
+        SampleMode::Nearest => 1,
+        SampleMode::Linear => 2,
+        SampleMode::Cubic => 4,
+    };
+    let mut parts = Parts::new(format!("grid_sample_{}", format!("{mode:?}_{padding:?}").to_lowercase()), WORKGROUP);
+    parts.summary = format!("{mode:?} sampling of {r} axes, {padding:?} padding, align_corners {align_corners}");
+    parts.inputs = vec![(x.dtype, Access::Float), (grid.dtype, Access::Float)];
+    let numel = product(&node.output.shape);
+    parts.workgroups = groups_for(numel.clone(), WORKGROUP);
+    parts.params = vec![numel, product(&grid.shape[1..=r]), expr(&x.shape[1])];
+    let (position, lo, hi) = if align_corners {
+        ("(g + 1.0) / 2.0 * (d - 1.0)", "0.0", "d - 1.0")
+    } else {
+        ("((g + 1.0) * d - 1.0) / 2.0", "-0.5", "d - 0.5")
+    };
+    let (outside, pixel) = match padding {
+        SamplePadding::Zeros => ("", "i"),
+        SamplePadding::Border => ("x = clamp(x, 0.0, d - 1.0);", "clamp(i, 0.0, d - 1.0)"),
+        SamplePadding::Reflection => ("x = reflect(x, lo, hi);", "trunc(reflect(i, lo, hi))"),
+    };
+    let rounding = if mode == SampleMode::Nearest { "    x = round(x);\n" } else { "" };
+    let fill = match mode {
+        SampleMode::Nearest => "    s.at[0] = pixel(trunc(x), d);\n    s.w[0] = 1.0;\n".to_string(),
+        SampleMode::Linear => "    s.at[0] = pixel(base, d);\n    s.at[1] = pixel(base + 1.0, d);\n    s.w[0] = 1.0 - t;\n    s.w[1] = t;\n".to_string(),
+        SampleMode::Cubic => "    // Keys' kernel (a = −0.75) at distances 1 + t, t, 1 − t, 2 − t.
+    let e = vec4<f32>(1.0 + t, t, 1.0 - t, 2.0 - t);
+    let near = (1.25 * e - 2.25) * e * e + 1.0;
+    let far = ((-0.75 * e + 3.75) * e - 6.0) * e + 3.0;
+    let w = vec4<f32>(far.x, near.y, near.z, far.w);
+    for (var k = 0; k < 4; k++) {
+        s.at[k] = pixel(base - 1.0 + f32(k), d);
+        s.w[k] = w[k];
+    }
+"
+        .to_string(),
+    };
+    writeln!(
+        parts.decls,
+        "struct Taps {{
+    // −1 reads a zero.
+    at: array<i32, {taps}>,
+    w: array<f32, {taps}>,
+}}
+
+// x mirrored into [lo, hi]: whole periods of the range by division, then one reflection.
+fn reflect(x: f32, lo: f32, hi: f32) -> f32 {{
+    let range = hi - lo;
+    if x < lo || x > hi {{
+        let dx = select(x - hi, lo - x, x < lo);
+        let periods = trunc(dx / range);
+        let r = dx - periods * range;
+        let even = (u32(periods) & 1u) == 0u;
+        return select(lo + r, hi - r, even == (x > hi));
+    }}
+    return x;
+}}
+
+// The index an element position reads after padding, −1 for a zero.
+fn pixel(i: f32, d: f32) -> i32 {{
+    let lo = {lo};
+    let hi = {hi};
+    let j = {pixel};
+    return select(-1, i32(j), j >= 0.0 && j < d);
+}}
+
+// The taps of normalised grid coordinate g on an axis of d elements.
+fn taps(g: f32, d: f32) -> Taps {{
+    var x = {position};
+{rounding}    let lo = {lo};
+    let hi = {hi};
+    if x < lo || x > hi {{
+        {outside}
+    }}
+    let base = floor(x);
+    let t = x - base;
+    var s: Taps;
+{fill}    return s;
+}}"
+    )
+    .unwrap();
+    let b = &mut parts.body;
+    writeln!(
+        b,
+        "    let i = group * 256u + lid;
+    if i >= param(0u) {{
+        return;
+    }}
+    let positions = param(1u);
+    let plane = i / positions;
+    let position = (plane / param(2u)) * positions + i % positions;
+    let input = plane * {size}u;",
+        size = spatial.iter().product::<u32>()
+    )
+    .unwrap();
+    for (a, len) in spatial.iter().enumerate() {
+        writeln!(b, "    var t{a} = taps(load_in1(position * {r}u + {}u), {len}.0);", r - 1 - a).unwrap();
+    }
+    b.push_str("    var acc = 0.0;\n");
+    let mut indent = String::from("    ");
+    for a in 0..r {
+        writeln!(b, "{indent}for (var k{a} = 0; k{a} < {taps}; k{a}++) {{").unwrap();
+        indent.push_str("    ");
+    }
+    let valid: Vec<String> = (0..r).map(|a| format!("t{a}.at[k{a}] >= 0")).collect();
+    let weight: Vec<String> = (0..r).map(|a| format!("t{a}.w[k{a}]")).collect();
+    let mut at = String::from("0");
+    for (a, len) in spatial.iter().enumerate() {
+        at = format!("({at}) * {len} + t{a}.at[k{a}]");
+    }
+    writeln!(b, "{indent}if {} {{\n{indent}    acc += {} * load_in0(input + u32({at}));\n{indent}}}", valid.join(" && "), weight.join(" * ")).unwrap();
+    for _ in 0..r {
         indent.truncate(indent.len() - 4);
         writeln!(b, "{indent}}}").unwrap();
     }

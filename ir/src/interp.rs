@@ -2,7 +2,9 @@
 //! and backend is checked against, so it favours obviousness over speed.
 
 use crate::dim::{Env, Expr, bind_symbols};
-use crate::op::{BinaryOp, CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, UnaryOp, Window};
+use crate::op::{
+    BinaryOp, CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, UnaryOp, Window,
+};
 use crate::tensor::{Data, Tensor};
 use crate::{DType, Graph, InputDefault, NodeId, Op};
 use std::collections::{BTreeMap, HashMap};
@@ -183,6 +185,9 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         Op::Resize { shape, axes, mode, extrapolation } => resize(x[0], &eval_shape(shape, env)?, axes, *mode, *extrapolation),
         Op::ConvTranspose { window, groups, output_padding } => conv_transpose(x, window, *groups, output_padding),
         Op::TopK { axis, k, largest } => top_k(x[0], *axis, *k, *largest),
+        Op::Bitcast { to: DType::I32 } => Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|v| v.to_bits() as i32).collect()),
+        Op::Bitcast { .. } => Tensor::f32(x[0].shape.clone(), x[0].to_i64().iter().map(|&v| f32::from_bits(v as i32 as u32)).collect()),
+        Op::GridSample { mode, padding, align_corners } => grid_sample(x[0], x[1], *mode, *padding, *align_corners),
         Op::ScatterND { reduction } => scatter_nd(x[0], x[1], x[2], *reduction, out_dtype),
         Op::Classify { nan, pos_inf, neg_inf } => {
             let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
@@ -609,8 +614,8 @@ fn arg_reduce(x: &Tensor, axis: usize, largest: bool, last: bool) -> Tensor {
 }
 
 /// The input positions and weights output coordinate `x` of an axis of length `len` reads, or `None` where it
-/// extrapolates. Shared by every backend's idea of Resize; kernels follow the same steps in f32.
-pub fn resize_taps(map: &ResizeAxis, mode: ResizeMode, x: usize, len: usize, extrapolates: bool) -> Option<Vec<(usize, f64)>> {
+/// extrapolates. Kernels follow the same steps in f32.
+fn resize_taps(map: &ResizeAxis, mode: ResizeMode, x: usize, len: usize, extrapolates: bool) -> Option<Vec<(usize, f64)>> {
     let x_in = ((x as f64 + map.shift as f64) * map.num as f64) / map.den as f64 + map.offset as f64;
     let last = len as f64 - 1.0;
     if extrapolates && !(0.0..=last).contains(&x_in) {
@@ -673,6 +678,86 @@ fn resize(x: &Tensor, shape: &[usize], axes: &[Option<ResizeAxis>], mode: Resize
         })
         .collect();
     Tensor::f32(shape.to_vec(), values)
+}
+
+/// `x` mirrored into [lo, hi] (as ONNX's reference: whole periods of the range by division, then one reflection).
+fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
+    let range = hi - lo;
+    let (dx, from_low) = if x < lo { (lo - x, true) } else if x > hi { (x - hi, false) } else { return x };
+    let periods = (dx / range).trunc();
+    let r = dx - periods * range;
+    if (periods as i64 % 2 == 0) == from_low { lo + r } else { hi - r }
+}
+
+/// The taps (input index or `None` for a zero, weight) of grid coordinate `g` on an axis of `len`.
+fn sample_taps(g: f32, len: usize, mode: SampleMode, padding: SamplePadding, align_corners: bool) -> Vec<(Option<usize>, f64)> {
+    let d = len as f32;
+    // The position in elements, computed in f32 as ONNX's reference does.
+    let mut x = (if align_corners { (g + 1.0) / 2.0 * (d - 1.0) } else { ((g + 1.0) * d - 1.0) / 2.0 }) as f64;
+    if mode == SampleMode::Nearest {
+        x = x.round_ties_even();
+    }
+    let (lo, hi) = if align_corners { (0.0, len as f64 - 1.0) } else { (-0.5, len as f64 - 0.5) };
+    if x < lo || x > hi {
+        match padding {
+            SamplePadding::Zeros => {}
+            SamplePadding::Border => x = x.clamp(0.0, len as f64 - 1.0),
+            SamplePadding::Reflection => x = reflect(x, lo, hi),
+        }
+    }
+    let pixel = |i: f64| -> Option<usize> {
+        let i = match padding {
+            SamplePadding::Zeros => i,
+            SamplePadding::Border => i.clamp(0.0, len as f64 - 1.0),
+            SamplePadding::Reflection => reflect(i, lo, hi).trunc(),
+        };
+        (0.0..len as f64).contains(&i).then_some(i as usize)
+    };
+    let base = x.floor();
+    let t = x - base;
+    match mode {
+        SampleMode::Nearest => vec![(pixel(x.trunc()), 1.0)],
+        SampleMode::Linear => vec![(pixel(base), 1.0 - t), (pixel(base + 1.0), t)],
+        SampleMode::Cubic => {
+            let a = -0.75;
+            let near = |t: f64| ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0;
+            let far = |t: f64| ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a;
+            vec![(pixel(base - 1.0), far(1.0 + t)), (pixel(base), near(t)), (pixel(base + 1.0), near(1.0 - t)), (pixel(base + 2.0), far(2.0 - t))]
+        }
+    }
+}
+
+fn grid_sample(x: &Tensor, grid: &Tensor, mode: SampleMode, padding: SamplePadding, align_corners: bool) -> Tensor {
+    let (n, c, spatial) = (x.shape[0], x.shape[1], &x.shape[2..]);
+    let r = spatial.len();
+    let out_spatial = &grid.shape[1..=r];
+    let (size, osize) = (spatial.iter().product::<usize>(), out_spatial.iter().product::<usize>());
+    let (v, g) = (x.to_f32(), grid.to_f32());
+    let mut out = Vec::with_capacity(n * c * osize);
+    for b in 0..n {
+        // Per output position, the reads (input offset within a plane, weight).
+        let reads: Vec<Vec<(Option<usize>, f64)>> = (0..osize)
+            .map(|o| {
+                let position = &g[(b * osize + o) * r..][..r];
+                let mut reads = vec![(Some(0), 1.0)];
+                for a in 0..r {
+                    let taps = sample_taps(position[r - 1 - a], spatial[a], mode, padding, align_corners);
+                    reads = reads
+                        .iter()
+                        .flat_map(|&(at, w)| taps.iter().map(move |&(i, tw)| (at.zip(i).map(|(at, i)| at * spatial[a] + i), w * tw)))
+                        .collect();
+                }
+                reads
+            })
+            .collect();
+        for ch in 0..c {
+            let plane = &v[(b * c + ch) * size..][..size];
+            out.extend(reads.iter().map(|reads| reads.iter().map(|&(at, w)| at.map_or(0.0, |at| w * plane[at] as f64)).sum::<f64>() as f32));
+        }
+    }
+    let mut shape = vec![n, c];
+    shape.extend(out_spatial);
+    Tensor::f32(shape, out)
 }
 
 fn scatter_nd(data: &Tensor, indices: &Tensor, updates: &Tensor, reduction: Option<BinaryOp>, out_dtype: DType) -> Tensor {
@@ -1029,7 +1114,7 @@ fn windows(input: &[usize], kernel: &[usize], window: &Window) -> (Vec<usize>, V
                     let kc = coordinates(k, kernel);
                     let c: Option<Vec<usize>> = (0..input.len())
                         .map(|a| {
-                            let at = (oc[a] * window.strides[a] + kc[a] * window.dilations[a]) as i64 - window.pads[a].0 as i64;
+                            let at = window.input_position(a, oc[a], kc[a]);
                             (0..input[a] as i64).contains(&at).then_some(at as usize)
                         })
                         .collect();
@@ -1098,7 +1183,8 @@ fn conv_transpose(x: &[&Tensor], window: &Window, groups: usize, output_padding:
                     let kc = coordinates(k, kernel);
                     let target: Option<Vec<usize>> = (0..spatial.len())
                         .map(|a| {
-                            let at = (ic_coords[a] * window.strides[a] + kc[a] * window.dilations[a]) as i64 - window.pads[a].0 as i64;
+                            // The input position of the transposed window is this output's.
+                            let at = window.input_position(a, ic_coords[a], kc[a]);
                             (0..out_spatial[a] as i64).contains(&at).then_some(at as usize)
                         })
                         .collect();
@@ -1133,10 +1219,9 @@ fn pool(x: &Tensor, kind: PoolKind, kernel: &[usize], window: &Window) -> Tensor
             let oc = coordinates(o, &out);
             (0..spatial.len())
                 .map(|a| {
-                    let start = (oc[a] * window.strides[a]) as i64 - window.pads[a].0 as i64;
-                    (0..kernel[a] as i64)
+                    (0..kernel[a])
                         .filter(|&k| {
-                            let at = start + k * window.dilations[a] as i64;
+                            let at = window.input_position(a, oc[a], k);
                             at >= -(window.pads[a].0 as i64) && at < (spatial[a] + window.pads[a].1) as i64
                         })
                         .count()

@@ -165,6 +165,24 @@ pub enum NearestRounding {
     Ceil,
 }
 
+/// How `Op::GridSample` interpolates: the nearest element (halves to even), linear, or cubic (Keys, a = −0.75).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SampleMode {
+    Nearest,
+    Linear,
+    Cubic,
+}
+
+/// What `Op::GridSample` reads outside the input.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SamplePadding {
+    Zeros,
+    /// The nearest edge element.
+    Border,
+    /// Positions mirrored at the borders (the outer pixel edges, or the centres with `align_corners`).
+    Reflection,
+}
+
 /// The window geometry of `Op::Conv` and `Op::Pool` over the spatial axes (those after batch and channel).
 #[derive(Clone, Debug, PartialEq)]
 pub struct Window {
@@ -177,6 +195,12 @@ pub struct Window {
 }
 
 impl Window {
+    /// The input position (before padding is removed, so possibly negative) that kernel element `k` of the window at
+    /// output position `out` reads on spatial axis `axis`.
+    pub fn input_position(&self, axis: usize, out: usize, k: usize) -> i64 {
+        (out * self.strides[axis] + k * self.dilations[axis]) as i64 - self.pads[axis].0 as i64
+    }
+
     /// The output length of a spatial axis of length `input` for kernel length `kernel`, `None` if no window fits.
     pub fn output_len(&self, axis: usize, input: u64, kernel: u64) -> Option<u64> {
         let (stride, dilation) = (self.strides[axis] as u64, self.dilations[axis] as u64);
@@ -321,6 +345,12 @@ pub enum Op {
     /// `reduction` (Add, Mul, Max or Min), in the order of j (the last write wins). ScatterElements is this with
     /// full coordinates as indices.
     ScatterND { reduction: Option<BinaryOp> },
+    /// `(x [N, C, s…], grid [N, o…, r])` → [N, C, o…], 1 to 3 spatial axes (r of them): samples x at the positions
+    /// in grid, normalised to [−1, 1] per axis with the last spatial axis first in each position (x, y, z), as ONNX
+    /// GridSample: −1 and 1 are the outer edges of the border elements, or their centres with `align_corners`.
+    GridSample { mode: SampleMode, padding: SamplePadding, align_corners: bool },
+    /// The same 32 bits read as `to`: f32 ↔ i32.
+    Bitcast { to: DType },
     /// The transpose (gradient) of `Conv`: `(x [N, C, s…], w [C, M / groups, k…][, bias [M]]) → [N, M, o…]`, 1 to 3
     /// spatial axes, o = stride·(s − 1) + output_padding + dilation·(k − 1) + 1 − pad before − pad after: each input
     /// element adds x·w to output position i·stride + j·dilation − pad before. `window.ceil_mode` must be off.
@@ -370,6 +400,8 @@ impl Op {
             Op::ConvTranspose { .. } => "ConvTranspose",
             Op::TopK { .. } => "TopK",
             Op::ScatterND { .. } => "ScatterND",
+            Op::GridSample { .. } => "GridSample",
+            Op::Bitcast { .. } => "Bitcast",
         }
     }
 
@@ -696,6 +728,32 @@ impl Op {
                 let kernel = w.shape[2..].to_vec();
                 let mut shape = vec![x.shape[0].clone(), w.shape[0].clone()];
                 shape.extend(window_output(window, &x.shape[2..], &kernel)?);
+                Ok(f32_of(shape))
+            }
+            Op::Bitcast { to } => {
+                arity(1..=1)?;
+                let from = inputs[0].dtype;
+                if !matches!((from, to), (DType::F32, DType::I32) | (DType::I32, DType::F32)) {
+                    return Err(format!("reinterprets f32 as i32 or i32 as f32, not {from} as {to}"));
+                }
+                Ok(TensorType::new(*to, inputs[0].shape.clone()))
+            }
+            Op::GridSample { .. } => {
+                arity(2..=2)?;
+                float(0)?;
+                float(1)?;
+                let (x, grid) = (inputs[0], inputs[1]);
+                let r = x.rank().saturating_sub(2);
+                let fits = (1..=3).contains(&r)
+                    && grid.rank() == r + 2
+                    && grid.shape[0] == x.shape[0]
+                    && grid.shape[r + 1] == Dim::from(r as u64)
+                    && x.shape[2..].iter().all(|d| d.as_const().is_some_and(|l| l > 0));
+                if !fits {
+                    return Err(format!("takes x [N, C, 1 to 3 constant spatial axes] and grid [N, o…, that many], got {x} and {grid}"));
+                }
+                let mut shape = x.shape[..2].to_vec();
+                shape.extend(grid.shape[1..=r].iter().cloned());
                 Ok(f32_of(shape))
             }
             Op::ScatterND { reduction } => {
