@@ -7,16 +7,16 @@ use super::tensor::{Elem, ExternalFiles, LoadedData, Values, dim_int, int_dim};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use tfc_ir::op::{CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, Window};
+use tfc_ir::op::{CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, Window};
 use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryOp, Weight, WeightData};
 
 /// The ops of the default domain tfc lowers. Everything else is listed in the unsupported-op error.
 const SUPPORTED: &[&str] = &[
     "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Attention", "BitShift", "BitwiseAnd",
-    "BitwiseNot", "BitwiseOr", "BitwiseXor", "ConvTranspose", "Resize", "ScatterElements", "ScatterND", "TopK", "Asinh", "Atan", "Atanh", "AveragePool",
+    "BitwiseNot", "BitwiseOr", "BitwiseXor", "ConvTranspose", "Resize", "ScatterElements", "ScatterND", "TopK", "Asinh", "Atan", "Atanh", "AveragePool", "BitCast",
     "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
     "CenterCropPad", "Cos", "Cosh", "CumProd", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
-    "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GroupNormalization",
+    "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GridSample", "GroupNormalization",
     "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Hardmax", "HardSigmoid", "HardSwish",
     "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
     "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "MatMulInteger", "Max", "MaxPool", "Mean", "Min",
@@ -770,6 +770,51 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(Value::Known(Known::new(e, vec![n as usize, m as usize], values)))
         }
         "GroupNormalization" => one(group_norm(b, ctx, inputs)?),
+        "BitCast" => {
+            let x = x()?;
+            let to = Elem(ctx.int("to", 0) as i32);
+            let dtype = match (elem(x).0, to.0) {
+                (1, 6) => DType::I32,
+                (6, 1) => DType::F32,
+                (from, _) if from == to.0 => return one(x.clone()),
+                (2..=6 | 9 | 12, 2..=6 | 9 | 12) if elem(x).size() == to.size() => {
+                    // Integers of one width: the same bits read as the other type (masked, then sign-extended).
+                    let bits = 8 * to.size().unwrap_or(4) as u32;
+                    if bits >= 32 {
+                        return one(cast(b, &base, x, to)?);
+                    }
+                    let masked = binary(b, &format!("{base}.mask"), BinaryOp::BitAnd, x, &scalar(to, ((1u64 << bits) - 1) as f64))?;
+                    if to.wrap_int(-1) > 0 {
+                        return one(Value::Node { id: b.node(&masked, &base)?, elem: to });
+                    }
+                    let sign = scalar(to, (1u64 << (bits - 1)) as f64);
+                    let flipped = binary(b, &format!("{base}.flip"), BinaryOp::BitXor, &masked, &sign)?;
+                    let v = binary(b, &base, BinaryOp::Sub, &flipped, &sign)?;
+                    return one(Value::Node { id: b.node(&v, &base)?, elem: to });
+                }
+                _ => return Err(format!("bit casts between {} and {} are not supported (float and int32 only)", elem(x).name(), to.name())),
+            };
+            let id = b.node(x, &format!("{base}.x"))?;
+            one(Value::Node { id: b.add(&base, Op::Bitcast { to: dtype }, &[id])?, elem: to })
+        }
+        "GridSample" => {
+            let (x, grid) = (x()?, input(inputs, 1)?);
+            let mode = match ctx.string("mode").as_deref().unwrap_or("linear") {
+                "nearest" => SampleMode::Nearest,
+                "linear" | "bilinear" => SampleMode::Linear,
+                "cubic" | "bicubic" => SampleMode::Cubic,
+                other => return Err(format!("mode {other:?} is not supported")),
+            };
+            let padding = match ctx.string("padding_mode").as_deref().unwrap_or("zeros") {
+                "zeros" => SamplePadding::Zeros,
+                "border" => SamplePadding::Border,
+                "reflection" => SamplePadding::Reflection,
+                other => return Err(format!("padding_mode {other:?} is not supported")),
+            };
+            let (a, g) = (b.node(x, &format!("{base}.x"))?, b.node(grid, &format!("{base}.grid"))?);
+            let op = Op::GridSample { mode, padding, align_corners: ctx.int("align_corners", 0) != 0 };
+            one(Value::Node { id: b.add(&base, op, &[a, g])?, elem: elem(x) })
+        }
         "Hardmax" => {
             // 1 at the first largest element along the axis: its index compared with every position.
             let x = x()?;

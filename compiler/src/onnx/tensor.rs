@@ -71,7 +71,7 @@ impl Elem {
     }
 
     /// Bytes per element in raw_data.
-    fn size(self) -> Option<usize> {
+    pub fn size(self) -> Option<usize> {
         Some(match self.0 {
             2 | 3 | 9 => 1,
             4 | 5 | 10 | 16 => 2,
