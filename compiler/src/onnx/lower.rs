@@ -12,7 +12,7 @@ use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryO
 
 /// The ops of the default domain tfc lowers. Everything else is listed in the unsupported-op error.
 const SUPPORTED: &[&str] = &[
-    "Abs", "Acos", "Acosh", "Add", "And", "ArgMax", "ArgMin", "Asin", "Attention", "BitShift", "BitwiseAnd",
+    "Abs", "Acos", "Acosh", "Add", "AffineGrid", "And", "ArgMax", "ArgMin", "Asin", "Attention", "BitShift", "BitwiseAnd",
     "BitwiseNot", "BitwiseOr", "BitwiseXor", "ConvTranspose", "Resize", "ScatterElements", "ScatterND", "TopK", "Asinh", "Atan", "Atanh", "AveragePool", "BitCast",
     "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
     "CenterCropPad", "Cos", "Cosh", "CumProd", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
@@ -770,6 +770,34 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(Value::Known(Known::new(e, vec![n as usize, m as usize], values)))
         }
         "GroupNormalization" => one(group_norm(b, ctx, inputs)?),
+        "AffineGrid" => {
+            // The normalised coordinates (x, y[, z], 1) of every output position times θᵀ.
+            let theta = x()?;
+            let size = known_input(ctx.node, inputs, 1, "the size")?.const_ints()?;
+            let spatial: Vec<usize> = size.get(2..).ok_or("size needs N, C and 2 or 3 spatial lengths")?.iter().map(|&v| v as usize).collect();
+            if !(2..=3).contains(&spatial.len()) {
+                return Err("size needs N, C and 2 or 3 spatial lengths".into());
+            }
+            let align = ctx.int("align_corners", 0) != 0;
+            let coord = |i: usize, n: usize| -> f64 {
+                if align { if n == 1 { -1.0 } else { -1.0 + 2.0 * i as f64 / (n - 1) as f64 } } else { -1.0 + (2 * i + 1) as f64 / n as f64 }
+            };
+            let points: usize = spatial.iter().product();
+            let mut base_grid = Vec::with_capacity(points * (spatial.len() + 1));
+            for p in 0..points {
+                let at = unravel(p, &spatial);
+                for a in (0..spatial.len()).rev() {
+                    base_grid.push(coord(at[a], spatial[a]) as f32);
+                }
+                base_grid.push(1.0);
+            }
+            let base_grid = Value::Known(Known::new(Elem::FLOAT, vec![1, points, spatial.len() + 1], Values::F32(base_grid)));
+            let grid = matmul(b, &format!("{base}.grid"), &base_grid, theta, false, true)?;
+            let mut shape = vec![Dim::from(size[0] as u64)];
+            shape.extend(spatial.iter().map(|&d| Dim::from(d as u64)));
+            shape.push(Dim::from(spatial.len() as u64));
+            one(reshape(b, &base, &grid, shape)?)
+        }
         "BitCast" => {
             let x = x()?;
             let to = Elem(ctx.int("to", 0) as i32);
