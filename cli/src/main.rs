@@ -29,9 +29,10 @@ enum Command {
     ///
     /// MODEL is a HuggingFace model folder: config.json with *.safetensors (one file or sharded with
     /// model.safetensors.index.json) and, optionally, tokenizer.json (supported architectures: bert, roberta, gpt2,
-    /// llama, mistral, qwen2); or a GGUF file (architectures llama, qwen2, phi3, bert), whose weights keep their formats
-    /// (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K); or an ONNX
-    /// model (a .onnx file, with its external data beside it, or a folder holding model.onnx), opset 13 or later.
+    /// llama, mistral, qwen2, phi3, gemma3_text, gemma3); or a GGUF file (architectures llama, qwen2, phi3, gemma3,
+    /// gpt2, bert), whose weights keep their formats (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
+    /// Q5_K, Q6_K); or an ONNX model (a .onnx file, with its external data beside it, or a folder holding model.onnx),
+    /// opset 13 or later.
     Compile {
         model: PathBuf,
         /// Bundle folder to write; it is replaced only once the new bundle is complete.
@@ -64,6 +65,10 @@ enum Command {
         /// --dim sequence=128 (repeatable). Dimensions left symbolic take --max-batch or --max-sequence as their maximum.
         #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
         dims: Vec<(String, u64)>,
+        /// How a decoder's KV cache stores keys and values: f32, or f16 (half the memory, so twice the context fits
+        /// a binding; values rounded to f16, no shader-f16 feature needed).
+        #[arg(long, default_value = "f32", value_parser = parse_kv_dtype)]
+        kv_dtype: DType,
     },
     /// Summarise a bundle: model, ops, parameters, bytes per dtype, chunks, and the GPU limits it needs.
     Inspect {
@@ -92,9 +97,13 @@ enum Command {
     ///
     /// The prompt fills the KV cache on the GPU, then one token per step is drawn on the GPU (only its id comes
     /// back), until an end-of-sequence token of the model or --max-tokens. The default is greedy (temperature 0:
-    /// the most likely token).
+    /// the most likely token). With --backend wasm, the WASM fallback generates in Node.js with tfc.js's
+    /// generation loop; a seed gives the same random numbers on both backends, so the same tokens but where their
+    /// rounding differences move a draw across a token's boundary (docs/js-api.md, "Sampling and seeds").
     Generate {
         bundle: PathBuf,
+        #[command(flatten)]
+        engine: Engine,
         /// The prompt, tokenized with the bundle's tokenizer.
         #[arg(long, conflicts_with_all = ["tokens", "chat"], required_unless_present_any = ["tokens", "chat"])]
         prompt: Option<String>,
@@ -109,7 +118,8 @@ enum Command {
         max_tokens: usize,
         #[command(flatten)]
         sampling: SamplingArgs,
-        /// Print {"tokens": [generated ids], "text": "..."} at the end instead of streaming text.
+        /// Print {"tokens": [generated ids], "text": "...", "timing": {device, first_token_ms, decode_ms}} at the end
+        /// instead of streaming text.
         #[arg(long)]
         json: bool,
     },
@@ -122,6 +132,10 @@ enum Command {
         batch: usize,
         #[arg(long, default_value_t = 128)]
         sequence: usize,
+        /// For a decoder: time a step after this many cached tokens that asks only for the next token (a decoding
+        /// step with --sequence 1); without it every run starts from an empty cache and returns every output.
+        #[arg(long)]
+        past: Option<u64>,
         #[arg(long, default_value_t = 50)]
         iterations: usize,
         #[arg(long, default_value_t = 5)]
@@ -210,6 +224,14 @@ fn parse_dim(s: &str) -> Result<(String, u64), String> {
     Ok((name.trim().to_string(), value))
 }
 
+fn parse_kv_dtype(s: &str) -> Result<DType, String> {
+    match s {
+        "f32" => Ok(DType::F32),
+        "f16" => Ok(DType::F16),
+        other => Err(format!("`{other}` is not a KV cache dtype; choose f32 or f16")),
+    }
+}
+
 fn parse_quant(s: &str) -> Result<DType, String> {
     match DType::from_name(&s.to_ascii_lowercase()) {
         Some(d) if d.is_float() => Ok(d),
@@ -244,7 +266,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant, dims } => {
+        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant, kv_dtype, dims } => {
             let wasm = match &target {
                 None => WasmTarget::WhereSupported,
                 Some(t) if !t.contains(&Target::Webgpu) => {
@@ -254,7 +276,7 @@ fn run(cli: Cli) -> Result<()> {
                 Some(_) => WasmTarget::Off,
             };
             let dims = dims.into_iter().collect();
-            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, wasm, quant, dims };
+            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, kv_dtype, wasm, quant, dims };
             let started = Instant::now();
             let report = tfc_compiler::compile(&model, &output, &opts, &mut Bar::new())
                 .with_context(|| format!("compiling {}", model.display()))?;
@@ -327,10 +349,10 @@ fn run(cli: Cli) -> Result<()> {
             }
             Ok(())
         }
-        Command::Generate { bundle, prompt, chat, tokens, max_tokens, sampling, json } => {
-            generate(&bundle, Prompt { text: prompt, chat, tokens }, max_tokens, sampling.sampling(), json)
+        Command::Generate { bundle, engine, prompt, chat, tokens, max_tokens, sampling, json } => {
+            generate(&bundle, &engine, Prompt { text: prompt, chat, tokens }, max_tokens, sampling.sampling(), json)
         }
-        Command::Bench { bundle, engine, batch, sequence, iterations, warmup } => {
+        Command::Bench { bundle, engine, batch, sequence, past, iterations, warmup } => {
             let b = Bundle::open(&bundle)?;
             let ids: Vec<i64> = (0..batch * sequence).map(|i| 1000 + (i as i64 * 7) % 1000).collect();
             let feeds = BTreeMap::from([("input_ids".to_string(), Tensor::i64(vec![batch, sequence], ids))]);
@@ -338,8 +360,13 @@ fn run(cli: Cli) -> Result<()> {
                 let runs = wasm::Runs { threads: engine.threads, warmup, iterations: iterations.max(1), profile: engine.threads == 1 };
                 let run = wasm::run(&bundle, &b.manifest, &feeds, &runs)?;
                 let mut by_op: BTreeMap<String, f64> = BTreeMap::new();
+                // Also by op and the dtype of the weight it reads (if any): where quantized kernels spend their time.
+                let mut by_op_weight: BTreeMap<String, f64> = BTreeMap::new();
                 for (d, ms) in b.manifest.dispatches.iter().zip(&run.dispatch_ms) {
                     *by_op.entry(d.op.clone()).or_default() += ms;
+                    let weight = b.manifest.weights.iter().find(|w| d.bindings.contains(&w.buffer));
+                    let key = weight.map_or(d.op.clone(), |w| format!("{} {}", d.op, w.dtype.name()));
+                    *by_op_weight.entry(key).or_default() += ms;
                 }
                 let summary = serde_json::json!({
                     "adapter": run.device,
@@ -350,23 +377,27 @@ fn run(cli: Cli) -> Result<()> {
                     "dispatches": b.manifest.dispatches.len(),
                     "median_ms": median(run.times_ms.clone()),
                     "min_ms": run.times_ms.iter().copied().fold(f64::INFINITY, f64::min),
-                    "profile_median_ms": { "dispatches": by_op.values().sum::<f64>(), "by_op": by_op },
+                    "profile_median_ms": { "dispatches": by_op.values().sum::<f64>(), "by_op": by_op, "by_op_weight": by_op_weight },
                 });
                 println!("{}", serde_json::to_string(&summary)?);
                 return Ok(());
             }
             let mut session = Session::new(&b)?;
+            let (symbols, outputs) = match past {
+                Some(past) => (BTreeMap::from([("past".to_string(), past)]), vec!["next_token"]),
+                None => (BTreeMap::from([("past".to_string(), 0)]), vec![]),
+            };
             for _ in 0..warmup {
-                session.run(&feeds)?;
+                session.run_with(&feeds, &symbols, &outputs)?;
             }
             let mut times = Vec::new();
             for _ in 0..iterations.max(1) {
                 let t = Instant::now();
-                session.run(&feeds)?;
+                session.run_with(&feeds, &symbols, &outputs)?;
                 times.push(t.elapsed().as_secs_f64() * 1e3);
             }
             let profiles: Vec<tfc_runtime::Profile> =
-                (0..10).map(|_| session.profile(&feeds).map(|(_, p)| p)).collect::<Result<_, _>>()?;
+                (0..10).map(|_| session.profile_with(&feeds, &symbols, &outputs).map(|(_, p)| p)).collect::<Result<_, _>>()?;
             let median_of = |f: &dyn Fn(&tfc_runtime::Profile) -> f64| median(profiles.iter().map(f).collect());
             let mut gpu_by_op: BTreeMap<String, f64> = BTreeMap::new();
             let dispatches = &session.manifest().dispatches;
@@ -378,6 +409,7 @@ fn run(cli: Cli) -> Result<()> {
                 "adapter": session.adapter_name(),
                 "batch": batch,
                 "sequence": sequence,
+                "past": past,
                 "iterations": times.len(),
                 "dispatches": dispatches.len(),
                 "median_ms": median(times.clone()),
@@ -403,7 +435,7 @@ struct Prompt {
     tokens: Option<Vec<u32>>,
 }
 
-fn generate(bundle: &Path, prompt: Prompt, max_tokens: usize, sampling: Sampling, json: bool) -> Result<()> {
+fn generate(bundle: &Path, engine: &Engine, prompt: Prompt, max_tokens: usize, sampling: Sampling, json: bool) -> Result<()> {
     let b = Bundle::open(bundle)?;
     let tokenizer = if b.manifest.tokenizer.is_some() { Some(Tokenizer::from_bundle(&b)?) } else { None };
     let need_tokenizer = || tokenizer.as_ref().context("this bundle has no tokenizer; give the prompt as --tokens");
@@ -417,54 +449,77 @@ fn generate(bundle: &Path, prompt: Prompt, max_tokens: usize, sampling: Sampling
         }
         _ => bail!("give a --prompt, --chat or --tokens"),
     };
+    let mut stream = tokenizer.as_ref().map(TextStream::new);
+    let mut out = std::io::stdout();
+    let mut generated = Vec::new();
+    let mut on_token = |next: u32| -> Result<()> {
+        generated.push(next);
+        if let (Some(s), false) = (&mut stream, json) {
+            write!(out, "{}", s.push(next)?)?;
+            out.flush()?;
+        }
+        Ok(())
+    };
+    let (device, first_token_ms, decode_ms) = match engine.backend {
+        Backend::Native => generate_native(&b, &prompt_ids, max_tokens, sampling, &mut on_token)?,
+        Backend::Wasm => {
+            let run = wasm::generate(bundle, &b.manifest, &prompt_ids, max_tokens, &sampling, engine.threads, &mut on_token)?;
+            (run.device, run.prompt_ms, run.decode_ms)
+        }
+    };
+    let text = match &tokenizer {
+        Some(t) => Some(t.decode(&generated)?),
+        None => None,
+    };
+    if json {
+        let timing = serde_json::json!({ "device": device, "first_token_ms": first_token_ms, "decode_ms": decode_ms });
+        println!("{}", serde_json::json!({ "tokens": generated, "text": text, "timing": timing }));
+    } else {
+        if tokenizer.is_none() {
+            print!("{}", generated.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
+        }
+        println!();
+        eprintln!(
+            "{} prompt tokens, {} generated; first token after {first_token_ms:.1} ms, then {:.1} tokens/s on {device}",
+            prompt_ids.len(),
+            generated.len(),
+            generated.len().saturating_sub(1) as f64 / (decode_ms / 1e3).max(1e-9),
+        );
+    }
+    Ok(())
+}
+
+/// Generates on the native runtime, as `Decoder` feeds it: returns the adapter's name, the milliseconds until the
+/// first token and after it.
+fn generate_native(
+    b: &Bundle,
+    prompt_ids: &[u32],
+    max_tokens: usize,
+    sampling: Sampling,
+    on_token: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<(String, f64, f64)> {
     let end_of_sequence: Vec<u32> = b
         .manifest
         .model
         .get("eos_token_ids")
         .map(|ids| ids.split(',').filter_map(|t| t.parse().ok()).collect())
         .unwrap_or_default();
-    let mut decoder = Decoder::new(Session::new(&b)?)?;
+    let mut decoder = Decoder::new(Session::new(b)?)?;
     decoder.set_sampling(sampling);
-    let mut stream = tokenizer.as_ref().map(TextStream::new);
-    let mut out = std::io::stdout();
     let started = Instant::now();
-    let mut next = decoder.feed(&prompt_ids, false)?.next_token;
+    let mut next = decoder.feed(prompt_ids, false)?.next_token;
     let first_token = started.elapsed();
-    let mut generated = Vec::new();
-    while generated.len() < max_tokens && !end_of_sequence.contains(&next) {
-        generated.push(next);
-        if let (Some(s), false) = (&mut stream, json) {
-            write!(out, "{}", s.push(next)?)?;
-            out.flush()?;
-        }
-        if generated.len() == max_tokens || decoder.past() == decoder.context_length() {
+    let mut count = 0;
+    while count < max_tokens && !end_of_sequence.contains(&next) {
+        on_token(next)?;
+        count += 1;
+        if count == max_tokens || decoder.past() == decoder.context_length() {
             break;
         }
         next = decoder.feed(&[next], false)?.next_token;
     }
-    let elapsed = started.elapsed();
-    let text = match &tokenizer {
-        Some(t) => Some(t.decode(&generated)?),
-        None => None,
-    };
-    if json {
-        println!("{}", serde_json::json!({ "tokens": generated, "text": text }));
-    } else {
-        if tokenizer.is_none() {
-            print!("{}", generated.iter().map(u32::to_string).collect::<Vec<_>>().join(","));
-        }
-        println!();
-        let decode = (elapsed - first_token).as_secs_f64();
-        eprintln!(
-            "{} prompt tokens, {} generated; first token after {:.1} ms, then {:.1} tokens/s on {}",
-            prompt_ids.len(),
-            generated.len(),
-            first_token.as_secs_f64() * 1e3,
-            generated.len().saturating_sub(1) as f64 / decode.max(1e-9),
-            decoder.session().adapter_name()
-        );
-    }
-    Ok(())
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    Ok((decoder.session().adapter_name().to_string(), ms(first_token), ms(started.elapsed() - first_token)))
 }
 
 fn median(mut values: Vec<f64>) -> f64 {

@@ -1,23 +1,53 @@
 //! `--backend wasm`: runs a bundle's WASM fallback in Node.js with the same executor browsers run
-//! (runtime/js/src/wasm-backend.js, driven by runtime/js/node/wasm-runner.mjs). The scripts are built into the
-//! binary and written to a temporary folder for each call, so only `node` (20 or newer) has to be installed.
+//! (runtime/js/src/wasm-backend.js, driven by runtime/js/node/wasm-runner.mjs), and generates text with tfc.js's
+//! generation loop (runtime/js/src/generate.js). The scripts are built into the binary and written to a temporary
+//! folder for each call, so only `node` (20 or newer) has to be installed.
 
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use tempfile::TempDir;
 use tfc_ir::manifest::Manifest;
 use tfc_ir::{DType, Tensor};
+use tfc_runtime::Sampling;
 
 /// The runner and the browser modules it imports, by their path relative to runtime/js.
-const SCRIPTS: [(&str, &str); 5] = [
+const SCRIPTS: [(&str, &str); 6] = [
     ("package.json", "{\"type\": \"module\"}\n"),
     ("src/errors.js", include_str!("../../runtime/js/src/errors.js")),
     ("src/manifest.js", include_str!("../../runtime/js/src/manifest.js")),
+    ("src/generate.js", include_str!("../../runtime/js/src/generate.js")),
     ("src/wasm-backend.js", include_str!("../../runtime/js/src/wasm-backend.js")),
     ("node/wasm-runner.mjs", include_str!("../../runtime/js/node/wasm-runner.mjs")),
 ];
+
+/// A temporary folder with the runner's scripts.
+fn runner_dir(bundle: &Path, manifest: &Manifest) -> Result<TempDir> {
+    if manifest.wasm.is_none() {
+        bail!("{} has no WASM fallback; compile it with --target webgpu,wasm (the compile's notes say why it was left out)", bundle.display());
+    }
+    let dir = tempfile::tempdir().context("creating a temporary folder for the WASM runner")?;
+    for (path, text) in SCRIPTS {
+        let file = dir.path().join(path);
+        std::fs::create_dir_all(file.parent().expect("scripts live in folders")).with_context(|| format!("creating {}", file.display()))?;
+        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    }
+    Ok(dir)
+}
+
+/// The runner's command for `request` (written into `dir`).
+fn runner(dir: &TempDir, bundle: &Path, request: &Value) -> Result<Command> {
+    let request_file = dir.path().join("request.json");
+    std::fs::write(&request_file, request.to_string()).with_context(|| format!("writing {}", request_file.display()))?;
+    let mut command = Command::new("node");
+    command.arg(dir.path().join("node/wasm-runner.mjs")).arg(bundle).arg(&request_file);
+    Ok(command)
+}
+
+const NO_NODE: &str = "the WASM backend runs the fallback in Node.js: install `node` (20 or newer) on the PATH";
 
 /// What a call of the runner gives back.
 pub struct WasmRun {
@@ -43,15 +73,7 @@ pub struct Runs {
 
 /// Runs the bundle at `bundle` on `feeds`.
 pub fn run(bundle: &Path, manifest: &Manifest, feeds: &BTreeMap<String, Tensor>, runs: &Runs) -> Result<WasmRun> {
-    if manifest.wasm.is_none() {
-        bail!("{} has no WASM fallback; compile it with --target webgpu,wasm (the compile's notes say why it was left out)", bundle.display());
-    }
-    let dir = tempfile::tempdir().context("creating a temporary folder for the WASM runner")?;
-    for (path, text) in SCRIPTS {
-        let file = dir.path().join(path);
-        std::fs::create_dir_all(file.parent().expect("scripts live in folders")).with_context(|| format!("creating {}", file.display()))?;
-        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
-    }
+    let dir = runner_dir(bundle, manifest)?;
     let mut inputs = serde_json::Map::new();
     for (name, tensor) in feeds {
         let decl = manifest.inputs.iter().find(|i| &i.name == name);
@@ -71,15 +93,7 @@ pub fn run(bundle: &Path, manifest: &Manifest, feeds: &BTreeMap<String, Tensor>,
         "inputs": inputs,
         "out_dir": dir.path(),
     });
-    let request_file = dir.path().join("request.json");
-    std::fs::write(&request_file, request.to_string()).with_context(|| format!("writing {}", request_file.display()))?;
-
-    let output = Command::new("node")
-        .arg(dir.path().join("node/wasm-runner.mjs"))
-        .arg(bundle)
-        .arg(&request_file)
-        .output()
-        .context("the WASM backend runs the fallback in Node.js: install `node` (20 or newer) on the PATH")?;
+    let output = runner(&dir, bundle, &request)?.output().context(NO_NODE)?;
     if !output.status.success() {
         bail!("the WASM fallback failed: {}", String::from_utf8_lossy(&output.stderr).trim());
     }
@@ -119,4 +133,65 @@ fn storage_bytes(name: &str, tensor: &Tensor, dtype: DType) -> Result<Vec<u8>> {
         DType::F32 => Ok(tensor.to_f32().iter().flat_map(|v| v.to_le_bytes()).collect()),
         other => bail!("input `{name}` has storage type {other}, which the WASM runner cannot feed"),
     }
+}
+
+/// What a generation on the fallback reports besides its tokens.
+pub struct Generation {
+    pub device: String,
+    /// From the start until the first token (the prompt's runs).
+    pub prompt_ms: f64,
+    /// From the first token until the last.
+    pub decode_ms: f64,
+}
+
+/// Generates up to `max_tokens` tokens after `prompt` with tfc.js's generation loop on the fallback, handing each
+/// token to `on_token` as soon as it is drawn.
+pub fn generate(
+    bundle: &Path,
+    manifest: &Manifest,
+    prompt: &[u32],
+    max_tokens: usize,
+    sampling: &Sampling,
+    threads: u32,
+    on_token: &mut dyn FnMut(u32) -> Result<()>,
+) -> Result<Generation> {
+    let dir = runner_dir(bundle, manifest)?;
+    let s = &sampling.settings;
+    let options = json!({
+        "maxTokens": max_tokens,
+        "temperature": s.temperature,
+        "topK": s.top_k,
+        "topP": s.top_p,
+        "minP": s.min_p,
+        "repeatPenalty": s.repeat_penalty,
+        "repeatLastN": sampling.repeat_last_n,
+        // A string: JSON numbers past 2^53 lose digits in JavaScript.
+        "seed": sampling.seed.to_string(),
+    });
+    let request = json!({ "threads": threads, "generate": { "prompt": prompt, "options": options } });
+    let mut child = runner(&dir, bundle, &request)?.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().context(NO_NODE)?;
+    let mut summary = None;
+    for line in BufReader::new(child.stdout.take().expect("stdout is piped")).lines() {
+        let reply: Value = serde_json::from_str(&line.context("reading the WASM runner's output")?).context("the WASM runner's reply is not JSON")?;
+        match reply["token"].as_u64() {
+            Some(token) => {
+                if let Err(e) = on_token(token as u32) {
+                    let _ = child.kill();
+                    return Err(e);
+                }
+            }
+            None => summary = Some(reply),
+        }
+    }
+    let mut stderr = String::new();
+    child.stderr.take().expect("stderr is piped").read_to_string(&mut stderr).context("reading the WASM runner's errors")?;
+    if !child.wait().context("waiting for the WASM runner")?.success() {
+        bail!("the WASM fallback failed: {}", stderr.trim());
+    }
+    let summary = summary.context("the WASM runner ended without its summary")?;
+    Ok(Generation {
+        device: summary["device"].as_str().unwrap_or("WebAssembly").to_string(),
+        prompt_ms: summary["prompt_ms"].as_f64().context("the WASM runner's summary lacks prompt_ms")?,
+        decode_ms: summary["decode_ms"].as_f64().context("the WASM runner's summary lacks decode_ms")?,
+    })
 }

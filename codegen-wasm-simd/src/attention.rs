@@ -69,7 +69,7 @@ fn clamped_row(b: &mut Body, (j0, lane, visible): (Local, i32, Local), (first, s
     b.get(stride).op(I::I32Mul).get(first).op(I::I32Add).set(row);
 }
 
-pub(crate) fn attention(node: &Node, causal: bool, scale: f32) -> Result<Kernel, CodegenError> {
+pub(crate) fn attention(node: &Node, causal: bool, scale: f32, window: Option<u64>) -> Result<Kernel, CodegenError> {
     let (q, k, v) = (node.inputs[0], node.inputs[1], node.inputs[2]);
     let d = node.constant(&q.shape[3], "the head size d of q and k")?;
     let e = node.constant(&v.shape[3], "the head size e of v")?;
@@ -98,7 +98,7 @@ pub(crate) fn attention(node: &Node, causal: bool, scale: f32) -> Result<Kernel,
         b.get(groups).i32c((e * formats[2].size()) as i32).op(I::I32Mul);
     });
     let (start, end) = args.share(&mut b, units);
-    let (unit, i, bi, visible, j0, at) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let (unit, i, bi, visible, first_key, j0, at) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
     let (k_first, v_first, row, out_row) = (b.i32(), b.i32(), b.i32(), b.i32());
     let (m, l, m_new, correction) = (b.f32(), b.f32(), b.f32(), b.f32());
     let (scores, seen, p, weight) = (b.v128(), b.v128(), b.v128(), b.v128());
@@ -138,12 +138,26 @@ pub(crate) fn attention(node: &Node, causal: bool, scale: f32) -> Result<Kernel,
         } else {
             b.get(t).set(visible);
         }
+        match window {
+            // The first key query i sees: j + s + window > i + t.
+            Some(w) => {
+                // Below 2^30 (the type rule's bound), so it fits an i32.
+                let w = w as i32;
+                b.get(i).get(t).op(I::I32Add).i32c(1).op(I::I32Add).get(s).op(I::I32Sub).i32c(w).op(I::I32Sub);
+                b.i32c(0);
+                b.get(i).get(t).op(I::I32Add).i32c(1).op(I::I32Add).get(s).i32c(w).op(I::I32Add).op(I::I32GtU);
+                b.op(I::Select).set(first_key);
+            }
+            None => {
+                b.i32c(0).set(first_key);
+            }
+        }
         for &a in &acc {
             b.splat(0.0).set(a);
         }
         b.f32c(LOWEST).set(m);
         b.f32c(0.0).set(l);
-        b.for_range(j0, |b| { b.i32c(0); }, visible, KEYS as i32, |b| {
+        b.for_range(j0, |b| { b.get(first_key); }, visible, KEYS as i32, |b| {
             // The four keys' scores, on rows clamped into the visible ones; the lanes past them, and masked keys,
             // become LOWEST.
             for (lane, &partial) in partials.iter().enumerate() {

@@ -1,11 +1,11 @@
 //! How kernels read and write elements of each storage type. Weights keep their stored dtype in memory and are
 //! decoded as they are read, four at a time into an f32x4 or one at a time into an f32; nothing is expanded.
 //!
-//! Dense formats (`Format`) address element i at `base + i · size`. Block-quantized formats (`Blocks`, ggml's
-//! 32-element ones) are read a block at a time by the kernels that take weights in them (matmul's dot strategy and
-//! gather): the block's f16 scales once, then its eight groups of four elements. `Format::of` and `Blocks::of`
-//! between them match every dtype, so a new `DType` does not compile until it is handled here; the K-quants'
-//! 256-element blocks have no decoder yet and are a clear error.
+//! Dense formats (`Format`) address element i at `base + i · size`. Block-quantized formats (`Blocks`: all of
+//! ggml's, the 32-element ones and the 256-element K-quants) are read a block at a time by the kernels that take
+//! weights in them (matmul's dot strategy and gather): the block's f16 scales once, then sub-block by sub-block
+//! (16 or 32 elements sharing a scale), 16 quants per vector load. `Format::of` takes the dense dtypes, `Blocks::of`
+//! the block formats.
 
 use crate::asm::{Body, I, Local, mem};
 use tfc_ir::DType;
@@ -106,6 +106,22 @@ impl Format {
         }
     }
 
+    /// Stores the f32 in local `value` at the byte address on the stack, in this (float) format: f16 rounded to
+    /// nearest, ties to even.
+    pub fn store1(self, b: &mut Body, value: Local) {
+        match self {
+            Format::F32 => {
+                b.get(value).f32_store(0);
+            }
+            Format::F16 => {
+                b.get(value);
+                f32_to_half(b);
+                b.op(I::I32Store16(mem(0, 1)));
+            }
+            other => unreachable!("kernels store floats as f32 or f16, not {other:?}"),
+        }
+    }
+
     /// Replaces the byte address on the stack by the element there as an i32 (floats truncated toward zero,
     /// saturating, as Rust's `as`).
     pub fn load1_i32(self, b: &mut Body) {
@@ -192,115 +208,303 @@ pub(crate) fn f32_to_bf16(b: &mut Body) {
     b.get(x).u32c(0x7fff_ffff).op(I::I32And).u32c(0x7f80_0000).op(I::I32GtU).op(I::Select);
 }
 
-/// A ggml block format with 32-element blocks, as a bundle stores its rows: the quant parts of a row's blocks one
-/// after another, then their f16 scales (`d`, and `m` for the formats with an offset), padded to 4 bytes
-/// (`tfc_ir::quant::BlockFormat::bundle_row_bytes`). Values are computed as `tfc_ir::quant::decode_block` does.
+/// Replaces the IEEE half (zero-extended in an i32) on the stack by its f32 value, exactly, as `half_to_f32x4` does
+/// for four lanes.
+fn half_to_f32(b: &mut Body) {
+    let (h, magnitude) = (b.i32(), b.i32());
+    b.set(h);
+    b.get(h).i32c(0x7fff).op(I::I32And).i32c(13).op(I::I32Shl).set(magnitude);
+    b.get(magnitude).u32c(0x7f80_0000).op(I::I32Or);
+    b.get(magnitude).op(I::F32ReinterpretI32).f32c(f32::from_bits(0x7780_0000)).op(I::F32Mul).op(I::I32ReinterpretF32);
+    b.get(magnitude).u32c(0x7c00 << 13).op(I::I32GeU).op(I::Select);
+    b.get(h).i32c(0x8000).op(I::I32And).i32c(16).op(I::I32Shl).op(I::I32Or).op(I::F32ReinterpretI32);
+}
+
+/// A ggml block format as a bundle stores its rows: the quant parts of a row's blocks one after another, then their
+/// f16 scales (`d`, and `m` or `dmin` for the formats with an offset), padded to 4 bytes
+/// (`tfc_ir::quant::BlockFormat::bundle_row_bytes`).
+///
+/// Kernels walk a block as *sub-blocks* of 16 or 32 consecutive elements that share a scale: every element of
+/// sub-block s is `a · q + o`, with q a small integer, `a` the sub-block's scale and `o` its offset (only for the
+/// formats with one). Computed in f32 like this, each value is exactly `tfc_ir::quant::decode_block`'s: `a` is the
+/// same product (an f16 times a small integer, exact), `a · q` is exact, and where ggml subtracts `dmin · min` the
+/// offset is that product negated. A dot product can thus take `a · Σ q·x + o · Σ x` per sub-block.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct Blocks {
     pub dtype: DType,
+    /// Elements per block: 32, or 256 for the K-quants.
+    pub elems: u32,
     /// Bytes of a block's quant part.
     pub quant_bytes: u32,
-    /// f16 scales per block: 1 (`d`) or 2 (`d`, `m`).
+    /// f16 scales per block: 1 (`d`) or 2 (`d`, then `m` or `dmin`).
     pub halves: u32,
 }
 
-/// Elements per block of the formats `Blocks` decodes.
-pub(crate) const BLOCK: u32 = 32;
-
 impl Blocks {
-    /// The block format of `dtype`; `None` for a dense dtype; an error for a block format without a decoder.
-    pub fn of(dtype: DType) -> Result<Option<Blocks>, String> {
-        let Some(f) = tfc_ir::quant::BlockFormat::of(dtype) else { return Ok(None) };
-        match dtype {
-            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => {
-                debug_assert_eq!(f.block_elems, BLOCK as usize);
-                Ok(Some(Blocks { dtype, quant_bytes: f.quant_bytes as u32, halves: f.halves as u32 }))
-            }
-            DType::Q2_K | DType::Q3_K | DType::Q4_K | DType::Q5_K | DType::Q6_K => Err(format!(
-                "{dtype} weights are not decoded by the WASM fallback yet (its decoders cover q4_0, q4_1, q5_0, q5_1 and q8_0); compile with --target webgpu or another --quant"
-            )),
-            dense => unreachable!("{dense} has no block format"),
-        }
+    /// The block format of `dtype`; `None` for a dense dtype.
+    pub fn of(dtype: DType) -> Option<Blocks> {
+        let f = tfc_ir::quant::BlockFormat::of(dtype)?;
+        Some(Blocks { dtype, elems: f.block_elems as u32, quant_bytes: f.quant_bytes as u32, halves: f.halves as u32 })
     }
 
-    /// Pushes the bytes of one row of `len` elements (a multiple of 32, an i32 local).
+    /// Pushes the number of blocks in a row of `len` elements (an i32 local, a multiple of `elems`).
+    pub fn count(self, b: &mut Body, len: Local) {
+        b.get(len).i32c(self.elems.trailing_zeros() as i32).op(I::I32ShrU);
+    }
+
+    /// Pushes the bytes of one row of `len` elements.
     pub fn row_bytes(self, b: &mut Body, len: Local) {
         let scales = b.i32();
         // blocks · quant_bytes + (blocks · 2 · halves rounded up to 4)
-        b.get(len).i32c(5).op(I::I32ShrU).i32c((2 * self.halves) as i32).op(I::I32Mul).i32c(3).op(I::I32Add).i32c(!3).op(I::I32And).set(scales);
-        b.get(len).i32c(5).op(I::I32ShrU).i32c(self.quant_bytes as i32).op(I::I32Mul).get(scales).op(I::I32Add);
+        self.count(b, len);
+        b.i32c((2 * self.halves) as i32).op(I::I32Mul).i32c(3).op(I::I32Add).i32c(!3).op(I::I32And).set(scales);
+        self.scales_offset(b, len);
+        b.get(scales).op(I::I32Add);
     }
 
     /// Pushes the byte offset of the scales of a row's first block from the row's start (rows of `len` elements).
     pub fn scales_offset(self, b: &mut Body, len: Local) {
-        b.get(len).i32c(5).op(I::I32ShrU).i32c(self.quant_bytes as i32).op(I::I32Mul);
+        self.count(b, len);
+        b.i32c(self.quant_bytes as i32).op(I::I32Mul);
     }
 
-    /// Sets `d` and `m` (f32x4 splats) from the block scales at the byte address in `scales` (`m` is unused by the
-    /// formats without an offset).
+    /// Elements per sub-block (sharing one scale and offset).
+    pub fn sub_elems(self) -> u32 {
+        match self.dtype {
+            DType::Q2_K | DType::Q3_K | DType::Q6_K => 16,
+            _ => 32,
+        }
+    }
+
+    pub fn sub_blocks(self) -> u32 {
+        self.elems / self.sub_elems()
+    }
+
+    /// Whether elements have an offset `o` besides the scale.
+    pub fn has_offset(self) -> bool {
+        matches!(self.dtype, DType::Q4_1 | DType::Q5_1 | DType::Q2_K | DType::Q4_K | DType::Q5_K)
+    }
+
+    /// Sets the f32 locals `d` and `m` from the block's f16 scales at the byte address in `scales` (`m` is left
+    /// alone by the formats with one scale).
     pub fn load_scales(self, b: &mut Body, scales: Local, d: Local, m: Local) {
         for (k, target) in [d, m].into_iter().take(self.halves as usize).enumerate() {
-            b.get(scales).op(I::I32Load16U(mem(2 * k as u32, 1))).op(I::I32x4Splat);
-            half_to_f32x4(b);
+            b.get(scales).op(I::I32Load16U(mem(2 * k as u32, 1)));
+            half_to_f32(b);
             b.set(target);
         }
     }
 
-    /// Pushes the f32x4 of elements 4·group … 4·group + 3 of the block whose quant part is at the byte address in
-    /// `quants`, with its scales `d` and `m`.
-    pub fn decode_group(self, b: &mut Body, quants: Local, group: u32, d: Local, m: Local) {
-        // Four bytes to four i32 lanes, sign- or zero-extended.
-        let widen = |b: &mut Body, offset: u32, signed: bool| {
-            b.get(quants).op(I::V128Load32Zero(mem(offset, 0)));
-            if signed {
-                b.op(I::I16x8ExtendLowI8x16S).op(I::I32x4ExtendLowI16x8S);
+    /// Sets `a` and, for the formats with an offset, `o` (f32x4 splats) to the scale and offset of sub-block `s` of
+    /// the block whose quant part is at the byte address in `quants`, with f16 scales `d` and `m` (f32 locals).
+    pub fn sub_block_scales(self, b: &mut Body, quants: Local, s: u32, (d, m): (Local, Local), (a, o): (Local, Local)) {
+        use tfc_ir::quant::field::*;
+        let byte = |b: &mut Body, at: usize| {
+            b.get(quants).op(I::I32Load8U(mem(at as u32, 0)));
+        };
+        // Pushes `scale` (an f32 local) times the integer `value` pushes.
+        let times = |b: &mut Body, scale: Local, value: &dyn Fn(&mut Body)| {
+            b.get(scale);
+            value(b);
+            b.op(I::F32ConvertI32S).op(I::F32Mul);
+        };
+        let s_us = s as usize;
+        // The 6-bit scale and min of sub-block s of Q4_K and Q5_K (`k_scale_min` in tfc_ir::quant).
+        let k_scale_min = |b: &mut Body, at: usize, which: usize| {
+            if s_us < 4 {
+                byte(b, at + s_us + 4 * which);
+                b.i32c(63).op(I::I32And);
             } else {
-                b.op(I::I16x8ExtendLowI8x16U).op(I::I32x4ExtendLowI16x8U);
+                byte(b, at + s_us + 4);
+                if which == 0 {
+                    b.i32c(15).op(I::I32And);
+                } else {
+                    b.i32c(4).op(I::I32ShrU);
+                }
+                byte(b, at + s_us - 4 + 4 * which);
+                b.i32c(6).op(I::I32ShrU).i32c(4).op(I::I32Shl).op(I::I32Or);
             }
         };
-        // The 4-bit quants of elements 4·group…: low nibbles of qs[0..16] hold elements 0..16, high nibbles 16..32.
-        let nibbles = |b: &mut Body, qs: u32| {
-            widen(b, qs + 4 * (group % 4), false);
-            if group >= 4 {
-                b.i32c(4).op(I::I32x4ShrU);
+        match self.dtype {
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 | DType::Q8_0 => {
+                b.get(d);
+                if self.has_offset() {
+                    b.get(m).op(I::F32x4Splat).set(o);
+                }
             }
-            b.splat_i32(15).op(I::V128And);
+            DType::Q2_K => {
+                times(b, d, &|b| {
+                    byte(b, Q2K_SCALES + s_us);
+                    b.i32c(15).op(I::I32And);
+                });
+                times(b, m, &|b| {
+                    byte(b, Q2K_SCALES + s_us);
+                    b.i32c(4).op(I::I32ShrU);
+                });
+                b.op(I::F32Neg).op(I::F32x4Splat).set(o);
+            }
+            DType::Q3_K => times(b, d, &|b| {
+                // Low 4 bits in the nibbles of bytes 0..8, high 2 bits in the bit pairs of bytes 8..12; biased by 32.
+                byte(b, Q3K_SCALES + s_us % 8);
+                b.i32c(4 * (s / 8) as i32).op(I::I32ShrU).i32c(15).op(I::I32And);
+                byte(b, Q3K_SCALES + 8 + s_us % 4);
+                b.i32c(2 * (s / 4) as i32).op(I::I32ShrU).i32c(3).op(I::I32And).i32c(4).op(I::I32Shl).op(I::I32Or);
+                b.i32c(32).op(I::I32Sub);
+            }),
+            DType::Q4_K | DType::Q5_K => {
+                let at = if self.dtype == DType::Q4_K { Q4K_SCALES } else { Q5K_SCALES };
+                times(b, d, &|b| k_scale_min(b, at, 0));
+                times(b, m, &|b| k_scale_min(b, at, 1));
+                b.op(I::F32Neg).op(I::F32x4Splat).set(o);
+            }
+            DType::Q6_K => times(b, d, &|b| {
+                b.get(quants).op(I::I32Load8S(mem((Q6K_SCALES + s_us) as u32, 0)));
+            }),
+            other => unreachable!("{other} is not a block format"),
+        }
+        b.f32c(1.0 / QUANT_SCALE).op(I::F32Mul).op(I::F32x4Splat).set(a);
+    }
+
+    /// Sets `bytes[v]` (`sub_elems / 16` of them) to the quants of elements 16·v … 16·v + 15 of sub-block `s` of the
+    /// block whose quant part is at the byte address in `quants`: one byte lane per element, signed for the signed
+    /// formats. `scratch` is a v128 local the decoder may overwrite.
+    pub fn sub_block_quants(self, b: &mut Body, quants: Local, s: u32, bytes: &[Local], scratch: Local) {
+        use tfc_ir::quant::field::*;
+        let load = |b: &mut Body, at: u32| {
+            b.get(quants).v128_load(at);
         };
-        // The fifth bits of Q5: bit j of the u32 qh, for j = 4·group + lane, moved to bit 4.
-        let fifth_bits = |b: &mut Body| {
-            let bits: [i32; 4] = std::array::from_fn(|lane| 1 << (4 * group as usize + lane));
-            let lanes = bits.iter().enumerate().fold(0i128, |v, (lane, &bit)| v | ((bit as u32 as i128) << (32 * lane)));
-            b.get(quants).op(I::V128Load32Splat(mem(0, 2))).op(I::V128Const(lanes)).op(I::V128And);
-            b.splat_i32(0).op(I::I32x4Ne).splat_i32(16).op(I::V128And).op(I::V128Or);
+        // Moves bit `from` of every byte lane to bit `to`, keeping only it.
+        let move_bit = |b: &mut Body, from: u32, to: u32, width: u32| {
+            if from > to {
+                b.i32c((from - to) as i32).op(I::I8x16ShrU);
+            } else if to > from {
+                b.i32c((to - from) as i32).op(I::I8x16Shl);
+            }
+            b.op(I::V128Const(i8x16_bits((((1u32 << width) - 1) << to) as u8)));
+            b.op(I::V128And);
+        };
+        let low_nibbles = |b: &mut Body| {
+            b.op(I::V128Const(i8x16_bits(15))).op(I::V128And);
+        };
+        let high_nibbles = |b: &mut Body| {
+            b.i32c(4).op(I::I8x16ShrU);
+        };
+        // Q5_0/Q5_1: bit j of the u32 qh is the fifth bit of element j: for the 16 elements of bytes[v], bytes 2v and
+        // 2v + 1 of qh, each spread over 8 lanes and tested against one bit per lane.
+        let fifth_bits = |b: &mut Body, v: u32| {
+            let spread: [u8; 16] = std::array::from_fn(|lane| (2 * v as usize + lane / 8) as u8);
+            let bits: [u8; 16] = std::array::from_fn(|lane| 1 << (lane % 8));
+            let bits = i128::from_le_bytes(bits);
+            b.get(quants).op(I::V128Load32Splat(mem(Q5_QH as u32, 0))).get(scratch).op(I::I8x16Shuffle(spread));
+            b.op(I::V128Const(bits)).op(I::V128And).op(I::V128Const(bits)).op(I::I8x16Eq);
+            b.op(I::V128Const(i8x16_bits(16))).op(I::V128And).op(I::V128Or);
+        };
+        let subtract = |b: &mut Body, bias: u8| {
+            b.op(I::V128Const(i8x16_bits(bias))).op(I::I8x16Sub);
         };
         match self.dtype {
             DType::Q8_0 => {
-                widen(b, 4 * group, true);
-                b.op(I::F32x4ConvertI32x4S).get(d).op(I::F32x4Mul);
+                for (v, &target) in bytes.iter().enumerate() {
+                    load(b, 16 * v as u32);
+                    b.set(target);
+                }
             }
-            DType::Q4_0 => {
-                b.get(d);
-                nibbles(b, 0);
-                b.op(I::F32x4ConvertI32x4U).splat(8.0).op(I::F32x4Sub).op(I::F32x4Mul);
+            DType::Q4_0 | DType::Q4_1 | DType::Q5_0 | DType::Q5_1 => {
+                let qs = if matches!(self.dtype, DType::Q5_0 | DType::Q5_1) { Q5_QS as u32 } else { 0 };
+                load(b, qs);
+                b.tee(scratch);
+                low_nibbles(b);
+                b.set(bytes[0]);
+                b.get(scratch);
+                high_nibbles(b);
+                b.set(bytes[1]);
+                for (v, &target) in bytes.iter().enumerate() {
+                    b.get(target);
+                    if matches!(self.dtype, DType::Q5_0 | DType::Q5_1) {
+                        fifth_bits(b, v as u32);
+                    }
+                    match self.dtype {
+                        DType::Q4_0 => subtract(b, 8),
+                        DType::Q5_0 => subtract(b, 16),
+                        _ => {}
+                    }
+                    b.set(target);
+                }
             }
-            DType::Q4_1 => {
-                b.get(d);
-                nibbles(b, 0);
-                b.op(I::F32x4ConvertI32x4U).op(I::F32x4Mul).get(m).op(I::F32x4Add);
+            DType::Q2_K | DType::Q3_K => {
+                // Sub-block s: 2-bit quants at shift 2·((s % 8) / 2) of qs[32·(s / 8) + 16·(s % 2) …].
+                let qs = if self.dtype == DType::Q2_K { Q2K_QS } else { Q3K_QS } as u32;
+                load(b, qs + 32 * (s / 8) + 16 * (s % 2));
+                move_bit(b, 2 * ((s % 8) / 2), 0, 2);
+                if self.dtype == DType::Q3_K {
+                    // The high bit from hmask[16·(s % 2) …], bit s / 2; set means no −4.
+                    load(b, Q3K_HMASK as u32 + 16 * (s % 2));
+                    move_bit(b, s / 2, 2, 1);
+                    b.op(I::V128Or);
+                    subtract(b, 4);
+                }
+                b.set(bytes[0]);
             }
-            DType::Q5_0 => {
-                b.get(d);
-                nibbles(b, 4);
-                fifth_bits(b);
-                b.op(I::F32x4ConvertI32x4U).splat(16.0).op(I::F32x4Sub).op(I::F32x4Mul);
+            DType::Q4_K | DType::Q5_K => {
+                // Sub-block s: the low (s even) or high nibbles of qs[32·(s / 2) …]; Q5_K's fifth bits are bit s of qh.
+                let qs = if self.dtype == DType::Q4_K { Q4K_QS } else { Q5K_QS } as u32;
+                for (v, &target) in bytes.iter().enumerate() {
+                    load(b, qs + 32 * (s / 2) + 16 * v as u32);
+                    if s % 2 == 0 {
+                        low_nibbles(b);
+                    } else {
+                        high_nibbles(b);
+                    }
+                    if self.dtype == DType::Q5_K {
+                        load(b, Q5K_QH as u32 + 16 * v as u32);
+                        move_bit(b, s, 4, 1);
+                        b.op(I::V128Or);
+                    }
+                    b.set(target);
+                }
             }
-            DType::Q5_1 => {
-                b.get(d);
-                nibbles(b, 4);
-                fifth_bits(b);
-                b.op(I::F32x4ConvertI32x4U).op(I::F32x4Mul).get(m).op(I::F32x4Add);
+            DType::Q6_K => {
+                // Sub-block s = 8·half + t: nibble t / 4 of ql[64·half + 16·(t % 4) …], bits 2·(t / 2) of
+                // qh[32·half + 16·(t % 2) …] as bits 4 and 5, minus 32.
+                let (half, t) = (s / 8, s % 8);
+                load(b, Q6K_QL as u32 + 64 * half + 16 * (t % 4));
+                if t < 4 {
+                    low_nibbles(b);
+                } else {
+                    high_nibbles(b);
+                }
+                load(b, Q6K_QH as u32 + 32 * half + 16 * (t % 2));
+                move_bit(b, 2 * (t / 2), 4, 2);
+                b.op(I::V128Or);
+                subtract(b, 32);
+                b.set(bytes[0]);
             }
-            other => unreachable!("Blocks::of gives no block decoder for {other}"),
+            other => unreachable!("{other} is not a block format"),
         }
     }
+
+    /// Groups of four elements in a sub-block.
+    pub fn groups(self) -> u32 {
+        self.sub_elems() / 4
+    }
+
+    /// Pushes the f32x4 of group `group` (four quants, in order) of a sub-block whose byte vectors are `bytes`, each
+    /// quant times 2^24 (`QUANT_SCALE`): one swizzle puts a byte at the top of each i32 lane, which the conversion to
+    /// f32 reads with its sign.
+    pub fn push_group(self, b: &mut Body, bytes: &[Local], group: u32) {
+        let (source, quarter) = (bytes[group as usize / 4], group % 4);
+        let lanes: [u8; 16] = std::array::from_fn(|i| if i % 4 == 3 { (4 * quarter + i as u32 / 4) as u8 } else { 0x80 });
+        b.get(source).op(I::V128Const(i128::from_le_bytes(lanes))).op(I::I8x16Swizzle);
+        b.op(I::F32x4ConvertI32x4S);
+    }
 }
+
+/// What `push_group` scales the quants by (a power of two, so the scaling is exact), and `sub_block_scales`
+/// the scale `a` by its inverse.
+const QUANT_SCALE: f32 = (1 << 24) as f32;
+
+/// The bits of an i8x16 constant with every lane `v`.
+fn i8x16_bits(v: u8) -> i128 {
+    i128::from_le_bytes([v; 16])
+}
+

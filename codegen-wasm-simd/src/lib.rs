@@ -188,7 +188,7 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Slice { axis, start, .. } => movement::slice(&node, *axis, start),
         Op::Concat { axis } => movement::concat(&node, *axis),
         Op::Rope { interleaved } => rope::rope(&node, *interleaved),
-        Op::Attention { causal, scale } => attention::attention(&node, *causal, *scale),
+        Op::Attention { causal, scale, window } => attention::attention(&node, *causal, *scale, *window),
         Op::Compare(op) => elementwise::compare(&node, *op),
         Op::Where => elementwise::select(&node),
         Op::Expand { .. } => movement::expand(&node),

@@ -5,7 +5,9 @@
 //!   MB·NB f32x4 partial sums; the last K % 4 elements are read as a full vector with the extra lanes masked to
 //!   zero; each output is the horizontal sum of its partial sums. Threads take blocks of NB columns (all rows), so
 //!   each thread streams its own rows of B once while they stay in L1 across the rows of A. A block-quantized B
-//!   (the only layout it comes in) is walked a block at a time: its scales, then its eight groups of four.
+//!   (the only layout it comes in) is walked a block at a time: its scales, then sub-block by sub-block, each
+//!   contributing `a · Σ q·x + o · Σ x` (see `decode::Blocks`), so the inner loop is a conversion, a multiply and
+//!   an add per four weights.
 //! - Axpy (B contiguous along n): out[m, n..n+4] += A(m, k) · B(k, n..n+4) over k, MB rows × NV vectors of columns
 //!   per register block; threads take blocks of columns.
 //! - Strided (Aᵀ with Bᵀ): one scalar dot product per output; no model needs it fast.
@@ -18,7 +20,7 @@
 //! strides and B's 4 (0 where broadcast), all in elements.
 
 use crate::asm::{Body, I, Local};
-use crate::decode::{BLOCK, Blocks, Format};
+use crate::decode::{Blocks, Format};
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::layout::MatmulLayout;
 use tfc_ir::{Dim, Expr};
@@ -28,8 +30,9 @@ const BATCH_AXES: usize = 4;
 /// are what V8's x64 code keeps in its 16 vector registers; larger blocks spill and run slower.
 const DOT_MB: u32 = 2;
 const DOT_NB: u32 = 4;
-/// Dot with block-quantized B: rows of B per register block (each with its scales in registers).
-const BLOCK_DOT_NB: u32 = 2;
+/// Dot with block-quantized B: rows of B per register block. One: with two or four (sharing the loads of x and its
+/// sums) V8 spills, and decoding SmolLM2 measured slower.
+const BLOCK_DOT_NB: u32 = 1;
 /// Axpy: rows of A and f32x4 column vectors per register block.
 const AXPY_MB: u32 = 4;
 const AXPY_NV: u32 = 2;
@@ -101,7 +104,7 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
         params.extend(s.iter().map(Dim::to_expr));
     }
 
-    let blocks = Blocks::of(node.inputs[1].dtype).map_err(|m| node.error(format!("operand 1: {m}")))?;
+    let blocks = Blocks::of(node.inputs[1].dtype);
     if let Some(blocks) = blocks
         && (transpose_a || !transpose_b || b.len() != 2)
     {
@@ -137,7 +140,9 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
 }
 
 /// The work units of a column-blocked strategy: (batch, block of `width` columns) pairs. Calls `body` with the
-/// batch's offsets in A and B and the block's first column, for this thread's units.
+/// batch's offsets in A and B and the block's first column, for this thread's units. The batch and its offsets are
+/// found by division once, then followed from unit to unit (divisions cost tens of cycles, and a matrix-vector
+/// product has a unit per row or few rows of B).
 fn for_each_column_block(b: &mut Body, args: &Args, shape: &Shape, width: u32, body: impl FnOnce(&mut Body, Local, Local, Local, Local)) {
     let blocks = b.let_i32(|b| {
         b.get(shape.n).i32c(width as i32 - 1).op(I::I32Add).i32c(width as i32).op(I::I32DivU);
@@ -147,11 +152,20 @@ fn for_each_column_block(b: &mut Body, args: &Args, shape: &Shape, width: u32, b
     });
     let (start, end) = args.share(b, units);
     let (unit, batch, n0, a_off, b_off) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let next_batch = b.i32();
+    b.get(start).get(blocks).op(I::I32DivU).set(batch);
+    b.get(start).get(blocks).op(I::I32RemU).i32c(width as i32).op(I::I32Mul).set(n0);
+    b.get(batch).i32c(1).op(I::I32Add).get(blocks).op(I::I32Mul).set(next_batch);
+    shape.batch_offsets(b, batch, a_off, b_off);
     b.for_range(unit, |b| { b.get(start); }, end, 1, |b| {
-        b.get(unit).get(blocks).op(I::I32DivU).set(batch);
-        b.get(unit).get(blocks).op(I::I32RemU).i32c(width as i32).op(I::I32Mul).set(n0);
-        shape.batch_offsets(b, batch, a_off, b_off);
+        // Past the last block of the batch: the first block of the next one.
+        b.get(unit).get(next_batch).op(I::I32Eq).if_(|b| {
+            b.add_to(batch, 1).i32c(0).set(n0);
+            b.add_local(next_batch, blocks);
+            shape.batch_offsets(b, batch, a_off, b_off);
+        });
         body(b, batch, n0, a_off, b_off);
+        b.add_to(n0, width as i32);
     });
 }
 
@@ -253,8 +267,11 @@ impl KLoop {
         let main_bytes_a = b.let_i32(|b| {
             b.get(shape.k).i32c(!3).op(I::I32And).i32c(fa.shift()).op(I::I32Shl);
         });
-        let block_count = b.let_i32(|b| {
-            b.get(shape.k).i32c(BLOCK.trailing_zeros() as i32).op(I::I32ShrU);
+        let block_count = b.let_i32(|b| match rows_b {
+            Rows::Blocks(blocks) => blocks.count(b, shape.k),
+            Rows::Dense(_) => {
+                b.i32c(0);
+            }
         });
         KLoop { fa, rows_b, tail_mask, main_bytes_a, block_count, scales_offset }
     }
@@ -325,30 +342,72 @@ impl<'a> DotBlock<'a> {
                 });
                 b.get(k.tail_mask).op(I::V128AnyTrue).if_(|b| self.dense_step(b, (fa, fb), Some(k.tail_mask)));
             }
-            Rows::Blocks(blocks) => {
-                // Block j: its scales, then its eight groups of four elements; kb is the block's index.
-                let scales_offset = k.scales_offset.expect("block formats have a scales offset");
-                let (quants, scales): (Vec<Local>, Vec<Local>) = self.b_rows.iter().map(|_| (b.i32(), b.i32())).unzip();
-                let (d, m): (Vec<Local>, Vec<Local>) = self.b_rows.iter().map(|_| (b.v128(), b.v128())).unzip();
-                b.i32c(0).set(self.ka);
-                b.for_range(self.kb, |b| { b.i32c(0); }, k.block_count, 1, |b| {
-                    for (c, &row) in self.b_rows.iter().enumerate() {
-                        b.get(row).get(self.kb).i32c(blocks.quant_bytes as i32).op(I::I32Mul).op(I::I32Add).set(quants[c]);
-                        b.get(row).get(scales_offset).op(I::I32Add).get(self.kb).i32c(2 * blocks.halves as i32).op(I::I32Mul).op(I::I32Add);
-                        b.set(scales[c]);
-                        blocks.load_scales(b, scales[c], d[c], m[c]);
-                    }
-                    for group in 0..BLOCK / 4 {
-                        for c in 0..self.b_rows.len() {
-                            blocks.decode_group(b, quants[c], group, d[c], m[c]);
-                            b.set(self.b_vec[c]);
-                        }
-                        self.multiply(b, fa, group * fa.bytes_per_4(), None);
-                    }
-                    b.add_to(self.ka, (BLOCK / 4 * fa.bytes_per_4()) as i32);
-                });
-            }
+            Rows::Blocks(blocks) => self.walk_blocks(b, k, blocks),
         }
+    }
+
+    /// The partial sums over all of k for block-quantized B: block by block (the scales of each row of B), sub-block
+    /// by sub-block. Per sub-block and row of B, `part` collects Σ q·x over its groups for each row of A, then the
+    /// partial sums take `a · part + o · Σ x` (see `Blocks`).
+    fn walk_blocks(&self, b: &mut Body, k: &KLoop, blocks: Blocks) {
+        let fa = k.fa;
+        let scales_offset = k.scales_offset.expect("block formats have a scales offset");
+        let (quants, scales): (Vec<Local>, Vec<Local>) = self.b_rows.iter().map(|_| (b.i32(), b.i32())).unzip();
+        let (d, m): (Vec<Local>, Vec<Local>) = self.b_rows.iter().map(|_| (b.f32(), b.f32())).unzip();
+        let (a, o, scratch, x) = (b.v128(), b.v128(), b.v128(), b.v128());
+        let bytes: Vec<Vec<Local>> = self.b_rows.iter().map(|_| (0..blocks.sub_elems() / 16).map(|_| b.v128()).collect()).collect();
+        let part: Vec<Vec<Local>> = self.a_rows.iter().map(|_| self.b_rows.iter().map(|_| b.v128()).collect()).collect();
+        let x_sum: Vec<Local> = self.a_rows.iter().map(|_| b.v128()).collect();
+        b.i32c(0).set(self.ka);
+        b.for_range(self.kb, |b| { b.i32c(0); }, k.block_count, 1, |b| {
+            for (c, &row) in self.b_rows.iter().enumerate() {
+                b.get(row).get(self.kb).i32c(blocks.quant_bytes as i32).op(I::I32Mul).op(I::I32Add).set(quants[c]);
+                b.get(row).get(scales_offset).op(I::I32Add).get(self.kb).i32c(2 * blocks.halves as i32).op(I::I32Mul).op(I::I32Add);
+                b.set(scales[c]);
+                blocks.load_scales(b, scales[c], d[c], m[c]);
+            }
+            for s in 0..blocks.sub_blocks() {
+                for c in 0..self.b_rows.len() {
+                    blocks.sub_block_quants(b, quants[c], s, &bytes[c], scratch);
+                }
+                // Each vector of x is loaded once for every row of B, and summed once for the offsets.
+                for g in 0..blocks.groups() {
+                    let first = g == 0;
+                    for (r, &base) in self.a_rows.iter().enumerate() {
+                        b.get(base).get(self.ka).op(I::I32Add);
+                        fa.load4_at(b, (s * blocks.groups() + g) * fa.bytes_per_4());
+                        b.set(x);
+                        for c in 0..self.b_rows.len() {
+                            blocks.push_group(b, &bytes[c], g);
+                            b.get(x).op(I::F32x4Mul);
+                            if !first {
+                                b.get(part[r][c]).op(I::F32x4Add);
+                            }
+                            b.set(part[r][c]);
+                        }
+                        if blocks.has_offset() {
+                            b.get(x);
+                            if !first {
+                                b.get(x_sum[r]).op(I::F32x4Add);
+                            }
+                            b.set(x_sum[r]);
+                        }
+                    }
+                }
+                for c in 0..self.b_rows.len() {
+                    blocks.sub_block_scales(b, quants[c], s, (d[c], m[c]), (a, o));
+                    for r in 0..self.a_rows.len() {
+                        let sum = self.acc[r][c];
+                        b.get(sum).get(a).get(part[r][c]).op(I::F32x4Mul).op(I::F32x4Add);
+                        if blocks.has_offset() {
+                            b.get(o).get(x_sum[r]).op(I::F32x4Mul).op(I::F32x4Add);
+                        }
+                        b.set(sum);
+                    }
+                }
+            }
+            b.add_to(self.ka, (blocks.elems / 4 * fa.bytes_per_4()) as i32);
+        });
     }
 
     fn emit(&self, b: &mut Body, args: &Args, shape: &Shape, k: &KLoop, (batch, m0, n0, a_off): (Local, Local, Local, Local)) {

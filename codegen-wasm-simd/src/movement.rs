@@ -2,7 +2,7 @@
 //! dtypes agree (f16 and bf16 transposes and slices stay 16-bit); float inputs of a different dtype are decoded.
 
 use crate::asm::{I, Local};
-use crate::decode::{BLOCK, Blocks, Format};
+use crate::decode::{Blocks, Format};
 use crate::elementwise::for_each_vector;
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::{BinaryOp, Dim, Expr, PadMode};
@@ -18,7 +18,7 @@ fn product(dims: &[Dim]) -> Expr {
 /// `(table [V, …], indices) → [indices…, row]`; an index outside [0, V) gives a row of zeros. Threads take runs of
 /// indices. Params: the index count, the row length, V.
 pub(crate) fn gather(node: &Node) -> Result<Kernel, CodegenError> {
-    match Blocks::of(node.inputs[0].dtype).map_err(|m| node.error(format!("operand 0: {m}")))? {
+    match Blocks::of(node.inputs[0].dtype) {
         Some(blocks) => gather_blocks(node, blocks),
         None => gather_dense(node),
     }
@@ -64,19 +64,20 @@ fn gather_dense(node: &Node) -> Result<Kernel, CodegenError> {
     Ok(Kernel { name: "gather".into(), body: b, bindings: 3, params: gather_params(node) })
 }
 
-/// Gather from a block-quantized table (rows of whole blocks): each row decoded block by block, group by group.
+/// Gather from a block-quantized table (rows of whole blocks): each row decoded block by block, sub-block by
+/// sub-block, as `a · q + o` (exactly the interpreter's values, see `Blocks`).
 fn gather_blocks(node: &Node, blocks: Blocks) -> Result<Kernel, CodegenError> {
     let indices = node.format(1)?;
     let (mut b, args) = Args::new(2);
     let (count, row, rows) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
     let row_bytes = b.let_i32(|b| blocks.row_bytes(b, row));
     let scales_offset = b.let_i32(|b| blocks.scales_offset(b, row));
-    let block_count = b.let_i32(|b| {
-        b.get(row).i32c(BLOCK.trailing_zeros() as i32).op(I::I32ShrU);
-    });
+    let block_count = b.let_i32(|b| blocks.count(b, row));
     let (start, end) = args.share(&mut b, count);
     let (j, index, first, last, base, block, quants, scales, target) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
-    let (d, m) = (b.v128(), b.v128());
+    let (d, m) = (b.f32(), b.f32());
+    let (a, o, scratch) = (b.v128(), b.v128(), b.v128());
+    let bytes: Vec<Local> = (0..blocks.sub_elems() / 16).map(|_| b.v128()).collect();
     b.for_range(j, |b| { b.get(start); }, end, 1, |b| {
         indices.address(b, args.input(1), j);
         indices.load1_i32(b);
@@ -92,12 +93,20 @@ fn gather_blocks(node: &Node, blocks: Blocks) -> Result<Kernel, CodegenError> {
                     b.get(base).get(block).i32c(blocks.quant_bytes as i32).op(I::I32Mul).op(I::I32Add).set(quants);
                     b.get(base).get(scales_offset).op(I::I32Add).get(block).i32c(2 * blocks.halves as i32).op(I::I32Mul).op(I::I32Add).set(scales);
                     blocks.load_scales(b, scales, d, m);
-                    for group in 0..BLOCK / 4 {
-                        b.get(target);
-                        blocks.decode_group(b, quants, group, d, m);
-                        b.v128_store(16 * group);
+                    for s in 0..blocks.sub_blocks() {
+                        blocks.sub_block_quants(b, quants, s, &bytes, scratch);
+                        blocks.sub_block_scales(b, quants, s, (d, m), (a, o));
+                        for g in 0..blocks.groups() {
+                            b.get(target).get(a);
+                            blocks.push_group(b, &bytes, g);
+                            b.op(I::F32x4Mul);
+                            if blocks.has_offset() {
+                                b.get(o).op(I::F32x4Add);
+                            }
+                            b.v128_store(16 * (s * blocks.groups() + g));
+                        }
                     }
-                    b.add_to(target, 4 * BLOCK as i32);
+                    b.add_to(target, 4 * blocks.elems as i32);
                 });
             },
             |b| {
@@ -271,8 +280,19 @@ pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Kernel, CodegenEr
             new.address(b, args.input(0), at);
             new.load4(b);
         });
+    } else if state == Format::F16 {
+        // An f16 cache: each value rounded as it is stored.
+        let (i, value) = (b.i32(), b.f32());
+        b.for_range(i, |b| { b.get(start); }, end, 1, |b| {
+            new.address(b, args.input(0), i);
+            new.load1(b);
+            b.set(value);
+            b.get(first).get(i).op(I::I32Add).set(target);
+            state.address(b, args.output(), target);
+            state.store1(b, value);
+        });
     } else {
-        return Err(node.error(format!("writes {} rows into a {} cache; kernels store caches as f32 or as their rows' dtype", node.inputs[1].dtype, node.inputs[0].dtype)));
+        return Err(node.error(format!("writes {} rows into a {} cache; kernels store caches as f32, f16 or their rows' dtype", node.inputs[1].dtype, node.inputs[0].dtype)));
     }
     Ok(Kernel { name: "cache_write".into(), body: b, bindings: 2, params })
 }

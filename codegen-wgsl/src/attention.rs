@@ -25,7 +25,7 @@ const ROWS: u64 = 4;
 /// The staging buffer for keys and values, in floats: 64 keys × 36 (32 features padded to 9 vec4).
 const STAGE: u32 = 64 * 36;
 
-pub(crate) fn attention(node: &Node, causal: bool, scale: f32) -> Result<Parts, CodegenError> {
+pub(crate) fn attention(node: &Node, causal: bool, scale: f32, window: Option<u64>) -> Result<Parts, CodegenError> {
     let (q, k, v) = (node.inputs[0], node.inputs[1], node.inputs[2]);
     let d = node.constant(&q.shape[3], "the head size d of q and k", MAX_HEAD as u64)?;
     let e = node.constant(&v.shape[3], "the head size e of v", MAX_HEAD as u64)?;
@@ -36,8 +36,9 @@ pub(crate) fn attention(node: &Node, causal: bool, scale: f32) -> Result<Parts, 
     let masked = node.inputs.len() == 4;
     let mut parts = Parts::new("attention", 256);
     parts.summary = format!(
-        "softmax({scale} · q·kᵀ) · v{}{}, d = {d}, e = {e}",
+        "softmax({scale} · q·kᵀ) · v{}{}{}, d = {d}, e = {e}",
         if causal { ", causal" } else { "" },
+        window.map(|w| format!(", window {w}")).unwrap_or_default(),
         if masked { ", key mask" } else { "" }
     );
     parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
@@ -62,7 +63,21 @@ pub(crate) fn attention(node: &Node, causal: bool, scale: f32) -> Result<Parts, 
     } else {
         "fn key_end(i: u32) -> u32 {\n    return param(3u);\n}\n"
     };
-    let seen = if masked { "key < row_end && load_in3(b * t + key) != 0.0" } else { "key < row_end" };
+    let mut seen = String::from(if masked { "key < row_end && load_in3(b * t + key) != 0.0" } else { "key < row_end" });
+    // With a sliding window, the walk starts at the first key the workgroup's first row sees.
+    let (key_start, first_key, row_start) = match window {
+        Some(w) => {
+            seen = format!("key >= row_start && {seen}");
+            (
+                format!(
+                    "// The first key query i sees: j + s + {w} > i + t.\nfn key_start(i: u32) -> u32 {{\n    let last = i + param(3u) + 1u;\n    return select(0u, last - param(1u) - {w}u, last > param(1u) + {w}u);\n}}\n"
+                ),
+                "key_start(first / per_group)",
+                "    let row_start = key_start(row / per_group);\n",
+            )
+        }
+        None => (String::new(), "0u", ""),
+    };
     // Values are staged in chunks of the most keys (a power of two) whose features take 8 loads per invocation.
     let value_keys = (1..=64u32).rev().find(|&n| n.is_power_of_two() && n * e <= 2048).unwrap();
     parts.decls = format!(
@@ -81,7 +96,7 @@ var<workgroup> stage: array<vec4<f32>, {stage_len}>;
 var<workgroup> scores: array<vec4<f32>, 64>;
 var<workgroup> probs: array<f32, 256>;
 
-{key_end}",
+{key_end}{key_start}",
         d_pad = d.div_ceil(32) * 32,
         q_len = ROWS as u32 * d.div_ceil(32) * 8,
         stage_len = STAGE / 4,
@@ -125,10 +140,10 @@ var<workgroup> probs: array<f32, 256>;
     let row = first + r;
     let row_valid = row < rows;
     let row_end = select(0u, key_end(row / per_group), row_valid);
-    let kv = b * t * groups + g;
+{row_start}    let kv = b * t * groups + g;
     var m = LOWEST;
     var l = 0.0;
-{accumulators}    for (var j0 = 0u; j0 < block_end; j0 += 64u) {{
+{accumulators}    for (var j0 = {first_key}; j0 < block_end; j0 += 64u) {{
         // Four partial sums over the features keep the multiply-adds from waiting on each other.
         var qk = vec4<f32>(0.0);
         for (var c0 = 0u; c0 < D; c0 += 32u) {{

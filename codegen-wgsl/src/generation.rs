@@ -2,10 +2,11 @@
 
 use crate::CodegenError;
 use crate::shader::{Access, Node, Parts, expr, groups_for, product};
-use tfc_ir::{Dim, Expr};
+use tfc_ir::{DType, Dim, Expr};
 
 /// `CacheWrite`: copies the new rows into the state (bound as the output) starting at row `offset`. Its node's only
-/// operand here is the new rows; the state is written in place.
+/// operand here is the new rows; the state is written in place. An f16 state takes two values per invocation,
+/// packed into one word (so its rows must have an even length; no shader-f16 needed).
 pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Parts, CodegenError> {
     let new = node.inputs[0];
     let row = product(&new.shape[2..]);
@@ -14,15 +15,37 @@ pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Parts, CodegenErr
     parts.inputs = vec![(new.dtype, Access::Float)];
     parts.output = node.output.dtype;
     let count = Expr::product(vec![expr(&new.shape[1]), row.clone()]);
-    parts.workgroups = groups_for(count.clone(), 256);
-    parts.params = vec![count, Expr::product(vec![expr(offset), row])];
-    parts.body = "\
+    let first = Expr::product(vec![expr(offset), row]);
+    match node.output.dtype {
+        DType::F32 => {
+            parts.workgroups = groups_for(count.clone(), 256);
+            parts.params = vec![count, first];
+            parts.body = "\
     let i = group * 256u + lid;
     if i < param(0u) {
         out[param(1u) + i] = load_in0(i);
     }
 "
-    .to_string();
+            .to_string();
+        }
+        DType::F16 => {
+            let row_len = tfc_ir::dim::product(&new.shape[2..]).as_const();
+            if row_len.is_none_or(|n| n % 2 == 1) {
+                return Err(node.error("an f16 cache needs rows of an even, constant length (two values per word)"));
+            }
+            let words = Expr::ceil_div(count, Expr::Const(2));
+            parts.workgroups = groups_for(words.clone(), 256);
+            parts.params = vec![words, Expr::ceil_div(first, Expr::Const(2))];
+            parts.body = "\
+    let i = group * 256u + lid;
+    if i < param(0u) {
+        out[param(1u) + i] = pack2x16float(vec2<f32>(load_in0(2u * i), load_in0(2u * i + 1u)));
+    }
+"
+            .to_string();
+        }
+        other => return Err(node.error(format!("KV caches are stored as f32 or f16, not {other}"))),
+    }
     Ok(parts)
 }
 

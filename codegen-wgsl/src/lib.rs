@@ -101,7 +101,7 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         Op::Slice { axis, start, .. } => movement::slice(&node, *axis, start)?,
         Op::Concat { axis } => movement::concat(&node, *axis)?,
         Op::Rope { interleaved } => rope::rope(&node, *interleaved)?,
-        Op::Attention { causal, scale } => attention::attention(&node, *causal, *scale)?,
+        Op::Attention { causal, scale, window } => attention::attention(&node, *causal, *scale, *window)?,
         Op::Compare(op) => elementwise::compare(&node, *op)?,
         Op::Where => elementwise::select(&node)?,
         Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes)?,

@@ -1,35 +1,38 @@
-//! Batched matmul with broadcast batch axes, in two strategies chosen per dispatch from M (a runtime value):
+//! Batched matmul with broadcast batch axes, in three strategies chosen per dispatch from M and N (runtime values):
 //!
-//! - Tiled: a TILE×TILE output tile per workgroup of 256 invocations (16×16), each computing TM×TN outputs in
-//!   registers as two 4-wide groups per axis half a tile apart, so that neighbouring invocations read neighbouring
-//!   vec4s of workgroup memory. K advances in slices of BK staged through workgroup memory (k-major, 16 KiB); the
-//!   next slice is fetched into registers while the current one is multiplied.
-//! - Skinny, for M ≤ 128 (decoding, short prompts): there would be too few tiles to occupy the GPU, so each
-//!   workgroup instead computes 4 rows of a few columns, its invocations splitting K, and sums their partial dot
-//!   products in workgroup memory. The columns and lanes are laid out so that B is read along its contiguous axis.
+//! - Tiled: a T×T output tile per workgroup of 256 invocations (16×16), each computing T/16 × T/16 outputs in
+//!   registers as 4-wide groups T/2 apart along each axis (one group for T = 64), so that neighbouring invocations
+//!   read neighbouring vec4s of workgroup memory. K advances in slices of 1024/T staged through workgroup memory
+//!   (k-major, 16 KiB); the next slice is fetched into registers while the current one is multiplied. T is 128
+//!   where that makes enough tiles to occupy a large GPU, else 64 (prompts of tens to hundreds of tokens).
+//! - Skinny, for M ≤ 16 (decoding, short prompts) or too few 64-tiles: each workgroup computes 4 rows of a few
+//!   columns, its invocations splitting K, and sums their partial dot products in workgroup memory. The columns
+//!   and lanes are laid out so that B is read along its contiguous axis.
 //!
-//! The dispatch covers whichever is chosen; workgroups past its work return at once.
+//! The dispatch covers whichever is chosen; workgroups past its work return at once. The tiled strategy also
+//! serves the block-quantized kernel (`quant_matmul.rs`), whose B is decoded as it is staged.
 //!
-//! Params: M, N, K, A's strides along m and k, B's along k and n (so one body serves every transpose case), the tile
-//! counts along m and n, the batch count, then 4 batch dims, A's 4 batch strides and B's 4 (0 where broadcast).
+//! Params: M, N, K, A's strides along m and k, B's along k and n (so one body serves every transpose case), the
+//! batch count, then 4 batch dims, A's 4 batch strides and B's 4 (0 where broadcast).
 
 use crate::CodegenError;
 use crate::shader::{Access, Node, Parts, at_most, expr, product};
-use tfc_ir::layout::MatmulLayout;
 use std::fmt::Write;
 use tfc_ir::Expr;
+use tfc_ir::layout::MatmulLayout;
 
-const TILE: u32 = 128;
-const BK: u32 = 8;
-/// Outputs per invocation along m and n.
-const TM: u32 = 8;
-const TN: u32 = 8;
+/// The tile sides of the tiled strategy.
+const LARGE_TILE: u32 = 128;
+const SMALL_TILE: u32 = 64;
+/// Elements of one operand's K-slice: one run of 4 per invocation.
+const SLICE: u32 = 1024;
 const BATCH_AXES: usize = 4;
 /// Up to this M, the skinny strategy, over groups of 4 rows.
-const SKINNY_ROWS: u32 = 128;
-/// Below this many output tiles (about one wave of workgroups on a large GPU) the tiled strategy leaves most of the
-/// GPU idle, and the skinny one is faster whatever M is.
-const MIN_TILES: u32 = 128;
+const SKINNY_ROWS: u32 = 16;
+/// Fewer 64-tiles than this leave most of a large GPU idle; the skinny strategy is then faster whatever M is.
+const MIN_SMALL_TILES: u32 = 32;
+/// From this many 128-tiles (about one wave of workgroups on a large GPU), the large tile.
+const MIN_LARGE_TILES: u32 = 128;
 /// Pairs of k per lane and step of the skinny strategy's loop.
 const SKINNY_UNROLL: u32 = 4;
 
@@ -39,39 +42,279 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
         .map_err(|e| node.error(format!("{} × {}: {e}", node.inputs[0], node.inputs[1])))?;
     let MatmulLayout { m, n, k, a_m, a_k, b_k, b_n, batch_dims: dims, batch_strides } = &layout;
 
-    let tiles_m = Expr::ceil_div(expr(m), Expr::Const(TILE as u64));
-    let tiles_n = Expr::ceil_div(expr(n), Expr::Const(TILE as u64));
     let batches = product(out_batch);
     let skinny = Skinny::new(transpose_b);
     let mut parts = Parts::new("matmul", 256);
     parts.summary = format!(
-        "A{} × B{}: {TILE}×{TILE} tiles with K-slices of {BK}, or for M ≤ {SKINNY_ROWS} or fewer than {MIN_TILES} tiles 4 rows × {} columns per workgroup",
+        "A{} × B{}: {LARGE_TILE}- or {SMALL_TILE}-tiles, or for M ≤ {SKINNY_ROWS} or few tiles 4 rows × {} columns per workgroup",
         if transpose_a { "ᵀ" } else { "" },
         if transpose_b { "ᵀ" } else { "" },
         skinny.columns,
     );
     parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
     // The skinny strategy's column blocks × row groups of 4, when it is the one chosen (`at_most` is 1 or 0, and
-    // the larger of two such is their "or").
-    let tiles = Expr::product(vec![tiles_m.clone(), tiles_n.clone()]);
+    // the larger of two such is their "or"); the tiled strategies need at most one workgroup per 64-tile.
+    let small_tiles = tile_count(&expr(m), &expr(n), SMALL_TILE);
     let skinny_groups = Expr::product(vec![
         Expr::ceil_div(expr(n), Expr::Const(skinny.columns as u64)),
         Expr::ceil_div(expr(m), Expr::Const(4)),
-        Expr::max(vec![at_most(expr(m), SKINNY_ROWS as u64), at_most(tiles, MIN_TILES as u64 - 1)]),
+        Expr::max(vec![at_most(expr(m), SKINNY_ROWS as u64), at_most(small_tiles.clone(), MIN_SMALL_TILES as u64 - 1)]),
     ]);
-    parts.workgroups = Expr::product(vec![
-        Expr::max(vec![Expr::product(vec![tiles_m.clone(), tiles_n.clone()]), skinny_groups]),
-        batches.clone(),
-    ]);
-    parts.params =
-        vec![expr(m), expr(n), expr(k), expr(a_m), expr(a_k), expr(b_k), expr(b_n), tiles_m, tiles_n, batches];
+    parts.workgroups = Expr::product(vec![Expr::max(vec![small_tiles, skinny_groups]), batches.clone()]);
+    parts.params = vec![expr(m), expr(n), expr(k), expr(a_m), expr(a_k), expr(b_k), expr(b_n), batches];
     parts.params.extend(dims.iter().map(expr));
     for s in batch_strides {
         parts.params.extend(s.iter().map(expr));
     }
-    parts.decls = decls(transpose_a, transpose_b, &skinny);
-    parts.body = BODY.to_string();
+    parts.decls = tiled_decls(BOperand::Float { transpose_a, transpose_b });
+    parts.decls.push_str(&skinny_fn(&skinny));
+    parts.body = format!(
+        "    if param(0u) <= {SKINNY_ROWS}u || tiles({SMALL_TILE}u) < {MIN_SMALL_TILES}u {{
+        skinny(group, lid);
+    }} else {{
+{}    }}
+",
+        tiled_choice()
+    );
     Ok(parts)
+}
+
+/// The number of T×T tiles over an M×N output.
+pub(crate) fn tile_count(m: &Expr, n: &Expr, tile: u32) -> Expr {
+    Expr::product(vec![Expr::ceil_div(m.clone(), Expr::Const(tile as u64)), Expr::ceil_div(n.clone(), Expr::Const(tile as u64))])
+}
+
+/// The WGSL statements that run the tiled strategy with the tile that suits the dispatch.
+pub(crate) fn tiled_choice() -> String {
+    format!(
+        "        if tiles({LARGE_TILE}u) >= {MIN_LARGE_TILES}u {{
+            tiled_{LARGE_TILE}(group, lid);
+        }} else {{
+            tiled_{SMALL_TILE}(group, lid);
+        }}
+"
+    )
+}
+
+/// How the tiled strategy reads B.
+#[derive(Clone, Copy)]
+pub(crate) enum BOperand {
+    /// A float tensor through `load_in1`, with A's and B's transposition.
+    Float { transpose_a: bool, transpose_b: bool },
+    /// A block-quantized `[N, K]` weight (B = Wᵀ) through `decode4_in1(row, k)`; A is not transposed.
+    Block,
+}
+
+/// Where this invocation's run of 4 elements of an operand's slice starts, as WGSL (row, k) in a tile of side
+/// `tile`. `k_contiguous`: the operand is contiguous along k, so the run goes along k; otherwise along its rows.
+fn run_start(k_contiguous: bool, tile: u32) -> String {
+    if k_contiguous {
+        let runs = SLICE / tile / 4;
+        format!("vec2<u32>(lid / {runs}u, (lid % {runs}u) * 4u)")
+    } else {
+        let runs = tile / 4;
+        format!("vec2<u32>((lid % {runs}u) * 4u, lid / {runs}u)")
+    }
+}
+
+/// The tiled strategy's declarations: workgroup memory, batch offsets, and `tiled_128` and `tiled_64`, with the
+/// params layout of `matmul`.
+pub(crate) fn tiled_decls(b: BOperand) -> String {
+    let (transpose_a, b_k_contiguous) = match b {
+        BOperand::Float { transpose_a, transpose_b } => (transpose_a, transpose_b),
+        BOperand::Block => (false, true),
+    };
+    let slice_vecs = SLICE / 4;
+    let mut s = format!(
+        "\
+// Two buffers of one K-slice of each tile, k-major so that a vec4 holds 4 consecutive rows of A or columns of B:
+// for tile side T, a_tile[b·{slice_vecs} + k·T/4 + m/4][m % 4] = A(m0 + m, k0 + k), and b_tile likewise B(k0 + k, n0 + n).
+var<workgroup> a_tile: array<vec4<f32>, {len}>;
+var<workgroup> b_tile: array<vec4<f32>, {len}>;
+
+// The number of T×T tiles over the output.
+fn tiles(t: u32) -> u32 {{
+    return ((param(0u) + t - 1u) / t) * ((param(1u) + t - 1u) / t);
+}}
+
+// Offsets of A and B for a batch index, over the 4 batch axes, last fastest.
+fn batch_offsets(batch: u32) -> vec2<u32> {{
+    var offsets = vec2<u32>(0u, 0u);
+    var rest = batch;
+    for (var k = 0u; k < 4u; k++) {{
+        let axis = 3u - k;
+        let c = rest % param(8u + axis);
+        rest = rest / param(8u + axis);
+        offsets += c * vec2<u32>(param(12u + axis), param(16u + axis));
+    }}
+    return offsets;
+}}
+
+// Row m, columns n..n + 3 of the output matrix at `base`, where they exist.
+fn store_row(base: u32, m: u32, n: u32, v: vec4<f32>) {{
+    if m >= param(0u) {{
+        return;
+    }}
+    for (var j = 0u; j < 4u; j++) {{
+        if n + j < param(1u) {{
+            out[base + m * param(1u) + n + j] = v[j];
+        }}
+    }}
+}}
+",
+        len = 2 * slice_vecs,
+    );
+    s.push_str(&run_loader("a", 0, 0, 4, if transpose_a { 3 } else { 4 }, !transpose_a));
+    match b {
+        BOperand::Float { .. } => s.push_str(&run_loader("b", 1, 1, 5, if b_k_contiguous { 5 } else { 6 }, b_k_contiguous)),
+        BOperand::Block => s.push_str(
+            "
+// This invocation's 4 elements of the B slice at k0: row start.x of W, k0 + start.y.. along it (zeros past N).
+fn load_b(at: u32, start: vec2<u32>, k0: u32) -> vec4<f32> {
+    if start.x >= param(1u) {
+        return vec4<f32>(0.0);
+    }
+    return decode4_in1(start.x, k0 + start.y);
+}
+",
+        ),
+    }
+    for tile in [LARGE_TILE, SMALL_TILE] {
+        s.push_str(&tiled_fn(tile, !transpose_a, b_k_contiguous));
+    }
+    s
+}
+
+/// `load_NAME`: this invocation's 4 elements of an operand's slice at k0 (binding `input`), in a run from tile
+/// coordinates `start` (row, k); `at` is the address of the first for k0 = 0. The params at `rows`, `k_stride` and
+/// `run_stride` hold the operand's row count and its strides along k and along the run.
+fn run_loader(name: &str, input: u32, rows: u32, k_stride: u32, run_stride: u32, k_contiguous: bool) -> String {
+    let inside = if k_contiguous {
+        format!("start.x < param({rows}u) && k + j < param(2u)")
+    } else {
+        format!("start.x + j < param({rows}u) && k < param(2u)")
+    };
+    format!(
+        "
+fn load_{name}(at: u32, start: vec2<u32>, k0: u32) -> vec4<f32> {{
+    var v = vec4<f32>(0.0);
+    let k = k0 + start.y;
+    let first = at + k0 * param({k_stride}u);
+    for (var j = 0u; j < 4u; j++) {{
+        if {inside} {{
+            v[j] = load_in{input}(first + j * param({run_stride}u));
+        }}
+    }}
+    return v;
+}}
+"
+    )
+}
+
+/// Stores a run of 4 elements of an operand's slice into its tile of side `tile`.
+fn store_run(name: &str, k_contiguous: bool, tile: u32) -> String {
+    let vecs = tile / 4;
+    if k_contiguous {
+        format!("    for (var j = 0u; j < 4u; j++) {{\n        {name}_tile[buffer + ({name}_tile_at.y + j) * {vecs}u + {name}_tile_at.x / 4u][{name}_tile_at.x % 4u] = {name}_next[j];\n    }}\n")
+    } else {
+        format!("    {name}_tile[buffer + {name}_tile_at.y * {vecs}u + {name}_tile_at.x / 4u] = {name}_next;\n")
+    }
+}
+
+/// `tiled_T`: one T×T output tile, T/16 × T/16 outputs per invocation.
+fn tiled_fn(tile: u32, a_k_contiguous: bool, b_k_contiguous: bool) -> String {
+    let outputs = tile / 16;
+    let groups = outputs / 4;
+    let bk = SLICE / tile;
+    let vecs = tile / 4;
+    let mut s = String::new();
+    writeln!(
+        s,
+        "
+fn tiled_{tile}(group: u32, lid: u32) {{
+    let tiles_m = (param(0u) + {last}u) / {tile}u;
+    let tiles_n = (param(1u) + {last}u) / {tile}u;
+    let tile_n = group % tiles_n;
+    let tile_m = (group / tiles_n) % tiles_m;
+    let batch = group / tiles_n / tiles_m;
+    if batch >= param(7u) {{
+        return;
+    }}
+    let base = batch_offsets(batch);
+    let m0 = tile_m * {tile}u;
+    let n0 = tile_n * {tile}u;
+    // This invocation's runs of the A and B slices start at tile coordinates (row, k) a_tile_at and b_tile_at,
+    // matrix coordinates a_start and b_start, and addresses a_at and b_at in the first slice.
+    let a_tile_at = {a_start};
+    let b_tile_at = {b_start};
+    let a_start = vec2<u32>(m0, 0u) + a_tile_at;
+    let b_start = vec2<u32>(n0, 0u) + b_tile_at;
+    let a_at = base.x + a_start.x * param(3u) + a_start.y * param(4u);
+    let b_at = base.y + b_start.x * param(6u) + b_start.y * param(5u);
+    // This invocation's outputs: rows m0 + 4·ty + (0..4) (and {half} more for two groups), columns likewise from n0 + 4·tx.
+    let tx = lid % 16u;
+    let ty = lid / 16u;",
+        last = tile - 1,
+        a_start = run_start(a_k_contiguous, tile),
+        b_start = run_start(b_k_contiguous, tile),
+        half = tile / 2,
+    )
+    .unwrap();
+    for i in 0..outputs {
+        for g in 0..groups {
+            writeln!(s, "    var acc{i}_{g} = vec4<f32>(0.0);").unwrap();
+        }
+    }
+    writeln!(
+        s,
+        "    var a_next = load_a(a_at, a_start, 0u);
+    var b_next = load_b(b_at, b_start, 0u);
+    let slices = (param(2u) + {last_k}u) / {bk}u;
+    for (var s = 0u; s < slices; s++) {{
+        // Alternate buffers, so one barrier per slice keeps writers off the buffer being read.
+        let buffer = (s % 2u) * {slice_vecs}u;
+{store_a}{store_b}        workgroupBarrier();
+        if s + 1u < slices {{
+            a_next = load_a(a_at, a_start, (s + 1u) * {bk}u);
+            b_next = load_b(b_at, b_start, (s + 1u) * {bk}u);
+        }}
+        // The slice's {bk} steps of k, unrolled.",
+        last_k = bk - 1,
+        slice_vecs = SLICE / 4,
+        store_a = store_run("a", a_k_contiguous, tile),
+        store_b = store_run("b", b_k_contiguous, tile),
+    )
+    .unwrap();
+    let half = tile / 8;
+    for k in 0..bk {
+        let row = k * vecs;
+        for r in 0..groups {
+            writeln!(s, "        let a{r}_{k} = a_tile[buffer + {}u + ty];", row + r * half).unwrap();
+        }
+        for g in 0..groups {
+            writeln!(s, "        let b{g}_{k} = b_tile[buffer + {}u + tx];", row + g * half).unwrap();
+        }
+        for i in 0..outputs {
+            let lane = ["x", "y", "z", "w"][(i % 4) as usize];
+            for g in 0..groups {
+                writeln!(s, "        acc{i}_{g} += a{}_{k}.{lane} * b{g}_{k};", i / 4).unwrap();
+            }
+        }
+    }
+    s.push_str("    }\n    let out_base = batch * param(0u) * param(1u);\n");
+    for i in 0..outputs {
+        for g in 0..groups {
+            writeln!(
+                s,
+                "    store_row(out_base, m0 + 4u * ty + {}u, n0 + 4u * tx + {}u, acc{i}_{g});",
+                (i / 4) * (tile / 2) + i % 4,
+                g * (tile / 2)
+            )
+            .unwrap();
+        }
+    }
+    s.push_str("}\n");
+    s
 }
 
 /// The skinny strategy's layout: `columns` per workgroup, each split over `lanes` invocations along K.
@@ -90,189 +333,6 @@ impl Skinny {
             Skinny { columns: 16, lanes: 16, lanes_adjacent: false }
         }
     }
-}
-
-/// Where this invocation's run of 4 elements of an operand's slice starts, as WGSL (row, k) in the tile.
-/// `k_contiguous`: the operand is contiguous along k, so the run goes along k; otherwise along its rows.
-fn run_start(k_contiguous: bool) -> String {
-    if k_contiguous {
-        let runs = BK / 4;
-        format!("vec2<u32>(lid / {runs}u, (lid % {runs}u) * 4u)")
-    } else {
-        let runs = TILE / 4;
-        format!("vec2<u32>((lid % {runs}u) * 4u, lid / {runs}u)")
-    }
-}
-
-fn decls(transpose_a: bool, transpose_b: bool, skinny: &Skinny) -> String {
-    let vecs = TILE / 4;
-    let slice = BK * vecs;
-    let mut s = format!("const SKINNY_ROWS: u32 = {SKINNY_ROWS}u;\nconst MIN_TILES: u32 = {MIN_TILES}u;\n\n");
-    // An operand's load and store functions, given the params holding its strides along its rows (m for A, n for B)
-    // and along k, and its row count.
-    let operand = |name: &str, k_contiguous: bool, row_stride: u32, k_stride: u32, rows: u32| -> String {
-        let (run_stride, store) = if k_contiguous {
-            (
-                k_stride,
-                format!(
-                    "    for (var j = 0u; j < 4u; j++) {{\n        {name}_tile[buffer + (start.y + j) * {vecs}u + start.x / 4u][start.x % 4u] = v[j];\n    }}"
-                ),
-            )
-        } else {
-            (row_stride, format!("    {name}_tile[buffer + start.y * {vecs}u + start.x / 4u] = v;"))
-        };
-        let check = if k_contiguous {
-            format!("start.x < param({rows}u) && k + j < param(2u)")
-        } else {
-            format!("start.x + j < param({rows}u) && k < param(2u)")
-        };
-        format!(
-            "
-// This invocation's 4 elements of the {name} slice at k0, in a run along the operand's contiguous axis from tile
-// coordinates `start` (row, k); `at` is the address of the first for k0 = 0.
-fn load_{name}(at: u32, start: vec2<u32>, k0: u32) -> vec4<f32> {{
-    var v = vec4<f32>(0.0);
-    let k = k0 + start.y;
-    let first = at + k0 * param({k_stride}u);
-    for (var j = 0u; j < 4u; j++) {{
-        if {check} {{
-            v[j] = load_in{input}(first + j * param({run_stride}u));
-        }}
-    }}
-    return v;
-}}
-
-fn store_{name}(v: vec4<f32>, start: vec2<u32>, buffer: u32) {{
-{store}
-}}
-",
-            input = if name == "a" { 0 } else { 1 },
-        )
-    };
-    write!(
-        s,
-        "\
-// Two buffers of one K-slice of each tile, k-major so that a vec4 holds 4 consecutive rows of A or columns of B:
-// a_tile[b·{slice} + k·{vecs} + m/4][m % 4] = A(m0 + m, k0 + k), b_tile[b·{slice} + k·{vecs} + n/4][n % 4] = B(k0 + k, n0 + n).
-var<workgroup> a_tile: array<vec4<f32>, {len}>;
-var<workgroup> b_tile: array<vec4<f32>, {len}>;
-
-// Offsets of A and B for a batch index, over the 4 batch axes, last fastest.
-fn batch_offsets(batch: u32) -> vec2<u32> {{
-    var offsets = vec2<u32>(0u, 0u);
-    var rest = batch;
-    for (var k = 0u; k < 4u; k++) {{
-        let axis = 3u - k;
-        let c = rest % param(10u + axis);
-        rest = rest / param(10u + axis);
-        offsets += c * vec2<u32>(param(14u + axis), param(18u + axis));
-    }}
-    return offsets;
-}}
-{a}{b}
-// Row m, columns n..n + 3 of the output matrix at `base`, where they exist.
-fn store_row(base: u32, m: u32, n: u32, v: vec4<f32>) {{
-    if m >= param(0u) {{
-        return;
-    }}
-    for (var j = 0u; j < 4u; j++) {{
-        if n + j < param(1u) {{
-            out[base + m * param(1u) + n + j] = v[j];
-        }}
-    }}
-}}
-",
-        len = 2 * slice,
-        a = operand("a", !transpose_a, 3, 4, 0),
-        b = operand("b", transpose_b, 6, 5, 1),
-    )
-    .unwrap();
-    writeln!(
-        s,
-        "
-fn tiled(group: u32, lid: u32) {{
-    let tiles_m = param(7u);
-    let tiles_n = param(8u);
-    let tile_n = group % tiles_n;
-    let tile_m = (group / tiles_n) % tiles_m;
-    let batch = group / tiles_n / tiles_m;
-    if batch >= param(9u) {{
-        return;
-    }}
-    let base = batch_offsets(batch);
-    let m0 = tile_m * {TILE}u;
-    let n0 = tile_n * {TILE}u;
-    // This invocation's runs of the A and B slices start at tile coordinates (row, k) a_tile_at and b_tile_at,
-    // matrix coordinates a_start and b_start, and addresses a_at and b_at in the first slice.
-    let a_tile_at = {a_start};
-    let b_tile_at = {b_start};
-    let a_start = vec2<u32>(m0, 0u) + a_tile_at;
-    let b_start = vec2<u32>(n0, 0u) + b_tile_at;
-    let a_at = base.x + a_start.x * param(3u) + a_start.y * param(4u);
-    let b_at = base.y + b_start.x * param(6u) + b_start.y * param(5u);
-    // This invocation's outputs: rows m0 + 4·ty + (0..4) and {half} more, columns n0 + 4·tx + (0..4) and {half} more.
-    let tx = lid % 16u;
-    let ty = lid / 16u;",
-        a_start = run_start(!transpose_a),
-        b_start = run_start(transpose_b),
-        half = TILE / 2,
-    )
-    .unwrap();
-    for i in 0..TM {
-        for g in 0..TN / 4 {
-            writeln!(s, "    var acc{i}_{g} = vec4<f32>(0.0);").unwrap();
-        }
-    }
-    writeln!(
-        s,
-        "    var a_next = load_a(a_at, a_start, 0u);
-    var b_next = load_b(b_at, b_start, 0u);
-    let slices = (param(2u) + {last}u) / {BK}u;
-    for (var s = 0u; s < slices; s++) {{
-        // Alternate buffers, so one barrier per slice keeps writers off the buffer being read.
-        let buffer = (s % 2u) * {slice}u;
-        store_a(a_next, a_tile_at, buffer);
-        store_b(b_next, b_tile_at, buffer);
-        workgroupBarrier();
-        if s + 1u < slices {{
-            a_next = load_a(a_at, a_start, (s + 1u) * {BK}u);
-            b_next = load_b(b_at, b_start, (s + 1u) * {BK}u);
-        }}
-        // The slice's {BK} steps of k, unrolled.",
-        last = BK - 1,
-    )
-    .unwrap();
-    let half = TILE / 8;
-    for k in 0..BK {
-        let row = k * vecs;
-        for r in 0..TM / 4 {
-            writeln!(s, "        let a{r}_{k} = a_tile[buffer + {}u + ty];", row + r * half).unwrap();
-        }
-        for g in 0..TN / 4 {
-            writeln!(s, "        let b{g}_{k} = b_tile[buffer + {}u + tx];", row + g * half).unwrap();
-        }
-        for i in 0..TM {
-            let lane = ["x", "y", "z", "w"][(i % 4) as usize];
-            for g in 0..TN / 4 {
-                writeln!(s, "        acc{i}_{g} += a{}_{k}.{lane} * b{g}_{k};", i / 4).unwrap();
-            }
-        }
-    }
-    s.push_str("    }\n    let out_base = batch * param(0u) * param(1u);\n");
-    for i in 0..TM {
-        for g in 0..TN / 4 {
-            writeln!(
-                s,
-                "    store_row(out_base, m0 + 4u * ty + {}u, n0 + 4u * tx + {}u, acc{i}_{g});",
-                (i / 4) * (TILE / 2) + i % 4,
-                g * (TILE / 2)
-            )
-            .unwrap();
-        }
-    }
-    s.push_str("}\n");
-    s.push_str(&skinny_fn(skinny));
-    s
 }
 
 fn skinny_fn(skinny: &Skinny) -> String {
@@ -319,7 +379,7 @@ fn skinny(group: u32, lid: u32) {{
     let n0 = (group % blocks) * {columns}u;
     let m0 = ((group / blocks) % row_groups) * 4u;
     let batch = group / blocks / row_groups;
-    if batch >= param(9u) {{
+    if batch >= param(7u) {{
         return;
     }}
     let rows = min(4u, param(0u) - m0);
@@ -358,10 +418,3 @@ fn skinny(group: u32, lid: u32) {{
         stride = SKINNY_UNROLL * step,
     )
 }
-
-const BODY: &str = "    if param(0u) <= SKINNY_ROWS || param(7u) * param(8u) < MIN_TILES {
-        skinny(group, lid);
-    } else {
-        tiled(group, lid);
-    }
-";

@@ -7,21 +7,20 @@
 //!   x value loaded serves 2 rows. Each invocation walks its rows in steps of 4 elements, 64 steps apart, several
 //!   steps per iteration (four for one row of x, which needs only dot products; two otherwise); the 64 partial sums
 //!   of a row meet in workgroup memory.
-//! - Tiled, for R > 4 (prefill): 64×64 output tiles, K in slices of 16 staged in workgroup memory (W decoded as it
-//!   is staged), 4×4 outputs per invocation.
+//! - Tiled, for R > 4 (prefill): the float matmul's tiled strategy (`matmul.rs`), W decoded as it is staged.
 //!
 //! The dispatch covers both; workgroups past the chosen strategy's work return at once.
-//! Params: R, N, K.
+//! Params: those of `matmul.rs` (R, N, K, …), for a 2-D x and no batch axes.
 
 use crate::CodegenError;
+use crate::matmul::{BOperand, tile_count, tiled_choice, tiled_decls};
 use crate::shader::{Access, Node, Parts, expr, product};
 use tfc_ir::Expr;
 
 /// Rows of x up to which the matrix-vector strategy runs.
 const VECTOR_ROWS: u32 = 4;
-/// Rows of W per matrix-vector workgroup and the output tile's side (the WGSL below is written for these).
+/// Rows of W per matrix-vector workgroup (the WGSL below is written for it).
 const ROWS_PER_GROUP: u32 = 8;
-const TILE: u32 = 64;
 
 /// Whether the quantized kernel computes this MatMul (`transpose_b` is implied by the caller's match): a 2-D block
 /// format weight as B, a float A.
@@ -36,34 +35,30 @@ pub(crate) fn matmul(node: &Node) -> Result<Parts, CodegenError> {
     let rows = product(&a.shape[..a.rank() - 1]);
     let n = expr(&w.shape[0]);
     let mut parts = Parts::new("quant_matmul", 256);
-    parts.summary = format!(
-        "x · Wᵀ with W {}: for R ≤ {VECTOR_ROWS} {ROWS_PER_GROUP} rows of W per workgroup, else {TILE}×{TILE} tiles",
-        w.dtype
-    );
+    parts.summary = format!("x · Wᵀ with W {}: for R ≤ {VECTOR_ROWS} {ROWS_PER_GROUP} rows of W per workgroup, else tiles", w.dtype);
     parts.inputs = vec![(a.dtype, Access::Float), (w.dtype, Access::Float)];
     let vector_groups = Expr::ceil_div(n.clone(), Expr::Const(ROWS_PER_GROUP as u64));
-    let tiles = Expr::product(vec![
-        Expr::ceil_div(rows.clone(), Expr::Const(TILE as u64)),
-        Expr::ceil_div(n.clone(), Expr::Const(TILE as u64)),
-    ]);
-    parts.workgroups = Expr::max(vec![vector_groups, tiles]);
-    parts.params = vec![rows, n, Expr::Const(k as u64)];
-    parts.decls = DECLS.to_string();
+    parts.workgroups = Expr::max(vec![vector_groups, tile_count(&rows, &n, 64)]);
+    let k = Expr::Const(k as u64);
+    let (zero, one) = (Expr::Const(0), Expr::Const(1));
+    // x [R, K] and W [N, K] in the float matmul's params: strides of A along m and k, of B along k and n, one batch.
+    parts.params = vec![rows, n, k.clone(), k.clone(), one.clone(), one.clone(), k, one.clone()];
+    parts.params.extend([one.clone(), one.clone(), one.clone(), one]);
+    parts.params.extend(std::iter::repeat_n(zero, 8));
+    parts.decls = tiled_decls(BOperand::Block);
+    parts.decls.push_str(MATVEC);
     parts.body = format!(
         "    if param(0u) <= {VECTOR_ROWS}u {{
         matvec(group, lid);
     }} else {{
-        tiled(group, lid);
-    }}
-"
+{}    }}
+",
+        tiled_choice()
     );
     Ok(parts)
 }
 
-const DECLS: &str = "\
-// Matrix-vector: 2 partial sums (one per row of W) per invocation. Tiled: the K-slice of the x tile, then the W tile,
-// k-major as vec4s over 4 rows: tile[k·16 + m/4][m % 4] = x(m0 + m, k0 + k), tile[256 + k·16 + n/4][n % 4] = W(n0 + n, k0 + k).
-var<workgroup> tile: array<vec4<f32>, 512>;
+const MATVEC: &str = "
 
 // x(m, k..k+3) as a vec4 over k, zeros for rows past R.
 fn x4(m: u32, k: u32) -> vec4<f32> {
@@ -129,8 +124,9 @@ fn matvec(group: u32, lid: u32) {
         acc0 += decode4_in1(row0, k) * xa;
         acc1 += decode4_in1(row1, k) * xa;
     }
-    tile[lid] = acc0;
-    tile[256u + lid] = acc1;
+    // The partial sums of the first row of each pair, then of the second.
+    a_tile[lid] = acc0;
+    a_tile[256u + lid] = acc1;
     workgroupBarrier();
     if lid < 8u {
         // Row lid of the 8: row group lid / 2, row lid % 2 of it; four running sums over its 64 partial sums.
@@ -140,60 +136,16 @@ fn matvec(group: u32, lid: u32) {
         var s2 = vec4<f32>(0.0);
         var s3 = vec4<f32>(0.0);
         for (var l = 0u; l < 64u; l += 4u) {
-            s0 += tile[at + l];
-            s1 += tile[at + l + 1u];
-            s2 += tile[at + l + 2u];
-            s3 += tile[at + l + 3u];
+            s0 += a_tile[at + l];
+            s1 += a_tile[at + l + 1u];
+            s2 += a_tile[at + l + 2u];
+            s3 += a_tile[at + l + 3u];
         }
         let sum = (s0 + s1) + (s2 + s3);
         let n = n0 + lid;
         if n < param(1u) {
             for (var m = 0u; m < param(0u); m++) {
                 out[m * param(1u) + n] = sum[m];
-            }
-        }
-    }
-}
-
-fn tiled(group: u32, lid: u32) {
-    let tiles_n = (param(1u) + 63u) / 64u;
-    let m0 = (group / tiles_n) * 64u;
-    let n0 = (group % tiles_n) * 64u;
-    if m0 >= param(0u) {
-        return;
-    }
-    // Staging: invocation lid loads 4 consecutive k of row lid / 4 of each tile.
-    let r = lid / 4u;
-    let kq = (lid % 4u) * 4u;
-    let w_row = min(n0 + r, param(1u) - 1u);
-    // Outputs: rows m0 + 4·ty + (0..4), columns n0 + 4·tx + (0..4).
-    let tx = lid % 16u;
-    let ty = lid / 16u;
-    var acc: array<vec4<f32>, 4>;
-    for (var k0 = 0u; k0 < param(2u); k0 += 16u) {
-        let xv = x4(m0 + r, k0 + kq);
-        let wv = decode4_in1(w_row, k0 + kq);
-        for (var i = 0u; i < 4u; i++) {
-            tile[(kq + i) * 16u + r / 4u][r % 4u] = xv[i];
-            tile[256u + (kq + i) * 16u + r / 4u][r % 4u] = wv[i];
-        }
-        workgroupBarrier();
-        for (var kk = 0u; kk < 16u; kk++) {
-            let a = tile[kk * 16u + ty];
-            let b = tile[256u + kk * 16u + tx];
-            acc[0] += a.x * b;
-            acc[1] += a.y * b;
-            acc[2] += a.z * b;
-            acc[3] += a.w * b;
-        }
-        workgroupBarrier();
-    }
-    for (var i = 0u; i < 4u; i++) {
-        let m = m0 + 4u * ty + i;
-        for (var j = 0u; j < 4u; j++) {
-            let n = n0 + 4u * tx + j;
-            if m < param(0u) && n < param(1u) {
-                out[m * param(1u) + n] = acc[i][j];
             }
         }
     }

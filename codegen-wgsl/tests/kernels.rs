@@ -185,10 +185,10 @@ fn matmul_every_transpose_and_weight_dtype() {
             let r = check(&g, id, &env(&[("sequence", m)]));
             let (a_m, a_k) = if ta { (1, m) } else { (k, 1) };
             let (b_k, b_n) = if tb { (1, k) } else { (n, 1) };
-            assert_eq!(r.params[..10], [m, n, k, a_m, a_k, b_k, b_n, 1, 1, 2]);
+            assert_eq!(r.params[..8], [m, n, k, a_m, a_k, b_k, b_n, 2]);
             // Batch: [1, 1, 1, 2], A strided by its matrix, B broadcast.
-            assert_eq!(r.params[10..], [1, 1, 1, 2, 0, 0, 0, m * k, 0, 0, 0, 0]);
-            // M ≤ 128: the skinny strategy, 9 groups of 4 rows × blocks of 8 (Bᵀ) or 16 columns, per batch entry.
+            assert_eq!(r.params[8..], [1, 1, 1, 2, 0, 0, 0, m * k, 0, 0, 0, 0]);
+            // Two 64-tiles: the skinny strategy, 9 groups of 4 rows × blocks of 8 (Bᵀ) or 16 columns, per batch entry.
             let columns = if tb { 8 } else { 16 };
             assert_eq!(r.workgroups, 9 * n.div_ceil(columns) * 2);
         }
@@ -202,16 +202,16 @@ fn matmul_strategy_follows_the_tile_count() {
     let a = input(&mut g, "a", DType::F32, &[s.clone(), c(64)]);
     let w = weight(&mut g, "w", DType::F16, &[1000, 64]);
     let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
-    // N = 1000: 8 column tiles of 128, or 125 skinny blocks of 8 columns; skinny up to M = 128 and below 128 tiles
-    // (M ≤ 1920).
-    for (m, workgroups) in [(1, 125), (4, 125), (5, 250), (129, 33 * 125), (1920, 480 * 125), (1921, 16 * 8), (4096, 32 * 8)] {
+    // N = 1000: 16 column tiles of 64, or 125 skinny blocks of 8 columns. Skinny up to M = 16 and below 32 64-tiles
+    // (M ≤ 64); then one workgroup per 64-tile, of which the 128-tiles use the first once there are 128 of those.
+    for (m, workgroups) in [(1, 125), (4, 125), (5, 250), (16, 500), (64, 16 * 125), (65, 2 * 16), (1921, 31 * 16), (4096, 64 * 16)] {
         let r = check(&g, id, &env(&[("sequence", m)]));
         assert_eq!(r.workgroups, workgroups, "M = {m}");
     }
-    // N = 20000: 157 column tiles, so the tiled strategy from M = 129 on; skinny (2500 blocks) below.
+    // N = 20000: 313 column 64-tiles, so the tiled strategy from M = 17 on; skinny (2500 blocks) below.
     let w = weight(&mut g, "wide", DType::F16, &[20000, 64]);
     let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
-    for (m, workgroups) in [(1, 2500), (128, 32 * 2500), (129, 2 * 157)] {
+    for (m, workgroups) in [(1, 2500), (16, 4 * 2500), (17, 313)] {
         let r = check(&g, id, &env(&[("sequence", m)]));
         assert_eq!(r.workgroups, workgroups, "M = {m}");
     }
@@ -416,7 +416,7 @@ fn attention_variants() {
         let mask_f = input(&mut g, "maskf", DType::F32, &[c(2), t.clone()]);
         for causal in [false, true] {
             for operands in [vec![q, k, v], vec![q, k, v, mask_i], vec![q, k, v, mask_f]] {
-                let id = add(&mut g, Op::Attention { causal, scale: 0.125 }, &operands);
+                let id = add(&mut g, Op::Attention { causal, scale: 0.125, window: None }, &operands);
                 if ev_ > 256 {
                     assert!(unsupported(&g, id).contains("at most 256"));
                     continue;
@@ -429,7 +429,7 @@ fn attention_variants() {
         }
     }
     let q = input(&mut g, "qs", DType::F32, &[c(1), s.clone(), c(2), s.clone()]);
-    let id = add(&mut g, Op::Attention { causal: false, scale: 1.0 }, &[q, q, q]);
+    let id = add(&mut g, Op::Attention { causal: false, scale: 1.0, window: None }, &[q, q, q]);
     assert!(unsupported(&g, id).contains("constant"));
 }
 
@@ -442,7 +442,7 @@ fn attention_decoding_splits_the_features() {
     let q = input(&mut g, "q", DType::F32, &[c(1), s.clone(), c(32), c(128)]);
     let k = input(&mut g, "k", DType::F32, &[c(1), t.clone(), c(8), c(128)]);
     let v = input(&mut g, "v", DType::F32, &[c(1), t.clone(), c(8), c(128)]);
-    let id = add(&mut g, Op::Attention { causal: true, scale: 0.088 }, &[q, k, v]);
+    let id = add(&mut g, Op::Attention { causal: true, scale: 0.088, window: None }, &[q, k, v]);
     let decode = check(&g, id, &env(&[("sequence", 1), ("past", 99)]));
     assert_eq!(decode.params, vec![1, 1, 32, 100, 8, 4]);
     assert_eq!(decode.workgroups, 8 * 4);
@@ -457,9 +457,9 @@ fn attention_with_half_key_values_and_odd_scale() {
     let q = input(&mut g, "q", DType::F32, &[c(1), c(3), c(4), c(16)]);
     let k = weight(&mut g, "k", DType::F16, &[1, 100, 2, 16]);
     let v = weight(&mut g, "v", DType::BF16, &[1, 100, 2, 24]);
-    let r = run(&mut g, Op::Attention { causal: true, scale: 0.1 / 3.0 }, &[q, k, v], &env(&[]));
+    let r = run(&mut g, Op::Attention { causal: true, scale: 0.1 / 3.0, window: None }, &[q, k, v], &env(&[]));
     assert_eq!(r.params, vec![1, 3, 4, 100, 2, 1]);
     assert_eq!(r.workgroups, 2 * 2);
-    let id = add(&mut g, Op::Attention { causal: true, scale: f32::NAN }, &[q, k, v]);
+    let id = add(&mut g, Op::Attention { causal: true, scale: f32::NAN, window: None }, &[q, k, v]);
     assert!(unsupported(&g, id).contains("finite"));
 }

@@ -40,7 +40,7 @@ fn causal_gqa_attention_with_mask() {
     let k = input(&mut g, "k", DType::F32, &[c(1), s.clone(), c(2), c(64)]);
     let v = input(&mut g, "v", DType::F32, &[c(1), s.clone(), c(2), c(64)]);
     let mask = input(&mut g, "mask", DType::I32, &[c(1), s]);
-    let y = add(&mut g, Op::Attention { causal: true, scale: 0.125 }, &[q, k, v, mask]);
+    let y = add(&mut g, Op::Attention { causal: true, scale: 0.125, window: None }, &[q, k, v, mask]);
     insta::assert_snapshot!("attention", wgsl(&g, y));
 }
 

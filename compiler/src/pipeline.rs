@@ -6,7 +6,7 @@ use crate::{gguf, hf, onnx};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tfc_ir::manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, Requirements, SymbolDecl, WasmDispatch, WasmFallback, WeightDecl};
-use tfc_ir::{Env, Graph};
+use tfc_ir::{DType, Env, Graph};
 
 /// The WebGPU default for `maxStorageBufferBindingSize`, which every conformant adapter offers.
 pub const DEFAULT_MAX_BINDING: u64 = 128 << 20;
@@ -20,6 +20,8 @@ pub struct CompileOptions {
     pub max_sequence: Option<u64>,
     /// The largest storage binding the bundle may need.
     pub max_binding_size: u64,
+    /// How a decoder's KV cache stores keys and values: f32 or f16.
+    pub kv_dtype: DType,
     /// Whether to emit the WASM SIMD fallback (CPUs, browsers without WebGPU).
     pub wasm: WasmTarget,
     /// Store the weight matrices in this dtype (`--quant`); see `tfc_passes::quantize`.
@@ -30,7 +32,7 @@ pub struct CompileOptions {
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { chunk_size: 16 << 20, max_batch: 8, max_sequence: None, max_binding_size: DEFAULT_MAX_BINDING, wasm: WasmTarget::WhereSupported, quant: None, dims: BTreeMap::new() }
+        CompileOptions { chunk_size: 16 << 20, max_batch: 8, max_sequence: None, max_binding_size: DEFAULT_MAX_BINDING, kv_dtype: DType::F32, wasm: WasmTarget::WhereSupported, quant: None, dims: BTreeMap::new() }
     }
 }
 
@@ -86,7 +88,12 @@ impl Progress for Quiet {
 pub fn load_graph(model: &Path, opts: &CompileOptions) -> Result<Graph, CompileError> {
     let input_err = |message: &str| CompileError::Input { path: model.display().to_string(), message: message.to_string() };
     let import =
-        hf::ImportOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence, max_binding_size: opts.max_binding_size };
+        hf::ImportOptions {
+            max_batch: opts.max_batch,
+            max_sequence: opts.max_sequence,
+            max_binding_size: opts.max_binding_size,
+            kv_dtype: opts.kv_dtype,
+        };
     if !opts.dims.is_empty() && !onnx::is_onnx(model) {
         return Err(input_err("--dim fixes the symbolic dimensions of ONNX models; this model is not one"));
     }

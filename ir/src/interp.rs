@@ -95,7 +95,9 @@ pub fn run_with(
                     return Err(err("operand 0 must be a State".into()));
                 };
                 let offset = offset.eval(&env).map_err(err)? as usize;
-                let (state, rows) = cache_write(operands[0], operands[1], offset).map_err(err)?;
+                // The cache holds its dtype's values: new rows are rounded as they are stored.
+                let new = cast(operands[1], node.ty.dtype);
+                let (state, rows) = cache_write(operands[0], &new, offset).map_err(err)?;
                 states.insert(name.clone(), state);
                 rows
             }
@@ -159,7 +161,7 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         }
         Op::Concat { axis } => concat(x, *axis, out_dtype),
         Op::Rope { interleaved } => rope(x[0], x[1], x[2], *interleaved),
-        Op::Attention { causal, scale } => attention(x, *causal, *scale as f64),
+        Op::Attention { causal, scale, window } => attention(x, *causal, *scale as f64, *window),
         Op::Cast { to } => cast(x[0], *to),
         Op::Compare(c) => compare(*c, x[0], x[1])?,
         Op::Where => select(x[0], x[1], x[2], out_dtype)?,
@@ -519,7 +521,7 @@ fn rope(x: &Tensor, positions: &Tensor, inv_freq: &Tensor, interleaved: bool) ->
     Tensor::f32(x.shape.clone(), v)
 }
 
-fn attention(x: &[&Tensor], causal: bool, scale: f64) -> Tensor {
+fn attention(x: &[&Tensor], causal: bool, scale: f64, window: Option<u64>) -> Tensor {
     let (q, k, v) = (x[0].to_f32(), x[1].to_f32(), x[2].to_f32());
     let (b, s, heads, d) = (x[0].shape[0], x[0].shape[1], x[0].shape[2], x[0].shape[3]);
     let (t, groups, e) = (x[1].shape[1], x[1].shape[2], x[2].shape[3]);
@@ -532,7 +534,9 @@ fn attention(x: &[&Tensor], causal: bool, scale: f64) -> Tensor {
             for i in 0..s {
                 let qrow = &q[((bi * s + i) * heads + hi) * d..][..d];
                 let visible = |j: usize| {
-                    (!causal || j + s <= i + t) && mask.as_ref().is_none_or(|m| m[bi * t + j] != 0.0)
+                    (!causal || j + s <= i + t)
+                        && window.is_none_or(|w| j + s + w as usize > i + t)
+                        && mask.as_ref().is_none_or(|m| m[bi * t + j] != 0.0)
                 };
                 let scores: Vec<(usize, f64)> = (0..t)
                     .filter(|&j| visible(j))

@@ -286,15 +286,20 @@ pub enum Op {
     /// features (2i, 2i+1) (GPT-J); otherwise (i, i + r/2) (GPT-NeoX, HF Llama).
     Rope { interleaved: bool },
     /// Scaled dot-product attention, `(q [b, s, H, d], k [b, t, G, d], v [b, t, G, e][, key_mask [b, t]]) → [b, s, H, e]`.
-    /// Query head h uses key/value head h / (H / G). With `causal`, query i sees key j iff j ≤ i + t − s. A key whose
-    /// mask entry is 0 is not seen. A query that sees no key gets zeros.
-    Attention { causal: bool, scale: f32 },
+    /// Query head h uses key/value head h / (H / G). With `causal`, query i sees key j iff j ≤ i + t − s; a sliding
+    /// `window` (causal only) also hides the keys j ≤ i + t − s − window, so a query sees at most `window` keys, its
+    /// own included (transformers' `sliding_window` for Mistral, Gemma 3, Qwen2 and Phi-3 means the same:
+    /// `kv_idx > q_idx - sliding_window`; so does llama.cpp's `n_swa`). A key whose mask entry is 0 is not seen. A
+    /// query that sees no key gets zeros.
+    Attention { causal: bool, scale: f32, window: Option<u64> },
     Cast { to: DType },
     /// A tensor kept across runs (a KV cache), zeros when a session starts. Its type has constant dims; only
     /// `CacheWrite` writes it.
     State { name: String },
     /// `(state [1, T, …], new [1, s, …]) → state[:, 0..offset + s]`: stores `new` at rows `offset..offset + s` of the
-    /// state's axis 1, where later runs see it, and gives every row stored so far. `offset` is usually `past`.
+    /// state's axis 1, where later runs see it, and gives every row stored so far. `offset` is usually `past`. A
+    /// float state of a narrower dtype (an f16 KV cache) stores the rows rounded to it (to nearest; a GPU may round
+    /// the other way when a value is exactly halfway between, as WGSL allows).
     CacheWrite { offset: Dim },
     /// The index of the largest value over the last axis (the first one on ties), as i32; the axis is removed.
     ArgMax,
@@ -561,8 +566,11 @@ impl Op {
                 }
                 Ok(f32_of(x.shape.clone()))
             }
-            Op::Attention { .. } => {
+            Op::Attention { causal, window, .. } => {
                 arity(3..=4)?;
+                if window.is_some_and(|w| w == 0 || w >= 1 << 30 || !causal) {
+                    return Err(format!("a sliding window ({window:?}) needs causal attention and 1 to 2^30 keys"));
+                }
                 for i in 0..3 {
                     float(i)?;
                     rank(i, 4)?;

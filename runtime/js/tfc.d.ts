@@ -48,10 +48,39 @@ export interface Model {
   /** Sentence embeddings of an encoder: last_hidden_state mean-pooled over the tokens, L2-normalised. */
   embed(text: string): Promise<Float32Array>;
   embed(texts: string[]): Promise<Float32Array[]>;
-  /** Text generation. Throws `generation-unavailable`: this tfc.js does not generate text yet. */
-  generate(prompt: string, options?: object): AsyncIterable<string>;
+  /**
+   * Text generation on a decoder bundle: the text after `prompt` (a string, tokenized with the model's special
+   * tokens, or token ids), piece by piece as tokens are drawn; a piece never splits a character. Ends at an
+   * end-of-sequence token of the model, a stop string (left out), `maxTokens`, or a full KV cache. Chat templates are
+   * not applied. Throws `generation-unavailable` for a bundle that is not a decoder, `no-tokenizer` without one.
+   */
+  generate(prompt: string | ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<string>;
+  /** The generated token ids that `generate` turns into text (the end-of-sequence token left out). */
+  generateTokens(promptIds: ArrayLike<number>, options?: GenerateOptions): AsyncGenerator<number>;
   /** Frees the GPU memory; later calls fail with `disposed`. */
   dispose(): void;
+}
+
+/** How `generate` picks tokens: the options of `tfc generate`, with the same defaults (greedy). */
+export interface GenerateOptions {
+  /** The most tokens to generate (default 64). */
+  maxTokens?: number;
+  /** Divides the logits before sampling; 0 (the default) picks the most likely token. */
+  temperature?: number;
+  /** Sample among the K most likely tokens only (0, the default: all). */
+  topK?: number;
+  /** Sample among the most likely tokens that make up this much probability (1, the default: all). */
+  topP?: number;
+  /** Drop tokens less likely than this fraction of the most likely one (default 0). */
+  minP?: number;
+  /** Makes tokens among the last `repeatLastN` less likely (1, the default: off). */
+  repeatPenalty?: number;
+  /** How many of the latest tokens, prompt included, the repeat penalty looks at (default 64, at most the bundle's 64). */
+  repeatLastN?: number;
+  /** Seed of the random numbers (ChaCha8, as the native runtime's): the same seed gives the same tokens. Default 0. */
+  seed?: number | bigint;
+  /** Generation ends before the first of these strings appears in the text. */
+  stop?: string[];
 }
 
 /** A HuggingFace tokenizer.json: WordPiece (BERT family) and byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2) models. */
@@ -93,7 +122,10 @@ export type TfcErrorCode =
   | 'tokenizer-unsupported'
   /** embed() on a bundle without a last_hidden_state output. */
   | 'not-an-encoder'
+  /** generate() on a bundle that is not a decoder with a KV cache. */
   | 'generation-unavailable'
+  /** Another run() or generate() used the model's KV cache while this generation was going on. */
+  | 'interrupted'
   | 'disposed';
 
 export class TfcError extends Error {

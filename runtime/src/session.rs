@@ -8,6 +8,8 @@ use tfc_ir::{DType, Expr, Tensor};
 /// Byte alignment of each dispatch's slice of the params uniform (WebGPU's minUniformBufferOffsetAlignment default).
 const PARAMS_ALIGN: u64 = 256;
 const MAX_WORKGROUPS_PER_DIM: u64 = 65535;
+/// Dispatches recorded per submission (see `execute`).
+const DISPATCHES_PER_SUBMIT: usize = 32;
 
 /// Where the time of one run went.
 #[derive(Clone, Debug)]
@@ -39,6 +41,8 @@ pub struct Session {
     bind_groups: Vec<wgpu::BindGroup>,
     /// The symbol values of the last run and each dispatch's workgroup layout for them.
     last: Option<(Env, Vec<(u32, u32)>)>,
+    /// A mappable copy of each output's buffer, by output index, made when the output is first read.
+    readback: Vec<Option<wgpu::Buffer>>,
 }
 
 impl Session {
@@ -119,7 +123,8 @@ impl Session {
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(RuntimeError::Gpu(format!("loading {}: {e}", bundle.dir.display())));
         }
-        Ok(Session { gpu, manifest, pipelines, buffers, params, params_offsets, bind_groups, last: None })
+        let readback = vec![None; manifest.outputs.len()];
+        Ok(Session { gpu, manifest, pipelines, buffers, params, params_offsets, bind_groups, last: None, readback })
     }
 
     pub fn manifest(&self) -> &Manifest {
@@ -177,7 +182,12 @@ impl Session {
     /// timestamp queries inside passes; without one, `dispatch_ms` is empty.
     pub fn profile(&mut self, inputs: &BTreeMap<String, Tensor>) -> Result<(Vec<(String, Tensor)>, Profile)> {
         let fresh = self.fresh_sequence();
-        self.execute(inputs, &fresh, &[], true).map(|(outputs, profile)| (outputs, profile.expect("profiling was asked for")))
+        self.profile_with(inputs, &fresh, &[])
+    }
+
+    /// `profile` with symbols and outputs chosen as in `run_with` (e.g. one decoding step after `past` tokens).
+    pub fn profile_with(&mut self, inputs: &BTreeMap<String, Tensor>, symbols: &Env, outputs: &[&str]) -> Result<(Vec<(String, Tensor)>, Profile)> {
+        self.execute(inputs, symbols, outputs, true).map(|(outputs, profile)| (outputs, profile.expect("profiling was asked for")))
     }
 
     fn execute(
@@ -243,63 +253,83 @@ impl Session {
             let readback = buffer(wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST);
             (set, resolved, readback)
         });
+        // The dispatches go to the GPU in batches, each submitted as soon as it is recorded, so that the GPU runs
+        // the first while the host records the rest.
         let mut encoder = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = encoder.begin_compute_pass(&Default::default());
-            if let Some((set, _, _)) = &timestamps {
-                pass.write_timestamp(set, 0);
+        let mut pass = encoder.begin_compute_pass(&Default::default()).forget_lifetime();
+        if let Some((set, _, _)) = &timestamps {
+            pass.write_timestamp(set, 0);
+        }
+        for (i, d) in self.manifest.dispatches.iter().enumerate() {
+            let (x, y) = workgroups[i];
+            if x > 0 && d.needed_by.iter().any(|o| selected.contains(o)) {
+                pass.set_pipeline(&self.pipelines[d.shader]);
+                pass.set_bind_group(0, &self.bind_groups[i], &[]);
+                pass.dispatch_workgroups(x, y, 1);
             }
-            for (i, d) in self.manifest.dispatches.iter().enumerate() {
-                let (x, y) = workgroups[i];
-                if x > 0 && d.needed_by.iter().any(|o| selected.contains(o)) {
-                    pass.set_pipeline(&self.pipelines[d.shader]);
-                    pass.set_bind_group(0, &self.bind_groups[i], &[]);
-                    pass.dispatch_workgroups(x, y, 1);
-                }
-                if let Some((set, _, _)) = &timestamps {
-                    pass.write_timestamp(set, i as u32 + 1);
-                }
+            if let Some((set, _, _)) = &timestamps {
+                pass.write_timestamp(set, i as u32 + 1);
+            }
+            if (i + 1) % DISPATCHES_PER_SUBMIT == 0 && i + 1 < n {
+                drop(pass);
+                queue.submit([encoder.finish()]);
+                encoder = device.create_command_encoder(&Default::default());
+                pass = encoder.begin_compute_pass(&Default::default()).forget_lifetime();
             }
         }
+        drop(pass);
         if let Some((set, resolved, readback)) = &timestamps {
             encoder.resolve_query_set(set, 0..n as u32 + 1, resolved, 0);
             encoder.copy_buffer_to_buffer(resolved, 0, readback, 0, None);
         }
         let mut staging = Vec::new();
-        for out in selected.iter().map(|&i| &self.manifest.outputs[i]) {
+        for &i in &selected {
+            let out = &self.manifest.outputs[i];
             let shape = eval_shape(&out.shape, &env)?;
             let bytes = (shape.iter().product::<usize>() * out.dtype.size()) as u64;
-            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(&out.name),
-                size: bytes.div_ceil(4).max(1) * 4,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
+            let source = &self.buffers[out.buffer];
+            let buffer = self.readback[i].get_or_insert_with(|| {
+                device.create_buffer(&wgpu::BufferDescriptor {
+                    label: Some(&out.name),
+                    size: source.size(),
+                    usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                    mapped_at_creation: false,
+                })
             });
-            encoder.copy_buffer_to_buffer(&self.buffers[out.buffer], 0, &buffer, 0, Some(buffer.size()));
-            staging.push((out, shape, bytes, buffer));
+            let copied = bytes.div_ceil(4).max(1) * 4;
+            encoder.copy_buffer_to_buffer(source, 0, buffer, 0, Some(copied));
+            staging.push((out, shape, bytes, buffer.clone()));
         }
         queue.submit([encoder.finish()]);
         let submitted = Instant::now();
-        for (_, _, _, buffer) in &staging {
-            buffer.slice(..).map_async(wgpu::MapMode::Read, |_| {});
+        let mapped = |bytes: u64| ..bytes.div_ceil(4).max(1) * 4;
+        for (_, _, bytes, buffer) in &staging {
+            buffer.slice(mapped(*bytes)).map_async(wgpu::MapMode::Read, |_| {});
         }
         if let Some((_, _, readback)) = &timestamps {
             readback.slice(..).map_async(wgpu::MapMode::Read, |_| {});
         }
-        device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RuntimeError::Gpu(e.to_string()))?;
+        let waited = device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| RuntimeError::Gpu(e.to_string()));
         let finished = Instant::now();
+        // Read (where mapped) and unmap every readback buffer before any error returns, so the next run can use them.
+        let mut outputs = Vec::new();
+        for (out, shape, bytes, buffer) in staging {
+            if let Ok(view) = buffer.get_mapped_range(mapped(bytes)) {
+                let data = &view[..bytes as usize];
+                let tensor = match out.dtype {
+                    DType::I32 => Tensor::i32(shape, bytemuck::pod_collect_to_vec(data)),
+                    _ => Tensor::f32(shape, bytemuck::pod_collect_to_vec(data)),
+                };
+                outputs.push((out.name.clone(), tensor));
+            }
+            buffer.unmap();
+        }
+        waited?;
         if let Some(e) = pollster::block_on(scope.pop()) {
             return Err(RuntimeError::Gpu(e.to_string()));
         }
-        let mut outputs = Vec::new();
-        for (out, shape, bytes, buffer) in staging {
-            let view = buffer.get_mapped_range(..).map_err(|e| RuntimeError::Gpu(format!("reading `{}`: {e}", out.name)))?;
-            let data = &view[..bytes as usize];
-            let tensor = match out.dtype {
-                DType::I32 => Tensor::i32(shape, bytemuck::pod_collect_to_vec(data)),
-                _ => Tensor::f32(shape, bytemuck::pod_collect_to_vec(data)),
-            };
-            outputs.push((out.name.clone(), tensor));
+        if outputs.len() < selected.len() {
+            return Err(RuntimeError::Gpu("an output could not be read back from the GPU".into()));
         }
         let profile = profiling.then(|| {
             let dispatch_ms = timestamps.map_or_else(Vec::new, |(_, _, readback)| {

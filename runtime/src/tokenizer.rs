@@ -13,14 +13,22 @@ impl Tokenizer {
 
     /// A tokenizer.json file.
     pub fn from_file(path: &std::path::Path) -> Result<Tokenizer> {
-        let mut tokenizer = tokenizers::Tokenizer::from_file(path)
-            .map_err(|e| RuntimeError::Bundle { path: path.display().to_string(), message: format!("cannot load tokenizer: {e}") })?;
+        let json = std::fs::read(path)
+            .map_err(|e| RuntimeError::Bundle { path: path.display().to_string(), message: format!("cannot read tokenizer: {e}") })?;
+        Tokenizer::from_json(&json, &path.display().to_string())
+    }
+
+    /// The text of a tokenizer.json; `source` names it in errors.
+    pub fn from_json(json: &[u8], source: &str) -> Result<Tokenizer> {
+        let path = || source.to_string();
+        let mut tokenizer = tokenizers::Tokenizer::from_bytes(json)
+            .map_err(|e| RuntimeError::Bundle { path: path(), message: format!("cannot load tokenizer: {e}") })?;
         // Encode like transformers' tokenizer call: no padding to a fixed length, no silent truncation (a text too
         // long for the bundle is refused by the runtime with the limit named).
         tokenizer.with_padding(None);
         tokenizer
             .with_truncation(None)
-            .map_err(|e| RuntimeError::Bundle { path: path.display().to_string(), message: format!("cannot configure tokenizer: {e}") })?;
+            .map_err(|e| RuntimeError::Bundle { path: path(), message: format!("cannot configure tokenizer: {e}") })?;
         Ok(Tokenizer(tokenizer))
     }
 

@@ -105,3 +105,21 @@ fn gpu_sampling_draws_the_defined_distribution_and_agrees_with_the_interpreter()
         assert!(gpu.iter().all(|&t| want[t as usize] > 0.0), "{s:?}: drew a token outside the kept set");
     }
 }
+
+/// The uniform numbers a seed gives, as the JS runtime must reproduce them (runtime/js/test/fixtures/chacha8.json,
+/// checked there by generate.test.mjs): 70 draws cross ChaCha's 16-word blocks and rand_chacha's 4-block buffer.
+#[test]
+fn seeded_uniform_numbers_match_the_js_runtime_fixture() {
+    use rand::{Rng, SeedableRng};
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("js/test/fixtures/chacha8.json");
+    let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let cases = fixture["cases"].as_array().unwrap();
+    assert!(cases.len() >= 4);
+    for case in cases {
+        let seed: u64 = case["seed"].as_str().unwrap().parse().unwrap();
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+        let draws: Vec<f32> = (0..70).map(|_| rng.random()).collect();
+        let want: Vec<f32> = case["uniform"].as_array().unwrap().iter().map(|v| v.as_f64().unwrap() as f32).collect();
+        assert_eq!(draws, want, "seed {seed}: {}", serde_json::to_string(&draws).unwrap());
+    }
+}

@@ -1,17 +1,28 @@
-"""Writes a Llama-3.2-1B-shaped GGUF with random F16 weights (norms F32) and the Llama 3 tokenizer metadata of
-llama.cpp's vocab-only test file, for speed comparisons: values don't matter for speed, so q/k are not permuted
-the way a real conversion does. Usage: python3 llama_gguf.py VOCAB.gguf OUT.gguf (gguf-py on PYTHONPATH)."""
+"""Writes a GGUF of a Llama-family shape with random F16 weights (norms F32), tied embeddings, and the tokenizer
+metadata of one of llama.cpp's vocab-only test files, for speed comparisons: values don't matter for speed, so q/k
+are not permuted the way a real conversion does.
+Usage: python3 llama_gguf.py SHAPE VOCAB.gguf OUT.gguf (gguf-py on PYTHONPATH), SHAPE one of SHAPES; the vocab file
+must have the shape's vocabulary size (ggml-vocab-llama-bpe for llama-3.2-1b, ggml-vocab-starcoder for smollm2-135m)."""
 
 import sys
 
 import gguf
 import numpy as np
 
-HIDDEN, FFN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, VOCAB, CONTEXT = 2048, 8192, 16, 32, 8, 64, 128256, 2048
+# hidden, feed-forward, layers, heads, key/value heads, head size, vocabulary, rope base (from the models' configs)
+SHAPES = {
+    "llama-3.2-1b": (2048, 8192, 16, 32, 8, 64, 128256, 500000.0),
+    "smollm2-135m": (576, 1536, 30, 9, 3, 64, 49152, 100000.0),
+}
+CONTEXT = 2048
 
 
-def main(vocab_path, out_path):
+def main(shape, vocab_path, out_path):
+    HIDDEN, FFN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, VOCAB, ROPE_BASE = SHAPES[shape]
     vocab = gguf.GGUFReader(vocab_path)
+    tokens = len(vocab.fields["tokenizer.ggml.tokens"].data)
+    if tokens != VOCAB:
+        sys.exit(f"{vocab_path} has {tokens} tokens; {shape} needs {VOCAB}")
     writer = gguf.GGUFWriter(out_path, "llama")
     writer.add_context_length(CONTEXT)
     writer.add_embedding_length(HIDDEN)
@@ -20,7 +31,7 @@ def main(vocab_path, out_path):
     writer.add_head_count(HEADS)
     writer.add_head_count_kv(KV_HEADS)
     writer.add_rope_dimension_count(HEAD_DIM)
-    writer.add_rope_freq_base(500000.0)
+    writer.add_rope_freq_base(ROPE_BASE)
     writer.add_layer_norm_rms_eps(1e-5)
     writer.add_file_type(gguf.LlamaFileType.MOSTLY_F16)
     for field in vocab.fields.values():

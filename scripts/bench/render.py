@@ -44,9 +44,10 @@ def minilm(results):
         "Reading: the host side (recording the dispatches, uploading inputs, reading back) costs a quarter to a",
         "third of a millisecond; the rest is GPU time. Short sequences are faster than PyTorch's eager kernels because the",
         "matrix products take a skinny path (4 rows per workgroup, K split across invocations) that keeps every SM",
-        "busy. At 512 tokens MiniLM's products (N = 384 or 1536) still make fewer than 128 of the large tiles, so they",
-        "stay on that skinny path, which re-reads the weights for every 4 rows: a mid-sized tile (64×64) for such",
-        "shapes, and query-blocked attention, are the next steps.",
+        "busy. Longer ones use 64×64 output tiles (128×128 once there are enough of those to fill the GPU); at 512",
+        "tokens the matrix products are still a few times slower than cuBLAS, and attention walks the keys one query",
+        "row group at a time: query-blocked attention and cooperative-matrix tiles where the adapter has them are the",
+        "next steps.",
         "",
     ]
     return lines
@@ -89,35 +90,35 @@ def quant_matvec(results):
 
 
 def generate(results):
-    tfc, torch, copy = results["tfc"], results["pytorch"], results["copy"]["copy_bytes_per_s"]
-    weight_bytes = results.get("weight_bytes")
+    copy = results["copy"]["copy_bytes_per_s"]
+    first = results["runs"][0]
+    torch = first["pytorch"]
     lines = [
         "## Text generation on the native runtime (H100, Vulkan) next to PyTorch (CUDA)",
         "",
-        f"{results['model']}; random weights made on the GPU machine. A prompt of {results['prompt']} tokens, then",
-        f"{results['new_tokens']} greedy tokens, one call of `scripts/bench/generate_device.sh` on {tfc['adapter']}. tfc:",
-        "`tfc generate` (KV cache on the GPU, the next token chosen on the GPU, only its id read back). PyTorch",
-        f"{torch['torch']} with transformers {torch['transformers']}: `generate` in {torch['dtype']}, eager.",
+        f"Random weights made on the GPU machine in the shapes below. A prompt of {results['prompt']} tokens, then",
+        f"{results['new_tokens']} greedy tokens, one call of `scripts/bench/generate_device.sh` on {first['tfc']['adapter']}. tfc:",
+        "`tfc generate` (KV cache on the GPU, the next token chosen on the GPU, only its id read back) on the bundle",
+        f"compiled from the saved bf16 model, as is or with `--quant`. PyTorch {torch['torch']} with transformers",
+        f"{torch['transformers']}: `generate` in {torch['dtype']}, eager. Bandwidth: the bundle's weight bytes per second of",
+        f"decoding over the copy bandwidth measured in the same run ({copy / 1e12:.2f} TB/s).",
         "",
-        "| | time to first token (ms) | decode (tokens/s) |",
-        "|---|---:|---:|",
-        f"| tfc | {tfc['first_token_ms']:.1f} | {tfc['decode_tokens_per_s']:.1f} |",
-        f"| PyTorch | {torch['first_token_ms']:.1f} | {torch['decode_tokens_per_s']:.1f} |",
-        f"| tfc / PyTorch | {tfc['first_token_ms'] / torch['first_token_ms']:.2f}× | {tfc['decode_tokens_per_s'] / torch['decode_tokens_per_s']:.2f}× |",
-        "",
+        "| model | tfc weights | tfc first token (ms) | PyTorch first token (ms) | tfc decode (tok/s) | PyTorch decode (tok/s) | tfc / PyTorch decode | tfc bandwidth |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    if weight_bytes:
-        rate = weight_bytes * tfc["decode_tokens_per_s"]
-        lines += [
-            f"Each decoding step reads the {weight_bytes / 2**30:.2f} GiB of weights once: tfc streams {rate / 1e9:.0f} GB/s,",
-            f"{100 * rate / copy:.1f}% of the {copy / 1e12:.2f} TB/s that a device-to-device copy reached in the same run.",
-            "",
-        ]
+    for r in results["runs"]:
+        t, p = r["tfc"], r["pytorch"]
+        lines.append(
+            f"| {r['model']} | {r['format']} | {t['first_token_ms']:.1f} | {p['first_token_ms']:.1f} | {t['decode_tokens_per_s']:.0f} | "
+            f"{p['decode_tokens_per_s']:.0f} | {t['decode_tokens_per_s'] / p['decode_tokens_per_s']:.2f}× | "
+            f"{100 * r['weight_bytes'] * t['decode_tokens_per_s'] / copy:.1f}% |"
+        )
     lines += [
+        "",
         "PyTorch's eager `generate` is bound by the host here (a kernel launch per op from Python, in a virtual",
         "machine): it is the tool many users start from, not the fastest CUDA path; llama.cpp's CUDA build, the",
-        "stronger peer, is measured in the next section. tfc's first token is slower: a 128-token",
-        "prompt runs its matrix products on the skinny path (128 rows), which a prefill-sized tile would serve better.",
+        "stronger peer, is measured in the next section. On the 1B shape tfc's first token is slower: its 128-token",
+        "prompt runs on 64×64 tiles of f32 FMAs, a few TFLOP/s, where PyTorch uses tensor cores.",
         "",
     ]
     return lines
@@ -175,19 +176,26 @@ def minilm_browser(results):
     rows = {"cold": "first, localhost", "cold_100mbit": "first, 100 Mbit/s", "cached": "second (cached)"}
     names = {"webgpu": "WebGPU", "wasm": "WASM fallback"}
     browser, native, load = results["browser"], results["native"], results["load_average"]
+    smollm2 = results.get("model") == "smollm2"
+    if smollm2:
+        title, what = "SmolLM2", f"generating from a {results['tokens']}-token prompt with SmolLM2-135M-Instruct Q4_1"
+        output, weights = ("first token", "next token"), "Q4_1/Q8_0 weights"
+    else:
+        title, what = "MiniLM", f"embedding one sentence ({results['tokens']} tokens) with all-MiniLM-L6-v2"
+        output, weights = ("first embedding", "next embedding"), "f32 weights"
     lines = [
-        "## MiniLM in headless Chromium: load and first output",
+        f"## {title} in headless Chromium: load and first output",
         "",
-        f"tfc.js embedding one sentence ({results['tokens']} tokens) with all-MiniLM-L6-v2 ({results['weights_bytes'] / 2**20:.1f} MiB of",
-        f"f32 weights in {results['chunks']} chunks) in headless {results['chromium'].split(' built')[0]} on this project's CI machine",
+        f"tfc.js {what} ({results['weights_bytes'] / 2**20:.1f} MiB of",
+        f"{weights} in {results['chunks']} chunks) in headless {results['chromium'].split(' built')[0]} on this project's CI machine",
         f"({results['cpu']}, no GPU: WebGPU runs on SwiftShader, Chromium's CPU implementation of it), measured by",
-        "`scripts/bench/minilm_browser.mjs`. A first visit starts from a fresh browser profile, the bundle served from",
+        f"`scripts/bench/minilm_browser.mjs{' --model smollm2' if smollm2 else ''}`. A first visit starts from a fresh browser profile, the bundle served from",
         "localhost or through a 100 Mbit/s link with 20 ms latency (DevTools emulation); a second visit finds the",
         "weights in the Cache API. Milliseconds from the page's `import('tfc.js')` until the weights are in, until",
-        "`load()` resolves and until the first embedding arrives, then the next embedding alone; medians of",
-        f"{results['runs']} visits each. The WASM fallback runs one thread (the page is not cross-origin isolated).",
+        f"`load()` resolves and until the {output[0]} arrives, then the {output[1]} alone; medians of",
+        f"{results['runs']} visit{'s' if results['runs'] > 1 else ''} each. The WASM fallback runs one thread (the page is not cross-origin isolated).",
         "",
-        "| backend | visit | weights in | load() | first embedding | next embedding |",
+        f"| backend | visit | weights in | load() | {output[0]} | {output[1]} |",
         "|---|---|---:|---:|---:|---:|",
     ]
     for backend, r in browser.items():
@@ -197,6 +205,18 @@ def minilm_browser(results):
                 f"| {names[backend]} ({r['device']}) | {label} | {t['weights_ms']:.0f} | {t['load_ms']:.0f} | "
                 f"{t['first_output_ms']:.0f} | {t['next_output_ms']:.0f} |"
             )
+    if smollm2:
+        lines += [
+            "",
+            f"The native runtime on the same machine ({native['adapter'].split(' (')[0]}, Mesa's Vulkan on the CPU) gives its first",
+            f"token after {native['first_token_ms']:.0f} ms and then {native['decode_tokens_per_s']:.1f} tokens/s (`tfc generate`). The 1-minute load",
+            f"average was {load[0]:.1f} before and {load[1]:.1f} after the measurement: other builds shared the 2 cores.",
+            "",
+            "Reading: SwiftShader runs SmolLM2's kernels far slower than the WASM fallback, which `auto` therefore takes on",
+            "a machine without a GPU; on the fallback most of a cached visit is reading and checking the weights.",
+            "",
+        ]
+        return lines
     lines += [
         "",
         f"The native runtime on the same machine ({native['adapter'].split(' (')[0]}, Mesa's Vulkan on the CPU) takes",
@@ -216,36 +236,107 @@ def minilm_browser(results):
     return lines + [""]
 
 
+def smollm2_wasm_generate(results):
+    runs = results["tfc_generate"]
+    median = lambda key, runs=runs: sorted(r[key] for r in runs)[len(runs) // 2]
+    m = results["machine"]
+    cpu = results["tfc_generate_cpu_time"]
+    return [
+        "## SmolLM2 generating on the WASM fallback (Node, one thread)",
+        "",
+        f"{results['model']}: `tfc generate --backend wasm --threads 1` (tfc.js's generation loop in Node {results['node']},",
+        f"the KV cache kept in WASM memory, one run per token), greedy, {runs[0]['generated']} tokens after a {runs[0]['prompt_tokens']}-token prompt,",
+        f"{len(runs)} runs by `scripts/bench/smollm2_generate_wasm.sh` on {m['cpu']} ({m['cores']} cores, load average",
+        f"{m['loadavg_before'].split()[0]} before, {m['loadavg_after'].split()[0]} after). Decode counts the tokens after the first over",
+        "the time after it, as node-llama-cpp's figure is taken; each round also ran timed in the process's CPU time,",
+        "which the other work on the shared machine cannot inflate.",
+        "",
+        "| clock | decode (tok/s), median | first token (ms), median | runs (tok/s) |",
+        "|---|---:|---:|---|",
+    ] + [
+        f"| {clock} | {median('decode_tokens_per_s', r):.1f} | {median('first_token_ms', r):.0f} | "
+        + ", ".join(f"{x['decode_tokens_per_s']:.1f}" for x in r) + " |"
+        for clock, r in [("wall", runs), ("CPU time", cpu)]
+    ] + [""]
+
+
 def llamacpp(results):
     copy = results["copy_bytes_per_s"]
     lines = [
         "## Decoding against llama.cpp (CUDA) on the same GGUF files (H100)",
         "",
-        f"{results['model']}, written as F16 GGUF and quantized with llama.cpp's `llama-quantize`; one call of",
-        "`scripts/bench/llamacpp_device.sh`. llama.cpp: `llama-bench -p 128 -n 128 -ngl 99` (CUDA, built from the",
+        "Random weights in the shapes below, written as F16 GGUF and quantized with llama.cpp's `llama-quantize`; one",
+        "call of `scripts/bench/llamacpp_device.sh`. llama.cpp: `llama-bench -p 128 -n 128 -ngl 99` (CUDA, built from the",
         "llama-cpp-python sdist's source on that machine); its time to first token is estimated as 128 tokens at its",
         f"prompt rate. tfc: `tfc generate` on the bundle compiled from the same file, {results['prompt']}-token prompt,",
         f"{results['new_tokens']} greedy tokens (Vulkan). Bandwidth is weight bytes per second over the copy bandwidth",
         f"measured in the same run ({copy / 1e12:.2f} TB/s).",
         "",
-        "| format | weights (GiB) | tfc decode (tok/s) | llama.cpp decode (tok/s) | tfc / llama.cpp | tfc bandwidth | llama.cpp bandwidth | tfc first token (ms) | llama.cpp first token (ms) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | format | weights (GiB) | tfc decode (tok/s) | llama.cpp decode (tok/s) | tfc / llama.cpp | tfc bandwidth | llama.cpp bandwidth | tfc first token (ms) | llama.cpp first token (ms) |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for fmt, r in results["formats"].items():
+    for r in results["runs"]:
         w = r["bundle_weight_bytes"]
         t, l = r["tfc"], r["llama_cpp"]
         lines.append(
-            f"| {fmt} | {w / 2**30:.2f} | {t['decode_tokens_per_s']:.0f} | {l['decode_tokens_per_s']:.0f} | "
+            f"| {r['model']} | {r['format']} | {w / 2**30:.2f} | {t['decode_tokens_per_s']:.0f} | {l['decode_tokens_per_s']:.0f} | "
             f"{t['decode_tokens_per_s'] / l['decode_tokens_per_s']:.2f}× | {100 * w * t['decode_tokens_per_s'] / copy:.0f}% | "
             f"{100 * w * l['decode_tokens_per_s'] / copy:.0f}% | {t['first_token_ms']:.0f} | {l['first_token_ms_estimate']:.1f} |"
         )
     lines += [
         "",
-        "Reading: llama.cpp decodes 3–4× faster and prefills an order of magnitude faster. tfc's decoding step runs one",
-        "dispatch per op (about 300 per token, each a full pipeline barrier) and its quantized matrix-vector kernels",
-        "are not yet at the bandwidth the f16 ones reach; its prefill runs the 128-row products on the skinny path.",
-        "Fusing the per-layer elementwise ops into the matrix products, a prefill-sized tile, and cooperative-matrix",
-        "kernels where the adapter has them are the work this table measures.",
+        "Reading: llama.cpp decodes 3–4× faster and prefills 4–12× faster. A tfc decoding step runs one dispatch per op",
+        "(about 19 per layer, each followed by a full barrier, a few microseconds apiece: SmolLM2's 30 thin layers",
+        "make it slower than the 1B model's 16 wide ones), and its quantized matrix-vector kernels reach a fraction of",
+        "the bandwidth (see the next section). Fusing each layer's elementwise ops into the matrix products, and",
+        "8-bit integer dot products for the block formats, are the work this table measures.",
+        "",
+    ]
+    return lines
+
+
+def smollm2_wasm(results):
+    median = lambda values: sorted(values)[len(values) // 2]
+    tfc_ms = lambda runs: median([r["median_ms"] for r in runs])
+    llama_ms = lambda runs: median([r["decode_ms_per_token"] for r in runs])
+    tfc, llama = results["tfc"], results["llama_cpp"]
+    tfc_cpu, llama_cpu = results["tfc_cpu_time"], results["llama_cpp_cpu_time"]
+    machine = results["machine"]
+    by_kernel = {k: median([r["profile_median_ms"]["by_op_weight"][k] for r in tfc_cpu]) for k in tfc_cpu[0]["profile_median_ms"]["by_op_weight"]}
+    matmuls = {k: v for k, v in by_kernel.items() if k.startswith("MatMul")}
+    rest = sum(v for k, v in by_kernel.items() if not k.startswith("MatMul"))
+    row = lambda name, ms, cpu_ms: f"| {name} | {ms:.1f} | {1000 / ms:.1f} | {cpu_ms:.1f} | {1000 / cpu_ms:.1f} |"
+    lines = [
+        "## SmolLM2 decoding on the CPU: the WASM fallback next to llama.cpp",
+        "",
+        f"{results['model']} (the real file), one CPU thread, in Node {results['node']} on {machine['cpu']}",
+        f"({machine['cores']} cores), one call of `scripts/bench/smollm2_wasm.sh`: {len(tfc)} rounds alternating tfc's",
+        f"fallback and llama.cpp's CPU build (node-llama-cpp {llama[0]['node_llama_cpp']}: its prebuilt binaries,",
+        "`threads: 1`) on the same file. tfc: one decoding step, `tfc bench --backend wasm --sequence 1` (the browser",
+        "executor; the one token through every layer and the LM head, attention over one cached row where a real step",
+        f"reads tens: microseconds of its milliseconds), median of {tfc[0]['iterations']} steps after 3 warm-ups. llama.cpp: the",
+        f"{llama[0]['new_tokens'] - 1} tokens after the first of a greedy continuation of a {llama[0]['prompt_tokens']}-token prompt. Medians over the",
+        "rounds, in wall time and in the process's CPU time, which other processes cannot inflate: this machine is",
+        f"shared (load average before and after: {machine['loadavg_before']} / {machine['loadavg_after']}), so the CPU times are",
+        "the figures to compare.",
+        "",
+        "| | ms per token | tokens/s | CPU ms per token | tokens/s (CPU time) |",
+        "|---|---:|---:|---:|---:|",
+        row("tfc WASM fallback", tfc_ms(tfc), tfc_ms(tfc_cpu)),
+        row("llama.cpp (node-llama-cpp)", llama_ms(llama), llama_ms(llama_cpu)),
+        f"| tfc / llama.cpp (speed) | | **{llama_ms(llama) / tfc_ms(tfc):.2f}×** | | **{llama_ms(llama_cpu) / tfc_ms(tfc_cpu):.2f}×** |",
+        "",
+        "Where tfc's step goes (CPU ms, medians of each dispatch's median time): "
+        + ", ".join(f"{k.removeprefix('MatMul ')} matrix products {v:.1f}" for k, v in matmuls.items())
+        + f", everything else {rest:.1f}.",
+        "",
+        "Reading: the products with the Q4_1 layers and the Q8_0 LM head (tied to the embeddings) are the step. tfc keeps",
+        "x in f32 and decodes each weight exactly (a swizzle puts four quants in i32 lanes, then a conversion, a",
+        "multiply and an add per four weights, `a · Σ q·x + o · Σ x` per block), so its products agree with the reference",
+        "interpreter to about 1e-7. llama.cpp rounds x to 8 bits per block and multiplies integers, 32 weights per AVX2",
+        "instruction, at the cost of a 2% difference in SmolLM2's logits (docs/gguf-and-quantization.md). SIMD128 has a",
+        "16-bit integer dot product but no 8-bit one, and rounding x would break the op suite's 1e-5 tolerance: exact f32",
+        "arithmetic is what this table prices.",
         "",
     ]
     return lines
@@ -257,7 +348,10 @@ SECTIONS = [
     ("llamacpp-h100.json", llamacpp),
     ("quant-matvec-h100.json", quant_matvec),
     ("minilm-wasm.json", minilm_wasm),
+    ("smollm2-wasm.json", smollm2_wasm),
     ("minilm-browser.json", minilm_browser),
+    ("smollm2-browser.json", minilm_browser),
+    ("smollm2-wasm-generate.json", smollm2_wasm_generate),
 ]
 
 

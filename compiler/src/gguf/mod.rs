@@ -4,7 +4,8 @@
 //! The hyperparameters in the file's metadata become a transformers-style configuration and the tensors are looked
 //! up under transformers' names, so the graph is built by the same builder as a Hugging Face folder of that
 //! architecture. Supported `general.architecture`s: `llama` (Llama, Mistral-style and SmolLM models), `qwen2`,
-//! `phi3` (fused matrices read as row ranges) and `bert` (encoders: the output is the last hidden state).
+//! `phi3` (fused matrices read as row ranges), `gemma3` (text decoder), `gpt2` and `bert` (encoders: the output is
+//! the last hidden state).
 
 mod file;
 mod tokenizer;
@@ -19,7 +20,7 @@ use std::path::Path;
 use tfc_ir::Graph;
 
 /// The values of `general.architecture` that [`import`] builds.
-pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "phi3", "bert"];
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama", "qwen2", "phi3", "gemma3", "gpt2", "bert"];
 
 /// llama.cpp's tensor names of an architecture family and transformers' names for them.
 struct Names {
@@ -29,39 +30,6 @@ struct Names {
     layers: &'static str,
     /// Module names inside a layer (`blk.N.<module>.weight`).
     layer: &'static [(&'static str, &'static str)],
-    /// Modules inside a layer whose rows are several transformers modules one after another.
-    fused: &'static [(&'static str, Fused)],
-}
-
-/// How the rows of a fused GGUF matrix divide among transformers modules.
-#[derive(Clone, Copy)]
-enum Fused {
-    /// Query, key and value projections: heads·head_dim rows, then kv_heads·head_dim twice.
-    QueryKeyValue,
-    /// Gate and up projections of a gated MLP, half the rows each.
-    GateUp,
-}
-
-impl Fused {
-    fn modules(self) -> &'static [&'static str] {
-        match self {
-            Fused::QueryKeyValue => &["self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj"],
-            Fused::GateUp => &["mlp.gate_proj", "mlp.up_proj"],
-        }
-    }
-
-    /// The rows of each module, from the transformers configuration.
-    fn rows(self, config: &Map<String, Json>, total: u64) -> Vec<u64> {
-        let get = |key: &str| config[key].as_u64().expect("set by the importer");
-        match self {
-            Fused::QueryKeyValue => {
-                let head_dim = get("head_dim");
-                let kv = get("num_key_value_heads") * head_dim;
-                vec![get("num_attention_heads") * head_dim, kv, kv]
-            }
-            Fused::GateUp => vec![total / 2, total / 2],
-        }
-    }
 }
 
 const LLAMA_NAMES: Names = Names {
@@ -78,20 +46,60 @@ const LLAMA_NAMES: Names = Names {
         ("ffn_up", "mlp.up_proj"),
         ("ffn_down", "mlp.down_proj"),
     ],
-    fused: &[],
 };
 
-/// Phi-3: the llama family with fused query/key/value and gate/up matrices.
+/// Phi-3: the llama family with fused query/key/value and gate/up matrices, named as in transformers' Phi-3.
 const PHI3_NAMES: Names = Names {
     model: LLAMA_NAMES.model,
     layers: LLAMA_NAMES.layers,
     layer: &[
         ("attn_norm", "input_layernorm"),
+        ("attn_qkv", "self_attn.qkv_proj"),
         ("attn_output", "self_attn.o_proj"),
         ("ffn_norm", "post_attention_layernorm"),
+        ("ffn_up", "mlp.gate_up_proj"),
         ("ffn_down", "mlp.down_proj"),
     ],
-    fused: &[("attn_qkv", Fused::QueryKeyValue), ("ffn_up", Fused::GateUp)],
+};
+
+/// Gemma 3: norms after attention and the MLP as well as before, and on each query and key head.
+const GEMMA3_NAMES: Names = Names {
+    model: &[("token_embd.weight", "model.embed_tokens.weight"), ("output_norm.weight", "model.norm.weight"), ("output.weight", "lm_head.weight")],
+    layers: LLAMA_NAMES.layers,
+    layer: &[
+        ("attn_norm", "input_layernorm"),
+        ("attn_q", "self_attn.q_proj"),
+        ("attn_k", "self_attn.k_proj"),
+        ("attn_v", "self_attn.v_proj"),
+        ("attn_q_norm", "self_attn.q_norm"),
+        ("attn_k_norm", "self_attn.k_norm"),
+        ("attn_output", "self_attn.o_proj"),
+        ("post_attention_norm", "post_attention_layernorm"),
+        ("ffn_norm", "pre_feedforward_layernorm"),
+        ("ffn_gate", "mlp.gate_proj"),
+        ("ffn_up", "mlp.up_proj"),
+        ("ffn_down", "mlp.down_proj"),
+        ("post_ffw_norm", "post_feedforward_layernorm"),
+    ],
+};
+
+const GPT2_NAMES: Names = Names {
+    model: &[
+        ("token_embd.weight", "transformer.wte.weight"),
+        ("position_embd.weight", "transformer.wpe.weight"),
+        ("output_norm.weight", "transformer.ln_f.weight"),
+        ("output_norm.bias", "transformer.ln_f.bias"),
+        ("output.weight", "lm_head.weight"),
+    ],
+    layers: "transformer.h",
+    layer: &[
+        ("attn_norm", "ln_1"),
+        ("attn_qkv", "attn.c_attn"),
+        ("attn_output", "attn.c_proj"),
+        ("ffn_norm", "ln_2"),
+        ("ffn_up", "mlp.c_fc"),
+        ("ffn_down", "mlp.c_proj"),
+    ],
 };
 
 const BERT_NAMES: Names = Names {
@@ -113,43 +121,9 @@ const BERT_NAMES: Names = Names {
         ("ffn_down", "output.dense"),
         ("layer_output_norm", "output.LayerNorm"),
     ],
-    fused: &[],
 };
 
 impl Names {
-    /// The transformers tensors of one GGUF tensor: one, or several row ranges of a fused matrix.
-    fn entries(&self, gguf: &GgufFile, t: &TensorInfo, config: &Map<String, Json>) -> Result<Vec<(String, Entry)>, ImportError> {
-        let entry = |source_name: String, offset: usize, len: usize, shape: Vec<u64>| Entry { source_name, file: 0, dtype: Ok(t.dtype), shape, offset, len };
-        let fused = layer_tensor(&t.name)
-            .and_then(|(layer, module, kind)| self.fused.iter().find(|(g, _)| *g == module).map(|&(_, how)| (layer, kind, how)));
-        let Some((layer, kind, how)) = fused else {
-            return Ok(vec![(self.transformers_name(&t.name), entry(t.name.clone(), t.offset, t.len, t.shape()))]);
-        };
-        let shape = t.shape();
-        let rows = how.rows(config, shape[0]);
-        if shape.len() != 2 || rows.iter().sum::<u64>() != shape[0] {
-            return Err(ImportError::Gguf(gguf.error(format!(
-                "tensor `{}` has shape {shape:?}; the hyperparameters make it {} fused matrices of {rows:?} rows",
-                t.name,
-                rows.len()
-            ))));
-        }
-        let row_bytes = t.dtype.bytes(shape[1]) as usize;
-        let mut start = 0u64;
-        Ok(how
-            .modules()
-            .iter()
-            .zip(rows)
-            .map(|(module, rows)| {
-                let name = format!("{}.{layer}.{module}.{kind}", self.layers);
-                let source = format!("{}[{start}:{}]", t.name, start + rows);
-                let e = entry(source, t.offset + start as usize * row_bytes, rows as usize * row_bytes, vec![rows, shape[1]]);
-                start += rows;
-                (name, e)
-            })
-            .collect())
-    }
-
     /// transformers' name of a GGUF tensor (unknown names are kept).
     fn transformers_name(&self, gguf: &str) -> String {
         if let Some(&(_, hf)) = self.model.iter().find(|(g, _)| *g == gguf) {
@@ -242,26 +216,22 @@ pub fn import(path: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let (config, names, build): (_, _, hf::Build) = match arch.as_str() {
         "bert" => (bert_config(&meta)?, &BERT_NAMES, hf::bert::build),
         "phi3" => (llama_config(&meta)?, &PHI3_NAMES, hf::llama::build),
+        "gemma3" => (gemma3_config(&meta)?, &GEMMA3_NAMES, hf::gemma3::build),
+        "gpt2" => (gpt2_config(&meta)?, &GPT2_NAMES, hf::gpt2::build),
         _ => (llama_config(&meta)?, &LLAMA_NAMES, hf::llama::build),
     };
-    let mut tensors: HashMap<String, Entry> = HashMap::new();
-    for t in &gguf.tensors {
-        tensors.extend(names.entries(&gguf, t, &config)?);
-    }
-    let positions = config.get("max_position_embeddings").and_then(Json::as_u64);
+    let tensors: HashMap<String, Entry> = gguf
+        .tensors
+        .iter()
+        .map(|t| {
+            let entry = Entry { source_name: t.name.clone(), file: 0, dtype: Ok(t.dtype), shape: t.shape(), offset: t.offset, len: t.len };
+            (names.transformers_name(&t.name), entry)
+        })
+        .collect();
     let config = Config::from_json(path, config);
-    // llama.cpp's converter reorders the query and key rows of `llama` models so that rotary pairs are adjacent;
-    // `qwen2` and `phi3` keep transformers' order.
-    let checkpoint = Checkpoint::from_entries(gguf.map.clone(), tensors, arch == "llama");
-    let mut graph = build(&config, &checkpoint, opts, &arch)?;
-    if let (Some(positions), Some(context)) = (positions, meta.arch_opt_u64("context_length")?)
-        && positions < context
-    {
-        let note = format!(
-            "max sequence capped at the sliding window of {positions} (context_length is {context}): tfc does not implement sliding-window attention yet"
-        );
-        graph.notes.push(note);
-    }
+    let checkpoint = Checkpoint::from_gguf_entries(gguf.map.clone(), tensors, &arch);
+    let model_type = config.model_type()?;
+    let mut graph = build(&config, &checkpoint, opts, &model_type)?;
     let source = path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
     graph.metadata.insert("architecture".into(), arch);
     graph.metadata.insert("source".into(), source);
@@ -315,6 +285,23 @@ fn bert_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
     Ok(config.as_object().expect("an object").clone())
 }
 
+/// The transformers configuration of GPT-2, from the GGUF metadata (llama.cpp's GPT-2 uses the tanh GELU).
+fn gpt2_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
+    let config = json!({
+        "model_type": "gpt2",
+        "n_embd": meta.arch_u64("embedding_length")?,
+        "n_layer": meta.arch_u64("block_count")?,
+        "n_head": meta.arch_u64("attention.head_count")?,
+        "n_inner": meta.arch_u64("feed_forward_length")?,
+        "n_positions": rows(meta.gguf, "position_embd.weight")?,
+        "vocab_size": rows(meta.gguf, "token_embd.weight")?,
+        "layer_norm_epsilon": meta.arch_opt_f64("attention.layer_norm_epsilon")?.unwrap_or(1e-5),
+        "activation_function": "gelu_new",
+        "tie_word_embeddings": meta.gguf.tensor("output.weight").is_none(),
+    });
+    with_scaling_and_eos(meta, config)
+}
+
 /// The transformers configuration of a llama-family model, from the GGUF metadata.
 fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
     let gguf = meta.gguf;
@@ -326,10 +313,6 @@ fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
         None => hidden / heads,
     };
     let rotary = meta.arch_opt_u64("rope.dimension_count")?.unwrap_or(head_dim);
-    if rotary != head_dim {
-        let key = format!("{}.rope.dimension_count", meta.arch);
-        return Err(meta.error(&key, format!("is {rotary}, less than the head size {head_dim}: partial rotary embeddings are not supported for {}", meta.arch)));
-    }
     let vocab = rows(gguf, "token_embd.weight")?;
     if let Some(t) = gguf.tensors.iter().find(|t| t.name.starts_with("rope_factors")) {
         return Err(ImportError::Gguf(gguf.error(format!(
@@ -337,27 +320,82 @@ fn llama_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
             t.name
         ))));
     }
-    // tfc has no sliding-window attention yet: within the window it equals full attention, so the graph is built for
-    // sequences no longer than the window.
-    let context = meta.arch_u64("context_length")?;
-    let positions = meta.arch_opt_u64("attention.sliding_window")?.filter(|&w| w > 0).map_or(context, |w| w.min(context));
-    let mut config = json!({
+    let config = json!({
         "model_type": meta.arch,
         "hidden_size": hidden,
         "num_hidden_layers": meta.arch_u64("block_count")?,
         "num_attention_heads": heads,
         "num_key_value_heads": kv_heads,
         "head_dim": head_dim,
+        "partial_rotary_factor": rotary as f64 / head_dim as f64,
         "intermediate_size": meta.arch_u64("feed_forward_length")?,
         "vocab_size": vocab,
-        "max_position_embeddings": positions,
+        "max_position_embeddings": meta.arch_u64("context_length")?,
+        "sliding_window": meta.arch_opt_u64("attention.sliding_window")?.filter(|&w| w > 0),
         "rms_norm_eps": meta.arch_opt_f64("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-5),
         "rope_theta": meta.arch_opt_f64("rope.freq_base")?.unwrap_or(10000.0),
         "hidden_act": "silu",
         "tie_word_embeddings": gguf.tensor("output.weight").is_none(),
         "attention_bias": gguf.tensor("blk.0.attn_q.bias").is_some(),
-        "use_sliding_window": false,
     });
+    with_scaling_and_eos(meta, config)
+}
+
+/// The transformers configuration of a Gemma 3 text decoder, from the GGUF metadata, with llama.cpp's defaults for
+/// what the converter does not write: local layers use RoPE base `rope.freq_base_swa` (10000) unscaled, every sixth
+/// layer is global (or `attention.sliding_window_pattern`: a period or a per-layer list), and attention is scaled by
+/// 1/√head_dim (1/√(hidden/heads) for the 62-layer 27B model).
+fn gemma3_config(meta: &Metadata) -> Result<Map<String, Json>, ImportError> {
+    let gguf = meta.gguf;
+    let hidden = meta.arch_u64("embedding_length")?;
+    let layers = meta.arch_u64("block_count")?;
+    let heads = meta.arch_u64("attention.head_count")?;
+    let head_dim = meta.arch_opt_u64("attention.key_length")?.unwrap_or(hidden / heads);
+    let query_pre_attn_scalar = if layers == 62 { hidden / heads } else { head_dim };
+    let window = meta.arch_opt_u64("attention.sliding_window")?.filter(|&w| w > 0);
+    let pattern_key = format!("{}.attention.sliding_window_pattern", meta.arch);
+    let layer_types: Vec<&str> = match gguf.get(&pattern_key) {
+        Some(Value::Array(flags)) if flags.len() as u64 == layers => flags
+            .iter()
+            .map(|f| f.as_bool().map(|local| if local { "sliding_attention" } else { "full_attention" }))
+            .collect::<Option<_>>()
+            .ok_or_else(|| meta.error(&pattern_key, "must list one true or false per layer"))?,
+        Some(Value::Array(flags)) => {
+            return Err(meta.error(&pattern_key, format!("lists {} layers, the model has {layers}", flags.len())));
+        }
+        _ => {
+            let period = meta.opt_u64(&pattern_key)?.unwrap_or(6);
+            (0..layers)
+                .map(|i| if period == 0 || i % period < period - 1 { "sliding_attention" } else { "full_attention" })
+                .collect()
+        }
+    };
+    let config = json!({
+        "model_type": "gemma3_text",
+        "hidden_size": hidden,
+        "num_hidden_layers": layers,
+        "num_attention_heads": heads,
+        "num_key_value_heads": meta.arch_opt_u64("attention.head_count_kv")?.unwrap_or(heads),
+        "head_dim": head_dim,
+        "intermediate_size": meta.arch_u64("feed_forward_length")?,
+        "vocab_size": rows(gguf, "token_embd.weight")?,
+        "max_position_embeddings": meta.arch_u64("context_length")?,
+        "rms_norm_eps": meta.arch_opt_f64("attention.layer_norm_rms_epsilon")?.unwrap_or(1e-6),
+        "rope_theta": meta.arch_opt_f64("rope.freq_base")?.unwrap_or(1_000_000.0),
+        "rope_local_base_freq": meta.arch_opt_f64("rope.freq_base_swa")?.unwrap_or(10_000.0),
+        "query_pre_attn_scalar": query_pre_attn_scalar,
+        "sliding_window": window,
+        "layer_types": layer_types,
+        "final_logit_softcapping": meta.arch_opt_f64("final_logit_softcapping")?,
+        "hidden_activation": "gelu_pytorch_tanh",
+        "tie_word_embeddings": gguf.tensor("output.weight").is_none(),
+    });
+    with_scaling_and_eos(meta, config)
+}
+
+/// A decoder's configuration with transformers' `rope_scaling` for the file's `rope.scaling.type` (if it scales) and
+/// its end-of-sequence token.
+fn with_scaling_and_eos(meta: &Metadata, mut config: Json) -> Result<Map<String, Json>, ImportError> {
     let config = config.as_object_mut().expect("an object");
     match meta.arch_opt_str("rope.scaling.type")? {
         None | Some("none") => {}

@@ -5,7 +5,7 @@ use super::builder::{Builder, activation, max_sequence};
 use super::checkpoint::Checkpoint;
 use super::config::Config;
 use super::{ImportError, ImportOptions};
-use tfc_ir::{BinaryOp, Graph, InputDefault};
+use tfc_ir::{BinaryOp, Graph, InputDefault, Op};
 
 pub(crate) fn build(
     config: &Config,
@@ -78,7 +78,7 @@ pub(crate) fn build(
             let y = b.linear(&format!("{attn}.{part}"), x, hidden, hidden, true)?;
             qkv.push(b.split_heads(&format!("{attn}.{part}.heads"), y, heads, head_dim)?);
         }
-        let ctx = b.attention(&attn, (qkv[0], qkv[1], qkv[2]), Some(attention_mask), false, scale)?;
+        let ctx = b.attention(&attn, (qkv[0], qkv[1], qkv[2]), Some(attention_mask), Op::Attention { causal: false, scale, window: None })?;
         let out = format!("{layer}.attention.output");
         let y = b.linear(&format!("{out}.dense"), ctx, hidden, hidden, true)?;
         let y = b.binary(format!("{out}.residual"), BinaryOp::Add, y, x)?;

@@ -25,6 +25,7 @@ pub(crate) struct Builder<'a> {
     /// Decoders: the number of cached tokens before this call, and the rows of the KV cache.
     past: Option<Dim>,
     context: u64,
+    kv_dtype: DType,
 }
 
 impl<'a> Builder<'a> {
@@ -50,6 +51,7 @@ impl<'a> Builder<'a> {
             sequence,
             past: None,
             context: max_sequence,
+            kv_dtype: DType::F32,
         }
     }
 
@@ -72,13 +74,16 @@ impl<'a> Builder<'a> {
     }
 
     /// A decoder's builder: batch 1, `sequence` new tokens after `past` cached ones, a KV cache of `context` rows
-    /// (so one bundle serves the whole prompt at once — prefill — and then one token at a time — decode).
-    pub fn decoder(config: &Config, checkpoint: &'a Checkpoint, model_type: &str, context: u64) -> Self {
+    /// in `kv_dtype` (so one bundle serves the whole prompt at once — prefill — and then one token at a time —
+    /// decode).
+    pub fn decoder(config: &Config, checkpoint: &'a Checkpoint, model_type: &str, context: u64, kv_dtype: DType) -> Self {
         let mut b = Builder::new(config, checkpoint, model_type, 1, context);
+        b.kv_dtype = kv_dtype;
         b.g.symbols.retain(|s| s.name != "batch");
         b.batch = Dim::from(1u64);
         b.past = Some(b.g.symbol("past", context - 1));
         b.g.metadata.insert("context_length".into(), context.to_string());
+        b.g.metadata.insert("kv_dtype".into(), kv_dtype.to_string());
         b
     }
 
@@ -110,6 +115,13 @@ impl<'a> Builder<'a> {
         let id = self.g.weight(self.checkpoint.weight(name, shape)?);
         self.loaded.insert(name.to_string(), id);
         Ok(id)
+    }
+
+    /// Rows `rows` of the checkpoint tensor `name` (which must have `shape`), as a weight of their own: one
+    /// module's part of a fused matrix.
+    pub fn weight_rows(&mut self, name: &str, shape: &[u64], rows: std::ops::Range<u64>) -> Result<NodeId, ImportError> {
+        let weight = self.checkpoint.weight(name, shape)?.slice_rows(rows.start, rows.end);
+        Ok(self.g.weight(weight))
     }
 
     /// A weight the importer made or derived itself.
@@ -157,8 +169,11 @@ impl<'a> Builder<'a> {
         self.with_bias(module, x, w, matmul, outputs, bias)
     }
 
-    /// GPT-2's `Conv1D`: `x · W + b` with the weight stored `[in, out]`.
+    /// GPT-2's `Conv1D`: `x · W + b` with the weight stored `[in, out]` (or transposed, as a linear layer's).
     pub fn conv1d(&mut self, module: &str, x: NodeId, inputs: u64, outputs: u64) -> Result<NodeId, ImportError> {
+        if self.checkpoint.conv1d_transposed {
+            return self.linear(module, x, inputs, outputs, true);
+        }
         let w = self.weight(&format!("{module}.weight"), &[inputs, outputs])?;
         let matmul = Op::MatMul { transpose_a: false, transpose_b: false };
         self.with_bias(module, x, w, matmul, outputs, true)
@@ -195,6 +210,34 @@ impl<'a> Builder<'a> {
         self.op(module, Op::RmsNorm { eps: eps as f32 }, &[x, gamma])
     }
 
+    /// Gemma's RMSNorm, which scales by 1 + weight (computed here in f32, as transformers does; GGUF files store the
+    /// sum already).
+    pub fn rms_norm_plus_one(&mut self, module: &str, x: NodeId, dim: u64, eps: f64) -> Result<NodeId, ImportError> {
+        let name = format!("{module}.weight");
+        let gamma = if self.checkpoint.norms_include_one {
+            self.weight(&name, &[dim])?
+        } else {
+            let weight = self.checkpoint.weight(&name, &[dim])?;
+            let plus_one: Vec<f32> = weight.to_f32().iter().map(|w| 1.0 + w).collect();
+            self.own_weight(Weight::from_f32(&format!("{} + 1", weight.name), vec![dim], &plus_one))
+        };
+        self.op(module, Op::RmsNorm { eps: eps as f32 }, &[x, gamma])
+    }
+
+    /// A gated MLP: `down(act(gate(x)) · up(x))`.
+    pub fn gated_mlp(&mut self, mlp: &str, x: NodeId, (hidden, intermediate): (u64, u64), act: UnaryOp, bias: bool) -> Result<NodeId, ImportError> {
+        let gate = self.linear(&format!("{mlp}.gate_proj"), x, hidden, intermediate, bias)?;
+        let up = self.linear(&format!("{mlp}.up_proj"), x, hidden, intermediate, bias)?;
+        self.gated_down(mlp, (gate, up), (intermediate, hidden), act, bias)
+    }
+
+    /// The rest of a gated MLP from the gate and up projections.
+    pub fn gated_down(&mut self, mlp: &str, (gate, up): (NodeId, NodeId), (intermediate, hidden): (u64, u64), act: UnaryOp, bias: bool) -> Result<NodeId, ImportError> {
+        let gate = self.unary(format!("{mlp}.act"), act, gate)?;
+        let y = self.binary(format!("{mlp}.gated"), BinaryOp::Mul, gate, up)?;
+        self.linear(&format!("{mlp}.down_proj"), y, intermediate, hidden, bias)
+    }
+
     /// `[b, s, heads·head_dim]` → `[b, s, heads, head_dim]`.
     pub fn split_heads(&mut self, name: &str, x: NodeId, heads: u64, head_dim: u64) -> Result<NodeId, ImportError> {
         let s = &self.g.node(x).ty.shape;
@@ -208,12 +251,11 @@ impl<'a> Builder<'a> {
         module: &str,
         (q, k, v): (NodeId, NodeId, NodeId),
         key_mask: Option<NodeId>,
-        causal: bool,
-        scale: f32,
+        attention: Op,
     ) -> Result<NodeId, ImportError> {
         let mut operands = vec![q, k, v];
         operands.extend(key_mask);
-        let heads = self.op(format!("{module}.attention"), Op::Attention { causal, scale }, &operands)?;
+        let heads = self.op(format!("{module}.attention"), attention, &operands)?;
         let s = &self.g.node(heads).ty.shape;
         let shape = vec![s[0].clone(), s[1].clone(), &s[2] * &s[3]];
         self.op(format!("{module}.merge_heads"), Op::Reshape { shape }, &[heads])
@@ -226,7 +268,7 @@ impl<'a> Builder<'a> {
         let mut cached = Vec::new();
         for (name, x) in [("key_cache", k), ("value_cache", v)] {
             let s = self.g.node(x).ty.shape.clone();
-            let ty = TensorType::new(DType::F32, vec![Dim::from(1u64), Dim::from(self.context), s[2].clone(), s[3].clone()]);
+            let ty = TensorType::new(self.kv_dtype, vec![Dim::from(1u64), Dim::from(self.context), s[2].clone(), s[3].clone()]);
             let state = self.g.state(&format!("{module}.{name}"), ty);
             cached.push(self.op(format!("{module}.{name}.write"), Op::CacheWrite { offset: past.clone() }, &[state, x])?);
         }
@@ -237,15 +279,18 @@ impl<'a> Builder<'a> {
     /// and `next_token`, drawn on the GPU from the last logits with the inputs `sampling` (temperature, top-k,
     /// top-p, min-p, repeat penalty; zeros pick the most likely token), `uniform` (the random number) and
     /// `penalized` (recent tokens for the repeat penalty). The last two outputs multiply only the last row by the
-    /// LM head, so a decoding step that asks for them alone skips the full product.
-    pub fn decoder_outputs(&mut self, hidden: NodeId, lm_head: NodeId) -> Result<(), ImportError> {
+    /// LM head, so a decoding step that asks for them alone skips the full product. With `softcap` c, logits become
+    /// c · tanh(logits / c).
+    pub fn decoder_outputs(&mut self, hidden: NodeId, lm_head: NodeId, softcap: Option<f32>) -> Result<(), ImportError> {
         let head = Op::MatMul { transpose_a: false, transpose_b: true };
         let logits = self.op("lm_head", head.clone(), &[hidden, lm_head])?;
+        let logits = self.softcap("lm_head", logits, softcap)?;
         self.g.output("logits", logits);
         let end = self.sequence.clone();
         let start = &end - &Dim::from(1u64);
         let last = self.op("last_position", Op::Slice { axis: 1, start, end }, &[hidden])?;
         let last_logits = self.op("lm_head.last", head, &[last, lm_head])?;
+        let last_logits = self.softcap("lm_head.last", last_logits, softcap)?;
         self.g.output("last_logits", last_logits);
         let one = Dim::from(1u64);
         let sampling = self.g.input("sampling", TensorType::new(DType::F32, vec![Dim::from(5u64)]), Some(InputDefault::Zeros));
@@ -255,6 +300,15 @@ impl<'a> Builder<'a> {
         let next = self.op("next_token", Op::Sample, &[last_logits, sampling, uniform, penalized])?;
         self.g.output("next_token", next);
         Ok(())
+    }
+
+    /// c · tanh(x / c), or `x` itself without a cap.
+    fn softcap(&mut self, module: &str, x: NodeId, cap: Option<f32>) -> Result<NodeId, ImportError> {
+        let Some(cap) = cap else { return Ok(x) };
+        let cap = self.own_weight(Weight::from_f32(&format!("{module}.softcap_value"), vec![1], &[cap]));
+        let y = self.binary(format!("{module}.softcap_in"), BinaryOp::Div, x, cap)?;
+        let y = self.unary(format!("{module}.softcap_tanh"), UnaryOp::Tanh, y)?;
+        self.binary(format!("{module}.softcap"), BinaryOp::Mul, y, cap)
     }
 
     pub fn finish(mut self, hidden_size: u64, num_layers: u64, vocab_size: u64) -> Graph {
@@ -282,9 +336,10 @@ pub fn activation(config: &Config, key: &str, default: &str) -> Result<UnaryOp, 
 }
 
 /// A decoder's context length: `wanted` (asked for, or the model's positions), lowered when one layer's key or value
-/// cache (`row_bytes` per token) would not fit the binding limit — with a note for the user — or an error if the
-/// length was asked for explicitly.
-pub fn fit_context(opts: &ImportOptions, wanted: u64, row_bytes: u64) -> Result<(u64, Option<String>), ImportError> {
+/// cache (`row` values per token, in `opts.kv_dtype`) would not fit the binding limit — with a note for the user — or
+/// an error if the length was asked for explicitly.
+pub fn fit_context(opts: &ImportOptions, wanted: u64, row: u64) -> Result<(u64, Option<String>), ImportError> {
+    let row_bytes = opts.kv_dtype.bytes(row);
     let fits = opts.max_binding_size / row_bytes.max(1);
     if wanted <= fits {
         return Ok((wanted, None));

@@ -15,6 +15,11 @@ pub(crate) struct Checkpoint {
     /// Whether the rows of the query and key projections pair rotary features as (2i, 2i+1) (llama.cpp's GGUF
     /// layout) rather than transformers' (i, i + d/2).
     pub interleaved_rotary_pairs: bool,
+    /// Whether Gemma's RMSNorm weights are stored as 1 + w (llama.cpp's converter adds the one) rather than w.
+    pub norms_include_one: bool,
+    /// Whether GPT-2's `Conv1D` weights are stored `[out, in]` like linear layers (llama.cpp's converter transposes
+    /// them) rather than `[in, out]`.
+    pub conv1d_transposed: bool,
 }
 
 pub(crate) struct Entry {
@@ -46,7 +51,14 @@ impl Checkpoint {
                        shards); convert PyTorch .bin checkpoints to safetensors first",
             });
         };
-        let mut checkpoint = Checkpoint { files: Vec::new(), tensors: HashMap::new(), interleaved_rotary_pairs: false };
+        let mut checkpoint =
+            Checkpoint {
+            files: Vec::new(),
+            tensors: HashMap::new(),
+            interleaved_rotary_pairs: false,
+            norms_include_one: false,
+            conv1d_transposed: false,
+        };
         for path in paths {
             checkpoint.add_file(&path)?;
         }
@@ -86,9 +98,17 @@ impl Checkpoint {
         Ok(())
     }
 
-    /// A checkpoint of already parsed tensors (by the name the importers look up) in one mapped file.
-    pub fn from_entries(file: Arc<MappedFile>, tensors: HashMap<String, Entry>, interleaved_rotary_pairs: bool) -> Checkpoint {
-        Checkpoint { files: vec![file], tensors, interleaved_rotary_pairs }
+    /// A checkpoint of already parsed tensors (by the name the importers look up) in one mapped file, with the
+    /// conventions of llama.cpp's converter for `architecture`: the query and key rows of `llama` models are
+    /// reordered so that rotary pairs are adjacent, Gemma's norms include their one, GPT-2's matrices are transposed.
+    pub fn from_gguf_entries(file: Arc<MappedFile>, tensors: HashMap<String, Entry>, architecture: &str) -> Checkpoint {
+        Checkpoint {
+            files: vec![file],
+            tensors,
+            interleaved_rotary_pairs: architecture == "llama",
+            norms_include_one: architecture == "gemma3",
+            conv1d_transposed: architecture == "gpt2",
+        }
     }
 
     pub fn contains(&self, name: &str) -> bool {

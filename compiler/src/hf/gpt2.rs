@@ -29,8 +29,8 @@ pub(crate) fn build(
     let head_dim = hidden / heads;
     let max_seq = max_sequence(config, opts, "n_positions", positions, true)?;
 
-    let (max_seq, context_note) = fit_context(opts, max_seq, hidden * 4)?;
-    let mut b = Builder::decoder(config, checkpoint, "gpt2", max_seq);
+    let (max_seq, context_note) = fit_context(opts, max_seq, hidden)?;
+    let mut b = Builder::decoder(config, checkpoint, "gpt2", max_seq, opts.kv_dtype);
     b.g.notes.extend(context_note);
     b.detect_prefix(&["transformer.", ""], "wte.weight")?;
     let input_ids = b.token_input("input_ids", None);
@@ -58,7 +58,7 @@ pub(crate) fn build(
             scale /= (i + 1) as f32;
         }
         let (k, v) = b.kv_cache(&attn, qkv[1], qkv[2])?;
-        let ctx = b.attention(&attn, (qkv[0], k, v), None, true, scale)?;
+        let ctx = b.attention(&attn, (qkv[0], k, v), None, Op::Attention { causal: true, scale, window: None })?;
         let y = b.conv1d(&format!("{attn}.c_proj"), ctx, hidden, hidden)?;
         x = b.binary(format!("{block}.attn_residual"), BinaryOp::Add, x, y)?;
 
@@ -71,7 +71,7 @@ pub(crate) fn build(
     }
     let x = b.layer_norm(&b.name("ln_f"), x, hidden, eps)?;
     let lm_head = if tied { wte } else { b.weight("lm_head.weight", &[vocab, hidden])? };
-    b.decoder_outputs(x, lm_head)?;
+    b.decoder_outputs(x, lm_head, None)?;
     b.end_of_sequence(config)?;
     Ok(b.finish(hidden, layers, vocab))
 }

@@ -22,9 +22,10 @@ pub(crate) fn build(
     let (kv_heads_default, positions_default) = match model_type {
         "mistral" => (8, 4096 * 32),
         "qwen2" => (32, 32768),
+        "phi3" => (heads, 4096),
         _ => (heads, 2048),
     };
-    let kv_heads = config.u64_or("num_key_value_heads", kv_heads_default)?;
+    let kv_heads = key_value_heads(config, heads, kv_heads_default)?;
     let positions = config.u64_or("max_position_embeddings", positions_default)?;
     let eps = config.f64_or("rms_norm_eps", 1e-6)?;
     let act = activation(config, "hidden_act", "silu")?;
@@ -39,11 +40,6 @@ pub(crate) fn build(
             ));
         }
     };
-    if kv_heads == 0 || heads % kv_heads != 0 {
-        return Err(
-            config.error("num_key_value_heads", format!("({kv_heads}) must divide num_attention_heads ({heads})"))
-        );
-    }
     let (qkv_bias, o_bias, mlp_bias) = match model_type {
         "llama" => {
             let attention_bias = config.bool_or("attention_bias", false)?;
@@ -52,35 +48,16 @@ pub(crate) fn build(
         "qwen2" => (true, false, false),
         _ => (false, false, false),
     };
-    let inv_freq = inv_freq(config, head_dim, positions)?;
+    let rotary = rotary_dim(config, head_dim)?;
+    let inv_freq = inv_freq(config, rotary, positions)?;
+    let windows = layer_windows(config, model_type, layers)?;
+    // Phi-3 stores the query, key and value projections as one matrix, and the gate and up projections as another.
+    let fused = model_type == "phi3";
 
-    let mut max_seq = max_sequence(config, opts, "max_position_embeddings", positions, false)?;
-    let window = sliding_window(config, model_type, layers)?;
-    let mut capped_note = None;
-    if let Some(window) = window.filter(|&w| w < max_seq) {
-        // Attention limited to the last `window` keys equals full causal attention on sequences of at most `window`
-        // tokens, so the graph is exact up to there.
-        if let Some(requested) = opts.max_sequence {
-            return Err(config.error(
-                "sliding_window",
-                format!(
-                    "({window}) is shorter than the requested max_sequence {requested}; tfc does not implement \
-                     sliding-window attention yet, ask for max_sequence ≤ {window}"
-                ),
-            ));
-        }
-        max_seq = window;
-        capped_note = Some(format!(
-            "max sequence capped at the sliding_window of {window} (max_position_embeddings is {positions}): tfc does \
-             not implement sliding-window attention yet"
-        ));
-    }
-
-    let (max_seq, context_note) = fit_context(opts, max_seq, kv_heads * head_dim * 4)?;
-    let mut b = Builder::decoder(config, checkpoint, model_type, max_seq);
-    for note in capped_note.into_iter().chain(context_note) {
-        b.g.notes.push(note);
-    }
+    let max_seq = max_sequence(config, opts, "max_position_embeddings", positions, false)?;
+    let (max_seq, context_note) = fit_context(opts, max_seq, kv_heads * head_dim)?;
+    let mut b = Builder::decoder(config, checkpoint, model_type, max_seq, opts.kv_dtype);
+    b.g.notes.extend(context_note);
     b.detect_prefix(&["model.", ""], "embed_tokens.weight")?;
     let input_ids = b.token_input("input_ids", None);
     let position_ids = b.token_input("position_ids", Some(InputDefault::Positions));
@@ -89,14 +66,21 @@ pub(crate) fn build(
     let embed = b.weight(&b.name("embed_tokens.weight"), &[vocab, hidden])?;
     let mut x = b.gather(&b.name("embed_tokens"), embed, input_ids)?;
     let scale = 1.0 / (head_dim as f32).sqrt();
-    for i in 0..layers {
+    let (q_rows, kv_rows) = (heads * head_dim, kv_heads * head_dim);
+    for (i, window) in windows.into_iter().enumerate() {
         let layer = b.name(&format!("layers.{i}"));
         let attn = format!("{layer}.self_attn");
         let h = b.rms_norm(&format!("{layer}.input_layernorm"), x, hidden, eps)?;
         let mut qkv = Vec::with_capacity(3);
-        for (part, n) in [("q", heads), ("k", kv_heads), ("v", kv_heads)] {
+        for (part, n, first) in [("q", heads, 0), ("k", kv_heads, q_rows), ("v", kv_heads, q_rows + kv_rows)] {
             let proj = format!("{attn}.{part}_proj");
-            let y = b.linear(&proj, h, hidden, n * head_dim, qkv_bias)?;
+            let y = if fused {
+                let rows = q_rows + 2 * kv_rows;
+                let w = b.weight_rows(&format!("{attn}.qkv_proj.weight"), &[rows, hidden], first..first + n * head_dim)?;
+                b.op(&proj, Op::MatMul { transpose_a: false, transpose_b: true }, &[h, w])?
+            } else {
+                b.linear(&proj, h, hidden, n * head_dim, qkv_bias)?
+            };
             let y = b.split_heads(&format!("{proj}.heads"), y, n, head_dim)?;
             qkv.push(match part {
                 "v" => y,
@@ -107,63 +91,120 @@ pub(crate) fn build(
             });
         }
         let (k, v) = b.kv_cache(&attn, qkv[1], qkv[2])?;
-        let ctx = b.attention(&attn, (qkv[0], k, v), None, true, scale)?;
+        let ctx = b.attention(&attn, (qkv[0], k, v), None, Op::Attention { causal: true, scale, window })?;
         let y = b.linear(&format!("{attn}.o_proj"), ctx, heads * head_dim, hidden, o_bias)?;
         x = b.binary(format!("{layer}.attn_residual"), BinaryOp::Add, x, y)?;
 
         let mlp = format!("{layer}.mlp");
         let h = b.rms_norm(&format!("{layer}.post_attention_layernorm"), x, hidden, eps)?;
-        let gate = b.linear(&format!("{mlp}.gate_proj"), h, hidden, intermediate, mlp_bias)?;
-        let gate = b.unary(format!("{mlp}.act"), act, gate)?;
-        let up = b.linear(&format!("{mlp}.up_proj"), h, hidden, intermediate, mlp_bias)?;
-        let y = b.binary(format!("{mlp}.gated"), BinaryOp::Mul, gate, up)?;
-        let y = b.linear(&format!("{mlp}.down_proj"), y, intermediate, hidden, mlp_bias)?;
+        let y = if fused {
+            let name = format!("{mlp}.gate_up_proj.weight");
+            let matmul = Op::MatMul { transpose_a: false, transpose_b: true };
+            let gate = b.weight_rows(&name, &[2 * intermediate, hidden], 0..intermediate)?;
+            let up = b.weight_rows(&name, &[2 * intermediate, hidden], intermediate..2 * intermediate)?;
+            let gate = b.op(format!("{mlp}.gate_proj"), matmul.clone(), &[h, gate])?;
+            let up = b.op(format!("{mlp}.up_proj"), matmul, &[h, up])?;
+            b.gated_down(&mlp, (gate, up), (intermediate, hidden), act, mlp_bias)?
+        } else {
+            b.gated_mlp(&mlp, h, (hidden, intermediate), act, mlp_bias)?
+        };
         x = b.binary(format!("{layer}.mlp_residual"), BinaryOp::Add, x, y)?;
     }
     let x = b.rms_norm(&b.name("norm"), x, hidden, eps)?;
     let lm_head = if tied { embed } else { b.weight("lm_head.weight", &[vocab, hidden])? };
-    b.decoder_outputs(x, lm_head)?;
+    b.decoder_outputs(x, lm_head, None)?;
     b.end_of_sequence(config)?;
     Ok(b.finish(hidden, layers, vocab))
 }
 
-/// The smallest sliding window any layer attends with, if any.
-fn sliding_window(config: &Config, model_type: &str, layers: u64) -> Result<Option<u64>, ImportError> {
-    match model_type {
-        "mistral" => match config.opt_u64("sliding_window")? {
-            // transformers' MistralConfig defaults to a 4096 window when the key is absent (null disables it).
-            None if !config.has("sliding_window") => Ok(Some(4096)),
-            window => Ok(window),
-        },
-        "qwen2" if config.bool_or("use_sliding_window", false)? => {
-            let window = config.u64_or("sliding_window", 4096)?;
-            let sliding_layers = match config.opt_str_list("layer_types")? {
-                Some(types) => types.iter().any(|t| t == "sliding_attention"),
-                None => config.u64_or("max_window_layers", 28)? < layers,
-            };
-            Ok(sliding_layers.then_some(window))
-        }
-        _ => Ok(None),
+/// `num_key_value_heads` (or `default`), which must divide the `heads` query heads.
+pub(crate) fn key_value_heads(config: &Config, heads: u64, default: u64) -> Result<u64, ImportError> {
+    let kv_heads = config.u64_or("num_key_value_heads", default)?;
+    if kv_heads == 0 || !heads.is_multiple_of(kv_heads) {
+        return Err(config.error("num_key_value_heads", format!("({kv_heads}) must divide num_attention_heads ({heads})")));
     }
+    Ok(kv_heads)
 }
 
-/// RoPE inverse frequencies for `head_dim`, computed in f32 step by step as transformers computes them (its
-/// `1 / theta^(2i/d)` and scaling run in float32 torch ops), so that rotations match the reference to the last bit
-/// or so.
-fn inv_freq(config: &Config, head_dim: u64, positions: u64) -> Result<Vec<f32>, ImportError> {
-    // transformers 5 writes `rope_parameters` (theta inside); older configs a top-level `rope_theta` and an optional
-    // `rope_scaling` with `type` or `rope_type`.
+/// Each layer's sliding window, if it has one: the window of the model type's rules on the layers
+/// [`sliding_layers`] picks.
+pub(crate) fn layer_windows(config: &Config, model_type: &str, layers: u64) -> Result<Vec<Option<u64>>, ImportError> {
+    // transformers' Mistral and Gemma 3 configs default to a 4096 window when the key is absent (null disables it).
+    let default_window = || -> Result<Option<u64>, ImportError> {
+        if config.has("sliding_window") { config.opt_u64("sliding_window") } else { Ok(Some(4096)) }
+    };
+    let window = match model_type {
+        "mistral" | "gemma3_text" => default_window()?,
+        "qwen2" if config.bool_or("use_sliding_window", false)? => Some(config.u64_or("sliding_window", 4096)?),
+        // HF Llama configs have no window; a GGUF Llama's window comes from its metadata.
+        "phi3" | "llama" => config.opt_u64("sliding_window")?,
+        _ => None,
+    };
+    let Some(window) = window.filter(|&w| w > 0) else { return Ok(vec![None; layers as usize]) };
+    let sliding = sliding_layers(config, model_type, layers)?;
+    Ok(sliding.into_iter().map(|s| s.then_some(window)).collect())
+}
+
+/// Which layers are local (sliding-window) ones, by transformers' rules: Qwen2's from `max_window_layers` on,
+/// Gemma 3's all but every `sliding_window_pattern`-th (a `layer_types` list overrides both), every layer of the
+/// other model types.
+pub(crate) fn sliding_layers(config: &Config, model_type: &str, layers: u64) -> Result<Vec<bool>, ImportError> {
+    let listed = config.opt_str_list("layer_types")?.filter(|_| matches!(model_type, "qwen2" | "gemma3_text"));
+    Ok(match listed {
+        Some(types) if types.len() as u64 != layers => {
+            return Err(config.error("layer_types", format!("lists {} layers, the model has {layers}", types.len())));
+        }
+        Some(types) => types.iter().map(|t| t == "sliding_attention").collect(),
+        None => match model_type {
+            "qwen2" => {
+                let full = config.u64_or("max_window_layers", 28)?;
+                (0..layers).map(|i| i >= full).collect()
+            }
+            "gemma3_text" => {
+                let pattern = config.u64_or("sliding_window_pattern", 6)?;
+                (0..layers).map(|i| pattern == 0 || (i + 1) % pattern != 0).collect()
+            }
+            _ => vec![true; layers as usize],
+        },
+    })
+}
+
+/// The features of each head that rotary embeddings rotate: all, or `partial_rotary_factor` of them.
+fn rotary_dim(config: &Config, head_dim: u64) -> Result<u64, ImportError> {
+    let factor = match config.object("rope_parameters")?.map(|p| p.opt_f64("partial_rotary_factor")).transpose()?.flatten() {
+        Some(f) => f,
+        None => config.f64_or("partial_rotary_factor", 1.0)?,
+    };
+    // transformers truncates; the slack keeps a factor written as a rounded fraction (GGUF's rotated/head size) whole.
+    let rotary = (head_dim as f64 * factor + 1e-6) as u64;
+    if rotary == 0 || rotary % 2 == 1 || rotary > head_dim {
+        return Err(config.error("partial_rotary_factor", format!("({factor}) gives {rotary} rotated features of {head_dim}; tfc needs an even number, at least 2")));
+    }
+    Ok(rotary)
+}
+
+/// RoPE inverse frequencies for `rotary_dim` features, from `rope_parameters` (transformers 5; the theta inside) or
+/// else a top-level `rope_theta` and an optional `rope_scaling` with `type` or `rope_type` (older configs).
+pub(crate) fn inv_freq(config: &Config, rotary_dim: u64, positions: u64) -> Result<Vec<f32>, ImportError> {
     let params = match config.object("rope_parameters")? {
         Some(p) => Some(p),
         None => config.object("rope_scaling")?,
     };
-    let theta = match params.as_ref().map(|p| p.opt_f64("rope_theta")).transpose()?.flatten() {
+    scaled_inv_freq(params.as_ref(), config.f64_or("rope_theta", 10000.0)?, rotary_dim, positions)
+}
+
+/// RoPE inverse frequencies for `rotary_dim` features with the scaling `params` describe (none: the default), the
+/// base `theta` from `params` or else `default_theta`. Computed in f32 step by step as transformers computes them (its
+/// `1 / theta^(2i/d)` and scaling run in float32 torch ops), so that rotations match the reference to the last bit or
+/// so.
+pub(crate) fn scaled_inv_freq(params: Option<&Config>, default_theta: f64, rotary_dim: u64, positions: u64) -> Result<Vec<f32>, ImportError> {
+    let theta = match params.map(|p| p.opt_f64("rope_theta")).transpose()?.flatten() {
         Some(theta) => theta,
-        None => config.f64_or("rope_theta", 10000.0)?,
+        None => default_theta,
     };
-    let dim = head_dim as f32;
+    let dim = rotary_dim as f32;
     let base = theta as f32;
-    let default: Vec<f32> = (0..head_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f32 / dim)).collect();
+    let default: Vec<f32> = (0..rotary_dim / 2).map(|i| 1.0 / base.powf((2 * i) as f32 / dim)).collect();
     let Some(params) = params else { return Ok(default) };
     let rope_type = match params.opt_str("rope_type")? {
         Some(t) => t,

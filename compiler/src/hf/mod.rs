@@ -1,23 +1,26 @@
 //! The Hugging Face importer: a model folder (`config.json` plus safetensors weights) becomes an IR graph whose
 //! weights stay memory-mapped in their source files.
 //!
-//! Supported `model_type`s: `bert` and `roberta` (encoders, output `last_hidden_state`), `gpt2`, `llama`, `mistral`
-//! and `qwen2` (decoders, output `logits`).
+//! Supported `model_type`s: `bert` and `roberta` (encoders, output `last_hidden_state`), `gpt2`, `llama`, `mistral`,
+//! `qwen2`, `phi3`, `gemma3_text` and `gemma3` (decoders, output `logits`; of the multimodal Gemma 3, its text
+//! decoder).
 
 pub(crate) mod bert;
 mod builder;
 mod checkpoint;
 mod config;
-mod gpt2;
+pub(crate) mod gemma3;
+pub(crate) mod gpt2;
 pub(crate) mod llama;
 
 pub(crate) use checkpoint::{Checkpoint, Entry};
 pub(crate) use config::Config;
 use std::path::{Path, PathBuf};
-use tfc_ir::Graph;
+use tfc_ir::{DType, Graph};
 
 /// The model types [`import`] understands.
-pub const SUPPORTED_MODEL_TYPES: &[&str] = &["bert", "roberta", "gpt2", "llama", "mistral", "qwen2"];
+pub const SUPPORTED_MODEL_TYPES: &[&str] =
+    &["bert", "roberta", "gpt2", "llama", "mistral", "qwen2", "phi3", "gemma3_text", "gemma3"];
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ImportOptions {
@@ -29,11 +32,13 @@ pub struct ImportOptions {
     pub max_sequence: Option<u64>,
     /// The largest storage binding the bundle may need.
     pub max_binding_size: u64,
+    /// How a decoder's KV cache stores keys and values: f32, or f16 (half the memory, values rounded).
+    pub kv_dtype: DType,
 }
 
 impl Default for ImportOptions {
     fn default() -> ImportOptions {
-        ImportOptions { max_batch: 8, max_sequence: None, max_binding_size: 128 << 20 }
+        ImportOptions { max_batch: 8, max_sequence: None, max_binding_size: 128 << 20, kv_dtype: DType::F32 }
     }
 }
 
@@ -92,7 +97,8 @@ pub fn import(dir: &Path, opts: &ImportOptions) -> Result<Graph, ImportError> {
     let build: Build = match model_type.as_str() {
         "bert" | "roberta" => bert::build,
         "gpt2" => gpt2::build,
-        "llama" | "mistral" | "qwen2" => llama::build,
+        "llama" | "mistral" | "qwen2" | "phi3" => llama::build,
+        "gemma3_text" | "gemma3" => gemma3::build,
         other => {
             return Err(config.error(
                 "model_type",

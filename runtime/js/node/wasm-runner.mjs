@@ -1,17 +1,21 @@
-// Runs a bundle's WASM fallback in Node with the browser's code (../src/wasm-backend.js): this file only reads the
-// bundle's files and the inputs, and writes the outputs. `tfc run --backend wasm` and `tfc bench --backend wasm`
+// Runs a bundle's WASM fallback in Node with the browser's code (../src/wasm-backend.js, ../src/generate.js): this
+// file only reads the bundle's files and the inputs, and writes the outputs. `tfc run/bench/generate --backend wasm`
 // call it as
 //   node wasm-runner.mjs BUNDLE_DIR REQUEST.json
 // where the request is {threads, warmup, iterations, profile, inputs: {name: {dtype, shape, file}}, out_dir}: input
 // files hold raw little-endian i32 or f32 values. It writes each output to OUT_DIR/<name>.bin and prints
 // {device, times_ms, dispatch_ms, outputs: {name: {dtype, shape, file}}} as JSON; with `profile` (one thread),
 // dispatch_ms holds each dispatch's median time over `iterations` more runs.
+// A request {threads, generate: {prompt, options}} (prompt: token ids; options as tfc.js's generate() takes them)
+// runs generation instead: it prints a line {"token": id} per generated token as soon as it is drawn, then
+// {device, prompt_ms, decode_ms} (the time to the first token, and after it).
 
 import { readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
-import { WasmBackend } from '../src/wasm-backend.js';
+import { Decoder, generationOptions } from '../src/generate.js';
 import { prepareInputs } from '../src/manifest.js';
+import { WasmBackend } from '../src/wasm-backend.js';
 
 const NODE_PORT = "(() => { const { parentPort } = require('node:worker_threads'); " +
   'return { post: (m) => parentPort.postMessage(m), listen: (f) => parentPort.on(\'message\', f) }; })()';
@@ -41,6 +45,10 @@ async function main([bundle, requestPath]) {
         throw new Error(`weight chunk ${chunk.file} is corrupt (sha256 ${actual}, the manifest says ${chunk.sha256})`);
       }
       backend.writeChunk(i, bytes);
+    }
+    if (request.generate) {
+      await generate(manifest, backend, request.generate);
+      return;
     }
     const inputs = {};
     for (const [name, { dtype, shape, file }] of Object.entries(request.inputs)) {
@@ -75,6 +83,23 @@ async function main([bundle, requestPath]) {
   } finally {
     backend.dispose();
   }
+}
+
+async function generate(manifest, backend, { prompt, options }) {
+  const run = (inputs, symbols, wanted) => {
+    const { env, values } = prepareInputs(manifest, inputs, symbols);
+    return backend.run(env, values, wanted);
+  };
+  const decoder = new Decoder(manifest, run, () => backend.resetStates());
+  const started = performance.now();
+  let first;
+  for await (const token of decoder.tokens(prompt, generationOptions({ ...options, seed: BigInt(options.seed ?? 0) }))) {
+    first ??= performance.now();
+    process.stdout.write(`${JSON.stringify({ token })}\n`);
+  }
+  const ended = performance.now();
+  first ??= ended;
+  process.stdout.write(`${JSON.stringify({ device: backend.description, prompt_ms: first - started, decode_ms: ended - first })}\n`);
 }
 
 main(process.argv.slice(2)).catch((e) => {

@@ -134,20 +134,22 @@ function toStorage(decl, data) {
   });
 }
 
-function defaultInput(decl, shape) {
+// Positions count from `past`, the tokens already in a decoder's KV cache.
+function defaultInput(decl, shape, past) {
   const count = shape.reduce((a, b) => a * b, 1);
   const values = decl.dtype === 'f32' ? new Float32Array(count) : new Int32Array(count);
   const last = shape[shape.length - 1] ?? 1;
   if (decl.default === 'ones') values.fill(1);
-  if (decl.default === 'positions') values.forEach((_, i) => { values[i] = i % last; });
+  if (decl.default === 'positions') values.forEach((_, i) => { values[i] = past + (i % last); });
   return values;
 }
 
 /**
  * Checks a run's inputs ({name: {data, shape}}) against the manifest, fills in defaults, and returns the symbol
- * values and every input's buffer index and typed array.
+ * values and every input's buffer index and typed array. `symbols` gives symbols that no input shows: a decoder's
+ * `past` (tokens already in its KV cache) is 0 unless given, so that a run covers a whole sequence, as in `tfc run`.
  */
-export function prepareInputs(manifest, inputs) {
+export function prepareInputs(manifest, inputs, symbols = {}) {
   for (const name of Object.keys(inputs)) {
     if (!manifest.inputs.some((i) => i.name === name)) {
       inputError(`the model has no input \`${name}\` (its inputs: ${manifest.inputs.map((i) => i.name).join(', ')})`);
@@ -159,14 +161,23 @@ export function prepareInputs(manifest, inputs) {
       inputError(`input \`${decl.name}\` needs {data, shape} with data.length equal to the product of shape`);
     }
   }
-  // A decoder's `past` (tokens already in its KV cache) is 0: a run covers a whole sequence, as in `tfc run`.
-  const fixed = manifest.symbols.some((s) => s.name === 'past') ? { past: 0 } : {};
+  const fixed = manifest.symbols.some((s) => s.name === 'past') ? { past: 0, ...symbols } : symbols;
   const env = bindSymbols(manifest, given, fixed);
   const values = manifest.inputs.map((decl) => {
     const shape = decl.shape.map((d) => evaluate(d, env));
     if (inputs[decl.name]) return { buffer: decl.buffer, data: toStorage(decl, inputs[decl.name].data) };
     if (!decl.default) inputError(`input \`${decl.name}\` is required`);
-    return { buffer: decl.buffer, data: defaultInput(decl, shape) };
+    return { buffer: decl.buffer, data: defaultInput(decl, shape, env.past ?? 0) };
   });
   return { env, values };
 }
+
+/** The outputs named in `wanted` (all of them if it is not given), in manifest order, with their indices. */
+export function wantedOutputs(manifest, wanted) {
+  const unknown = wanted?.find((name) => !manifest.outputs.some((o) => o.name === name));
+  if (unknown) inputError(`the model has no output \`${unknown}\` (its outputs: ${manifest.outputs.map((o) => o.name).join(', ')})`);
+  return manifest.outputs.map((o, index) => ({ ...o, index })).filter((o) => !wanted || wanted.includes(o.name));
+}
+
+/** Whether a dispatch is needed for the `selected` outputs (see `needed_by`). */
+export const isNeeded = (dispatch, selected) => !dispatch.needed_by || selected.some((o) => dispatch.needed_by.includes(o.index));

@@ -4,6 +4,7 @@
 
 import { TfcError, fail } from './errors.js';
 import { fetchJson, loadChunks } from './loader.js';
+import { Decoder, TextStream, generationOptions } from './generate.js';
 import { checkManifest, prepareInputs } from './manifest.js';
 import { Tokenizer } from './tokenizer.js';
 import { WasmBackend, canShareMemory } from './wasm-backend.js';
@@ -67,6 +68,7 @@ export async function load(url, options = {}) {
 class Model {
   #backend;
   #queue = Promise.resolve(); // runs one at a time: they share the backend's buffers
+  #generation; // the generation whose tokens are in the KV cache
 
   constructor(manifest, backend, tokenizer) {
     this.manifest = manifest;
@@ -78,13 +80,21 @@ class Model {
 
   /** Runs the graph on `inputs` ({name: {data, shape}}; inputs with a default may be left out). */
   run(inputs) {
-    const job = this.#queue.then(() => {
-      if (!this.#backend) fail('disposed', 'this model was disposed; load it again');
+    return this.#exclusive(() => {
+      this.#generation = undefined; // a decoder's run writes its KV cache
       const { env, values } = prepareInputs(this.manifest, inputs);
       return this.#backend.run(env, values);
     });
-    this.#queue = job.catch(() => {});
-    return job;
+  }
+
+  // Runs `job` after the runs before it.
+  #exclusive(job) {
+    const done = this.#queue.then(() => {
+      if (!this.#backend) fail('disposed', 'this model was disposed; load it again');
+      return job();
+    });
+    this.#queue = done.catch(() => {});
+    return done;
   }
 
   /** Sentence embeddings: last_hidden_state mean-pooled over the tokens and L2-normalised. */
@@ -131,10 +141,56 @@ class Model {
     });
   }
 
-  /** Text generation: not in this version of tfc.js. */
-  generate() {
-    return fail('generation-unavailable', 'generation is not available for this bundle: this tfc.js does not ' +
-      'generate text yet; use run() for the logits of a whole sequence');
+  /**
+   * Text generation on a decoder: the pieces of text after `prompt` (a string, tokenized with the model's special
+   * tokens, or token ids), as they are produced. Options as in `tfc generate` (docs/js-api.md), plus `stop` strings.
+   */
+  generate(prompt, options = {}) {
+    const settings = generationOptions(options);
+    const stream = this.#textStream(settings.stop);
+    const ids = typeof prompt === 'string' ? this.tokenizer.encode(prompt) : Array.from(prompt, Number);
+    return this.#pieces(this.#decoder().tokens(ids, settings), stream);
+  }
+
+  async *#pieces(tokens, stream) {
+    for await (const id of tokens) {
+      const piece = stream.push(id);
+      if (piece) yield piece;
+      if (stream.stopped) return;
+    }
+    const rest = stream.finish();
+    if (rest) yield rest;
+  }
+
+  #textStream(stop) {
+    if (!this.tokenizer) {
+      fail('no-tokenizer', 'this bundle has no tokenizer (its model folder had no tokenizer.json); use generateTokens() with token ids');
+    }
+    return new TextStream(this.tokenizer, stop);
+  }
+
+  /** The token ids that `generate` turns into text, after the prompt's ids. */
+  generateTokens(promptIds, options = {}) {
+    return this.#decoder().tokens(Array.from(promptIds, Number), generationOptions(options));
+  }
+
+  // A decoder for one generation: its runs are queued with the others, and fail with `interrupted` once another run
+  // or generation has used the KV cache.
+  #decoder() {
+    if (!this.#backend) fail('disposed', 'this model was disposed; load it again');
+    let current;
+    const run = (inputs, symbols, wanted) => this.#exclusive(() => {
+      if (this.#generation !== current) {
+        fail('interrupted', 'another generate() or run() used this model while this generation was going on; start it again');
+      }
+      const { env, values } = prepareInputs(this.manifest, inputs, symbols);
+      return this.#backend.run(env, values, wanted);
+    });
+    const reset = () => this.#exclusive(() => {
+      current = this.#generation = {};
+      this.#backend.resetStates();
+    });
+    return new Decoder(this.manifest, run, reset);
   }
 
   /** Frees the GPU memory; the model cannot run afterwards. */

@@ -1,7 +1,8 @@
 // Tokenizers from a HuggingFace tokenizer.json, giving the same ids as the Rust `tokenizers` crate for the parts
-// implemented here: WordPiece (BERT family) and byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2). The pipeline is the crate's:
-// split out added tokens, normalize, pre-tokenize, run the model on each piece, add the special tokens. Anything
-// else in a tokenizer.json is refused by name rather than approximated.
+// implemented here: WordPiece (BERT family), byte-level BPE (GPT-2, Llama 3, Qwen2, SmolLM2, and those tfc converts
+// from GGUF files) and SentencePiece-style BPE with byte fallback (GGUF `llama` and `gemma4` tokenizers, as tfc
+// converts them). The pipeline is the crate's: split out added tokens, normalize, pre-tokenize, run the model on
+// each piece, add the special tokens. Anything else in a tokenizer.json is refused by name rather than approximated.
 
 import { fail } from './errors.js';
 
@@ -70,11 +71,59 @@ function bertNormalizer({ clean_text, handle_chinese_chars, strip_accents, lower
   };
 }
 
+// SentencePiece's precompiled character map: a double-array trie over UTF-8 bytes whose leaves point into a blob
+// of NUL-terminated replacements. Like the crate, each grapheme (under 6 bytes) whose bytes start with a key is
+// replaced whole by the shortest such key's replacement; otherwise each of its characters is, in the same way.
+function precompiled({ precompiled_charsmap }) {
+  const bytes = Uint8Array.from(atob(precompiled_charsmap), (c) => c.charCodeAt(0));
+  const view = new DataView(bytes.buffer);
+  const trieBytes = view.getUint32(0, true);
+  const units = Array.from({ length: trieBytes / 4 }, (_, i) => view.getUint32(4 + 4 * i, true));
+  const replacements = bytes.subarray(4 + trieBytes);
+  const offset = (unit) => (unit >>> 10) << ((unit & 0x200) >>> 6);
+  const text = new TextDecoder();
+  const transform = (chunk) => {
+    let at = offset(units[0]);
+    for (const byte of utf8.encode(chunk)) {
+      if (byte === 0) break;
+      at ^= byte;
+      const unit = units[at];
+      if (unit === undefined || (unit & 0x800000ff) >>> 0 !== byte) return undefined;
+      at ^= offset(unit);
+      if ((unit >>> 8) & 1) {
+        const start = units[at] & 0x7fffffff;
+        const end = replacements.indexOf(0, start);
+        return text.decode(replacements.subarray(start, end < 0 ? replacements.length : end));
+      }
+    }
+    return undefined;
+  };
+  const graphemes = new Intl.Segmenter(undefined, { granularity: 'grapheme' });
+  return (s) => {
+    let out = '';
+    for (const { segment } of graphemes.segment(s)) {
+      const whole = utf8.encode(segment).length < 6 ? transform(segment) : undefined;
+      if (whole !== undefined) out += whole;
+      else for (const c of segment) out += transform(c) ?? c;
+    }
+    return out;
+  };
+}
+
+// A Replace normalizer's or decoder's pattern: a literal string or a regex, every occurrence.
+const replacePattern = (pattern) => ('Regex' in pattern ? jsRegex(pattern.Regex) : new RegExp(escapeRegex(pattern.String), 'gu'));
+
 function normalizer(config) {
   if (!config) return (s) => s;
   switch (config.type) {
     case 'BertNormalizer': return bertNormalizer(config);
+    case 'Prepend': return (s) => (s ? config.prepend + s : s);
+    case 'Replace': {
+      const pattern = replacePattern(config.pattern);
+      return (s) => s.replace(pattern, () => config.content);
+    }
     case 'NFC': case 'NFD': case 'NFKC': case 'NFKD': return (s) => s.normalize(config.type);
+    case 'Precompiled': return precompiled(config);
     case 'Sequence': {
       const steps = config.normalizers.map(normalizer);
       return (s) => steps.reduce((text, step) => step(text), s);
@@ -122,7 +171,7 @@ function byteLevel({ add_prefix_space, use_regex }) {
 
 function split({ pattern, behavior, invert }) {
   if (invert || behavior !== 'Isolated') unsupported('Split behaviour', invert ? 'invert' : behavior);
-  const regex = 'Regex' in pattern ? jsRegex(pattern.Regex) : new RegExp(escapeRegex(pattern.String), 'gu');
+  const regex = replacePattern(pattern);
   return (pieces) => pieces.flatMap((p) => isolate(p, regex));
 }
 
@@ -170,10 +219,38 @@ function wordPiece({ vocab: entries, unk_token, continuing_subword_prefix, max_i
 }
 
 function bpe(config) {
-  for (const option of ['dropout', 'unk_token', 'continuing_subword_prefix', 'end_of_word_suffix', 'byte_fallback']) {
+  for (const option of ['dropout', 'continuing_subword_prefix', 'end_of_word_suffix']) {
     if (config[option]) unsupported('BPE option', option);
   }
   const vocab = new Map(Object.entries(config.vocab));
+  const unk = config.unk_token == null ? undefined : vocab.get(config.unk_token);
+  const byteIds = (c) => Array.from(utf8.encode(c), (b) => vocab.get(`<0x${b.toString(16).toUpperCase().padStart(2, '0')}>`));
+  // The ids of a word's characters, as the crate finds them: a character outside the vocabulary becomes its byte
+  // tokens (with byte fallback, if they all exist) or the unknown token (runs of them fused into one with
+  // fuse_unk), or is dropped if there is none. Like the crate, an unknown token still pending is placed after byte
+  // tokens that follow it.
+  const charIds = (word) => {
+    const ids = [];
+    let pendingUnk = false;
+    for (const c of word) {
+      const id = vocab.get(c);
+      if (id !== undefined) {
+        if (pendingUnk) ids.push(unk);
+        pendingUnk = false;
+        ids.push(id);
+        continue;
+      }
+      const bytes = config.byte_fallback ? byteIds(c) : [];
+      if (bytes.length > 0 && !bytes.includes(undefined)) {
+        ids.push(...bytes);
+      } else if (unk !== undefined) {
+        if (pendingUnk && !config.fuse_unk) ids.push(unk);
+        pendingUnk = true;
+      }
+    }
+    if (pendingUnk) ids.push(unk);
+    return ids;
+  };
   const size = vocab.size + 1;
   // (left id, right id) → [rank, merged id]; a merge's rank is its place in the list.
   const ranks = new Map();
@@ -186,8 +263,7 @@ function bpe(config) {
     if (config.ignore_merges && vocab.has(word)) return [vocab.get(word)];
     let ids = cache.get(word);
     if (ids) return ids;
-    // Without an unknown token the crate drops characters that are not in the vocabulary.
-    ids = Array.from(word, (c) => vocab.get(c)).filter((id) => id !== undefined);
+    ids = charIds(word);
     // Apply the lowest-ranked merge present (the leftmost on a tie) until none applies.
     for (;;) {
       let best;
@@ -204,10 +280,49 @@ function bpe(config) {
   };
 }
 
+// SentencePiece's unigram model: the split of the word into pieces with the highest total score (Viterbi, the first
+// found on a tie), a character no piece covers costing 10 less than the least likely piece; runs of unknown
+// characters become one unknown token.
+function unigram({ vocab: pieces, unk_id: unk, byte_fallback }) {
+  if (byte_fallback) unsupported('Unigram option', 'byte_fallback');
+  const ids = new Map(pieces.map(([piece], id) => [piece, id])); // the last of equal pieces, like the crate
+  const unkScore = pieces.reduce((min, [, score]) => Math.min(min, score), Infinity) - 10;
+  const longest = pieces.reduce((max, [piece]) => Math.max(max, Array.from(piece).length), 0);
+  return (word) => {
+    const chars = Array.from(word);
+    // best[end]: the best path over chars[0, end) as [score, start, id].
+    const best = [[0, 0, undefined]];
+    for (let start = 0; start < chars.length; start++) {
+      let covered = false;
+      const offer = (end, score, id) => {
+        if (!best[end] || score > best[end][0]) best[end] = [score, start, id];
+      };
+      for (let end = start + 1, piece = ''; end <= Math.min(chars.length, start + longest); end++) {
+        piece += chars[end - 1];
+        const id = ids.get(piece);
+        if (id === undefined) continue;
+        offer(end, best[start][0] + pieces[id][1], id);
+        covered ||= end === start + 1;
+      }
+      if (!covered) offer(start + 1, best[start][0] + unkScore, unk);
+    }
+    const found = [];
+    for (let end = chars.length; end > 0;) {
+      const [, start, id] = best[end];
+      const piece = chars.slice(start, end).join('');
+      if (id === unk && found.at(-1)?.unknown) found.at(-1).piece = piece + found.at(-1).piece;
+      else found.push({ piece, unknown: id === unk });
+      end = start;
+    }
+    return found.reverse().map(({ piece }) => ids.get(piece) ?? unk);
+  };
+}
+
 function model(config) {
   switch (config.type) {
     case 'WordPiece': return wordPiece(config);
     case 'BPE': return bpe(config);
+    case 'Unigram': return unigram(config);
     default: return unsupported('model', config.type);
   }
 }
@@ -229,28 +344,75 @@ function postProcessor(config) {
   }
 }
 
-// --- decoders: tokens → text --------------------------------------------------------------------------------------
+// --- decoders: tokens → text (a byte order mark is kept, not dropped as TextDecoder does by default) ----------
 
 const CLEANUP = [[' .', '.'], [' ?', '?'], [' !', '!'], [' ,', ','], [" ' ", "'"], [" n't", "n't"], [" 'm", "'m"],
   [' do not', " don't"], [" 's", "'s"], [" 've", "'ve"], [" 're", "'re"]];
 
+// Each decoder maps the token strings to new ones, like the crate's `decode_chain`; the text is their concatenation.
 function decoder(config) {
-  if (!config) return (tokens) => tokens.join(' ');
   switch (config.type) {
     case 'WordPiece':
       return (tokens) => tokens.map((t, i) => {
         if (i > 0) t = t.startsWith(config.prefix) ? t.slice(config.prefix.length) : ' ' + t;
         return config.cleanup ? CLEANUP.reduce((s, [from, to]) => s.replaceAll(from, to), t) : t;
-      }).join('');
+      });
     case 'ByteLevel': {
-      const text = new TextDecoder();
-      return (tokens) => text.decode(new Uint8Array(tokens.flatMap((t) => {
+      const text = new TextDecoder('utf-8', { ignoreBOM: true });
+      return (tokens) => [text.decode(new Uint8Array(tokens.flatMap((t) => {
         const bytes = Array.from(t, (c) => CHAR_BYTE.get(c));
         return bytes.includes(undefined) ? [...utf8.encode(t)] : bytes;
-      })));
+      })))];
+    }
+    case 'Replace': {
+      const pattern = replacePattern(config.pattern);
+      return (tokens) => tokens.map((t) => t.replace(pattern, () => config.content));
+    }
+    case 'ByteFallback': return byteFallback;
+    case 'Fuse': return (tokens) => [tokens.join('')];
+    case 'Strip': return (tokens) => tokens.map((t) => strip(t, config));
+    case 'Sequence': {
+      const steps = config.decoders.map(decoder);
+      return (tokens) => steps.reduce((t, step) => step(t), tokens);
     }
     default: return unsupported('decoder', config.type);
   }
+}
+
+// Runs of byte tokens (`<0x41>`) become the text they spell, or one U+FFFD per byte if it is not valid UTF-8.
+function byteFallback(tokens) {
+  const out = [];
+  let bytes = [];
+  const flush = () => {
+    if (bytes.length === 0) return;
+    try {
+      out.push(new TextDecoder('utf-8', { fatal: true, ignoreBOM: true }).decode(new Uint8Array(bytes)));
+    } catch {
+      out.push(...bytes.map(() => '\uFFFD'));
+    }
+    bytes = [];
+  };
+  for (const t of tokens) {
+    const byte = /^<0x([0-9A-Fa-f]{2}|\+[0-9A-Fa-f])>$/.exec(t);
+    if (byte) {
+      bytes.push(parseInt(byte[1], 16));
+    } else {
+      flush();
+      out.push(t);
+    }
+  }
+  flush();
+  return out;
+}
+
+// Removes up to `start` leading and `stop` trailing `content` characters from a token.
+function strip(token, { content, start, stop }) {
+  const chars = Array.from(token);
+  let from = 0;
+  while (from < start && chars[from] === content) from++;
+  let to = chars.length;
+  while (chars.length - to < stop && to > from && chars[to - 1] === content) to--;
+  return chars.slice(from, to).join('');
 }
 
 // --- added tokens -------------------------------------------------------------------------------------------------
@@ -293,11 +455,14 @@ export class Tokenizer {
     this.preTokenize = preTokenizer(json.pre_tokenizer);
     this.model = model(json.model);
     this.postProcess = postProcessor(json.post_processor);
-    this.decodeTokens = decoder(json.decoder);
+    const decode = json.decoder && decoder(json.decoder);
+    // Without a decoder the crate joins the tokens with spaces.
+    this.decodeTokens = decode ? (tokens) => decode(tokens).join('') : (tokens) => tokens.join(' ');
     this.splitRaw = addedTokenSplitter(added.filter((t) => !t.normalized), (s) => s);
     this.splitNormalized = addedTokenSplitter(added.filter((t) => t.normalized), this.normalize);
     this.idToToken = [];
-    for (const [token, id] of Object.entries(json.model.vocab)) this.idToToken[id] = token;
+    if (Array.isArray(json.model.vocab)) json.model.vocab.forEach(([piece], id) => { this.idToToken[id] = piece; });
+    else for (const [token, id] of Object.entries(json.model.vocab)) this.idToToken[id] = token;
     for (const t of added) this.idToToken[t.id] = t.content;
     this.special = new Set(added.filter((t) => t.special).map((t) => t.id));
     this.padId = json.padding?.pad_id ?? 0;

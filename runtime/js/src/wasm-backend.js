@@ -9,7 +9,7 @@
 // worker running the given JavaScript source (see `browserWorkers` below and runtime/js/node/wasm-runner.mjs).
 
 import { fail } from './errors.js';
-import { evaluate } from './manifest.js';
+import { evaluate, isNeeded, wantedOutputs } from './manifest.js';
 
 const CONTROL_BYTES = 64;
 const ALIGN = 64;
@@ -141,7 +141,8 @@ export class WasmBackend {
     this.workerPort = workerPort;
     // Weights and states keep their place for every run (here laid out at the symbols' maxima); the memory grows
     // for the rest when a run needs it.
-    const fixed = wasmLayout(manifest, Object.fromEntries(manifest.symbols.map((s) => [s.name, s.max])));
+    this.maxima = Object.fromEntries(manifest.symbols.map((s) => [s.name, s.max]));
+    const fixed = wasmLayout(manifest, this.maxima);
     this.offsets = fixed.buffers;
     const maxPages = Math.min(MAX_PAGES, Math.ceil(manifest.wasm.memory / PAGE));
     this.memory = new WebAssembly.Memory({ initial: Math.ceil(fixed.fixedEnd / PAGE), maximum: maxPages, shared: threads > 1 });
@@ -200,9 +201,20 @@ export class WasmBackend {
 
   async finish() {}
 
-  /** Runs every dispatch on the inputs ([{buffer, data}], typed arrays) and returns the outputs by name. */
-  async run(env, values) {
-    const plan = this.#load(env, values);
+  /** Zeroes the state buffers (a decoder's KV cache); they keep their place for every run. */
+  resetStates() {
+    const bytes = new Uint8Array(this.memory.buffer);
+    this.manifest.buffers.forEach((b, i) => {
+      if (b.kind === 'state') bytes.fill(0, this.offsets[i], this.offsets[i] + evaluate(b.size, this.maxima));
+    });
+  }
+
+  /**
+   * Runs the dispatches on the inputs ([{buffer, data}], typed arrays) and returns the outputs named in `wanted` (all
+   * if not given) by name; dispatches that none of them needs are skipped.
+   */
+  async run(env, values, wanted) {
+    const plan = this.#load(env, values, wanted);
     if (this.threads === 1) this.#runHere(plan, () => {});
     else await this.#runOnWorkers(plan);
     return this.#outputs();
@@ -225,10 +237,10 @@ export class WasmBackend {
   }
 
   // Lays out memory for `env` if it changed, writes the inputs, and returns the plan of kernel calls.
-  #load(env, values) {
+  #load(env, values, wanted) {
     if (this.broken) fail('wasm-failed', `an earlier run failed (${this.broken}); load the model again`);
-    const key = JSON.stringify(Object.entries(env).sort());
-    if (this.prepared?.key !== key) this.prepared = { key, ...this.#prepare(env) };
+    const key = JSON.stringify([Object.entries(env).sort(), wanted]);
+    if (this.prepared?.key !== key) this.prepared = { key, ...this.#prepare(env, wanted) };
     const bytes = new Uint8Array(this.memory.buffer);
     for (const { buffer, data } of values) bytes.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), this.offsets[buffer]);
     return this.prepared.plan;
@@ -275,8 +287,8 @@ export class WasmBackend {
   }
 
   // Lays out the buffers for the symbol values `env` (growing the memory if needed), writes every dispatch's params,
-  // and builds the plan of kernel calls.
-  #prepare(env) {
+  // and builds the plan of the kernel calls that the `wanted` outputs need.
+  #prepare(env, wanted) {
     const { manifest } = this;
     const layout = wasmLayout(manifest, env);
     const pages = Math.ceil(layout.end / PAGE);
@@ -290,16 +302,18 @@ export class WasmBackend {
     }
     this.offsets = layout.buffers;
     const words = new Uint32Array(this.memory.buffer);
-    const plan = manifest.dispatches.map((d, i) => {
+    const selected = wantedOutputs(manifest, wanted);
+    const plan = manifest.dispatches.flatMap((d, i) => {
       const { kernel, params } = manifest.wasm.dispatches[i];
       params.forEach((p, k) => {
         const v = evaluate(p, env);
         if (v > 0xffffffff) fail('input', `${d.node}: a size (${v}) does not fit in 32 bits; use shorter inputs`);
         words[layout.params[i] / 4 + k] = v;
       });
-      return [manifest.wasm.kernels[kernel], [...d.bindings.map((b) => layout.buffers[b]), layout.params[i]]];
+      if (!isNeeded(d, selected)) return [];
+      return [[manifest.wasm.kernels[kernel], [...d.bindings.map((b) => layout.buffers[b]), layout.params[i]]]];
     });
-    const outputs = manifest.outputs.map((decl) => {
+    const outputs = selected.map((decl) => {
       const shape = decl.shape.map((d) => evaluate(d, env));
       return { decl, shape, count: shape.reduce((a, b) => a * b, 1) };
     });

@@ -5,7 +5,7 @@
 
 import { fail } from './errors.js';
 import { fetchText } from './loader.js';
-import { evaluate } from './manifest.js';
+import { evaluate, isNeeded, wantedOutputs } from './manifest.js';
 
 const PARAMS_ALIGN = 256;
 const MAX_WORKGROUPS_PER_DIM = 65535;
@@ -151,8 +151,18 @@ export class WebGpuBackend {
     if (errors.length) fail('gpu', `GPU error while ${what}: ${errors.map((e) => e.message).join('; ')}`);
   }
 
-  /** Runs every dispatch on the inputs (buffer index → typed array) and reads back the outputs. */
-  async run(env, values) {
+  /** Zeroes the state buffers (a decoder's KV cache). */
+  resetStates() {
+    const encoder = this.device.createCommandEncoder();
+    this.manifest.buffers.forEach((b, i) => b.kind === 'state' && encoder.clearBuffer(this.buffers[i]));
+    this.device.queue.submit([encoder.finish()]);
+  }
+
+  /**
+   * Runs the dispatches on the inputs ([{buffer, data}], typed arrays) and reads back the outputs named in `wanted`
+   * (all if not given); dispatches that none of them needs are skipped.
+   */
+  async run(env, values, wanted) {
     if (this.lost) fail('gpu', `the GPU device was lost (${this.lost.message || this.lost.reason}); load the model again`);
     const key = JSON.stringify(Object.entries(env).sort());
     if (this.last?.key !== key) this.last = { key, workgroups: this.#writeParams(env) };
@@ -162,17 +172,18 @@ export class WebGpuBackend {
     for (const { buffer, data } of values) {
       if (data.length) device.queue.writeBuffer(this.buffers[buffer], 0, data);
     }
+    const selected = wantedOutputs(manifest, wanted);
     const encoder = device.createCommandEncoder();
     const pass = encoder.beginComputePass();
     manifest.dispatches.forEach((d, i) => {
       const [x, y] = this.last.workgroups[i];
-      if (x === 0) return;
+      if (x === 0 || !isNeeded(d, selected)) return;
       pass.setPipeline(this.pipelines[d.shader]);
       pass.setBindGroup(0, this.bindGroups[i]);
       pass.dispatchWorkgroups(x, y);
     });
     pass.end();
-    const outputs = manifest.outputs.map((decl) => {
+    const outputs = selected.map((decl) => {
       const shape = decl.shape.map((d) => evaluate(d, env));
       const count = shape.reduce((a, b) => a * b, 1);
       const usage = GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST;

