@@ -29,7 +29,7 @@ pub(crate) fn for_each_vector(b: &mut Body, start: Local, end: Local, out: Local
     });
 }
 
-/// Pushes `f(x)` for the f32x4 local `x`, `None` for the ops without a WASM kernel (trigonometry).
+/// Pushes `f(x)` for the f32x4 local `x`, `None` for the ops without a WASM kernel (the circular functions).
 fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) -> Option<()> {
     let one_plus_exp_of = |b: &mut Body, scale: f32| {
         b.splat(1.0).get(x).splat(scale).op(I::F32x4Mul);
@@ -128,7 +128,26 @@ fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) -> Option<()> {
             call(b, Helper::Log);
             b.op(I::F32x4Add);
         }
-        UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tan | UnaryOp::Asin | UnaryOp::Acos | UnaryOp::Atan | UnaryOp::Asinh | UnaryOp::Acosh | UnaryOp::Atanh => {
+        // The odd function of |x|, so that nothing cancels for negative x.
+        UnaryOp::Asinh => {
+            let magnitude = b.let_v128(|b| {
+                b.get(x).op(I::F32x4Abs);
+                b.get(x).get(x).op(I::F32x4Mul).splat(1.0).op(I::F32x4Add).op(I::F32x4Sqrt).op(I::F32x4Add);
+                call(b, Helper::Log);
+            });
+            // |result| with x's sign bit.
+            b.get(magnitude).get(x).splat_i32(i32::MIN).op(I::V128And).op(I::V128Or);
+        }
+        UnaryOp::Acosh => {
+            b.get(x).get(x).get(x).op(I::F32x4Mul).splat(1.0).op(I::F32x4Sub).op(I::F32x4Sqrt).op(I::F32x4Add);
+            call(b, Helper::Log);
+        }
+        UnaryOp::Atanh => {
+            b.splat(1.0).get(x).op(I::F32x4Add).splat(1.0).get(x).op(I::F32x4Sub).op(I::F32x4Div);
+            call(b, Helper::Log);
+            b.splat(0.5).op(I::F32x4Mul);
+        }
+        UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tan | UnaryOp::Asin | UnaryOp::Acos | UnaryOp::Atan => {
             return None;
         }
     }
