@@ -147,11 +147,58 @@ fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) -> Option<()> {
             call(b, Helper::Log);
             b.splat(0.5).op(I::F32x4Mul);
         }
-        UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tan | UnaryOp::Asin | UnaryOp::Acos | UnaryOp::Atan => {
+        UnaryOp::Atan => atan(b, x),
+        // asin x = atan(x / √((1 − x)(1 + x))); acos x = 2·atan(√((1 − x) / (1 + x))), which keeps its accuracy
+        // near x = 1 where π/2 − asin x would cancel.
+        UnaryOp::Asin => {
+            let ratio = b.let_v128(|b| {
+                b.get(x).splat(1.0).get(x).op(I::F32x4Sub).splat(1.0).get(x).op(I::F32x4Add).op(I::F32x4Mul).op(I::F32x4Sqrt).op(I::F32x4Div);
+            });
+            atan(b, ratio);
+        }
+        UnaryOp::Acos => {
+            let ratio = b.let_v128(|b| {
+                b.splat(1.0).get(x).op(I::F32x4Sub).splat(1.0).get(x).op(I::F32x4Add).op(I::F32x4Div).op(I::F32x4Sqrt);
+            });
+            atan(b, ratio);
+            b.splat(2.0).op(I::F32x4Mul);
+        }
+        UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tan => {
             return None;
         }
     }
     Some(())
+}
+
+/// Pushes atan of the f32x4 local `v`: Cephes' atanf (Moshier), which reduces |v| to |t| ≤ tan(π/8) with
+/// atan v = π/2 + atan(−1/v) above tan(3π/8) and π/4 + atan((v − 1)/(v + 1)) above tan(π/8), then a degree-9 odd
+/// polynomial (relative error about 1e-7); the sign of v goes back last.
+fn atan(b: &mut Body, v: Local) {
+    let a = b.let_v128(|b| {
+        b.get(v).op(I::F32x4Abs);
+    });
+    let (big, mid) = (b.v128(), b.v128());
+    b.get(a).splat(2.414_213_5).op(I::F32x4Gt).set(big);
+    b.get(a).splat(0.414_213_57).op(I::F32x4Gt).set(mid);
+    // t = big ? −1/a : mid ? (a − 1)/(a + 1) : a, and y0 = π/2, π/4 or 0 alike.
+    let t = b.let_v128(|b| {
+        b.splat(-1.0).get(a).op(I::F32x4Div);
+        b.get(a).splat(1.0).op(I::F32x4Sub).get(a).splat(1.0).op(I::F32x4Add).op(I::F32x4Div);
+        b.get(a).get(mid).op(I::V128Bitselect);
+        b.get(big).op(I::V128Bitselect);
+    });
+    let y0 = b.let_v128(|b| {
+        b.splat(std::f32::consts::FRAC_PI_2).splat(std::f32::consts::FRAC_PI_4).splat(0.0).get(mid).op(I::V128Bitselect).get(big).op(I::V128Bitselect);
+    });
+    let z = b.let_v128(|b| {
+        b.get(t).get(t).op(I::F32x4Mul);
+    });
+    b.splat(8.053_744_5e-2).get(z).op(I::F32x4Mul).splat(-1.387_768_6e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(1.997_771_1e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(-3.333_295e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).get(t).op(I::F32x4Mul).get(t).op(I::F32x4Add).get(y0).op(I::F32x4Add);
+    // The result is ≥ 0 for |v|: put v's sign bit on it.
+    b.get(v).splat_i32(i32::MIN).op(I::V128And).op(I::V128Or);
 }
 
 fn unary_name(op: UnaryOp) -> &'static str {
