@@ -29,8 +29,8 @@ pub(crate) fn for_each_vector(b: &mut Body, start: Local, end: Local, out: Local
     });
 }
 
-/// Pushes `f(x)` for the f32x4 local `x`, `None` for the ops without a WASM kernel (the circular functions).
-fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) -> Option<()> {
+/// Pushes `f(x)` for the f32x4 local `x`.
+fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) {
     let one_plus_exp_of = |b: &mut Body, scale: f32| {
         b.splat(1.0).get(x).splat(scale).op(I::F32x4Mul);
         call(b, Helper::Exp);
@@ -163,11 +163,42 @@ fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) -> Option<()> {
             atan(b, ratio);
             b.splat(2.0).op(I::F32x4Mul);
         }
-        UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tan => {
-            return None;
+        UnaryOp::Sin => sin_cos(b, x, 0),
+        UnaryOp::Cos => sin_cos(b, x, 1),
+        UnaryOp::Tan => {
+            sin_cos(b, x, 0);
+            sin_cos(b, x, 1);
+            b.op(I::F32x4Div);
         }
     }
-    Some(())
+}
+
+/// Pushes sin (x + quarter·π/2) of the f32x4 local `x`: q = round(x·2/π), r = x − q·π/2 (π/2 split in three, Cody &
+/// Waite), then Cephes' sinf or cosf polynomial of r (|r| ≤ π/4) by q + quarter mod 4, negated for 2 and 3.
+fn sin_cos(b: &mut Body, x: Local, quarter: i32) {
+    let q = b.let_v128(|b| {
+        b.get(x).splat(std::f32::consts::FRAC_2_PI).op(I::F32x4Mul).op(I::F32x4Nearest);
+    });
+    let r = b.let_v128(|b| {
+        b.get(x).get(q).splat(1.570_312_5).op(I::F32x4Mul).op(I::F32x4Sub);
+        b.get(q).splat(4.837_513e-4).op(I::F32x4Mul).op(I::F32x4Sub);
+        b.get(q).splat(7.549_79e-8).op(I::F32x4Mul).op(I::F32x4Sub);
+    });
+    let n = b.let_v128(|b| {
+        b.get(q).op(I::I32x4TruncSatF32x4S).splat_i32(quarter).op(I::I32x4Add);
+    });
+    let z = b.let_v128(|b| {
+        b.get(r).get(r).op(I::F32x4Mul);
+    });
+    // cos r, then sin r, chosen by bit 0 of n.
+    b.splat(2.443_315_7e-5).get(z).op(I::F32x4Mul).splat(-1.388_731_6e-3).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(4.166_664_6e-2).op(I::F32x4Add).get(z).op(I::F32x4Mul).get(z).op(I::F32x4Mul);
+    b.get(z).splat(0.5).op(I::F32x4Mul).op(I::F32x4Sub).splat(1.0).op(I::F32x4Add);
+    b.splat(-1.951_529_6e-4).get(z).op(I::F32x4Mul).splat(8.332_161e-3).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(-1.666_665_5e-1).op(I::F32x4Add).get(z).op(I::F32x4Mul).get(r).op(I::F32x4Mul).get(r).op(I::F32x4Add);
+    b.get(n).splat_i32(1).op(I::V128And).splat_i32(1).op(I::I32x4Eq).op(I::V128Bitselect);
+    // Bit 1 of n flips the sign.
+    b.get(n).splat_i32(2).op(I::V128And).i32c(30).op(I::I32x4Shl).op(I::V128Xor);
 }
 
 /// Pushes atan of the f32x4 local `v`: Cephes' atanf (Moshier), which reduces |v| to |t| ≤ tan(π/8) with
@@ -243,16 +274,12 @@ pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Kernel, CodegenError> {
     let n = args.param(&mut b, 0);
     let (start, end) = args.share(&mut b, n);
     let (input, x) = (args.input(0), b.v128());
-    let mut supported = Some(());
     for_each_vector(&mut b, start, end, args.output(), |b, i| {
         format.address(b, input, i);
         format.load4(b);
         b.set(x);
-        supported = apply_unary(b, op, x);
+        apply_unary(b, op, x);
     });
-    if supported.is_none() {
-        return Err(crate::no_kernel(node));
-    }
     Ok(Kernel { name: format!("unary_{}", unary_name(op)), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
 }
 
