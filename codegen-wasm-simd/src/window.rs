@@ -76,6 +76,16 @@ fn window_loop(b: &mut Body, g: &WindowGeometry, p: [Local; 3], visit: &dyn Fn(&
     });
 }
 
+/// Pushes the bias (operand 2) of output channel `oc`, or 0 without one.
+fn bias(b: &mut Body, node: &Node, args: &Args, formats: &[Format], oc: Local) {
+    if node.inputs.len() == 3 {
+        formats[2].address(b, args.input(2), oc);
+        formats[2].load1(b);
+    } else {
+        b.f32c(0.0);
+    }
+}
+
 /// Params: the output element count.
 pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Kernel, CodegenError> {
     let (x, w) = (node.inputs[0], node.inputs[1]);
@@ -96,12 +106,7 @@ pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Kernel
     b.for_range(i, |b| { b.get(start); }, end, 1, |b| {
         let (plane, p) = position(b, &g, i);
         b.get(plane).u32c(m).op(I::I32RemU).set(oc);
-        if node.inputs.len() == 3 {
-            formats[2].address(b, args.input(2), oc);
-            formats[2].load1(b);
-        } else {
-            b.f32c(0.0);
-        }
+        bias(b, node, &args, &formats, oc);
         b.set(acc);
         b.for_range(ic, |b| { b.i32c(0); }, channels, 1, |b| {
             // The input plane (image, first channel of the group + ic) and the weights of (oc, ic).
@@ -150,12 +155,7 @@ pub(crate) fn conv_transpose(node: &Node, window: &Window, groups: usize) -> Res
         let (plane, p) = position(b, &g, i);
         b.get(plane).u32c(m).op(I::I32RemU).set(oc);
         b.get(oc).u32c(mg).op(I::I32DivU).u32c(cg).op(I::I32Mul).set(first);
-        if node.inputs.len() == 3 {
-            formats[2].address(b, args.input(2), oc);
-            formats[2].load1(b);
-        } else {
-            b.f32c(0.0);
-        }
+        bias(b, node, &args, &formats, oc);
         b.set(acc);
         b.for_range(ic, |b| { b.i32c(0); }, channels, 1, |b| {
             b.get(plane).u32c(m).op(I::I32DivU).u32c(c).op(I::I32Mul).get(first).op(I::I32Add).get(ic).op(I::I32Add).u32c(g.input_size()).op(I::I32Mul).set(input);
