@@ -29,8 +29,8 @@ pub(crate) fn for_each_vector(b: &mut Body, start: Local, end: Local, out: Local
     });
 }
 
-/// Pushes `f(x)` for the f32x4 local `x`, `None` for the ops without a WASM kernel (trigonometry).
-fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) -> Option<()> {
+/// Pushes `f(x)` for the f32x4 local `x`.
+fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) {
     let one_plus_exp_of = |b: &mut Body, scale: f32| {
         b.splat(1.0).get(x).splat(scale).op(I::F32x4Mul);
         call(b, Helper::Exp);
@@ -128,11 +128,108 @@ fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) -> Option<()> {
             call(b, Helper::Log);
             b.op(I::F32x4Add);
         }
-        UnaryOp::Sin | UnaryOp::Cos | UnaryOp::Tan | UnaryOp::Asin | UnaryOp::Acos | UnaryOp::Atan | UnaryOp::Asinh | UnaryOp::Acosh | UnaryOp::Atanh => {
-            return None;
+        // The odd function of |x|, so that nothing cancels for negative x.
+        UnaryOp::Asinh => {
+            let magnitude = b.let_v128(|b| {
+                b.get(x).op(I::F32x4Abs);
+                b.get(x).get(x).op(I::F32x4Mul).splat(1.0).op(I::F32x4Add).op(I::F32x4Sqrt).op(I::F32x4Add);
+                call(b, Helper::Log);
+            });
+            // |result| with x's sign bit.
+            b.get(magnitude).get(x).splat_i32(i32::MIN).op(I::V128And).op(I::V128Or);
+        }
+        UnaryOp::Acosh => {
+            b.get(x).get(x).get(x).op(I::F32x4Mul).splat(1.0).op(I::F32x4Sub).op(I::F32x4Sqrt).op(I::F32x4Add);
+            call(b, Helper::Log);
+        }
+        UnaryOp::Atanh => {
+            b.splat(1.0).get(x).op(I::F32x4Add).splat(1.0).get(x).op(I::F32x4Sub).op(I::F32x4Div);
+            call(b, Helper::Log);
+            b.splat(0.5).op(I::F32x4Mul);
+        }
+        UnaryOp::Atan => atan(b, x),
+        // asin x = atan(x / √((1 − x)(1 + x))); acos x = 2·atan(√((1 − x) / (1 + x))), which keeps its accuracy
+        // near x = 1 where π/2 − asin x would cancel.
+        UnaryOp::Asin => {
+            let ratio = b.let_v128(|b| {
+                b.get(x).splat(1.0).get(x).op(I::F32x4Sub).splat(1.0).get(x).op(I::F32x4Add).op(I::F32x4Mul).op(I::F32x4Sqrt).op(I::F32x4Div);
+            });
+            atan(b, ratio);
+        }
+        UnaryOp::Acos => {
+            let ratio = b.let_v128(|b| {
+                b.splat(1.0).get(x).op(I::F32x4Sub).splat(1.0).get(x).op(I::F32x4Add).op(I::F32x4Div).op(I::F32x4Sqrt);
+            });
+            atan(b, ratio);
+            b.splat(2.0).op(I::F32x4Mul);
+        }
+        UnaryOp::Sin => sin_cos(b, x, 0),
+        UnaryOp::Cos => sin_cos(b, x, 1),
+        UnaryOp::Tan => {
+            sin_cos(b, x, 0);
+            sin_cos(b, x, 1);
+            b.op(I::F32x4Div);
         }
     }
-    Some(())
+}
+
+/// Pushes sin (x + quarter·π/2) of the f32x4 local `x`: q = round(x·2/π), r = x − q·π/2 (π/2 split in three, Cody &
+/// Waite), then Cephes' sinf or cosf polynomial of r (|r| ≤ π/4) by q + quarter mod 4, negated for 2 and 3.
+fn sin_cos(b: &mut Body, x: Local, quarter: i32) {
+    let q = b.let_v128(|b| {
+        b.get(x).splat(std::f32::consts::FRAC_2_PI).op(I::F32x4Mul).op(I::F32x4Nearest);
+    });
+    let r = b.let_v128(|b| {
+        b.get(x).get(q).splat(1.570_312_5).op(I::F32x4Mul).op(I::F32x4Sub);
+        b.get(q).splat(4.837_513e-4).op(I::F32x4Mul).op(I::F32x4Sub);
+        b.get(q).splat(7.549_79e-8).op(I::F32x4Mul).op(I::F32x4Sub);
+    });
+    let n = b.let_v128(|b| {
+        b.get(q).op(I::I32x4TruncSatF32x4S).splat_i32(quarter).op(I::I32x4Add);
+    });
+    let z = b.let_v128(|b| {
+        b.get(r).get(r).op(I::F32x4Mul);
+    });
+    // cos r, then sin r, chosen by bit 0 of n.
+    b.splat(2.443_315_7e-5).get(z).op(I::F32x4Mul).splat(-1.388_731_6e-3).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(4.166_664_6e-2).op(I::F32x4Add).get(z).op(I::F32x4Mul).get(z).op(I::F32x4Mul);
+    b.get(z).splat(0.5).op(I::F32x4Mul).op(I::F32x4Sub).splat(1.0).op(I::F32x4Add);
+    b.splat(-1.951_529_6e-4).get(z).op(I::F32x4Mul).splat(8.332_161e-3).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(-1.666_665_5e-1).op(I::F32x4Add).get(z).op(I::F32x4Mul).get(r).op(I::F32x4Mul).get(r).op(I::F32x4Add);
+    b.get(n).splat_i32(1).op(I::V128And).splat_i32(1).op(I::I32x4Eq).op(I::V128Bitselect);
+    // Bit 1 of n flips the sign.
+    b.get(n).splat_i32(2).op(I::V128And).i32c(30).op(I::I32x4Shl).op(I::V128Xor);
+}
+
+/// Pushes atan of the f32x4 local `v`: Cephes' atanf (Moshier), which reduces |v| to |t| ≤ tan(π/8) with
+/// atan v = π/2 + atan(−1/v) above tan(3π/8) and π/4 + atan((v − 1)/(v + 1)) above tan(π/8), then a degree-9 odd
+/// polynomial (relative error about 1e-7); the sign of v goes back last.
+fn atan(b: &mut Body, v: Local) {
+    let a = b.let_v128(|b| {
+        b.get(v).op(I::F32x4Abs);
+    });
+    let (big, mid) = (b.v128(), b.v128());
+    b.get(a).splat(2.414_213_5).op(I::F32x4Gt).set(big);
+    b.get(a).splat(0.414_213_57).op(I::F32x4Gt).set(mid);
+    // t = big ? −1/a : mid ? (a − 1)/(a + 1) : a, and y0 = π/2, π/4 or 0 alike.
+    let t = b.let_v128(|b| {
+        b.splat(-1.0).get(a).op(I::F32x4Div);
+        b.get(a).splat(1.0).op(I::F32x4Sub).get(a).splat(1.0).op(I::F32x4Add).op(I::F32x4Div);
+        b.get(a).get(mid).op(I::V128Bitselect);
+        b.get(big).op(I::V128Bitselect);
+    });
+    let y0 = b.let_v128(|b| {
+        b.splat(std::f32::consts::FRAC_PI_2).splat(std::f32::consts::FRAC_PI_4).splat(0.0).get(mid).op(I::V128Bitselect).get(big).op(I::V128Bitselect);
+    });
+    let z = b.let_v128(|b| {
+        b.get(t).get(t).op(I::F32x4Mul);
+    });
+    b.splat(8.053_744_5e-2).get(z).op(I::F32x4Mul).splat(-1.387_768_6e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(1.997_771_1e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(-3.333_295e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).get(t).op(I::F32x4Mul).get(t).op(I::F32x4Add).get(y0).op(I::F32x4Add);
+    // The result is ≥ 0 for |v|: put v's sign bit on it.
+    b.get(v).splat_i32(i32::MIN).op(I::V128And).op(I::V128Or);
 }
 
 fn unary_name(op: UnaryOp) -> &'static str {
@@ -177,16 +274,12 @@ pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Kernel, CodegenError> {
     let n = args.param(&mut b, 0);
     let (start, end) = args.share(&mut b, n);
     let (input, x) = (args.input(0), b.v128());
-    let mut supported = Some(());
     for_each_vector(&mut b, start, end, args.output(), |b, i| {
         format.address(b, input, i);
         format.load4(b);
         b.set(x);
-        supported = apply_unary(b, op, x);
+        apply_unary(b, op, x);
     });
-    if supported.is_none() {
-        return Err(crate::no_kernel(node));
-    }
     Ok(Kernel { name: format!("unary_{}", unary_name(op)), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
 }
 

@@ -205,7 +205,8 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::ConvTranspose { window, groups, .. } => window::conv_transpose(&node, window, *groups),
         Op::ScatterND { reduction } => movement::scatter_nd(&node, *reduction),
         Op::TopK { axis, k, largest } => reduce::top_k(&node, *axis, *k, *largest),
-        Op::Resize { .. } | Op::GridSample { .. } => {
+        Op::Resize { axes, mode, extrapolation, .. } => window::resize(&node, axes, *mode, *extrapolation),
+        Op::GridSample { .. } => {
             Err(no_kernel(&node))
         }
     }

@@ -118,6 +118,13 @@ pub(crate) fn reduce(node: &Node, kind: ReduceKind, axes: &[usize]) -> Result<Ke
     Ok(Kernel { name: format!("reduce_{}", format!("{kind:?}").to_lowercase()), body: b, bindings: 2, params })
 }
 
+/// `target` = the first element of line `index` along an axis of `len` with `inner` elements after it:
+/// (index / inner)·len·inner + index % inner.
+fn line_start(b: &mut Body, index: Local, len: Local, inner: Local, target: Local) {
+    b.get(index).get(inner).op(I::I32DivU).get(len).op(I::I32Mul).get(inner).op(I::I32Mul);
+    b.get(index).get(inner).op(I::I32RemU).op(I::I32Add).set(target);
+}
+
 /// ArgReduce: one output element at a time, walking its line. Params: the output count, the axis length, the inner
 /// count.
 pub(crate) fn arg_reduce(node: &Node, axis: usize, largest: bool, last: bool) -> Result<Kernel, CodegenError> {
@@ -131,8 +138,7 @@ pub(crate) fn arg_reduce(node: &Node, axis: usize, largest: bool, last: bool) ->
     let (o, base, k, at, index) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
     let (best, value) = (b.f32(), b.f32());
     b.for_range(o, |b| { b.get(start); }, end, 1, |b| {
-        // base = (o / inner)·len·inner + o % inner
-        b.get(o).get(inner).op(I::I32DivU).get(len).op(I::I32Mul).get(inner).op(I::I32Mul).get(o).get(inner).op(I::I32RemU).op(I::I32Add).set(base);
+        line_start(b, o, len, inner, base);
         format.address(b, args.input(0), base);
         format.load1(b);
         b.set(best).i32c(0).set(index);
@@ -170,7 +176,7 @@ pub(crate) fn cumulative(node: &Node, op: BinaryOp, axis: usize, exclusive: bool
     let (line, base, k, at) = (b.i32(), b.i32(), b.i32(), b.i32());
     let (acc, value, next) = if int { (b.i32(), b.i32(), b.i32()) } else { (b.f32(), b.f32(), b.f32()) };
     b.for_range(line, |b| { b.get(start); }, end, 1, |b| {
-        b.get(line).get(inner).op(I::I32DivU).get(len).op(I::I32Mul).get(inner).op(I::I32Mul).get(line).get(inner).op(I::I32RemU).op(I::I32Add).set(base);
+        line_start(b, line, len, inner, base);
         match (op, int) {
             (BinaryOp::Add, true) => b.i32c(0),
             (BinaryOp::Mul, true) => b.i32c(1),

@@ -1,4 +1,4 @@
-//! Conv, ConvTranspose and Pool: one output element at a time, walking its window (for the convolutions also its
+//! Conv, ConvTranspose, Pool and Resize: one output element at a time, walking its window (for the convolutions also its
 //! group's input channels) in the order of the WGSL kernels, with an f32 accumulator. The spatial geometry is baked in (`WindowGeometry`).
 //! Threads take runs of output elements.
 
@@ -6,8 +6,8 @@ use crate::asm::{Body, I, Local};
 use crate::decode::Format;
 use crate::math::{Helper, call};
 use crate::{Args, CodegenError, Kernel, Node};
-use tfc_ir::layout::WindowGeometry;
-use tfc_ir::{PoolKind, Window};
+use tfc_ir::layout::{WindowGeometry, contiguous_strides};
+use tfc_ir::{NearestRounding, PoolKind, ResizeAxis, ResizeMode, Window};
 
 /// The geometry of `node` (spatial lengths from its operand 0 and output).
 fn geometry(node: &Node, kernel: &[u32], window: &Window) -> Result<WindowGeometry, CodegenError> {
@@ -76,6 +76,16 @@ fn window_loop(b: &mut Body, g: &WindowGeometry, p: [Local; 3], visit: &dyn Fn(&
     });
 }
 
+/// Pushes the bias (operand 2) of output channel `oc`, or 0 without one.
+fn bias(b: &mut Body, node: &Node, args: &Args, formats: &[Format], oc: Local) {
+    if node.inputs.len() == 3 {
+        formats[2].address(b, args.input(2), oc);
+        formats[2].load1(b);
+    } else {
+        b.f32c(0.0);
+    }
+}
+
 /// Params: the output element count.
 pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Kernel, CodegenError> {
     let (x, w) = (node.inputs[0], node.inputs[1]);
@@ -96,12 +106,7 @@ pub(crate) fn conv(node: &Node, window: &Window, groups: usize) -> Result<Kernel
     b.for_range(i, |b| { b.get(start); }, end, 1, |b| {
         let (plane, p) = position(b, &g, i);
         b.get(plane).u32c(m).op(I::I32RemU).set(oc);
-        if node.inputs.len() == 3 {
-            formats[2].address(b, args.input(2), oc);
-            formats[2].load1(b);
-        } else {
-            b.f32c(0.0);
-        }
+        bias(b, node, &args, &formats, oc);
         b.set(acc);
         b.for_range(ic, |b| { b.i32c(0); }, channels, 1, |b| {
             // The input plane (image, first channel of the group + ic) and the weights of (oc, ic).
@@ -150,12 +155,7 @@ pub(crate) fn conv_transpose(node: &Node, window: &Window, groups: usize) -> Res
         let (plane, p) = position(b, &g, i);
         b.get(plane).u32c(m).op(I::I32RemU).set(oc);
         b.get(oc).u32c(mg).op(I::I32DivU).u32c(cg).op(I::I32Mul).set(first);
-        if node.inputs.len() == 3 {
-            formats[2].address(b, args.input(2), oc);
-            formats[2].load1(b);
-        } else {
-            b.f32c(0.0);
-        }
+        bias(b, node, &args, &formats, oc);
         b.set(acc);
         b.for_range(ic, |b| { b.i32c(0); }, channels, 1, |b| {
             b.get(plane).u32c(m).op(I::I32DivU).u32c(c).op(I::I32Mul).get(first).op(I::I32Add).get(ic).op(I::I32Add).u32c(g.input_size()).op(I::I32Mul).set(input);
@@ -255,4 +255,150 @@ pub(crate) fn pool(node: &Node, kind: PoolKind, kernel: &[usize], window: &Windo
         PoolKind::Lp(_) => "pool_lp",
     };
     Ok(Kernel { name: name.into(), body: b, bindings: 2, params: vec![tfc_ir::dim::product(&node.output.shape).to_expr()] })
+}
+
+/// Resize, one output element at a time: per resized axis its taps (as the WGSL kernel's), then the weighted sum over
+/// their product, unrolled. Params: the count, the output dims, the input strides.
+pub(crate) fn resize(node: &Node, axes: &[Option<ResizeAxis>], mode: ResizeMode, extrapolation: Option<f32>) -> Result<Kernel, CodegenError> {
+    let x = node.inputs[0];
+    let format = node.format(0)?;
+    let rank = x.rank();
+    let taps: usize = match mode {
+        ResizeMode::Nearest(_) => 1,
+        ResizeMode::Linear => 2,
+        ResizeMode::Cubic { .. } => 4,
+    };
+    let mut params = vec![tfc_ir::dim::product(&node.output.shape).to_expr()];
+    params.extend(node.output.shape.iter().map(|d| d.to_expr()));
+    params.extend(contiguous_strides(&x.shape).iter().map(|d| d.to_expr()));
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let dims: Vec<Local> = (0..rank).map(|a| args.param(&mut b, 1 + a)).collect();
+    let strides: Vec<Local> = (0..rank).map(|a| args.param(&mut b, 1 + rank + a)).collect();
+    let (start, end) = args.share(&mut b, n);
+    let (o, rest, offset, c, outside, at) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let (x_in, base, ratio, acc, total) = (b.f32(), b.f32(), b.f32(), b.f32(), b.f32());
+    let resized: Vec<usize> = (0..rank).filter(|&a| axes[a].is_some()).collect();
+    // Per resized axis: tap offsets (already times the axis stride) and weights.
+    let tap_at: Vec<Vec<Local>> = resized.iter().map(|_| (0..taps).map(|_| b.i32()).collect()).collect();
+    let tap_w: Vec<Vec<Local>> = resized.iter().map(|_| (0..taps).map(|_| b.f32()).collect()).collect();
+    let mut literals = Vec::new();
+    for &a in &resized {
+        let map = axes[a].expect("resized");
+        let len = node.constant(&x.shape[a], "a resized axis")?;
+        literals.push((map, len));
+    }
+    b.for_range(o, |b| { b.get(start); }, end, 1, |b| {
+        b.get(o).set(rest).i32c(0).set(offset).i32c(0).set(outside);
+        for a in (0..rank).rev() {
+            b.get(rest).get(dims[a]).op(I::I32RemU).set(c);
+            b.get(rest).get(dims[a]).op(I::I32DivU).set(rest);
+            let Some(j) = resized.iter().position(|&r| r == a) else {
+                b.get(offset).get(c).get(strides[a]).op(I::I32Mul).op(I::I32Add).set(offset);
+                continue;
+            };
+            let (map, len) = literals[j];
+            let last = len as f32 - 1.0;
+            // x_in = ((c + shift)·num)/den + offset = base + ratio, ratio in (0, 1].
+            b.get(c).op(I::F32ConvertI32U).f32c(map.shift).op(I::F32Add).f32c(map.num).op(I::F32Mul).f32c(map.den).op(I::F32Div).f32c(map.offset).op(I::F32Add).set(x_in);
+            if extrapolation.is_some() {
+                b.get(outside).get(x_in).f32c(0.0).op(I::F32Lt).get(x_in).f32c(last).op(I::F32Gt).op(I::I32Or).op(I::I32Or).set(outside);
+            }
+            b.get(x_in).op(I::F32Ceil).f32c(1.0).op(I::F32Sub).set(base);
+            b.get(x_in).get(base).op(I::F32Sub).set(ratio);
+            // Tap t reads base + t − (taps − 1) / 2 clamped to the axis; `shift_up` (a comparison of ratio with a
+            // threshold) moves a nearest tap up by one where it holds.
+            let index = |b: &mut Body, t: usize, shift_up: Option<(I<'static>, f32)>| {
+                b.get(base).f32c(t as f32 - ((taps - 1) / 2) as f32).op(I::F32Add);
+                if let Some((test, threshold)) = shift_up {
+                    b.f32c(1.0).f32c(0.0).get(ratio).f32c(threshold).op(test).op(I::Select).op(I::F32Add);
+                }
+                b.f32c(0.0).op(I::F32Max).f32c(last).op(I::F32Min).op(I::I32TruncSatF32S).get(strides[a]).op(I::I32Mul);
+            };
+            match mode {
+                ResizeMode::Nearest(rounding) => {
+                    match rounding {
+                        NearestRounding::PreferFloor => index(b, 0, Some((I::F32Gt, 0.5))),
+                        NearestRounding::PreferCeil => index(b, 0, Some((I::F32Ge, 0.5))),
+                        NearestRounding::Floor => index(b, 0, Some((I::F32Eq, 1.0))),
+                        // ratio ≤ 1 always: "≤ 1" is always up.
+                        NearestRounding::Ceil => index(b, 0, Some((I::F32Le, 1.0))),
+                    }
+                    b.set(tap_at[j][0]).f32c(1.0).set(tap_w[j][0]);
+                }
+                ResizeMode::Linear => {
+                    for t in 0..2 {
+                        index(b, t, None);
+                        b.set(tap_at[j][t]);
+                    }
+                    b.f32c(1.0).get(ratio).op(I::F32Sub).set(tap_w[j][0]);
+                    b.get(ratio).set(tap_w[j][1]);
+                }
+                ResizeMode::Cubic { a: coeff, exclude_outside } => {
+                    for t in 0..4 {
+                        index(b, t, None);
+                        b.set(tap_at[j][t]);
+                        // Keys' kernel at distance d = |ratio + 1 − t|: near for t = 1, 2, far for t = 0, 3.
+                        let d = b.let_f32(|b| {
+                            b.get(ratio).f32c(1.0 - t as f32).op(I::F32Add).op(I::F32Abs);
+                        });
+                        if t == 1 || t == 2 {
+                            b.f32c(coeff + 2.0).get(d).op(I::F32Mul).f32c(coeff + 3.0).op(I::F32Sub).get(d).op(I::F32Mul).get(d).op(I::F32Mul).f32c(1.0).op(I::F32Add);
+                        } else {
+                            b.f32c(coeff).get(d).op(I::F32Mul).f32c(5.0 * coeff).op(I::F32Sub).get(d).op(I::F32Mul).f32c(8.0 * coeff).op(I::F32Add).get(d).op(I::F32Mul).f32c(4.0 * coeff).op(I::F32Sub);
+                        }
+                        if exclude_outside {
+                            // Weight 0 for a tap outside the axis.
+                            b.f32c(0.0);
+                            b.get(base).f32c(t as f32 - 1.0).op(I::F32Add).f32c(0.0).op(I::F32Ge);
+                            b.get(base).f32c(t as f32 - 1.0).op(I::F32Add).f32c(last).op(I::F32Le).op(I::I32And).op(I::Select);
+                        }
+                        b.set(tap_w[j][t]);
+                    }
+                    if exclude_outside {
+                        b.get(tap_w[j][0]).get(tap_w[j][1]).op(I::F32Add).get(tap_w[j][2]).op(I::F32Add).get(tap_w[j][3]).op(I::F32Add).set(total);
+                        for t in 0..4 {
+                            b.get(tap_w[j][t]).get(total).op(I::F32Div).set(tap_w[j][t]);
+                        }
+                    }
+                }
+            }
+        }
+        // The weighted sum over every combination of taps, outer axes' weights first.
+        b.f32c(0.0).set(acc);
+        for combination in 0..taps.pow(resized.len() as u32) {
+            let picks: Vec<usize> = (0..resized.len()).map(|j| combination / taps.pow((resized.len() - 1 - j) as u32) % taps).collect();
+            b.get(offset);
+            for (j, &t) in picks.iter().enumerate() {
+                b.get(tap_at[j][t]).op(I::I32Add);
+            }
+            b.set(at);
+            b.get(acc);
+            for (j, &t) in picks.iter().enumerate() {
+                b.get(tap_w[j][t]);
+                if j > 0 {
+                    b.op(I::F32Mul);
+                }
+            }
+            format.address(b, args.input(0), at);
+            format.load1(b);
+            b.op(I::F32Mul).op(I::F32Add).set(acc);
+        }
+        Format::F32.address(b, args.output(), o);
+        match extrapolation {
+            Some(value) => {
+                b.f32c(value).get(acc).get(outside).op(I::Select);
+            }
+            None => {
+                b.get(acc);
+            }
+        }
+        b.f32_store(0);
+    });
+    let name = match mode {
+        ResizeMode::Nearest(_) => "resize_nearest",
+        ResizeMode::Linear => "resize_linear",
+        ResizeMode::Cubic { .. } => "resize_cubic",
+    };
+    Ok(Kernel { name: name.into(), body: b, bindings: 2, params })
 }
