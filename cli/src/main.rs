@@ -31,7 +31,8 @@ enum Command {
     /// model.safetensors.index.json) and, optionally, tokenizer.json (supported architectures: bert, roberta, gpt2,
     /// llama, mistral, qwen2, phi3, gemma3_text, gemma3); or a GGUF file (architectures llama, qwen2, phi3, gemma3,
     /// gpt2, bert), whose weights keep their formats (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
-    /// Q5_K, Q6_K).
+    /// Q5_K, Q6_K); or an ONNX model (a .onnx file, with its external data beside it, or a folder holding model.onnx),
+    /// opset 13 or later.
     Compile {
         model: PathBuf,
         /// Bundle folder to write; it is replaced only once the new bundle is complete.
@@ -60,6 +61,10 @@ enum Command {
         /// the nearest format that fits (`tfc inspect` shows what each tensor became).
         #[arg(long, value_parser = parse_quant)]
         quant: Option<DType>,
+        /// Fix a symbolic input dimension of an ONNX model, by its name in the model, e.g. --dim batch=1
+        /// --dim sequence=128 (repeatable). Dimensions left symbolic take --max-batch or --max-sequence as their maximum.
+        #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
+        dims: Vec<(String, u64)>,
         /// How a decoder's KV cache stores keys and values: f32, or f16 (half the memory, so twice the context fits
         /// a binding; values rounded to f16, no shader-f16 feature needed).
         #[arg(long, default_value = "f32", value_parser = parse_kv_dtype)]
@@ -213,6 +218,12 @@ enum Target {
     Wasm,
 }
 
+fn parse_dim(s: &str) -> Result<(String, u64), String> {
+    let (name, value) = s.split_once('=').ok_or_else(|| format!("`{s}` is not NAME=VALUE"))?;
+    let value = value.trim().parse::<u64>().ok().filter(|&v| v > 0).ok_or_else(|| format!("`{value}` is not a positive size"))?;
+    Ok((name.trim().to_string(), value))
+}
+
 fn parse_kv_dtype(s: &str) -> Result<DType, String> {
     match s {
         "f32" => Ok(DType::F32),
@@ -255,7 +266,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant, kv_dtype } => {
+        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant, kv_dtype, dims } => {
             let wasm = match &target {
                 None => WasmTarget::WhereSupported,
                 Some(t) if !t.contains(&Target::Webgpu) => {
@@ -264,7 +275,8 @@ fn run(cli: Cli) -> Result<()> {
                 Some(t) if t.contains(&Target::Wasm) => WasmTarget::Required,
                 Some(_) => WasmTarget::Off,
             };
-            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, kv_dtype, wasm, quant };
+            let dims = dims.into_iter().collect();
+            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, kv_dtype, wasm, quant, dims };
             let started = Instant::now();
             let report = tfc_compiler::compile(&model, &output, &opts, &mut Bar::new())
                 .with_context(|| format!("compiling {}", model.display()))?;

@@ -177,3 +177,24 @@ fn quantized_compiles_are_byte_identical_and_inspect_lists_each_tensors_format()
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("`q7_k` is not a weight format"), "{err}");
 }
+
+#[test]
+fn onnx_compiles_with_fixed_dims_and_runs_npy_inputs() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tfc_fixtures::root().join("models/onnx/tiny-llama.onnx");
+    let bundle = dir.path().join("llama");
+    ok(&["compile", path(&model), "--dim", "sequence=5", "-o", path(&bundle)]);
+    assert!(ok(&["inspect", path(&bundle)]).contains("input_ids i32[1, 5]"));
+    let case = tfc_fixtures::root().join("reference/onnx-llama/s5");
+    let out = dir.path().join("out");
+    let input = format!("input_ids={}", path(&case.join("input_ids.npy")));
+    ok(&["run", path(&bundle), "--input", &input, "--out", path(&out)]);
+    let logits = tfc_fixtures::read_npy(&out.join("logits.npy"));
+    let error = tfc_ir::relative_l2(&logits.to_f32(), &tfc_fixtures::read_npy(&case.join("logits.npy")).to_f32());
+    assert!(error < 1e-4, "relative L2 {error:.3e}");
+
+    // --dim belongs to ONNX models.
+    let result = tfc(&["compile", path(&tfc_fixtures::tiny_model("tiny-llama")), "--dim", "sequence=5", "-o", path(&dir.path().join("x"))]);
+    assert!(!result.status.success());
+    assert!(String::from_utf8_lossy(&result.stderr).contains("--dim fixes the symbolic dimensions of ONNX models"));
+}

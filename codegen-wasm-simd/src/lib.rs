@@ -24,8 +24,10 @@ mod math;
 mod matmul;
 mod movement;
 mod norm;
+mod reduce;
 mod rope;
 mod sample;
+mod window;
 
 use asm::{Body, I, Local};
 use decode::Format;
@@ -187,8 +189,36 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Concat { axis } => movement::concat(&node, *axis),
         Op::Rope { interleaved } => rope::rope(&node, *interleaved),
         Op::Attention { causal, scale, window } => attention::attention(&node, *causal, *scale, *window),
+        Op::Compare(op) => elementwise::compare(&node, *op),
+        Op::Where => elementwise::select(&node),
+        Op::Expand { .. } => movement::expand(&node),
+        Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes),
+        Op::Range { start, step, .. } => movement::range(&node, *start, *step),
+        Op::Bitcast { .. } => movement::bitcast(&node),
+        Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf),
+        Op::ArgReduce { axis, largest, last } => reduce::arg_reduce(&node, *axis, *largest, *last),
+        Op::Cumulative { op, axis, exclusive, reverse } => reduce::cumulative(&node, *op, *axis, *exclusive, *reverse),
+        Op::GatherElements { axis } => movement::gather_elements(&node, *axis),
+        Op::Pad { pads, mode } => movement::pad(&node, pads, *mode),
+        Op::Conv { window, groups } => window::conv(&node, window, *groups),
+        Op::Pool { kind, kernel, window } => window::pool(&node, *kind, kernel, window),
+        Op::ConvTranspose { window, groups, .. } => window::conv_transpose(&node, window, *groups),
+        Op::ScatterND { reduction } => movement::scatter_nd(&node, *reduction),
+        Op::TopK { axis, k, largest } => reduce::top_k(&node, *axis, *k, *largest),
+        Op::Resize { axes, mode, extrapolation, .. } => window::resize(&node, axes, *mode, *extrapolation),
+        Op::GridSample { .. } => {
+            Err(no_kernel(&node))
+        }
     }
 }
+
+/// The error for an op the fallback has no kernel for yet; `has_kernel` is false for it.
+pub(crate) fn no_kernel(node: &Node) -> CodegenError {
+    node.error(format!("{NO_KERNEL} for this op yet"))
+}
+
+/// The start of the error message for an op without a WASM kernel.
+pub const NO_KERNEL: &str = "the WASM fallback has no kernel";
 
 /// The fallback module for the dispatched `nodes`, in order. Identical kernels are emitted once.
 pub fn fallback(graph: &Graph, nodes: &[NodeId]) -> Result<Fallback, CodegenError> {

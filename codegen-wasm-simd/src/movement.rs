@@ -1,12 +1,12 @@
-//! Ops that move elements: Gather, Transpose, Slice, Concat. Elements keep their stored bits where input and output
+//! Ops that move elements: Gather, GatherElements, ScatterND, Transpose, Expand, Pad, Slice, Concat, Range, Bitcast. Elements keep their stored bits where input and output
 //! dtypes agree (f16 and bf16 transposes and slices stay 16-bit); float inputs of a different dtype are decoded.
 
 use crate::asm::{I, Local};
 use crate::decode::{Blocks, Format};
 use crate::elementwise::for_each_vector;
 use crate::{Args, CodegenError, Kernel, Node};
-use tfc_ir::{Dim, Expr};
-use tfc_ir::layout::simplify_transpose;
+use tfc_ir::{BinaryOp, Dim, Expr, PadMode};
+use tfc_ir::layout::{broadcast_axes, contiguous_strides, simplify_transpose};
 
 /// The most axes a transpose indexes (after dropping size-1 axes and merging axes that stay together).
 const MAX_RANK: usize = 6;
@@ -124,18 +124,31 @@ fn gather_blocks(node: &Node, blocks: Blocks) -> Result<Kernel, CodegenError> {
 /// input. Threads take runs of output rows. Params: the output row count, the row length, the input stride along
 /// the row, then the other output axes' dims and input strides.
 pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Kernel, CodegenError> {
-    let format = node.format(0)?;
     let (dims, perm) = simplify_transpose(&node.inputs[0].shape, perm);
     let rank = dims.len();
     if rank > MAX_RANK {
         return Err(node.error(format!("the permutation moves {rank} separate axis groups of {}; kernels handle up to {MAX_RANK}", node.inputs[0])));
     }
-    let mut in_strides = vec![Dim::from(1u64); rank];
-    for a in (0..rank.saturating_sub(1)).rev() {
-        in_strides[a] = &in_strides[a + 1] * &dims[a + 1];
-    }
-    // Output axes in order, each with its length and input stride; a rank-0 copy is one row of one element.
+    let in_strides = contiguous_strides(&dims);
     let axes: Vec<(Dim, Dim)> = perm.iter().map(|&p| (dims[p].clone(), in_strides[p].clone())).collect();
+    strided_copy(node, "transpose", &axes)
+}
+
+/// numpy broadcasting of the operand to the output shape: a strided copy with stride 0 along broadcast axes.
+pub(crate) fn expand(node: &Node) -> Result<Kernel, CodegenError> {
+    let (dims, [strides]) = broadcast_axes(&node.output.shape, [&node.inputs[0].shape[..]]);
+    if dims.len() > MAX_RANK {
+        return Err(node.error(format!("broadcasting {} to {} needs {} index axes; kernels handle up to {MAX_RANK}", node.inputs[0], node.output, dims.len())));
+    }
+    strided_copy(node, "expand", &dims.into_iter().zip(strides).collect::<Vec<_>>())
+}
+
+/// A copy whose output axes are `axes` (length, input stride), last fastest, as one output row (the innermost
+/// axis) at a time from a strided run of the input. Threads take runs of output rows. Params: the output row count,
+/// the row length, the input stride along the row, then the other output axes' dims and input strides.
+fn strided_copy(node: &Node, name: &str, axes: &[(Dim, Dim)]) -> Result<Kernel, CodegenError> {
+    let format = node.format(0)?;
+    // A rank-0 copy is one row of one element.
     let (row, outer) = match axes.split_last() {
         Some((last, outer)) => (last.clone(), outer.to_vec()),
         None => ((Dim::from(1u64), Dim::from(1u64)), Vec::new()),
@@ -177,7 +190,7 @@ pub(crate) fn transpose(node: &Node, perm: &[usize]) -> Result<Kernel, CodegenEr
             },
         );
     });
-    Ok(Kernel { name: "transpose".into(), body: b, bindings: 2, params })
+    Ok(Kernel { name: name.into(), body: b, bindings: 2, params })
 }
 
 /// Elements `start..end` of one axis: a copy of one block per index of the axes before it. Threads take runs of
@@ -282,4 +295,205 @@ pub(crate) fn cache_write(node: &Node, offset: &Dim) -> Result<Kernel, CodegenEr
         return Err(node.error(format!("writes {} rows into a {} cache; kernels store caches as f32, f16 or their rows' dtype", node.inputs[1].dtype, node.inputs[0].dtype)));
     }
     Ok(Kernel { name: "cache_write".into(), body: b, bindings: 2, params })
+}
+
+/// The bits unchanged (f32 ↔ i32): this thread's run copied. Params: the element count.
+pub(crate) fn bitcast(node: &Node) -> Result<Kernel, CodegenError> {
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    Format::I32.address(&mut b, args.output(), start);
+    Format::I32.address(&mut b, args.input(0), start);
+    b.get(end).get(start).op(I::I32Sub).i32c(2).op(I::I32Shl);
+    b.op(I::MemoryCopy { src_mem: 0, dst_mem: 0 });
+    Ok(Kernel { name: "bitcast".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
+/// `[len]` of start + i·step, as f32 (computed in f32) or i32. Params: the length.
+pub(crate) fn range(node: &Node, start: f64, step: f64) -> Result<Kernel, CodegenError> {
+    let int = node.output.dtype == tfc_ir::DType::I32;
+    let (mut b, args) = Args::new(0);
+    let n = args.param(&mut b, 0);
+    let (first, last) = args.share(&mut b, n);
+    let i = b.i32();
+    b.for_range(i, |b| { b.get(first); }, last, 1, |b| {
+        Format::I32.address(b, args.output(), i);
+        if int {
+            b.i32c(start as i32).get(i).i32c(step as i32).op(I::I32Mul).op(I::I32Add).i32_store(0);
+        } else {
+            b.f32c(start as f32).get(i).op(I::F32ConvertI32U).f32c(step as f32).op(I::F32Mul).op(I::F32Add).f32_store(0);
+        }
+    });
+    Ok(Kernel { name: "range".into(), body: b, bindings: 1, params: vec![tfc_ir::dim::product(&node.output.shape).to_expr()] })
+}
+
+/// Stores element `at` of operand 0, as the output's element type (i32 or f32), at output element `e`.
+fn copy_element(b: &mut crate::asm::Body, node: &Node, args: &Args, format: Format, at: Local, e: Local) {
+    Format::I32.address(b, args.output(), e);
+    format.address(b, args.input(0), at);
+    if node.output.dtype == tfc_ir::DType::I32 {
+        format.load1_i32(b);
+        b.i32_store(0);
+    } else {
+        format.load1(b);
+        b.f32_store(0);
+    }
+}
+
+/// Stores the fill value, as the output's element type, at output element `e`.
+fn store_fill(b: &mut crate::asm::Body, node: &Node, args: &Args, value: f32, e: Local) {
+    Format::I32.address(b, args.output(), e);
+    if node.output.dtype == tfc_ir::DType::I32 {
+        b.i32c(value as i32).i32_store(0);
+    } else {
+        b.f32c(value).f32_store(0);
+    }
+}
+
+/// GatherElements, one element at a time. Params: the count, the indices' dims, the data's dims and strides.
+pub(crate) fn gather_elements(node: &Node, axis: usize) -> Result<Kernel, CodegenError> {
+    let (data, indices) = (node.inputs[0], node.inputs[1]);
+    let (format, index_format) = (node.format(0)?, node.format(1)?);
+    let rank = indices.rank();
+    let mut params = vec![product(&indices.shape)];
+    params.extend(indices.shape.iter().chain(&data.shape).map(Dim::to_expr));
+    params.extend(contiguous_strides(&data.shape).iter().map(Dim::to_expr));
+    let (mut b, args) = Args::new(2);
+    let n = args.param(&mut b, 0);
+    let dims: Vec<Local> = (0..3 * rank).map(|p| args.param(&mut b, 1 + p)).collect();
+    let (index_dims, data_dims, data_strides) = (&dims[..rank], &dims[rank..2 * rank], &dims[2 * rank..]);
+    let (start, end) = args.share(&mut b, n);
+    let (e, index, inside, offset, rest, c) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        index_format.address(b, args.input(1), e);
+        index_format.load1_i32(b);
+        b.set(index);
+        // A negative index counts from the end; the unsigned comparison rejects what is still out of range.
+        b.get(index).get(index).get(data_dims[axis]).op(I::I32Add).get(index).i32c(0).op(I::I32GeS).op(I::Select).set(index);
+        b.get(index).get(data_dims[axis]).op(I::I32LtU).set(inside);
+        b.mul(index, data_strides[axis]).set(offset);
+        b.get(e).set(rest);
+        for a in (0..rank).rev() {
+            b.get(rest).get(index_dims[a]).op(I::I32RemU).set(c);
+            b.get(rest).get(index_dims[a]).op(I::I32DivU).set(rest);
+            if a != axis {
+                b.get(inside).get(c).get(data_dims[a]).op(I::I32LtU).op(I::I32And).set(inside);
+                b.get(offset).get(c).get(data_strides[a]).op(I::I32Mul).op(I::I32Add).set(offset);
+            }
+        }
+        b.get(inside).if_else(|b| copy_element(b, node, &args, format, offset, e), |b| store_fill(b, node, &args, 0.0, e));
+    });
+    Ok(Kernel { name: "gather_elements".into(), body: b, bindings: 3, params })
+}
+
+/// Pad, one element at a time. Params: the count, the output's dims, the input's dims, the padding before each
+/// axis, the input's strides.
+pub(crate) fn pad(node: &Node, pads: &[(usize, usize)], mode: PadMode) -> Result<Kernel, CodegenError> {
+    let x = node.inputs[0];
+    let format = node.format(0)?;
+    let rank = x.rank();
+    let mut params = vec![product(&node.output.shape)];
+    params.extend(node.output.shape.iter().chain(&x.shape).map(Dim::to_expr));
+    params.extend(pads.iter().map(|&(before, _)| Expr::Const(before as u64)));
+    params.extend(contiguous_strides(&x.shape).iter().map(Dim::to_expr));
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let p: Vec<Local> = (0..4 * rank).map(|i| args.param(&mut b, 1 + i)).collect();
+    let (start, end) = args.share(&mut b, n);
+    let (e, inside, offset, rest, s) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    b.for_range(e, |b| { b.get(start); }, end, 1, |b| {
+        b.i32c(1).set(inside).i32c(0).set(offset).get(e).set(rest);
+        for a in (0..rank).rev() {
+            let (out_dim, len, before, stride) = (p[a], p[rank + a], p[2 * rank + a], p[3 * rank + a]);
+            b.get(rest).get(out_dim).op(I::I32RemU).get(before).op(I::I32Sub).set(s);
+            b.get(rest).get(out_dim).op(I::I32DivU).set(rest);
+            match mode {
+                PadMode::Constant(_) => {
+                    b.get(inside).get(s).get(len).op(I::I32LtU).op(I::I32And).set(inside);
+                }
+                PadMode::Edge => {
+                    // clamp(s, 0, len − 1)
+                    b.get(s).i32c(0).get(s).i32c(0).op(I::I32GtS).op(I::Select).set(s);
+                    b.get(s).get(len).i32c(1).op(I::I32Sub).get(s).get(len).op(I::I32LtS).op(I::Select).set(s);
+                }
+                PadMode::Wrap => {
+                    b.get(s).get(len).op(I::I32RemS).get(len).op(I::I32Add).get(len).op(I::I32RemS).set(s);
+                }
+                PadMode::Reflect => {
+                    // |s|, then 2(len − 1) − s past the end.
+                    b.get(s).i32c(0).get(s).op(I::I32Sub).get(s).i32c(0).op(I::I32GeS).op(I::Select).set(s);
+                    b.get(s).get(len).i32c(1).op(I::I32Sub).i32c(1).op(I::I32Shl).get(s).op(I::I32Sub).get(s).get(len).op(I::I32LtS).op(I::Select).set(s);
+                }
+            }
+            b.get(offset).get(s).get(stride).op(I::I32Mul).op(I::I32Add).set(offset);
+        }
+        let fill = if let PadMode::Constant(v) = mode { v } else { 0.0 };
+        b.get(inside).if_else(|b| copy_element(b, node, &args, format, offset, e), |b| store_fill(b, node, &args, fill, e));
+    });
+    let name = match mode {
+        PadMode::Constant(_) => "pad_constant",
+        PadMode::Edge => "pad_edge",
+        PadMode::Wrap => "pad_wrap",
+        PadMode::Reflect => "pad_reflect",
+    };
+    Ok(Kernel { name: name.into(), body: b, bindings: 2, params })
+}
+
+/// ScatterND, one output element at a time: every index tuple in order, the update of each one that names the
+/// element's slice taken (or combined). Params: the count, the tuple count, the slice length, the data's first k dims.
+pub(crate) fn scatter_nd(node: &Node, reduction: Option<BinaryOp>) -> Result<Kernel, CodegenError> {
+    let (data, indices) = (node.inputs[0], node.inputs[1]);
+    let k = node.constant(indices.shape.last().expect("the type rule checks the indices' rank"), "the index length")? as usize;
+    let formats = [node.format(0)?, node.format(1)?, node.format(2)?];
+    let int = node.output.dtype == tfc_ir::DType::I32;
+    let mut params = vec![product(&data.shape), product(&indices.shape[..indices.rank() - 1]), product(&data.shape[k..])];
+    params.extend(data.shape[..k].iter().map(Dim::to_expr));
+    let (mut b, args) = Args::new(3);
+    let (n, tuples, slice) = (args.param(&mut b, 0), args.param(&mut b, 1), args.param(&mut b, 2));
+    let dims: Vec<Local> = (0..k).map(|a| args.param(&mut b, 3 + a)).collect();
+    let (start, end) = args.share(&mut b, n);
+    let (o, j, named, inside, index, at) = (b.i32(), b.i32(), b.i32(), b.i32(), b.i32(), b.i32());
+    let (v, u) = if int { (b.i32(), b.i32()) } else { (b.f32(), b.f32()) };
+    let load = |b: &mut crate::asm::Body, k: usize, at: Local| {
+        formats[k].address(b, args.input(k), at);
+        if int { formats[k].load1_i32(b) } else { formats[k].load1(b) }
+    };
+    b.for_range(o, |b| { b.get(start); }, end, 1, |b| {
+        load(b, 0, o);
+        b.set(v);
+        b.for_range(j, |b| { b.i32c(0); }, tuples, 1, |b| {
+            b.i32c(0).set(named).i32c(1).set(inside);
+            for (a, &d) in dims.iter().enumerate() {
+                b.get(j).i32c(k as i32).op(I::I32Mul).i32c(a as i32).op(I::I32Add).set(at);
+                formats[1].address(b, args.input(1), at);
+                formats[1].load1_i32(b);
+                b.set(index);
+                // A negative index counts from the end; the unsigned comparison rejects what is still out of range.
+                b.get(index).get(index).get(d).op(I::I32Add).get(index).i32c(0).op(I::I32GeS).op(I::Select).set(index);
+                b.get(inside).get(index).get(d).op(I::I32LtU).op(I::I32And).set(inside);
+                b.get(named).get(d).op(I::I32Mul).get(index).op(I::I32Add).set(named);
+            }
+            b.get(inside).get(named).get(o).get(slice).op(I::I32DivU).op(I::I32Eq).op(I::I32And).if_(|b| {
+                b.get(j).get(slice).op(I::I32Mul).get(o).get(slice).op(I::I32RemU).op(I::I32Add).set(at);
+                load(b, 2, at);
+                b.set(u);
+                match (reduction, int) {
+                    (None, _) => b.get(u),
+                    (Some(BinaryOp::Add), true) => b.get(v).get(u).op(I::I32Add),
+                    (Some(BinaryOp::Mul), true) => b.get(v).get(u).op(I::I32Mul),
+                    (Some(BinaryOp::Max), true) => b.get(v).get(u).get(v).get(u).op(I::I32GtS).op(I::Select),
+                    (Some(_), true) => b.get(v).get(u).get(v).get(u).op(I::I32LtS).op(I::Select),
+                    (Some(BinaryOp::Add), false) => b.get(v).get(u).op(I::F32Add),
+                    (Some(BinaryOp::Mul), false) => b.get(v).get(u).op(I::F32Mul),
+                    (Some(BinaryOp::Max), false) => b.get(v).get(u).op(I::F32Max),
+                    (Some(_), false) => b.get(v).get(u).op(I::F32Min),
+                };
+                b.set(v);
+            });
+        });
+        Format::I32.address(b, args.output(), o);
+        b.get(v);
+        if int { b.i32_store(0) } else { b.f32_store(0) };
+    });
+    Ok(Kernel { name: "scatter_nd".into(), body: b, bindings: 4, params })
 }

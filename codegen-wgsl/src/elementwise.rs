@@ -6,7 +6,7 @@ use crate::math::Helper;
 use crate::shader::{Access, Node, Parts, groups_for, is_packed, product};
 use tfc_ir::layout::broadcast_axes;
 use std::fmt::Write;
-use tfc_ir::{BinaryOp, DType, Dim, Expr, UnaryOp};
+use tfc_ir::{BinaryOp, CompareOp, DType, Dim, Expr, UnaryOp};
 
 const WORKGROUP: u32 = 256;
 /// The most axes the general broadcasting path indexes (after merging axes that broadcast alike).
@@ -39,13 +39,67 @@ pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Parts, CodegenError> {
             ("gelu_tanh", "x / (1.0 + exp_f32(-1.5957691216057308 * (x + 0.044715 * x * x * x)))", Some(Helper::Exp))
         }
         UnaryOp::Silu => ("silu", "x / (1.0 + exp_f32(-x))", Some(Helper::Exp)),
+        UnaryOp::Sin => ("sin", "sin(x)", None),
+        UnaryOp::Cos => ("cos", "cos(x)", None),
+        UnaryOp::Tan => ("tan", "tan(x)", None),
+        // Through atan2, whose builtin is more accurate than asin and acos near ±1 on some drivers.
+        UnaryOp::Asin => ("asin", "atan2(x, sqrt((1.0 - x) * (1.0 + x)))", None),
+        UnaryOp::Acos => ("acos", "atan2(sqrt((1.0 - x) * (1.0 + x)), x)", None),
+        UnaryOp::Atan => ("atan", "atan(x)", None),
+        UnaryOp::Sinh => ("sinh", "0.5 * (exp_f32(x) - exp_f32(-x))", Some(Helper::Exp)),
+        UnaryOp::Cosh => ("cosh", "0.5 * (exp_f32(x) + exp_f32(-x))", Some(Helper::Exp)),
+        // The odd function of |x|, so that nothing cancels for negative x.
+        UnaryOp::Asinh => ("asinh", "sign(x) * log_f32(abs(x) + sqrt(x * x + 1.0))", Some(Helper::Log)),
+        UnaryOp::Acosh => ("acosh", "log_f32(x + sqrt(x * x - 1.0))", Some(Helper::Log)),
+        UnaryOp::Atanh => ("atanh", "0.5 * log_f32((1.0 + x) / (1.0 - x))", Some(Helper::Log)),
+        UnaryOp::Floor => ("floor", "floor(x)", None),
+        UnaryOp::Ceil => ("ceil", "ceil(x)", None),
+        UnaryOp::Round => ("round", "round(x)", None),
+        UnaryOp::Sign => ("sign", "sign(x)", None),
+        // max(x, 0) + ln(1 + e^−|x|), which overflows for no x.
+        UnaryOp::Softplus => ("softplus", "max(x, 0.0) + log_f32(1.0 + exp_f32(-abs(x)))", Some(Helper::Log)),
     };
     let mut parts = Parts::new(format!("unary_{name}"), WORKGROUP);
     parts.summary = format!("out[i] = {expr} with x = in0[i]");
     parts.inputs = vec![(node.inputs[0].dtype, Access::Float)];
     parts.helpers.extend(helper);
+    if op == UnaryOp::Softplus {
+        parts.helpers.push(Helper::Exp);
+    }
     prologue(&mut parts, product(&node.output.shape));
     writeln!(parts.body, "    let x = load_in0(i);\n    out[i] = {expr};").unwrap();
+    Ok(parts)
+}
+
+pub(crate) fn bitcast(node: &Node, to: DType) -> Result<Parts, CodegenError> {
+    let mut parts = Parts::new("bitcast", WORKGROUP);
+    let ty = crate::shader::storage_type(to);
+    parts.summary = format!("out[i] = bitcast<{ty}>(in0[i])");
+    parts.inputs = vec![(node.inputs[0].dtype, Access::Copy)];
+    parts.output = to;
+    prologue(&mut parts, product(&node.output.shape));
+    writeln!(parts.body, "    out[i] = bitcast<{ty}>(load_in0(i));").unwrap();
+    Ok(parts)
+}
+
+pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> Result<Parts, CodegenError> {
+    let mut tests = Vec::new();
+    if nan {
+        tests.push("(bits & 0x7fffffffu) > 0x7f800000u");
+    }
+    if pos_inf {
+        tests.push("bits == 0x7f800000u");
+    }
+    if neg_inf {
+        tests.push("bits == 0xff800000u");
+    }
+    let test = if tests.is_empty() { "false".to_string() } else { tests.join(" || ") };
+    let mut parts = Parts::new("classify", WORKGROUP);
+    parts.summary = format!("out[i] = 1 where {test} of the bits of in0[i]");
+    parts.inputs = vec![(node.inputs[0].dtype, Access::Float)];
+    parts.output = DType::I32;
+    prologue(&mut parts, product(&node.output.shape));
+    writeln!(parts.body, "    let bits = bitcast<u32>(load_in0(i));\n    out[i] = select(0, 1, {test});").unwrap();
     Ok(parts)
 }
 
@@ -81,27 +135,76 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
         (BinaryOp::Add, _) => ("add", "a + b", None),
         (BinaryOp::Sub, _) => ("sub", "a - b", None),
         (BinaryOp::Mul, _) => ("mul", "a * b", None),
-        (BinaryOp::Div, false) => ("div", "a / b", None),
-        (BinaryOp::Div, true) => ("div", "div_i32(a, b)", Some(Helper::DivI32)),
+        // Integers truncate toward zero, as the interpreter.
+        (BinaryOp::Div, _) => ("div", "a / b", None),
         (BinaryOp::Max, _) => ("max", "max(a, b)", None),
         (BinaryOp::Min, _) => ("min", "min(a, b)", None),
         (BinaryOp::Pow, false) => ("pow", "pow_f32(a, b)", Some(Helper::Pow)),
         (BinaryOp::Pow, true) => ("pow", "pow_i32(a, b)", Some(Helper::PowI32)),
+        (BinaryOp::Fmod, false) => ("fmod", "fmod_f32(a, b)", Some(Helper::Fmod)),
+        (BinaryOp::Fmod, true) => ("fmod", "a % b", None),
+        (BinaryOp::Mod, false) => ("mod", "mod_f32(a, b)", Some(Helper::Mod)),
+        (BinaryOp::Mod, true) => ("mod", "mod_i32(a, b)", Some(Helper::ModI32)),
+        (BinaryOp::BitAnd, _) => ("bit_and", "a & b", None),
+        (BinaryOp::BitOr, _) => ("bit_or", "a | b", None),
+        (BinaryOp::BitXor, _) => ("bit_xor", "a ^ b", None),
+        (BinaryOp::ShiftLeft, _) => ("shift_left", "a << (u32(b) & 31u)", None),
+        (BinaryOp::ShiftRight, _) => ("shift_right", "bitcast<i32>(bitcast<u32>(a) >> (u32(b) & 31u))", None),
     };
     let access = if int { Access::Int } else { Access::Float };
     let mut parts = Parts::new(format!("binary_{name}"), WORKGROUP);
     parts.inputs = node.inputs.iter().map(|t| (t.dtype, access)).collect();
-    parts.output = node.output.dtype;
     parts.helpers.extend(helper);
-    prologue(&mut parts, product(&node.output.shape));
+    broadcast(node, parts, &["a", "b"], expr)
+}
 
-    let (dims, strides) = broadcast_axes(&node.output.shape, [&node.inputs[0].shape, &node.inputs[1].shape]);
+pub(crate) fn compare(node: &Node, op: CompareOp) -> Result<Parts, CodegenError> {
+    let (name, relation) = match op {
+        CompareOp::Eq => ("eq", "=="),
+        CompareOp::Ne => ("ne", "!="),
+        CompareOp::Lt => ("lt", "<"),
+        CompareOp::Le => ("le", "<="),
+        CompareOp::Gt => ("gt", ">"),
+        CompareOp::Ge => ("ge", ">="),
+    };
+    let access = if node.inputs[0].dtype.is_float() { Access::Float } else { Access::Int };
+    let mut parts = Parts::new(format!("compare_{name}"), WORKGROUP);
+    parts.inputs = node.inputs.iter().map(|t| (t.dtype, access)).collect();
+    broadcast(node, parts, &["a", "b"], &format!("select(0, 1, a {relation} b)"))
+}
+
+pub(crate) fn select(node: &Node) -> Result<Parts, CodegenError> {
+    let access = if node.output.dtype.is_float() { Access::Float } else { Access::Int };
+    let mut parts = Parts::new("where", WORKGROUP);
+    parts.inputs = vec![(node.inputs[0].dtype, Access::Int), (node.inputs[1].dtype, access), (node.inputs[2].dtype, access)];
+    broadcast(node, parts, &["c", "a", "b"], "select(b, a, c != 0)")
+}
+
+/// An elementwise kernel over operands broadcast to the output: operand k is loaded as `names[k]`, and the output
+/// element is `expr` of them. `parts` has the name, inputs and helpers.
+fn broadcast(node: &Node, mut parts: Parts, names: &[&str], expr: &str) -> Result<Parts, CodegenError> {
+    parts.output = node.output.dtype;
+    prologue(&mut parts, product(&node.output.shape));
+    let shapes: Vec<&[Dim]> = node.inputs.iter().map(|t| &t.shape[..]).collect();
+    let (dims, strides) = match shapes[..] {
+        [a, b] => {
+            let (dims, [sa, sb]) = broadcast_axes(&node.output.shape, [a, b]);
+            (dims, vec![sa, sb])
+        }
+        [a, b, c] => {
+            let (dims, [sa, sb, sc]) = broadcast_axes(&node.output.shape, [a, b, c]);
+            (dims, vec![sa, sb, sc])
+        }
+        _ => unreachable!("elementwise kernels take two or three operands"),
+    };
     let index: Vec<Index> = strides.into_iter().map(|s| Index::of(&dims, s)).collect();
     let strided = index.iter().any(|x| matches!(x, Index::Strided(_)));
     if strided && dims.len() > MAX_RANK {
+        let operands: Vec<String> = node.inputs.iter().map(|t| t.to_string()).collect();
         return Err(node.error(format!(
-            "broadcasting {} with {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
-            node.inputs[0], node.inputs[1], dims.len()
+            "broadcasting {} needs {} index axes; kernels handle up to {MAX_RANK}: reshape the operands to merge axes",
+            operands.join(" with "),
+            dims.len()
         )));
     }
     let mut offsets = Vec::new();
@@ -123,7 +226,7 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
             "    // Output coordinates over the {rank} merged axes, last fastest, give each operand's offset."
         )
         .unwrap();
-        writeln!(parts.body, "    var offsets = vec2<u32>(0u, 0u);\n    var rest = i;").unwrap();
+        writeln!(parts.body, "    var offsets = array<u32, {}>();\n    var rest = i;", index.len()).unwrap();
         writeln!(parts.body, "    for (var k = 0u; k < {rank}u; k++) {{\n        let axis = {}u - k;", rank - 1)
             .unwrap();
         writeln!(
@@ -140,19 +243,18 @@ pub(crate) fn binary(node: &Node, op: BinaryOp) -> Result<Parts, CodegenError> {
         }
         parts.body.push_str("    }\n");
     }
-    writeln!(
-        parts.body,
-        "    let a = load_in0({});\n    let b = load_in1({});\n    out[i] = {expr};",
-        offsets[0], offsets[1]
-    )
-    .unwrap();
+    for (k, name) in names.iter().enumerate() {
+        writeln!(parts.body, "    let {name} = load_in{k}({});", offsets[k]).unwrap();
+    }
+    writeln!(parts.body, "    out[i] = {expr};").unwrap();
     let describe = |ix: &Index| match ix {
         Index::Same => "same shape",
         Index::Suffix(_) => "broadcast over leading axes",
         Index::Scalar => "scalar",
         Index::Strided(_) => "strided",
     };
-    parts.summary = format!("out[i] = {expr}; a: {}, b: {}", describe(&index[0]), describe(&index[1]));
+    let operands: Vec<String> = names.iter().zip(&index).map(|(n, ix)| format!("{n}: {}", describe(ix))).collect();
+    parts.summary = format!("out[i] = {expr}; {}", operands.join(", "));
     Ok(parts)
 }
 

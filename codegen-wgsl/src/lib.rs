@@ -22,8 +22,10 @@ mod movement;
 mod norm;
 mod quant;
 mod quant_matmul;
+mod reduce;
 mod rope;
 mod shader;
+mod window;
 
 use shader::Node;
 use tfc_ir::{DType, Expr, Graph, NodeId, Op};
@@ -100,6 +102,24 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         Op::Concat { axis } => movement::concat(&node, *axis)?,
         Op::Rope { interleaved } => rope::rope(&node, *interleaved)?,
         Op::Attention { causal, scale, window } => attention::attention(&node, *causal, *scale, *window)?,
+        Op::Compare(op) => elementwise::compare(&node, *op)?,
+        Op::Where => elementwise::select(&node)?,
+        Op::Reduce { kind, axes, .. } => reduce::reduce(&node, *kind, axes)?,
+        Op::Cumulative { op, axis, exclusive, reverse } => reduce::cumulative(&node, *op, *axis, *exclusive, *reverse)?,
+        Op::Expand { .. } => movement::expand(&node)?,
+        Op::GatherElements { axis } => movement::gather_elements(&node, *axis)?,
+        Op::Pad { pads, mode } => movement::pad(&node, pads, *mode)?,
+        Op::Conv { window, groups } => window::conv(&node, window, *groups)?,
+        Op::Pool { kind, kernel, window } => window::pool(&node, *kind, kernel, window)?,
+        Op::Range { start, step, .. } => movement::range(&node, *start, *step)?,
+        Op::ArgReduce { axis, largest, last } => reduce::arg_reduce(&node, *axis, *largest, *last)?,
+        Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf)?,
+        Op::Resize { axes, mode, extrapolation, .. } => window::resize(&node, axes, *mode, *extrapolation)?,
+        Op::ConvTranspose { window, groups, .. } => window::conv_transpose(&node, window, *groups)?,
+        Op::TopK { axis, k, largest } => reduce::top_k(&node, *axis, *k, *largest)?,
+        Op::ScatterND { reduction } => movement::scatter_nd(&node, *reduction)?,
+        Op::Bitcast { to } => elementwise::bitcast(&node, *to)?,
+        Op::GridSample { mode, padding, align_corners } => window::grid_sample(&node, *mode, *padding, *align_corners)?,
     };
     if let Some(i) = parts.inputs.iter().position(|&(dtype, access)| dtype.is_block() && access != shader::Access::Float) {
         return Err(node.error(format!(

@@ -12,7 +12,9 @@ pub(crate) enum Helper {
     Erfc,
     Erf,
     Pow,
-    DivI32,
+    Fmod,
+    Mod,
+    ModI32,
     PowI32,
     Bf16Bits,
     Rotation,
@@ -23,6 +25,7 @@ impl Helper {
         match self {
             Helper::Tanh | Helper::Erfc => &[Helper::Exp],
             Helper::Erf => &[Helper::Exp, Helper::Erfc],
+            Helper::Mod => &[Helper::Fmod],
             _ => &[],
         }
     }
@@ -35,7 +38,9 @@ impl Helper {
             Helper::Erfc => ERFC,
             Helper::Erf => ERF,
             Helper::Pow => POW,
-            Helper::DivI32 => DIV_I32,
+            Helper::Fmod => FMOD,
+            Helper::Mod => MOD,
+            Helper::ModI32 => MOD_I32,
             Helper::PowI32 => POW_I32,
             Helper::Bf16Bits => BF16_BITS,
             Helper::Rotation => ROTATION,
@@ -154,14 +159,6 @@ fn pow_f32(x: f32, y: f32) -> f32 {
 }
 ";
 
-const DIV_I32: &str = "\
-// Euclidean division (the remainder is never negative), as i64::div_euclid.
-fn div_i32(a: i32, b: i32) -> i32 {
-    let q = a / b;
-    return select(q, q - sign(b), a - q * b < 0);
-}
-";
-
 const POW_I32: &str = "\
 // a^b with wrapping multiplication and b clamped to [0, 63], as the interpreter's i64 pow truncated to i32.
 fn pow_i32(a: i32, b: i32) -> i32 {
@@ -179,6 +176,29 @@ fn pow_i32(a: i32, b: i32) -> i32 {
         base = base * base;
     }
     return r;
+}
+";
+
+const FMOD: &str = "\
+// The remainder of x / y with the sign of x, as C's fmod: x − y·trunc(x / y), exact while the quotient fits 24 bits.
+fn fmod_f32(x: f32, y: f32) -> f32 {
+    return x - y * trunc(x / y);
+}
+";
+
+const MOD: &str = "\
+// The remainder of x / y with the sign of y (Python's %).
+fn mod_f32(x: f32, y: f32) -> f32 {
+    let r = fmod_f32(x, y);
+    return select(r, r + y, r != 0.0 && (r < 0.0) != (y < 0.0));
+}
+";
+
+const MOD_I32: &str = "\
+// The remainder of a / b with the sign of b (Python's %).
+fn mod_i32(a: i32, b: i32) -> i32 {
+    let r = a % b;
+    return select(r, r + b, r != 0 && (r < 0) != (b < 0));
 }
 ";
 

@@ -2,6 +2,7 @@
 
 pub mod gguf;
 pub mod hf;
+pub mod onnx;
 pub mod pipeline;
 pub mod schedule;
 pub mod writer;

@@ -2,7 +2,7 @@
 
 use crate::schedule::{Schedule, ScheduleError, schedule};
 use crate::writer::{Staging, WriteError, write_web_files, write_weights};
-use crate::{gguf, hf};
+use crate::{gguf, hf, onnx};
 use std::collections::BTreeMap;
 use std::path::Path;
 use tfc_ir::manifest::{FORMAT_NAME, FORMAT_VERSION, Manifest, Requirements, SymbolDecl, WasmDispatch, WasmFallback, WeightDecl};
@@ -27,11 +27,13 @@ pub struct CompileOptions {
     pub wasm: WasmTarget,
     /// Store the weight matrices in this dtype (`--quant`); see `tfc_passes::quantize`.
     pub quant: Option<tfc_ir::DType>,
+    /// Symbolic dimensions of an ONNX model fixed to a value (`--dim NAME=VALUE`), by their ONNX names.
+    pub dims: BTreeMap<String, u64>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { chunk_size: 16 << 20, max_batch: 8, max_sequence: None, max_binding_size: DEFAULT_MAX_BINDING, kv_dtype: DType::F32, wasm: WasmTarget::WhereSupported, quant: None }
+        CompileOptions { chunk_size: 16 << 20, max_batch: 8, max_sequence: None, max_binding_size: DEFAULT_MAX_BINDING, kv_dtype: DType::F32, wasm: WasmTarget::WhereSupported, quant: None, dims: BTreeMap::new() }
     }
 }
 
@@ -51,6 +53,8 @@ pub enum CompileError {
     Input { path: String, message: String },
     #[error(transparent)]
     Import(#[from] hf::ImportError),
+    #[error(transparent)]
+    Onnx(#[from] onnx::OnnxError),
     #[error(transparent)]
     Schedule(#[from] ScheduleError),
     #[error(transparent)]
@@ -91,16 +95,21 @@ pub fn load_graph(model: &Path, opts: &CompileOptions) -> Result<Graph, CompileE
             max_binding_size: opts.max_binding_size,
             kv_dtype: opts.kv_dtype,
         };
-    let mut graph = if model.is_dir() {
+    if !opts.dims.is_empty() && !onnx::is_onnx(model) {
+        return Err(input_err("--dim fixes the symbolic dimensions of ONNX models; this model is not one"));
+    }
+    let mut graph = if onnx::is_onnx(model) {
+        let options = onnx::OnnxOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence, dims: opts.dims.clone(), ..Default::default() };
+        onnx::import(model, &options)?
+    } else if model.is_dir() {
         hf::import(model, &import)?
     } else if is_gguf(model) {
         gguf::import(model, &import)?
     } else {
         let ext = model.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
         return Err(match ext.as_str() {
-            "onnx" => input_err("ONNX import is not available in this version of tfc; export the model as a HuggingFace folder (config.json + safetensors)"),
             _ if !model.exists() => input_err("no such file or folder"),
-            _ => input_err("not a model tfc can read: give a HuggingFace model folder (config.json + *.safetensors) or a .gguf file"),
+            _ => input_err("not a model tfc can read: give a HuggingFace model folder (config.json + *.safetensors), a .gguf file or a .onnx file"),
         });
     };
     tfc_passes::optimize(&mut graph);

@@ -2,7 +2,9 @@
 //! and backend is checked against, so it favours obviousness over speed.
 
 use crate::dim::{Env, Expr, bind_symbols};
-use crate::op::{BinaryOp, UnaryOp};
+use crate::op::{
+    BinaryOp, CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, UnaryOp, Window,
+};
 use crate::tensor::{Data, Tensor};
 use crate::{DType, Graph, InputDefault, NodeId, Op};
 use std::collections::{BTreeMap, HashMap};
@@ -161,11 +163,43 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         Op::Rope { interleaved } => rope(x[0], x[1], x[2], *interleaved),
         Op::Attention { causal, scale, window } => attention(x, *causal, *scale as f64, *window),
         Op::Cast { to } => cast(x[0], *to),
+        Op::Compare(c) => compare(*c, x[0], x[1])?,
+        Op::Where => select(x[0], x[1], x[2], out_dtype)?,
+        Op::Reduce { kind, axes, keep_dims } => reduce(x[0], *kind, axes, *keep_dims),
+        Op::Expand { shape } => {
+            let shape = eval_shape(shape, env)?;
+            let offsets = broadcast_offsets(&x[0].shape, &shape);
+            convert(&map_data(x[0], shape, &offsets), out_dtype)
+        }
+        Op::GatherElements { axis } => gather_elements(x[0], x[1], *axis, out_dtype),
+        Op::Pad { pads, mode } => pad(x[0], pads, *mode, out_dtype),
+        Op::Cumulative { op, axis, exclusive, reverse } => cumulative(x[0], *op, *axis, *exclusive, *reverse, out_dtype),
+        Op::Conv { window, groups } => conv(x, window, *groups),
+        Op::Pool { kind, kernel, window } => pool(x[0], *kind, kernel, window),
+        Op::Range { start, step, len, dtype } => {
+            let values = (0..len.eval(env)?).map(|i| start + i as f64 * step);
+            match dtype {
+                DType::I32 => Tensor::i32(vec![len.eval(env)? as usize], values.map(|v| v as i32).collect()),
+                _ => Tensor::f32(vec![len.eval(env)? as usize], values.map(|v| v as f32).collect()),
+            }
+        }
+        Op::ArgReduce { axis, largest, last } => arg_reduce(x[0], *axis, *largest, *last),
+        Op::Resize { shape, axes, mode, extrapolation } => resize(x[0], &eval_shape(shape, env)?, axes, *mode, *extrapolation),
+        Op::ConvTranspose { window, groups, output_padding } => conv_transpose(x, window, *groups, output_padding),
+        Op::TopK { axis, k, largest } => top_k(x[0], *axis, *k, *largest),
+        Op::Bitcast { to: DType::I32 } => Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|v| v.to_bits() as i32).collect()),
+        Op::Bitcast { .. } => Tensor::f32(x[0].shape.clone(), x[0].to_i64().iter().map(|&v| f32::from_bits(v as i32 as u32)).collect()),
+        Op::GridSample { mode, padding, align_corners } => grid_sample(x[0], x[1], *mode, *padding, *align_corners),
+        Op::ScatterND { reduction } => scatter_nd(x[0], x[1], x[2], *reduction, out_dtype),
+        Op::Classify { nan, pos_inf, neg_inf } => {
+            let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
+            Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
+        }
     })
 }
 
 /// Offsets into an input of shape `from` for each element of the broadcast output shape `to`.
-fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
+pub fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
     let rank = to.len();
     let mut strides = vec![0usize; rank];
     let mut s = 1;
@@ -193,7 +227,8 @@ fn broadcast_offsets(from: &[usize], to: &[usize]) -> Vec<usize> {
     out
 }
 
-fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
+/// numpy broadcasting of two concrete shapes.
+pub fn broadcast_shape(a: &[usize], b: &[usize]) -> Result<Vec<usize>, String> {
     let rank = a.len().max(b.len());
     let at = |s: &[usize], i: usize| if i + s.len() >= rank { s[i + s.len() - rank] } else { 1 };
     (0..rank)
@@ -286,10 +321,18 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
                 BinaryOp::Sub => p.wrapping_sub(q),
                 BinaryOp::Mul => p.wrapping_mul(q),
                 BinaryOp::Div if q == 0 => return Err("integer division by zero".into()),
-                BinaryOp::Div => p.div_euclid(q),
+                BinaryOp::Div => p / q,
                 BinaryOp::Max => p.max(q),
                 BinaryOp::Min => p.min(q),
                 BinaryOp::Pow => p.pow(q.clamp(0, 63) as u32),
+                BinaryOp::Mod | BinaryOp::Fmod if q == 0 => return Err("integer remainder by zero".into()),
+                BinaryOp::Mod => floor_mod(p % q, q, 0),
+                BinaryOp::Fmod => p % q,
+                BinaryOp::BitAnd => p & q,
+                BinaryOp::BitOr => p | q,
+                BinaryOp::BitXor => p ^ q,
+                BinaryOp::ShiftLeft => ((p as u32) << (q & 31)) as i32 as i64,
+                BinaryOp::ShiftRight => ((p as u32) >> (q & 31)) as i32 as i64,
             });
         }
         return Ok(convert(&Tensor::i64(shape, out), out_dtype));
@@ -304,9 +347,17 @@ fn binary(op: BinaryOp, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tens
             BinaryOp::Max => p.max(q),
             BinaryOp::Min => p.min(q),
             BinaryOp::Pow => (p as f64).powf(q as f64) as f32,
+            BinaryOp::Mod => floor_mod(p % q, q, 0.0),
+            BinaryOp::Fmod => p % q,
+            _ => unreachable!("the type rule keeps {op:?} to integers"),
         }
     };
     Ok(Tensor::f32(shape, ao.iter().zip(&bo).map(|(&i, &j)| f(x[i], y[j])).collect()))
+}
+
+/// A truncated remainder `r` of a division by `q`, moved to the sign of `q`.
+fn floor_mod<T: PartialOrd + std::ops::Add<Output = T> + Copy>(r: T, q: T, zero: T) -> T {
+    if r != zero && (r < zero) != (q < zero) { r + q } else { r }
 }
 
 /// The scalar function of a unary op, in f64. Backends approximate these to f32 precision.
@@ -326,6 +377,22 @@ pub fn unary_fn(op: UnaryOp) -> fn(f64) -> f64 {
         UnaryOp::Gelu => |x| 0.5 * x * (1.0 + libm::erf(x / std::f64::consts::SQRT_2)),
         UnaryOp::GeluTanh => |x| 0.5 * x * (1.0 + ((2.0 / std::f64::consts::PI).sqrt() * (x + 0.044715 * x * x * x)).tanh()),
         UnaryOp::Silu => |x| x / (1.0 + (-x).exp()),
+        UnaryOp::Sin => f64::sin,
+        UnaryOp::Cos => f64::cos,
+        UnaryOp::Tan => f64::tan,
+        UnaryOp::Asin => f64::asin,
+        UnaryOp::Acos => f64::acos,
+        UnaryOp::Atan => f64::atan,
+        UnaryOp::Sinh => f64::sinh,
+        UnaryOp::Cosh => f64::cosh,
+        UnaryOp::Asinh => f64::asinh,
+        UnaryOp::Acosh => f64::acosh,
+        UnaryOp::Atanh => f64::atanh,
+        UnaryOp::Floor => f64::floor,
+        UnaryOp::Ceil => f64::ceil,
+        UnaryOp::Round => f64::round_ties_even,
+        UnaryOp::Sign => |x| if x > 0.0 { 1.0 } else if x < 0.0 { -1.0 } else { x },
+        UnaryOp::Softplus => |x| x.max(0.0) + (-x.abs()).exp().ln_1p(),
     }
 }
 
@@ -529,6 +596,247 @@ fn argmax(x: &Tensor) -> Tensor {
     Tensor::i32(x.shape[..x.shape.len() - 1].to_vec(), best)
 }
 
+fn arg_reduce(x: &Tensor, axis: usize, largest: bool, last: bool) -> Tensor {
+    let (len, inner) = (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>());
+    let v = x.to_f32();
+    let mut out = Vec::with_capacity(v.len() / len.max(1));
+    for block in v.chunks_exact((len * inner).max(1)) {
+        for i in 0..inner {
+            let mut best = 0;
+            for k in 1..len {
+                let (a, b) = (block[k * inner + i], block[best * inner + i]);
+                if (if largest { a > b } else { a < b }) || (last && a == b) {
+                    best = k;
+                }
+            }
+            out.push(best as i32);
+        }
+    }
+    let mut shape = x.shape.clone();
+    shape.remove(axis);
+    Tensor::i32(shape, out)
+}
+
+/// The input positions and weights output coordinate `x` of an axis of length `len` reads, or `None` where it
+/// extrapolates. Kernels follow the same steps in f32.
+fn resize_taps(map: &ResizeAxis, mode: ResizeMode, x: usize, len: usize, extrapolates: bool) -> Option<Vec<(usize, f64)>> {
+    let x_in = ((x as f64 + map.shift as f64) * map.num as f64) / map.den as f64 + map.offset as f64;
+    let last = len as f64 - 1.0;
+    if extrapolates && !(0.0..=last).contains(&x_in) {
+        return None;
+    }
+    // base + ratio with ratio in (0, 1].
+    let base = x_in.ceil() - 1.0;
+    let ratio = x_in - base;
+    let clamp = |i: f64| i.clamp(0.0, last) as usize;
+    Some(match mode {
+        ResizeMode::Nearest(rounding) => {
+            let up = match rounding {
+                NearestRounding::PreferFloor => ratio > 0.5,
+                NearestRounding::PreferCeil => ratio >= 0.5,
+                NearestRounding::Floor => ratio == 1.0,
+                NearestRounding::Ceil => true,
+            };
+            vec![(clamp(base + up as u8 as f64), 1.0)]
+        }
+        ResizeMode::Linear => vec![(clamp(base), 1.0 - ratio), (clamp(base + 1.0), ratio)],
+        ResizeMode::Cubic { a, exclude_outside } => {
+            let a = a as f64;
+            // Keys' kernel at distances 1 + ratio, ratio, 1 − ratio, 2 − ratio.
+            let near = |t: f64| ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0;
+            let far = |t: f64| ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a;
+            let mut taps: Vec<(f64, f64)> =
+                vec![(base - 1.0, far(1.0 + ratio)), (base, near(ratio)), (base + 1.0, near(1.0 - ratio)), (base + 2.0, far(2.0 - ratio))];
+            if exclude_outside {
+                for (i, w) in taps.iter_mut() {
+                    if *i < 0.0 || *i > last {
+                        *w = 0.0;
+                    }
+                }
+                let total: f64 = taps.iter().map(|t| t.1).sum();
+                taps.iter_mut().for_each(|t| t.1 /= total);
+            }
+            taps.into_iter().map(|(i, w)| (clamp(i), w)).collect()
+        }
+    })
+}
+
+fn resize(x: &Tensor, shape: &[usize], axes: &[Option<ResizeAxis>], mode: ResizeMode, extrapolation: Option<f32>) -> Tensor {
+    let v = x.to_f32();
+    let values = (0..shape.iter().product())
+        .map(|o| {
+            let c = coordinates(o, shape);
+            // Per axis, the (input index, weight) taps; their product over axes is the set of reads.
+            let mut reads: Vec<(usize, f64)> = vec![(0, 1.0)];
+            for a in 0..shape.len() {
+                let taps = match &axes[a] {
+                    None => vec![(c[a], 1.0)],
+                    Some(map) => match resize_taps(map, mode, c[a], x.shape[a], extrapolation.is_some()) {
+                        Some(taps) => taps,
+                        None => return extrapolation.unwrap_or(0.0),
+                    },
+                };
+                reads = reads.iter().flat_map(|&(at, w)| taps.iter().map(move |&(i, tw)| (at * x.shape[a] + i, w * tw))).collect();
+            }
+            reads.iter().map(|&(at, w)| w * v[at] as f64).sum::<f64>() as f32
+        })
+        .collect();
+    Tensor::f32(shape.to_vec(), values)
+}
+
+/// `x` mirrored into [lo, hi] (as ONNX's reference: whole periods of the range by division, then one reflection).
+fn reflect(x: f64, lo: f64, hi: f64) -> f64 {
+    let range = hi - lo;
+    let (dx, from_low) = if x < lo { (lo - x, true) } else if x > hi { (x - hi, false) } else { return x };
+    let periods = (dx / range).trunc();
+    let r = dx - periods * range;
+    if (periods as i64 % 2 == 0) == from_low { lo + r } else { hi - r }
+}
+
+/// The taps (input index or `None` for a zero, weight) of grid coordinate `g` on an axis of `len`.
+fn sample_taps(g: f32, len: usize, mode: SampleMode, padding: SamplePadding, align_corners: bool) -> Vec<(Option<usize>, f64)> {
+    let d = len as f32;
+    // The position in elements, computed in f32 as ONNX's reference does.
+    let mut x = (if align_corners { (g + 1.0) / 2.0 * (d - 1.0) } else { ((g + 1.0) * d - 1.0) / 2.0 }) as f64;
+    if mode == SampleMode::Nearest {
+        x = x.round_ties_even();
+    }
+    let (lo, hi) = if align_corners { (0.0, len as f64 - 1.0) } else { (-0.5, len as f64 - 0.5) };
+    if x < lo || x > hi {
+        match padding {
+            SamplePadding::Zeros => {}
+            SamplePadding::Border => x = x.clamp(0.0, len as f64 - 1.0),
+            SamplePadding::Reflection => x = reflect(x, lo, hi),
+        }
+    }
+    let pixel = |i: f64| -> Option<usize> {
+        let i = match padding {
+            SamplePadding::Zeros => i,
+            SamplePadding::Border => i.clamp(0.0, len as f64 - 1.0),
+            SamplePadding::Reflection => reflect(i, lo, hi).trunc(),
+        };
+        (0.0..len as f64).contains(&i).then_some(i as usize)
+    };
+    let base = x.floor();
+    let t = x - base;
+    match mode {
+        SampleMode::Nearest => vec![(pixel(x.trunc()), 1.0)],
+        SampleMode::Linear => vec![(pixel(base), 1.0 - t), (pixel(base + 1.0), t)],
+        SampleMode::Cubic => {
+            let a = -0.75;
+            let near = |t: f64| ((a + 2.0) * t - (a + 3.0)) * t * t + 1.0;
+            let far = |t: f64| ((a * t - 5.0 * a) * t + 8.0 * a) * t - 4.0 * a;
+            vec![(pixel(base - 1.0), far(1.0 + t)), (pixel(base), near(t)), (pixel(base + 1.0), near(1.0 - t)), (pixel(base + 2.0), far(2.0 - t))]
+        }
+    }
+}
+
+fn grid_sample(x: &Tensor, grid: &Tensor, mode: SampleMode, padding: SamplePadding, align_corners: bool) -> Tensor {
+    let (n, c, spatial) = (x.shape[0], x.shape[1], &x.shape[2..]);
+    let r = spatial.len();
+    let out_spatial = &grid.shape[1..=r];
+    let (size, osize) = (spatial.iter().product::<usize>(), out_spatial.iter().product::<usize>());
+    let (v, g) = (x.to_f32(), grid.to_f32());
+    let mut out = Vec::with_capacity(n * c * osize);
+    for b in 0..n {
+        // Per output position, the reads (input offset within a plane, weight).
+        let reads: Vec<Vec<(Option<usize>, f64)>> = (0..osize)
+            .map(|o| {
+                let position = &g[(b * osize + o) * r..][..r];
+                let mut reads = vec![(Some(0), 1.0)];
+                for a in 0..r {
+                    let taps = sample_taps(position[r - 1 - a], spatial[a], mode, padding, align_corners);
+                    reads = reads
+                        .iter()
+                        .flat_map(|&(at, w)| taps.iter().map(move |&(i, tw)| (at.zip(i).map(|(at, i)| at * spatial[a] + i), w * tw)))
+                        .collect();
+                }
+                reads
+            })
+            .collect();
+        for ch in 0..c {
+            let plane = &v[(b * c + ch) * size..][..size];
+            out.extend(reads.iter().map(|reads| reads.iter().map(|&(at, w)| at.map_or(0.0, |at| w * plane[at] as f64)).sum::<f64>() as f32));
+        }
+    }
+    let mut shape = vec![n, c];
+    shape.extend(out_spatial);
+    Tensor::f32(shape, out)
+}
+
+fn scatter_nd(data: &Tensor, indices: &Tensor, updates: &Tensor, reduction: Option<BinaryOp>, out_dtype: DType) -> Tensor {
+    let k = *indices.shape.last().unwrap();
+    let slice: usize = data.shape[k..].iter().product();
+    // Each update slice's first target offset, or None out of range.
+    let targets: Vec<Option<usize>> = indices
+        .to_i64()
+        .chunks_exact(k)
+        .map(|tuple| {
+            let coords: Option<Vec<usize>> = tuple
+                .iter()
+                .zip(&data.shape)
+                .map(|(&i, &d)| usize::try_from(if i < 0 { i + d as i64 } else { i }).ok().filter(|&i| i < d))
+                .collect();
+            coords.map(|c| offset_of(&c, &data.shape[..k]) * slice)
+        })
+        .collect();
+    fn apply<T: Copy>(out: &mut [T], new: &[T], slice: usize, targets: &[Option<usize>], f: fn(T, T) -> T) {
+        for (j, target) in targets.iter().enumerate() {
+            if let Some(t) = *target {
+                for s in 0..slice {
+                    out[t + s] = f(out[t + s], new[j * slice + s]);
+                }
+            }
+        }
+    }
+    if out_dtype.is_int() {
+        let (mut out, new): (Vec<i32>, Vec<i32>) = (data.to_i64().iter().map(|&v| v as i32).collect(), updates.to_i64().iter().map(|&v| v as i32).collect());
+        let f: fn(i32, i32) -> i32 = match reduction {
+            None => |_, u| u,
+            Some(BinaryOp::Add) => i32::wrapping_add,
+            Some(BinaryOp::Mul) => i32::wrapping_mul,
+            Some(BinaryOp::Max) => i32::max,
+            Some(_) => i32::min,
+        };
+        apply(&mut out, &new, slice, &targets, f);
+        return convert(&Tensor::i32(data.shape.clone(), out), out_dtype);
+    }
+    let (mut out, new) = (data.to_f32(), updates.to_f32());
+    let f: fn(f32, f32) -> f32 = match reduction {
+        None => |_, u| u,
+        Some(BinaryOp::Add) => |a, b| a + b,
+        Some(BinaryOp::Mul) => |a, b| a * b,
+        Some(BinaryOp::Max) => f32::max,
+        Some(_) => f32::min,
+    };
+    apply(&mut out, &new, slice, &targets, f);
+    Tensor::f32(data.shape.clone(), out)
+}
+
+fn top_k(x: &Tensor, axis: usize, k: usize, largest: bool) -> Tensor {
+    let (len, inner) = (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>());
+    let v = x.to_f32();
+    let outer = v.len() / (len * inner).max(1);
+    let mut out = vec![0i32; outer * k * inner];
+    for o in 0..outer {
+        for i in 0..inner {
+            let at = |j: usize| v[(o * len + j) * inner + i];
+            let mut order: Vec<usize> = (0..len).collect();
+            // A stable sort keeps equal elements in index order.
+            order.sort_by(|&a, &b| {
+                let (p, q) = if largest { (at(b), at(a)) } else { (at(a), at(b)) };
+                p.partial_cmp(&q).unwrap_or(std::cmp::Ordering::Equal)
+            });
+            for (rank, &j) in order.iter().take(k).enumerate() {
+                out[(o * k + rank) * inner + i] = j as i32;
+            }
+        }
+    }
+    let mut shape = x.shape.clone();
+    shape[axis] = k;
+    Tensor::i32(shape, out)
+}
+
 /// The settings operand of `Op::Sample`.
 #[derive(Clone, Copy, Debug)]
 pub struct SampleSettings {
@@ -618,4 +926,329 @@ pub fn sample(logits: &[f32], s: &SampleSettings, u: f32, penalized: &[i64]) -> 
         }
     }
     best // only reached through rounding, with u close to 1
+}
+
+fn compare(op: CompareOp, a: &Tensor, b: &Tensor) -> Result<Tensor, String> {
+    let shape = broadcast_shape(&a.shape, &b.shape)?;
+    let (ao, bo) = (broadcast_offsets(&a.shape, &shape), broadcast_offsets(&b.shape, &shape));
+    fn test<T: PartialOrd>(op: CompareOp, p: T, q: T) -> i32 {
+        (match op {
+            CompareOp::Eq => p == q,
+            CompareOp::Ne => p != q,
+            CompareOp::Lt => p < q,
+            CompareOp::Le => p <= q,
+            CompareOp::Gt => p > q,
+            CompareOp::Ge => p >= q,
+        }) as i32
+    }
+    let out = if a.dtype().is_int() {
+        let (x, y) = (a.to_i64(), b.to_i64());
+        ao.iter().zip(&bo).map(|(&i, &j)| test(op, x[i], y[j])).collect()
+    } else {
+        let (x, y) = (a.to_f32(), b.to_f32());
+        ao.iter().zip(&bo).map(|(&i, &j)| test(op, x[i], y[j])).collect()
+    };
+    Ok(Tensor::i32(shape, out))
+}
+
+fn select(condition: &Tensor, a: &Tensor, b: &Tensor, out_dtype: DType) -> Result<Tensor, String> {
+    let shape = broadcast_shape(&condition.shape, &broadcast_shape(&a.shape, &b.shape)?)?;
+    let [co, ao, bo] = [condition, a, b].map(|t| broadcast_offsets(&t.shape, &shape));
+    let c = condition.to_i64();
+    let pick = |k: usize| if c[co[k]] != 0 { (true, ao[k]) } else { (false, bo[k]) };
+    Ok(if out_dtype.is_int() {
+        let (x, y) = (a.to_i64(), b.to_i64());
+        let out = (0..co.len()).map(|k| match pick(k) { (true, i) => x[i], (false, j) => y[j] }).collect();
+        convert(&Tensor::i64(shape, out), out_dtype)
+    } else {
+        let (x, y) = (a.to_f32(), b.to_f32());
+        Tensor::f32(shape, (0..co.len()).map(|k| match pick(k) { (true, i) => x[i], (false, j) => y[j] }).collect())
+    })
+}
+
+/// The coordinates of element `linear` of a contiguous tensor of `shape`.
+fn coordinates(mut linear: usize, shape: &[usize]) -> Vec<usize> {
+    let mut c = vec![0; shape.len()];
+    for a in (0..shape.len()).rev() {
+        c[a] = linear % shape[a].max(1);
+        linear /= shape[a].max(1);
+    }
+    c
+}
+
+fn offset_of(coords: &[usize], shape: &[usize]) -> usize {
+    coords.iter().zip(shape).fold(0, |acc, (&c, &d)| acc * d + c)
+}
+
+fn reduce(x: &Tensor, kind: ReduceKind, axes: &[usize], keep_dims: bool) -> Tensor {
+    let kept: Vec<usize> = (0..x.shape.len()).filter(|a| !axes.contains(a)).collect();
+    let kept_shape: Vec<usize> = kept.iter().map(|&a| x.shape[a]).collect();
+    let mut groups: Vec<Vec<f64>> = vec![Vec::new(); kept_shape.iter().product()];
+    for (i, &v) in x.to_f32().iter().enumerate() {
+        let c = coordinates(i, &x.shape);
+        let k: Vec<usize> = kept.iter().map(|&a| c[a]).collect();
+        groups[offset_of(&k, &kept_shape)].push(v as f64);
+    }
+    let combine = |g: &Vec<f64>| -> f64 {
+        let sum = |f: fn(f64) -> f64| g.iter().map(|&v| f(v)).sum::<f64>();
+        match kind {
+            ReduceKind::Sum => sum(|v| v),
+            ReduceKind::Mean => sum(|v| v) / g.len() as f64,
+            ReduceKind::Max => g.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            ReduceKind::Min => g.iter().copied().fold(f64::INFINITY, f64::min),
+            ReduceKind::Prod => g.iter().product(),
+            ReduceKind::L1 => sum(f64::abs),
+            ReduceKind::L2 => sum(|v| v * v).sqrt(),
+            ReduceKind::LogSum => sum(|v| v).ln(),
+            ReduceKind::LogSumExp => {
+                let m = g.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+                if m.is_infinite() { m } else { m + g.iter().map(|&v| (v - m).exp()).sum::<f64>().ln() }
+            }
+            ReduceKind::SumSquare => sum(|v| v * v),
+        }
+    };
+    let shape = if keep_dims { x.shape.iter().enumerate().map(|(a, &d)| if axes.contains(&a) { 1 } else { d }).collect() } else { kept_shape };
+    Tensor::f32(shape, groups.iter().map(|g| combine(g) as f32).collect())
+}
+
+/// A tensor of `shape` whose element k is `t`'s element `offsets[k]`, or `fill` where that is `None`.
+fn gather_or_fill(t: &Tensor, shape: Vec<usize>, offsets: &[Option<usize>], fill: f32, out_dtype: DType) -> Tensor {
+    if out_dtype.is_int() {
+        let v = t.to_i64();
+        convert(&Tensor::i64(shape, offsets.iter().map(|o| o.map_or(fill as i64, |o| v[o])).collect()), out_dtype)
+    } else {
+        let v = t.to_f32();
+        Tensor::f32(shape, offsets.iter().map(|o| o.map_or(fill, |o| v[o])).collect())
+    }
+}
+
+fn gather_elements(data: &Tensor, indices: &Tensor, axis: usize, out_dtype: DType) -> Tensor {
+    let len = data.shape[axis] as i64;
+    let offsets: Vec<Option<usize>> = indices
+        .to_i64()
+        .iter()
+        .enumerate()
+        .map(|(i, &index)| {
+            let index = if index < 0 { index + len } else { index };
+            let mut c = coordinates(i, &indices.shape);
+            c[axis] = usize::try_from(index).ok().filter(|&x| x < len as usize)?;
+            c.iter().zip(&data.shape).all(|(&c, &d)| c < d).then(|| offset_of(&c, &data.shape))
+        })
+        .collect();
+    gather_or_fill(data, indices.shape.clone(), &offsets, 0.0, out_dtype)
+}
+
+fn pad(x: &Tensor, pads: &[(usize, usize)], mode: PadMode, out_dtype: DType) -> Tensor {
+    let shape: Vec<usize> = x.shape.iter().zip(pads).map(|(&d, &(b, e))| d + b + e).collect();
+    let source = |c: usize, before: usize, len: usize| -> Option<usize> {
+        let i = c as i64 - before as i64;
+        let n = len as i64;
+        if (0..n).contains(&i) {
+            return Some(i as usize);
+        }
+        let i = match mode {
+            PadMode::Constant(_) => return None,
+            PadMode::Edge => i.clamp(0, n - 1),
+            PadMode::Wrap => i.rem_euclid(n),
+            PadMode::Reflect if i < 0 => -i,
+            PadMode::Reflect => 2 * (n - 1) - i,
+        };
+        Some(i as usize)
+    };
+    let offsets: Vec<Option<usize>> = (0..shape.iter().product())
+        .map(|o| {
+            let c = coordinates(o, &shape);
+            let src: Option<Vec<usize>> = (0..shape.len()).map(|a| source(c[a], pads[a].0, x.shape[a])).collect();
+            src.map(|s| offset_of(&s, &x.shape))
+        })
+        .collect();
+    let fill = if let PadMode::Constant(v) = mode { v } else { 0.0 };
+    gather_or_fill(x, shape, &offsets, fill, out_dtype)
+}
+
+fn cumulative(x: &Tensor, op: BinaryOp, axis: usize, exclusive: bool, reverse: bool, out_dtype: DType) -> Tensor {
+    let (len, inner) = (x.shape[axis], x.shape[axis + 1..].iter().product::<usize>());
+    // Every line along the axis, in place: element k becomes the running value up to (or, exclusive, before) it.
+    fn scan<T: Copy>(values: &mut [T], len: usize, inner: usize, identity: T, f: impl Fn(T, T) -> T, exclusive: bool, reverse: bool) {
+        for block in values.chunks_exact_mut((len * inner).max(1)) {
+            for i in 0..inner {
+                let mut acc = identity;
+                for k in 0..len {
+                    let at = if reverse { len - 1 - k } else { k } * inner + i;
+                    let next = f(acc, block[at]);
+                    block[at] = if exclusive { acc } else { next };
+                    acc = next;
+                }
+            }
+        }
+    }
+    if out_dtype.is_int() {
+        // Wrapping i32 arithmetic, as the kernels; Max and Min start from the ends of i32.
+        let mut v: Vec<i32> = x.to_i64().iter().map(|&a| a as i32).collect();
+        let (identity, f): (i32, fn(i32, i32) -> i32) = match op {
+            BinaryOp::Add => (0, i32::wrapping_add),
+            BinaryOp::Mul => (1, i32::wrapping_mul),
+            BinaryOp::Max => (i32::MIN, i32::max),
+            _ => (i32::MAX, i32::min),
+        };
+        scan(&mut v, len, inner, identity, f, exclusive, reverse);
+        return convert(&Tensor::i32(x.shape.clone(), v), out_dtype);
+    }
+    let mut v: Vec<f64> = x.to_f32().iter().map(|&a| a as f64).collect();
+    let (identity, f): (f64, fn(f64, f64) -> f64) = match op {
+        BinaryOp::Add => (0.0, |a, b| a + b),
+        BinaryOp::Mul => (1.0, |a, b| a * b),
+        BinaryOp::Max => (f64::NEG_INFINITY, f64::max),
+        _ => (f64::INFINITY, f64::min),
+    };
+    scan(&mut v, len, inner, identity, f, exclusive, reverse);
+    Tensor::f32(x.shape.clone(), v.iter().map(|&a| a as f32).collect())
+}
+
+/// For each output position of a window op over spatial `input` dims: the positions of the window's `kernel`
+/// elements in the input, `None` for those in padding (or past a ceil-mode window's end).
+fn windows(input: &[usize], kernel: &[usize], window: &Window) -> (Vec<usize>, Vec<Vec<Option<usize>>>) {
+    let out: Vec<usize> =
+        (0..input.len()).map(|a| window.output_len(a, input[a] as u64, kernel[a] as u64).expect("checked by the type rule") as usize).collect();
+    let positions = (0..out.iter().product())
+        .map(|o| {
+            let oc = coordinates(o, &out);
+            (0..kernel.iter().product())
+                .map(|k| {
+                    let kc = coordinates(k, kernel);
+                    let c: Option<Vec<usize>> = (0..input.len())
+                        .map(|a| {
+                            let at = window.input_position(a, oc[a], kc[a]);
+                            (0..input[a] as i64).contains(&at).then_some(at as usize)
+                        })
+                        .collect();
+                    c.map(|c| offset_of(&c, input))
+                })
+                .collect()
+        })
+        .collect();
+    (out, positions)
+}
+
+fn conv(x: &[&Tensor], window: &Window, groups: usize) -> Tensor {
+    let (input, weights) = (x[0], x[1]);
+    let (n, c, m) = (input.shape[0], input.shape[1], weights.shape[0]);
+    let spatial = &input.shape[2..];
+    let kernel = &weights.shape[2..];
+    let (out, positions) = windows(spatial, kernel, window);
+    let (xv, wv) = (input.to_f32(), weights.to_f32());
+    let bias = x.get(2).map(|b| b.to_f32());
+    let (size, ksize) = (spatial.iter().product::<usize>(), kernel.iter().product::<usize>());
+    let (cg, mg) = (c / groups, m / groups);
+    let mut values = Vec::with_capacity(n * m * positions.len());
+    for b in 0..n {
+        for oc in 0..m {
+            let g = oc / mg;
+            for window_positions in &positions {
+                let mut acc = bias.as_ref().map_or(0.0, |bias| bias[oc] as f64);
+                for ic in 0..cg {
+                    let plane = &xv[(b * c + g * cg + ic) * size..][..size];
+                    let w = &wv[(oc * cg + ic) * ksize..][..ksize];
+                    for (k, p) in window_positions.iter().enumerate() {
+                        if let Some(p) = p {
+                            acc += plane[*p] as f64 * w[k] as f64;
+                        }
+                    }
+                }
+                values.push(acc as f32);
+            }
+        }
+    }
+    let mut shape = vec![n, m];
+    shape.extend(out);
+    Tensor::f32(shape, values)
+}
+
+fn conv_transpose(x: &[&Tensor], window: &Window, groups: usize, output_padding: &[usize]) -> Tensor {
+    let (input, weights) = (x[0], x[1]);
+    let (n, c) = (input.shape[0], input.shape[1]);
+    let (m, spatial, kernel) = (weights.shape[1] * groups, &input.shape[2..], &weights.shape[2..]);
+    let mut out_shape = vec![n, m];
+    out_shape.extend((0..spatial.len()).map(|a| {
+        window.strides[a] * (spatial[a] - 1) + output_padding[a] + window.dilations[a] * (kernel[a] - 1) + 1 - window.pads[a].0 - window.pads[a].1
+    }));
+    let out_spatial = &out_shape[2..];
+    let (xv, wv) = (input.to_f32(), weights.to_f32());
+    let (size, ksize, osize) = (spatial.iter().product::<usize>(), kernel.iter().product::<usize>(), out_spatial.iter().product::<usize>());
+    let (cg, mg) = (c / groups, m / groups);
+    let mut out = vec![0f64; n * m * osize];
+    for b in 0..n {
+        for ic in 0..c {
+            let g = ic / cg;
+            for i in 0..size {
+                let ic_coords = coordinates(i, spatial);
+                let value = xv[(b * c + ic) * size + i] as f64;
+                for k in 0..ksize {
+                    let kc = coordinates(k, kernel);
+                    let target: Option<Vec<usize>> = (0..spatial.len())
+                        .map(|a| {
+                            // The input position of the transposed window is this output's.
+                            let at = window.input_position(a, ic_coords[a], kc[a]);
+                            (0..out_spatial[a] as i64).contains(&at).then_some(at as usize)
+                        })
+                        .collect();
+                    let Some(target) = target else { continue };
+                    let o = offset_of(&target, out_spatial);
+                    for om in 0..mg {
+                        let w = wv[(ic * mg + om) * ksize + k] as f64;
+                        out[(b * m + g * mg + om) * osize + o] += value * w;
+                    }
+                }
+            }
+        }
+    }
+    if let Some(bias) = x.get(2) {
+        let bias = bias.to_f32();
+        for (i, v) in out.iter_mut().enumerate() {
+            *v += bias[(i / osize) % m] as f64;
+        }
+    }
+    Tensor::f32(out_shape.clone(), out.iter().map(|&v| v as f32).collect())
+}
+
+fn pool(x: &Tensor, kind: PoolKind, kernel: &[usize], window: &Window) -> Tensor {
+    let spatial = &x.shape[2..];
+    let (out, positions) = windows(spatial, kernel, window);
+    let size: usize = spatial.iter().product();
+    let v = x.to_f32();
+    // With count_pad, the divisor counts positions inside the declared padding too: those within
+    // [−before, len + after) on every axis.
+    let padded_counts: Vec<usize> = (0..positions.len())
+        .map(|o| {
+            let oc = coordinates(o, &out);
+            (0..spatial.len())
+                .map(|a| {
+                    (0..kernel[a])
+                        .filter(|&k| {
+                            let at = window.input_position(a, oc[a], k);
+                            at >= -(window.pads[a].0 as i64) && at < (spatial[a] + window.pads[a].1) as i64
+                        })
+                        .count()
+                })
+                .product()
+        })
+        .collect();
+    let mut values = Vec::with_capacity(x.shape[0] * x.shape[1] * positions.len());
+    for plane in v.chunks_exact(size.max(1)).take(x.shape[0] * x.shape[1]) {
+        for (o, window_positions) in positions.iter().enumerate() {
+            let inside = window_positions.iter().flatten().map(|&p| plane[p] as f64);
+            let value = match kind {
+                PoolKind::Max => inside.fold(f64::NEG_INFINITY, f64::max),
+                PoolKind::Average { count_pad } => {
+                    let count = if count_pad { padded_counts[o] } else { window_positions.iter().flatten().count() };
+                    inside.sum::<f64>() / count as f64
+                }
+                PoolKind::Lp(p) => inside.map(|a| a.abs().powf(p as f64)).sum::<f64>().powf(1.0 / p as f64),
+            };
+            values.push(value as f32);
+        }
+    }
+    let mut shape = x.shape[..2].to_vec();
+    shape.extend(out);
+    Tensor::f32(shape, values)
 }

@@ -1,7 +1,7 @@
 //! Shape simplifications every back end applies before generating a kernel, so that kernels index as few
 //! axes as possible.
 
-use crate::Dim;
+use crate::{Dim, Window};
 
 /// numpy broadcasting of `operands` to `out`, simplified: size-1 output axes are dropped and neighbouring axes that
 /// every operand broadcasts alike are merged. Returns the merged dims and, per operand, its element stride on each
@@ -102,5 +102,80 @@ impl MatmulLayout {
             }
         }
         Ok(MatmulLayout { m: m.clone(), n: n.clone(), k: k.clone(), a_m, a_k, b_k, b_n, batch_dims, batch_strides })
+    }
+}
+
+/// The element strides of a contiguous tensor of `shape`.
+pub fn contiguous_strides(shape: &[Dim]) -> Vec<Dim> {
+    let mut s = vec![Dim::from(1u64); shape.len()];
+    for i in (0..shape.len().saturating_sub(1)).rev() {
+        s[i] = &s[i + 1] * &shape[i + 1];
+    }
+    s
+}
+
+/// The axes of a reduction over `axes` of a contiguous tensor of `shape`, size-1 axes dropped and neighbours that
+/// are both kept or both reduced merged: (dims, element strides) of the kept axes, then of the reduced ones.
+#[allow(clippy::type_complexity)]
+pub fn reduce_axes(shape: &[Dim], axes: &[usize]) -> ((Vec<Dim>, Vec<Dim>), (Vec<Dim>, Vec<Dim>)) {
+    let one = Dim::from(1u64);
+    let mut groups: Vec<(bool, Dim, Dim)> = Vec::new(); // (reduced, dim, stride), innermost first
+    let mut stride = one.clone();
+    for a in (0..shape.len()).rev() {
+        if shape[a] == one {
+            continue;
+        }
+        let reduced = axes.contains(&a);
+        match groups.last_mut() {
+            Some((r, d, _)) if *r == reduced => *d = &*d * &shape[a],
+            _ => groups.push((reduced, shape[a].clone(), stride.clone())),
+        }
+        stride = &stride * &shape[a];
+    }
+    groups.reverse();
+    let pick = |reduced: bool| groups.iter().filter(|g| g.0 == reduced).map(|g| (g.1.clone(), g.2.clone())).unzip();
+    (pick(false), pick(true))
+}
+
+/// The geometry of a window op (Conv, ConvTranspose, Pool) over exactly 3 spatial axes, which kernels bake in: 1 or 2
+/// spatial axes become the last of 3, the others of length 1 with a kernel of 1, stride 1, dilation 1, no padding.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct WindowGeometry {
+    pub input: [u32; 3],
+    pub output: [u32; 3],
+    pub kernel: [u32; 3],
+    pub stride: [u32; 3],
+    pub dilation: [u32; 3],
+    /// Padding before and after each axis.
+    pub before: [u32; 3],
+    pub after: [u32; 3],
+}
+
+impl WindowGeometry {
+    /// From the input, output and kernel lengths of the op's 1 to 3 spatial axes.
+    pub fn new(input: &[u32], output: &[u32], kernel: &[u32], window: &Window) -> WindowGeometry {
+        let n = kernel.len();
+        let spatial = |v: &dyn Fn(usize) -> u32, pad: u32| -> [u32; 3] { std::array::from_fn(|a| if a + n >= 3 { v(a + n - 3) } else { pad }) };
+        WindowGeometry {
+            input: spatial(&|a| input[a], 1),
+            output: spatial(&|a| output[a], 1),
+            kernel: spatial(&|a| kernel[a], 1),
+            stride: spatial(&|a| window.strides[a] as u32, 1),
+            dilation: spatial(&|a| window.dilations[a] as u32, 1),
+            before: spatial(&|a| window.pads[a].0 as u32, 0),
+            after: spatial(&|a| window.pads[a].1 as u32, 0),
+        }
+    }
+
+    pub fn input_size(&self) -> u32 {
+        self.input.iter().product()
+    }
+
+    pub fn output_size(&self) -> u32 {
+        self.output.iter().product()
+    }
+
+    pub fn kernel_size(&self) -> u32 {
+        self.kernel.iter().product()
     }
 }

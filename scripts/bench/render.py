@@ -90,35 +90,35 @@ def quant_matvec(results):
 
 
 def generate(results):
-    tfc, torch, copy = results["tfc"], results["pytorch"], results["copy"]["copy_bytes_per_s"]
-    weight_bytes = results.get("weight_bytes")
+    copy = results["copy"]["copy_bytes_per_s"]
+    first = results["runs"][0]
+    torch = first["pytorch"]
     lines = [
         "## Text generation on the native runtime (H100, Vulkan) next to PyTorch (CUDA)",
         "",
-        f"{results['model']}; random weights made on the GPU machine. A prompt of {results['prompt']} tokens, then",
-        f"{results['new_tokens']} greedy tokens, one call of `scripts/bench/generate_device.sh` on {tfc['adapter']}. tfc:",
-        "`tfc generate` (KV cache on the GPU, the next token chosen on the GPU, only its id read back). PyTorch",
-        f"{torch['torch']} with transformers {torch['transformers']}: `generate` in {torch['dtype']}, eager.",
+        f"Random weights made on the GPU machine in the shapes below. A prompt of {results['prompt']} tokens, then",
+        f"{results['new_tokens']} greedy tokens, one call of `scripts/bench/generate_device.sh` on {first['tfc']['adapter']}. tfc:",
+        "`tfc generate` (KV cache on the GPU, the next token chosen on the GPU, only its id read back) on the bundle",
+        f"compiled from the saved bf16 model, as is or with `--quant`. PyTorch {torch['torch']} with transformers",
+        f"{torch['transformers']}: `generate` in {torch['dtype']}, eager. Bandwidth: the bundle's weight bytes per second of",
+        f"decoding over the copy bandwidth measured in the same run ({copy / 1e12:.2f} TB/s).",
         "",
-        "| | time to first token (ms) | decode (tokens/s) |",
-        "|---|---:|---:|",
-        f"| tfc | {tfc['first_token_ms']:.1f} | {tfc['decode_tokens_per_s']:.1f} |",
-        f"| PyTorch | {torch['first_token_ms']:.1f} | {torch['decode_tokens_per_s']:.1f} |",
-        f"| tfc / PyTorch | {tfc['first_token_ms'] / torch['first_token_ms']:.2f}× | {tfc['decode_tokens_per_s'] / torch['decode_tokens_per_s']:.2f}× |",
-        "",
+        "| model | tfc weights | tfc first token (ms) | PyTorch first token (ms) | tfc decode (tok/s) | PyTorch decode (tok/s) | tfc / PyTorch decode | tfc bandwidth |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
     ]
-    if weight_bytes:
-        rate = weight_bytes * tfc["decode_tokens_per_s"]
-        lines += [
-            f"Each decoding step reads the {weight_bytes / 2**30:.2f} GiB of weights once: tfc streams {rate / 1e9:.0f} GB/s,",
-            f"{100 * rate / copy:.1f}% of the {copy / 1e12:.2f} TB/s that a device-to-device copy reached in the same run.",
-            "",
-        ]
+    for r in results["runs"]:
+        t, p = r["tfc"], r["pytorch"]
+        lines.append(
+            f"| {r['model']} | {r['format']} | {t['first_token_ms']:.1f} | {p['first_token_ms']:.1f} | {t['decode_tokens_per_s']:.0f} | "
+            f"{p['decode_tokens_per_s']:.0f} | {t['decode_tokens_per_s'] / p['decode_tokens_per_s']:.2f}× | "
+            f"{100 * r['weight_bytes'] * t['decode_tokens_per_s'] / copy:.1f}% |"
+        )
     lines += [
+        "",
         "PyTorch's eager `generate` is bound by the host here (a kernel launch per op from Python, in a virtual",
         "machine): it is the tool many users start from, not the fastest CUDA path; llama.cpp's CUDA build, the",
-        "stronger peer, is measured in the next section. tfc's first token is slower: its 128-token prompt runs",
-        "on 64×64 tiles of f32 FMAs, a few TFLOP/s, where PyTorch uses tensor cores.",
+        "stronger peer, is measured in the next section. On the 1B shape tfc's first token is slower: its 128-token",
+        "prompt runs on 64×64 tiles of f32 FMAs, a few TFLOP/s, where PyTorch uses tensor cores.",
         "",
     ]
     return lines
