@@ -173,7 +173,7 @@ fn minilm_matches_transformers_and_the_webgpu_path() {
 #[test]
 fn tiny_decoders_match_transformers() {
     let dir = tempfile::tempdir().unwrap();
-    for (name, threads) in [("tiny-gpt2", 1), ("tiny-llama", 2), ("tiny-qwen2", 3), ("tiny-gemma3", 2), ("tiny-phi3", 1)] {
+    for (name, threads) in [("tiny-gpt2", 1), ("tiny-llama", 2), ("tiny-qwen2", 3), ("tiny-gemma3", 2), ("tiny-phi3", 1), ("tiny-mistral", 2)] {
         let out = dir.path().join(name);
         compile(&tfc_fixtures::tiny_model(name), &out, &required(), &mut Quiet).unwrap_or_else(|e| panic!("{name}: {e}"));
         let r = reference(name);

@@ -185,6 +185,12 @@ fn qwen2_windows_the_layers_from_max_window_layers_on() {
 }
 
 #[test]
+fn tiny_mistral_matches_transformers_with_its_window() {
+    let graph = check_decoder("tiny-mistral");
+    assert_eq!(windows(&graph), [Some(10), Some(10)]);
+}
+
+#[test]
 fn tiny_phi3_matches_transformers() {
     let graph = check_decoder("tiny-phi3");
     assert_eq!(windows(&graph), [Some(12), Some(12)]);
@@ -394,7 +400,7 @@ fn unsupported_rope_type_is_an_error() {
 /// continuation: the oracle for the runtimes' decoding.
 #[test]
 fn interpreter_decodes_with_the_kv_cache_like_transformers() {
-    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-llama3-rope", "tiny-gemma3", "tiny-gemma3-multimodal", "tiny-phi3"] {
+    for name in ["tiny-gpt2", "tiny-llama", "tiny-qwen2", "tiny-llama3-rope", "tiny-gemma3", "tiny-gemma3-multimodal", "tiny-phi3", "tiny-mistral"] {
         let graph = import(&root().join("models").join(name), &ImportOptions::default()).unwrap();
         let worst = tfc_fixtures::interpreter_decoding_error(&graph, name);
         println!("{name}: worst relative L2 over the decoding steps {worst:.2e}");

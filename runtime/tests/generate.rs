@@ -97,6 +97,11 @@ fn tiny_phi3_decodes_like_transformers() {
 }
 
 #[test]
+fn tiny_mistral_decodes_like_transformers() {
+    check("tiny-mistral");
+}
+
+#[test]
 fn tokens_past_the_context_length_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let mut d = decoder(&tfc_fixtures::tiny_model("tiny-qwen2"), dir.path(), &CompileOptions::default());

@@ -71,6 +71,11 @@ fn tiny_phi3_fused_partial_rotary_logits_match_transformers() {
 }
 
 #[test]
+fn tiny_mistral_sliding_window_logits_match_transformers() {
+    check_decoder("tiny-mistral");
+}
+
+#[test]
 fn weights_split_to_a_small_binding_limit_give_the_same_logits() {
     // 16 KB bindings: the tied f16 embedding (32 KB) is split in row blocks shared by the lookup and the lm_head.
     let dir = tempfile::tempdir().unwrap();
