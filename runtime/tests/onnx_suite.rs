@@ -243,9 +243,11 @@ fn coverage_table(results: &[(String, String, bool, Outcome, String)], passed: u
     )
     .unwrap();
     writeln!(s, "\n## Cases that import but fail\n").unwrap();
+    // Paths relative to the suite's folder, so the page doesn't depend on where the checkout lives.
+    let prefix = format!("{}/", suite_dir().display());
     for (case, _, _, outcome, detail) in results {
         if matches!(outcome, Outcome::Failed | Outcome::Refused) {
-            writeln!(s, "- `{case}` ({outcome:?}): {}", detail.replace('|', "\\|")).unwrap();
+            writeln!(s, "- `{case}` ({outcome:?}): {}", detail.replace(&prefix, "").replace('|', "\\|")).unwrap();
         }
     }
     s
