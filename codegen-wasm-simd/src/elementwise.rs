@@ -569,16 +569,23 @@ fn integer_elements(
 /// Integer binary ops as the interpreter's i64 arithmetic truncated to i32: wrapping add/sub/mul, division
 /// truncated toward zero (division by zero traps, which the runtime reports), and a^clamp(b, 0, 63).
 fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: Local) {
+    // One instruction on (x, y); WASM's shifts take the count mod 32, as the IR.
+    let single = match op {
+        BinaryOp::Add => Some(I::I32Add),
+        BinaryOp::Sub => Some(I::I32Sub),
+        BinaryOp::Mul => Some(I::I32Mul),
+        BinaryOp::BitAnd => Some(I::I32And),
+        BinaryOp::BitOr => Some(I::I32Or),
+        BinaryOp::BitXor => Some(I::I32Xor),
+        BinaryOp::ShiftLeft => Some(I::I32Shl),
+        BinaryOp::ShiftRight => Some(I::I32ShrU),
+        _ => None,
+    };
+    if let Some(instruction) = single {
+        b.get(x).get(y).op(instruction);
+        return;
+    }
     match op {
-        BinaryOp::Add => {
-            b.get(x).get(y).op(I::I32Add);
-        }
-        BinaryOp::Sub => {
-            b.get(x).get(y).op(I::I32Sub);
-        }
-        BinaryOp::Mul => {
-            b.get(x).get(y).op(I::I32Mul);
-        }
         BinaryOp::Max => {
             b.get(x).get(y).get(x).get(y).op(I::I32GtS).op(I::Select);
         }
@@ -596,22 +603,6 @@ fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: L
                 },
             );
             b.get(q);
-        }
-        // WASM's shifts take the count mod 32, as the IR.
-        BinaryOp::BitAnd => {
-            b.get(x).get(y).op(I::I32And);
-        }
-        BinaryOp::BitOr => {
-            b.get(x).get(y).op(I::I32Or);
-        }
-        BinaryOp::BitXor => {
-            b.get(x).get(y).op(I::I32Xor);
-        }
-        BinaryOp::ShiftLeft => {
-            b.get(x).get(y).op(I::I32Shl);
-        }
-        BinaryOp::ShiftRight => {
-            b.get(x).get(y).op(I::I32ShrU);
         }
         BinaryOp::Fmod | BinaryOp::Mod => {
             // i32.rem_s traps on a zero divisor, as the interpreter refuses it.
@@ -641,6 +632,7 @@ fn integer_binary(b: &mut Body, op: BinaryOp, x: Local, y: Local, q: Local, r: L
             );
             b.get(r);
         }
+        _ => unreachable!("{op:?} is one instruction, emitted above"),
     }
 }
 
