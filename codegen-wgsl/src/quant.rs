@@ -6,6 +6,7 @@
 //! The values equal ggml's bit for bit: every product before the last is exact in f32 (an f16 scale times small
 //! integers), so no reordering or fused multiply-add by a driver can change a result.
 
+use crate::shader::Binding;
 use std::fmt::Write;
 use tfc_ir::DType;
 use tfc_ir::quant::{BlockFormat, field};
@@ -15,19 +16,20 @@ fn bytes(w: &str) -> String {
     format!("((vec4<u32>({w}) >> vec4<u32>(0u, 8u, 16u, 24u)) & vec4<u32>(255u))")
 }
 
-/// Byte `n` (a WGSL expression) of the quant part that starts at word `q` of binding `var`.
-fn byte(var: &str, n: &str) -> String {
-    format!("(({var}[q + ({n}) / 4u] >> (8u * (({n}) % 4u))) & 255u)")
+/// Byte `n` (a WGSL expression) of the quant part that starts at word `q` of `binding`.
+fn byte(binding: &Binding, n: &str) -> String {
+    format!("(({} >> (8u * (({n}) % 4u))) & 255u)", binding.word(&format!("q + ({n}) / 4u")))
 }
 
-/// `decode4_<var>(row, k)` for a weight of `dtype` whose rows hold `row_len` elements.
-pub(crate) fn decoder(var: &str, dtype: DType, row_len: u32) -> String {
+/// `decode4_<var>(row, k)` for a weight of `dtype` bound as `binding` whose rows hold `row_len` elements.
+pub(crate) fn decoder(binding: &Binding, dtype: DType, row_len: u32) -> String {
+    let var = &binding.var;
     let f = BlockFormat::of(dtype).expect("a block format");
     let row_words = f.bundle_row_bytes(row_len as usize) / 4;
     let blocks = row_len as usize / f.block_elems;
     let scales_at = blocks * f.quant_bytes / 4;
     let (elems, quant_words) = (f.block_elems, f.quant_bytes / 4);
-    let word = |field_bytes: usize, index: &str| format!("{var}[q + {}u + ({index})]", field_bytes / 4);
+    let word = |field_bytes: usize, index: &str| binding.word(&format!("q + {}u + ({index})", field_bytes / 4));
     let mut s = format!(
         "
 // Elements k..k+3 (k a multiple of 4) of row `row` of {var}: {dtype} in tfc's bundle layout with rows of {row_len}
@@ -39,9 +41,9 @@ fn decode4_{var}(row: u32, k: u32) -> vec4<f32> {{
 "
     );
     if f.halves == 2 {
-        writeln!(s, "    let scales = unpack2x16float({var}[row * {row_words}u + {scales_at}u + block]);").unwrap();
+        writeln!(s, "    let scales = unpack2x16float({});", binding.word(&format!("row * {row_words}u + {scales_at}u + block"))).unwrap();
     } else {
-        writeln!(s, "    let d = unpack2x16float({var}[row * {row_words}u + {scales_at}u + block / 2u])[block & 1u];").unwrap();
+        writeln!(s, "    let d = unpack2x16float({})[block & 1u];", binding.word(&format!("row * {row_words}u + {scales_at}u + block / 2u"))).unwrap();
     }
     // The 4-bit parts of elements j..j+3 of a 32-element block whose `qs` starts at `qs_bytes`: the low nibbles of
     // qs[0..16] for j < 16, their high nibbles after.
@@ -70,7 +72,7 @@ fn decode4_{var}(row: u32, k: u32) -> vec4<f32> {{
     return (scales.x * f32(sc & 15u)) * vec4<f32>(v) - scales.y * f32(sc >> 4u);
 ",
             qs = bytes(&word(field::Q2K_QS, "(32u * (j / 128u) + j % 32u) / 4u")),
-            sc = byte(var, &format!("{} + j / 16u", field::Q2K_SCALES)),
+            sc = byte(binding, &format!("{} + j / 16u", field::Q2K_SCALES)),
         ),
         DType::Q3_K => format!(
             "    // 2 low bits as in Q2_K; the high bit from hmask[l], bit j / 32 (set: no −4); 6-bit scales biased by 32.
@@ -83,8 +85,8 @@ fn decode4_{var}(row: u32, k: u32) -> vec4<f32> {{
 ",
             qs = bytes(&word(field::Q3K_QS, "(32u * (j / 128u) + j % 32u) / 4u")),
             hmask = bytes(&word(field::Q3K_HMASK, "(j % 32u) / 4u")),
-            low_sc = byte(var, &format!("{} + i % 8u", field::Q3K_SCALES)),
-            high_sc = byte(var, &format!("{} + 8u + i % 4u", field::Q3K_SCALES)),
+            low_sc = byte(binding, &format!("{} + i % 8u", field::Q3K_SCALES)),
+            high_sc = byte(binding, &format!("{} + 8u + i % 4u", field::Q3K_SCALES)),
         ),
         DType::Q4_K | DType::Q5_K => {
             let (sc_at, qs_at) = if dtype == DType::Q4_K { (field::Q4K_SCALES, field::Q4K_QS) } else { (field::Q5K_SCALES, field::Q5K_QS) };
@@ -107,9 +109,9 @@ fn decode4_{var}(row: u32, k: u32) -> vec4<f32> {{
     let v = {v};
     return (scales.x * f32(sc)) * vec4<f32>(v) - scales.y * f32(mn);
 ",
-                b0 = byte(var, &format!("{sc_at} + s % 4u")),
-                b4 = byte(var, &format!("{sc_at} + 4u + s % 4u")),
-                b8 = byte(var, &format!("{sc_at} + 8u + s % 4u")),
+                b0 = byte(binding, &format!("{sc_at} + s % 4u")),
+                b4 = byte(binding, &format!("{sc_at} + 4u + s % 4u")),
+                b8 = byte(binding, &format!("{sc_at} + 8u + s % 4u")),
             )
         }
         DType::Q6_K => format!(
@@ -124,7 +126,7 @@ fn decode4_{var}(row: u32, k: u32) -> vec4<f32> {{
 ",
             ql = bytes(&word(field::Q6K_QL, "(64u * (j / 128u) + r % 64u) / 4u")),
             qh = bytes(&word(field::Q6K_QH, "(32u * (j / 128u) + r % 32u) / 4u")),
-            sc = byte(var, &format!("{} + j / 16u", field::Q6K_SCALES)),
+            sc = byte(binding, &format!("{} + j / 16u", field::Q6K_SCALES)),
         ),
         other => unreachable!("{other} is not a block format"),
     };

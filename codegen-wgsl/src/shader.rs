@@ -71,22 +71,37 @@ pub(crate) fn value_type(dtype: DType, access: Access) -> &'static str {
     }
 }
 
-/// The body of `load_inN(i)` for element `i` of binding `var`; `row_len` is the length of the operand's last axis
-/// (block formats are decoded row by row).
-fn accessor(var: &str, dtype: DType, access: Access, row_len: u32) -> String {
-    let word = format!("{var}[i >> 1u]");
+/// An operand's binding `inN` as the kernel text reads it: `array<T>` of its storage type, or in quads,
+/// `array<vec4<T>>`, so that a kernel can load 16 bytes at once (the operand's size is then a multiple of 16 bytes).
+pub(crate) struct Binding {
+    pub var: String,
+    pub quads: bool,
+}
+
+impl Binding {
+    /// Storage element `i` (a WGSL u32 expression): a word of a packed or block-quantized operand.
+    pub fn word(&self, i: &str) -> String {
+        if self.quads { format!("{}[({i}) >> 2u][({i}) & 3u]", self.var) } else { format!("{}[{i}]", self.var) }
+    }
+}
+
+/// The body of `load_inN(i)` for element `i` of the operand bound as `binding`; `row_len` is the length of the
+/// operand's last axis (block formats are decoded row by row).
+fn accessor(binding: &Binding, dtype: DType, access: Access, row_len: u32) -> String {
+    let element = binding.word("i");
+    let word = binding.word("i >> 1u");
     let float = match dtype {
-        DType::F32 => format!("{var}[i]"),
-        DType::I32 => format!("f32({var}[i])"),
+        DType::F32 => element.clone(),
+        DType::I32 => format!("f32({element})"),
         DType::F16 => format!("unpack2x16float({word})[i & 1u]"),
         // bf16 is the high half of an f32: shift the low element up, mask the high one in place.
         DType::BF16 => format!("bitcast<f32>(select({word} << 16u, {word} & 0xffff0000u, (i & 1u) == 1u))"),
         DType::I64 => unreachable!("i64 operands are rejected before code generation"),
-        _block => crate::quant::element(var, row_len),
+        _block => crate::quant::element(&binding.var, row_len),
     };
     match (access, dtype) {
         (Access::Float, _) => float,
-        (Access::Int | Access::Copy, DType::I32) | (Access::Copy, DType::F32) => format!("{var}[i]"),
+        (Access::Int | Access::Copy, DType::I32) | (Access::Copy, DType::F32) => element,
         (Access::Int, _) => format!("i32({float})"),
         (Access::Copy, _) => format!("({word} >> ((i & 1u) * 16u)) & 0xffffu"),
     }
@@ -98,6 +113,8 @@ pub(crate) struct Parts {
     /// One line of the header comment: what the kernel computes and how it is laid out.
     pub summary: String,
     pub inputs: Vec<(DType, Access)>,
+    /// The operands bound in quads (see [`Binding`]).
+    pub quads: Vec<usize>,
     pub output: DType,
     pub params: Vec<Expr>,
     pub helpers: Vec<Helper>,
@@ -115,6 +132,7 @@ impl Parts {
             name: name.into(),
             summary: String::new(),
             inputs: Vec::new(),
+            quads: Vec::new(),
             output: DType::F32,
             params: Vec::new(),
             helpers: Vec::new(),
@@ -140,8 +158,10 @@ impl Parts {
             .unwrap();
         let words = self.params.len().div_ceil(4).max(1);
         writeln!(s, "\nstruct Params {{\n    v: array<vec4<u32>, {words}>,\n}}\n").unwrap();
+        let bindings: Vec<Binding> = (0..self.inputs.len()).map(|i| Binding { var: format!("in{i}"), quads: self.quads.contains(&i) }).collect();
         for (i, &(dtype, _)) in self.inputs.iter().enumerate() {
-            writeln!(s, "@group(0) @binding({i}) var<storage, read> in{i}: array<{}>;", storage_type(dtype)).unwrap();
+            let element = if bindings[i].quads { format!("vec4<{}>", storage_type(dtype)) } else { storage_type(dtype).to_string() };
+            writeln!(s, "@group(0) @binding({i}) var<storage, read> in{i}: array<{element}>;").unwrap();
         }
         let n = self.inputs.len();
         writeln!(s, "@group(0) @binding({n}) var<storage, read_write> out: array<{}>;", storage_type(self.output))
@@ -150,12 +170,11 @@ impl Parts {
         s.push_str("fn param(i: u32) -> u32 {\n    return params.v[i / 4u][i % 4u];\n}\n");
         for (i, &(dtype, access)) in self.inputs.iter().enumerate() {
             let ty = value_type(dtype, access);
-            let var = format!("in{i}");
             let row_len = operands[i].shape.last().and_then(Dim::as_const).unwrap_or(1) as u32;
             if dtype.is_block() {
-                s.push_str(&crate::quant::decoder(&var, dtype, row_len));
+                s.push_str(&crate::quant::decoder(&bindings[i], dtype, row_len));
             }
-            let body = accessor(&var, dtype, access, row_len);
+            let body = accessor(&bindings[i], dtype, access, row_len);
             writeln!(s, "\nfn load_in{i}(i: u32) -> {ty} {{\n    return {body};\n}}").unwrap();
         }
         for helper in crate::math::with_dependencies(&self.helpers) {
