@@ -7,7 +7,8 @@
 //!   (`var<storage, read_write>`); binding n + 1: `var<uniform> params: Params`, `struct Params { v: array<vec4<u32>, K> }`
 //!   with K = max(1, ⌈params / 4⌉), param i at `params.v[i / 4][i % 4]`.
 //! - Elements: f32 as `array<f32>`, i32 as `array<i32>`, f16 and bf16 as `array<u32>`, two per word, element 2i in
-//!   the low half. Each operand is read through one generated accessor `load_inN(i)` chosen by its dtype.
+//!   the low half. Each operand is read through one generated accessor `load_inN(i)` chosen by its dtype. A kernel
+//!   may bind an operand in quads instead (`array<vec4<…>>`, 16-byte loads) where its rows are whole quads.
 //! - The runtime dispatches (x, y, 1) workgroups, x = min(total, 65535), y = ⌈total / x⌉; kernels use the linear
 //!   index `wid.y * nwg.x + wid.x` and ignore workgroups past their work.
 //! - Symbolic sizes only ever appear in `params` and `workgroups`; constant attributes are baked into the text, so
@@ -18,6 +19,7 @@ mod elementwise;
 mod generation;
 mod math;
 mod matmul;
+mod matvec;
 mod movement;
 mod norm;
 mod quant;

@@ -1,11 +1,15 @@
-//! Batched matmul with broadcast batch axes, in three strategies chosen per dispatch from M and N (runtime values):
+//! Batched matmul with broadcast batch axes, in up to four strategies chosen per dispatch from M and N (runtime
+//! values):
 //!
+//! - Matrix-vector, where B is a 2-D `[N, K]` read transposed (a linear layer's weight) with rows of whole units
+//!   (K a constant multiple of 4 for f32, of 8 for f16 and bf16), for at most 4 rows of A over all batches
+//!   (decoding): `matvec.rs`, which streams B once in 16-byte loads.
 //! - Tiled: a T×T output tile per workgroup of 256 invocations (16×16), each computing T/16 × T/16 outputs in
 //!   registers as 4-wide groups T/2 apart along each axis (one group for T = 64), so that neighbouring invocations
 //!   read neighbouring vec4s of workgroup memory. K advances in slices of 1024/T staged through workgroup memory
 //!   (k-major, 16 KiB); the next slice is fetched into registers while the current one is multiplied. T is 128
 //!   where that makes enough tiles to occupy a large GPU, else 64 (prompts of tens to hundreds of tokens).
-//! - Skinny, for M ≤ 16 (decoding, short prompts) or too few 64-tiles: each workgroup computes 4 rows of a few
+//! - Skinny, otherwise for M ≤ 16 (decoding, short prompts) or too few 64-tiles: each workgroup computes 4 rows of a few
 //!   columns, its invocations splitting K, and sums their partial dot products in workgroup memory. The columns
 //!   and lanes are laid out so that B is read along its contiguous axis.
 //!
@@ -16,10 +20,11 @@
 //! batch count, then 4 batch dims, A's 4 batch strides and B's 4 (0 where broadcast).
 
 use crate::CodegenError;
+use crate::matvec::{MAX_X_ROWS, Matvec};
 use crate::shader::{Access, Node, Parts, at_most, expr, product};
 use std::fmt::Write;
-use tfc_ir::Expr;
 use tfc_ir::layout::MatmulLayout;
+use tfc_ir::{Dim, Expr};
 
 /// The tile sides of the tiled strategy.
 const LARGE_TILE: u32 = 128;
@@ -43,24 +48,40 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
     let MatmulLayout { m, n, k, a_m, a_k, b_k, b_n, batch_dims: dims, batch_strides } = &layout;
 
     let batches = product(out_batch);
+    let (a, b) = (node.inputs[0], node.inputs[1]);
+    let matvec = match b.shape.last().and_then(Dim::as_const) {
+        Some(k) if !transpose_a && transpose_b && b.rank() == 2 && k <= u32::MAX as u64 => Matvec::float(a.dtype, b.dtype, k as u32),
+        _ => None,
+    };
     let skinny = Skinny::new(transpose_b);
     let mut parts = Parts::new("matmul", 256);
     parts.summary = format!(
-        "A{} × B{}: {LARGE_TILE}- or {SMALL_TILE}-tiles, or for M ≤ {SKINNY_ROWS} or few tiles 4 rows × {} columns per workgroup",
+        "A{} × B{}: {}{LARGE_TILE}- or {SMALL_TILE}-tiles, or for M ≤ {SKINNY_ROWS} or few tiles 4 rows × {} columns per workgroup",
         if transpose_a { "ᵀ" } else { "" },
         if transpose_b { "ᵀ" } else { "" },
+        if matvec.is_some() { format!("for ≤ {MAX_X_ROWS} rows a matrix-vector product, else ") } else { String::new() },
         skinny.columns,
     );
     parts.inputs = node.inputs.iter().map(|t| (t.dtype, Access::Float)).collect();
-    // The skinny strategy's column blocks × row groups of 4, when it is the one chosen (`at_most` is 1 or 0, and
-    // the larger of two such is their "or"); the tiled strategies need at most one workgroup per 64-tile.
+    // The skinny strategy's column blocks × row groups of 4, when it is the one chosen (`at_most` is 1 or 0, the
+    // larger of two such is their "or", and subtracting one that implies it is "but not"); the tiled strategies
+    // need at most one workgroup per 64-tile.
     let small_tiles = tile_count(&expr(m), &expr(n), SMALL_TILE);
+    let mut skinny_chosen = Expr::max(vec![at_most(expr(m), SKINNY_ROWS as u64), at_most(small_tiles.clone(), MIN_SMALL_TILES as u64 - 1)]);
+    let x_rows = Expr::product(vec![expr(m), batches.clone()]);
+    if matvec.is_some() {
+        skinny_chosen = Expr::Sub(Box::new(skinny_chosen), Box::new(at_most(x_rows.clone(), MAX_X_ROWS as u64)));
+    }
     let skinny_groups = Expr::product(vec![
         Expr::ceil_div(expr(n), Expr::Const(skinny.columns as u64)),
         Expr::ceil_div(expr(m), Expr::Const(4)),
-        Expr::max(vec![at_most(expr(m), SKINNY_ROWS as u64), at_most(small_tiles.clone(), MIN_SMALL_TILES as u64 - 1)]),
+        skinny_chosen,
     ]);
-    parts.workgroups = Expr::product(vec![Expr::max(vec![small_tiles, skinny_groups]), batches.clone()]);
+    let mut workgroups = vec![Expr::product(vec![Expr::max(vec![small_tiles, skinny_groups]), batches.clone()])];
+    if matvec.is_some() {
+        workgroups.push(Expr::product(vec![Matvec::workgroups(expr(n)), at_most(x_rows, MAX_X_ROWS as u64)]));
+    }
+    parts.workgroups = Expr::max(workgroups);
     parts.params = vec![expr(m), expr(n), expr(k), expr(a_m), expr(a_k), expr(b_k), expr(b_n), batches];
     parts.params.extend(dims.iter().map(expr));
     for s in batch_strides {
@@ -68,8 +89,15 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
     }
     parts.decls = tiled_decls(BOperand::Float { transpose_a, transpose_b });
     parts.decls.push_str(&skinny_fn(&skinny));
+    let mut choice = String::from("    ");
+    if let Some(matvec) = &matvec {
+        matvec.add_to(&mut parts);
+        write!(choice, "if param(0u) * param(7u) <= {MAX_X_ROWS}u {{
+        matvec(group, lid);
+    }} else ").unwrap();
+    }
     parts.body = format!(
-        "    if param(0u) <= {SKINNY_ROWS}u || tiles({SMALL_TILE}u) < {MIN_SMALL_TILES}u {{
+        "{choice}if param(0u) <= {SKINNY_ROWS}u || tiles({SMALL_TILE}u) < {MIN_SMALL_TILES}u {{
         skinny(group, lid);
     }} else {{
 {}    }}

@@ -202,18 +202,55 @@ fn matmul_strategy_follows_the_tile_count() {
     let a = input(&mut g, "a", DType::F32, &[s.clone(), c(64)]);
     let w = weight(&mut g, "w", DType::F16, &[1000, 64]);
     let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
-    // N = 1000: 16 column tiles of 64, or 125 skinny blocks of 8 columns. Skinny up to M = 16 and below 32 64-tiles
-    // (M ≤ 64); then one workgroup per 64-tile, of which the 128-tiles use the first once there are 128 of those.
-    for (m, workgroups) in [(1, 125), (4, 125), (5, 250), (16, 500), (64, 16 * 125), (65, 2 * 16), (1921, 31 * 16), (4096, 64 * 16)] {
+    // N = 1000: 63 matrix-vector groups of 16 rows up to M = 4. Then 16 column tiles of 64, or 125 skinny blocks of 8
+    // columns: skinny up to M = 16 and below 32 64-tiles (M ≤ 64); then one workgroup per 64-tile, of which the
+    // 128-tiles use the first once there are 128 of those.
+    for (m, workgroups) in [(1, 63), (4, 63), (5, 250), (16, 500), (64, 16 * 125), (65, 2 * 16), (1921, 31 * 16), (4096, 64 * 16)] {
         let r = check(&g, id, &env(&[("sequence", m)]));
         assert_eq!(r.workgroups, workgroups, "M = {m}");
     }
-    // N = 20000: 313 column 64-tiles, so the tiled strategy from M = 17 on; skinny (2500 blocks) below.
+    // N = 20000: 313 column 64-tiles, so the tiled strategy from M = 17 on; skinny (2500 blocks) from M = 5, the
+    // matrix-vector strategy (1250 groups) below.
     let w = weight(&mut g, "wide", DType::F16, &[20000, 64]);
     let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[a, w]);
-    for (m, workgroups) in [(1, 2500), (16, 4 * 2500), (17, 313)] {
+    for (m, workgroups) in [(1, 1250), (5, 2 * 2500), (16, 4 * 2500), (17, 313)] {
         let r = check(&g, id, &env(&[("sequence", m)]));
         assert_eq!(r.workgroups, workgroups, "M = {m}");
+    }
+}
+
+#[test]
+fn matrix_vector_products_for_every_weight_dtype() {
+    // Rows of 2048 are whole quads in every format; rows of 1280 (5 K-quant blocks) are not for Q2_K, Q3_K, Q4_K and
+    // Q6_K, and rows of 1312 (41 blocks of 32) not for the formats with 32-element blocks. The formats whose units
+    // are no quads (5-word Q5_0 and Q5_1 blocks, 27-, 35- and 43-word Q3_K, Q4_K and Q5_K blocks) read words.
+    let words = [DType::Q5_0, DType::Q5_1, DType::Q3_K, DType::Q4_K, DType::Q5_K];
+    for dtype in [DType::F32, DType::F16, DType::BF16].into_iter().chain(DType::BLOCK_FORMATS) {
+        for k in [1280u64, 1312, 2048] {
+            if !k.is_multiple_of(dtype.block_elems() as u64) {
+                continue;
+            }
+            let mut g = Graph::new();
+            let s = g.symbol("sequence", 512);
+            let x = input(&mut g, "x", DType::F32, &[c(2), s, c(k)]);
+            let w = g.weight(tfc_ir::Weight {
+                name: "w".into(),
+                dtype,
+                shape: vec![37, k],
+                data: tfc_ir::WeightData::Owned(std::sync::Arc::new(vec![0u8; dtype.bytes(37 * k) as usize])),
+            });
+            let id = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[x, w]);
+            // R = 2 · M rows of x, up to 4: the matrix-vector strategy, 3 groups of 16 rows of W.
+            for (m, workgroups) in [(1, 3), (2, 3)] {
+                let r = check(&g, id, &env(&[("sequence", m)]));
+                assert_eq!(r.workgroups, workgroups, "{dtype} × {k}, M = {m}");
+            }
+            let kernel = check(&g, id, &env(&[("sequence", 1)])).kernel;
+            let quads = tfc_ir::quant::BlockFormat::of(dtype).is_none_or(|f| f.bundle_row_bytes(k as usize) % 16 == 0 && !words.contains(&dtype));
+            assert!(kernel.wgsl.contains("fn matvec("), "{dtype} × {k}");
+            assert_eq!(kernel.wgsl.contains("in1: array<vec4<"), quads, "{dtype} × {k}");
+            assert!(kernel.wgsl.contains("in0: array<vec4<f32>>"), "{dtype} × {k}");
+        }
     }
 }
 

@@ -22,6 +22,21 @@ fn matmul_with_half_weight() {
 }
 
 #[test]
+fn quantized_matmul() {
+    let mut g = Graph::new();
+    let s = g.symbol("sequence", 512);
+    let x = input(&mut g, "x", DType::F32, &[s, c(256)]);
+    let w = g.weight(tfc_ir::Weight {
+        name: "w".into(),
+        dtype: DType::Q4_0,
+        shape: vec![96, 256],
+        data: tfc_ir::WeightData::Owned(std::sync::Arc::new(vec![0u8; DType::Q4_0.bytes(96 * 256) as usize])),
+    });
+    let y = add(&mut g, Op::MatMul { transpose_a: false, transpose_b: true }, &[x, w]);
+    insta::assert_snapshot!("quant_matmul_q4_0", wgsl(&g, y));
+}
+
+#[test]
 fn layer_norm() {
     let mut g = Graph::new();
     let s = g.symbol("sequence", 512);
