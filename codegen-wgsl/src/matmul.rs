@@ -9,9 +9,9 @@
 //!   read neighbouring vec4s of workgroup memory. K advances in slices of 1024/T staged through workgroup memory
 //!   (k-major, 16 KiB); the next slice is fetched into registers while the current one is multiplied. T is 128
 //!   where that makes enough tiles to occupy a large GPU, else 64 (prompts of tens to hundreds of tokens).
-//! - Skinny, otherwise for M ≤ 16 (decoding, short prompts) or too few 64-tiles: each workgroup computes 4 rows of a few
-//!   columns, its invocations splitting K, and sums their partial dot products in workgroup memory. The columns
-//!   and lanes are laid out so that B is read along its contiguous axis.
+//! - Skinny, otherwise for M ≤ 16 (decoding, short prompts) or too few 64-tiles: each workgroup computes 4 rows of
+//!   a few columns, its invocations splitting K, and sums their partial dot products in workgroup memory. The
+//!   columns and lanes are laid out so that B is read along its contiguous axis.
 //!
 //! The dispatch covers whichever is chosen; workgroups past its work return at once. The tiled strategy also
 //! serves the block-quantized kernel (`quant_matmul.rs`), whose B is decoded as it is staged.
@@ -92,9 +92,7 @@ pub(crate) fn matmul(node: &Node, transpose_a: bool, transpose_b: bool) -> Resul
     let mut choice = String::from("    ");
     if let Some(matvec) = &matvec {
         matvec.add_to(&mut parts);
-        write!(choice, "if param(0u) * param(7u) <= {MAX_X_ROWS}u {{
-        matvec(group, lid);
-    }} else ").unwrap();
+        write!(choice, "if param(0u) * param(7u) <= {MAX_X_ROWS}u {{\n        matvec(group, lid);\n    }} else ").unwrap();
     }
     parts.body = format!(
         "{choice}if param(0u) <= {SKINNY_ROWS}u || tiles({SMALL_TILE}u) < {MIN_SMALL_TILES}u {{
