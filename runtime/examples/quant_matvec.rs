@@ -1,9 +1,10 @@
-//! Bandwidth of the quantized matrix-vector kernels (`x · Wᵀ`, one row of x; GPU timestamps) next to the device's
-//! copy bandwidth measured in the same run. Prints JSON; `scripts/bench/quant_matvec_device.sh` runs it on the GPU
-//! machine.
+//! Bandwidth of the matrix-vector kernels (`x · Wᵀ`, one row of x; GPU timestamps) for every block format and the
+//! float weights, next to the device's copy bandwidth measured in the same run. Prints JSON;
+//! `scripts/bench/quant_matvec_device.sh` runs it on the GPU machine. Arguments, if any, name the weight dtypes to
+//! measure (`q4_0 f16`); the default is all of them.
 //!
-//! The weights are random blocks (random quants, f16 scales in [0.5, 1)): the kernels' speed does not depend on the
-//! values, and quantizing 59 M real values per case would take longer than the measurement.
+//! The weights are random: blocks of random quants with f16 scales in [0.5, 1), floats in [-1, 1). The kernels' speed
+//! does not depend on the values, and quantizing 59 M real values per case would take longer than the measurement.
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -34,9 +35,14 @@ fn random_weight(dtype: DType, rows: u64, cols: u64, rng: &mut StdRng) -> Weight
             }
         }
         None => {
-            assert_eq!(dtype, DType::F16);
-            for h in bytes.chunks_exact_mut(2) {
-                h.copy_from_slice(&half(rng));
+            for element in bytes.chunks_exact_mut(dtype.size()) {
+                let v: f32 = rng.random_range(-1.0..1.0);
+                match dtype {
+                    DType::F32 => element.copy_from_slice(&v.to_le_bytes()),
+                    DType::F16 => element.copy_from_slice(&half::f16::from_f32(v).to_le_bytes()),
+                    DType::BF16 => element.copy_from_slice(&half::bf16::from_f32(v).to_le_bytes()),
+                    other => panic!("no random {other} weights"),
+                }
             }
         }
     }
@@ -147,9 +153,12 @@ fn main() {
     let copy_bytes_per_s = buffer_copy.max(kernel_copy);
     eprintln!("copy: buffer copy {:.0} GB/s, copy kernel {:.0} GB/s", buffer_copy / 1e9, kernel_copy / 1e9);
 
+    let every = DType::BLOCK_FORMATS.into_iter().chain([DType::F16, DType::BF16, DType::F32]);
+    let named: Vec<DType> = std::env::args().skip(1).map(|a| DType::from_name(&a).unwrap_or_else(|| panic!("no dtype {a}"))).collect();
+    let dtypes: Vec<DType> = if named.is_empty() { every.collect() } else { named };
     let mut cases = Vec::new();
     for (rows, cols) in [(4096u64, 4096u64), (14336, 4096), (4096, 14336)] {
-        for dtype in [DType::Q4_0, DType::Q4_K, DType::Q6_K, DType::Q8_0, DType::F16] {
+        for &dtype in &dtypes {
             let mut g = Graph::new();
             let x = g.input("x", TensorType::new(DType::F32, vec![Dim::from(1u64), Dim::from(cols)]), None);
             let w = random_weight(dtype, rows, cols, &mut rng);
