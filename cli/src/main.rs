@@ -32,7 +32,7 @@ enum Command {
     /// llama, mistral, qwen2, phi3, gemma3_text, gemma3); or a GGUF file (architectures llama, qwen2, phi3, gemma3,
     /// gpt2, bert), whose weights keep their formats (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
     /// Q5_K, Q6_K); or an ONNX model (a .onnx file, with its external data beside it, or a folder holding model.onnx),
-    /// opset 13 or later.
+    /// each op read as the model's opset defines it.
     Compile {
         model: PathBuf,
         /// Bundle folder to write; it is replaced only once the new bundle is complete.

@@ -1,6 +1,6 @@
 //! The ONNX importer on small models written here: external data (read in place, confined to the model's folder,
 //! checked against its file's length), symbolic dimensions and --dim, shape folding, and clear errors (no panic) for
-//! malformed protobufs, cycles, old opsets and unsupported operators.
+//! malformed protobufs, cycles, unsupported operators, and ops of older opsets (their meaning there, or a refusal).
 
 use prost::Message;
 use std::collections::BTreeMap;
@@ -153,9 +153,10 @@ fn cycles_old_opsets_and_unsupported_ops_are_named() {
     let err = import_err(&write(dir.path(), "cycle.onnx", &cycle));
     assert!(err.contains("cycle") && (err.contains("`first`") || err.contains("`second`")), "{err}");
 
-    let old = model(vec![node("Relu", "r", &["x"], &["y"])], vec![], vec![x()], &["y"], 11);
+    let old = model(vec![node("Relu", "r", &["x"], &["y"])], vec![], vec![x()], &["y"], 5);
     let err = import_err(&write(dir.path(), "old.onnx", &old));
-    assert!(err.contains("opset 11") && err.contains("13 and later"), "{err}");
+    assert!(err.contains("Relu (node `r`, domain ai.onnx, opset 5): tfc implements this op as defined from opset 6 on"), "{err}");
+    assert!(err.contains("convert_version(model, 6)"), "{err}");
 
     let unknown = model(
         vec![node("Relu", "r", &["x"], &["a"]), node("NonMaxSuppression", "nms", &["a"], &["b"]), node("StringNormalizer", "sn", &["b"], &["y"])],
@@ -201,4 +202,41 @@ fn shape_arithmetic_folds_over_symbolic_dimensions_and_dim_fixes_them() {
     let out = interp::run(&graph, &BTreeMap::from([("x".to_string(), Tensor::f32(vec![1, 3, 4], x.clone()))])).unwrap();
     assert_eq!(out[0].1.shape, vec![1, 6, 2]);
     assert_eq!(out[0].1.to_f32(), x);
+}
+
+fn int_attr(name: &str, i: i64) -> AttributeProto {
+    AttributeProto { name: name.into(), r#type: 2, i, ..Default::default() }
+}
+
+/// An op keeps the meaning of the model's opset: Softmax before opset 13 normalises the input coerced to a matrix
+/// at `axis`, Clip before opset 11 takes its bounds as attributes and Unsqueeze before 13 its axes.
+#[test]
+fn ops_of_older_opsets_keep_their_meaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let dims = [DimensionValue::DimValue(2), DimensionValue::DimValue(2), DimensionValue::DimValue(3)];
+    let x: Vec<f32> = (0..12).map(|i| i as f32 * 0.25).collect();
+    let run = |m: &ModelProto, name: &str| -> Tensor {
+        let graph = onnx::import(&write(dir.path(), name, m), &OnnxOptions::default()).unwrap();
+        interp::run(&graph, &BTreeMap::from([("x".to_string(), Tensor::f32(vec![2, 2, 3], x.clone()))])).unwrap().remove(0).1
+    };
+    let softmax = |opset: i64| {
+        let mut n = node("Softmax", "s", &["x"], &["y"]);
+        n.attribute.push(int_attr("axis", 1));
+        model(vec![n], vec![], vec![value("x", FLOAT, &dims)], &["y"], opset)
+    };
+    // Opset 11: each batch's 6 values sum to 1. Opset 13: each pair along axis 1 does.
+    let old = run(&softmax(11), "softmax11.onnx").to_f32();
+    assert!((old[..6].iter().sum::<f32>() - 1.0).abs() < 1e-6 && (old[0] + old[3] - 1.0).abs() > 0.1, "{old:?}");
+    let new = run(&softmax(13), "softmax13.onnx").to_f32();
+    assert!((new[0] + new[3] - 1.0).abs() < 1e-6, "{new:?}");
+
+    let mut clip = node("Clip", "c", &["x"], &["y"]);
+    clip.attribute.push(AttributeProto { name: "max".into(), r#type: 1, f: 1.0, ..Default::default() });
+    let clipped = run(&model(vec![clip], vec![], vec![value("x", FLOAT, &dims)], &["y"], 6), "clip6.onnx").to_f32();
+    assert_eq!(clipped, x.iter().map(|&v| v.min(1.0)).collect::<Vec<_>>());
+
+    let mut unsqueeze = node("Unsqueeze", "u", &["x"], &["y"]);
+    unsqueeze.attribute.push(AttributeProto { name: "axes".into(), r#type: 7, ints: vec![0, 3], ..Default::default() });
+    let expanded = run(&model(vec![unsqueeze], vec![], vec![value("x", FLOAT, &dims)], &["y"], 11), "unsqueeze11.onnx");
+    assert_eq!(expanded.shape, vec![1, 2, 2, 1, 3]);
 }

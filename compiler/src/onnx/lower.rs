@@ -10,26 +10,57 @@ use std::sync::Arc;
 use tfc_ir::op::{CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, Window};
 use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryOp, Weight, WeightData};
 
-/// The ops of the default domain tfc lowers. Everything else is listed in the unsupported-op error.
-const SUPPORTED: &[&str] = &[
-    "Abs", "Acos", "Acosh", "Add", "AffineGrid", "And", "ArgMax", "ArgMin", "Asin", "Attention", "BitShift", "BitwiseAnd",
-    "BitwiseNot", "BitwiseOr", "BitwiseXor", "ConvTranspose", "Resize", "ScatterElements", "ScatterND", "TopK", "Asinh", "Atan", "Atanh", "AveragePool", "BitCast",
-    "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
-    "CenterCropPad", "Cos", "Cosh", "CumProd", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
-    "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GridSample", "GroupNormalization",
-    "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Hardmax", "HardSigmoid", "HardSwish",
-    "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
-    "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "MatMulInteger", "Max", "MaxPool", "Mean", "Min",
-    "Mish", "Mod", "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "Or", "PRelu", "Pad", "Pow", "QLinearMatMul", "QuantizeLinear", "RMSNormalization", "Range",
-    "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-    "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "RotaryEmbedding", "Round", "Selu", "Shape", "Shrink", "Sigmoid",
-    "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt",
-    "Squeeze", "Sub", "Sum", "Swish", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where",
-    "Xor",
+/// The ops of the default domain tfc lowers, each with the oldest opset whose meaning of it `lower` implements. An
+/// op means what its schema version in force at the model's opset defines; where a version changed that (an
+/// attribute became an input, the input was coerced to 2-D, …), `lower` branches on `ctx.opset`, down to the opset
+/// given here, and an older model is refused for this op (`support`). Versions that only widened the types, or added
+/// an attribute whose default keeps the old meaning, need no branch. A floor above the op's first version marks a
+/// meaning not implemented: the `consumed_inputs` (before 6) and `broadcast`/`axis` (before 7) attributes of the
+/// elementwise ops, Concat's default axis (4), Reshape's `shape` attribute (5), Tile's `axis` input (6), Cast's
+/// string `to` (6), Selu's defaults (6), `is_test` (7), LpPool's float `p` (2), Pad's `paddings` (2), Split's
+/// `split` input (2), ConvTranspose's SAME_UPPER padding (11).
+const SUPPORTED: &[(&str, i64)] = &[
+    ("Abs", 6), ("Acos", 7), ("Acosh", 9), ("Add", 7), ("AffineGrid", 20), ("And", 7), ("ArgMax", 1), ("ArgMin", 1),
+    ("Asin", 7), ("Asinh", 9), ("Atan", 7), ("Atanh", 9), ("Attention", 23), ("AveragePool", 1),
+    ("BatchNormalization", 7), ("BitCast", 26), ("BitShift", 11), ("BitwiseAnd", 18), ("BitwiseNot", 18),
+    ("BitwiseOr", 18), ("BitwiseXor", 18), ("Cast", 6), ("CastLike", 15), ("Ceil", 6), ("Celu", 12),
+    ("CenterCropPad", 18), ("Clip", 6), ("Concat", 4), ("Constant", 1), ("ConstantOfShape", 9), ("Conv", 1),
+    ("ConvTranspose", 11), ("Cos", 7), ("Cosh", 9), ("CumProd", 26), ("CumSum", 11), ("DepthToSpace", 1),
+    ("DequantizeLinear", 10), ("Div", 7), ("Dropout", 7), ("DynamicQuantizeLinear", 11), ("Elu", 6), ("Equal", 7),
+    ("Erf", 9), ("Exp", 6), ("Expand", 8), ("EyeLike", 9), ("Flatten", 1), ("Floor", 6), ("Gather", 1),
+    ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7), ("GlobalAveragePool", 1),
+    ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12), ("GridSample", 16),
+    ("GroupNormalization", 18), ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1),
+    ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9), ("LayerNormalization", 17), ("LeakyRelu", 6),
+    ("Less", 7), ("LessOrEqual", 12), ("Log", 6), ("LogSoftmax", 1), ("LpNormalization", 1), ("LpPool", 2),
+    ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("Mean", 6), ("Min", 6), ("Mish", 18),
+    ("Mod", 10), ("Mul", 7), ("Neg", 6), ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("Or", 7), ("Pad", 2),
+    ("Pow", 7), ("PRelu", 7), ("QLinearMatMul", 10), ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6),
+    ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1), ("ReduceMax", 1),
+    ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("ReduceSum", 1), ("ReduceSumSquare", 1), ("Relu", 6),
+    ("Reshape", 5), ("Resize", 10), ("RMSNormalization", 23), ("RotaryEmbedding", 23), ("Round", 11), ("Scatter", 9),
+    ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9),
+    ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12),
+    ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("Sub", 7),
+    ("Sum", 6), ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1),
+    ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
 ];
 
-pub fn supports(domain: &str, op_type: &str) -> bool {
-    domain == "ai.onnx" && SUPPORTED.contains(&op_type)
+/// Whether tfc lowers an op of a domain at the model's opset for that domain.
+pub enum Support {
+    Yes,
+    /// Not at all.
+    No,
+    /// Only from this opset on (its meaning in older opsets is not implemented).
+    From(i64),
+}
+
+pub fn support(domain: &str, op_type: &str, opset: i64) -> Support {
+    match SUPPORTED.iter().find(|(op, _)| domain == "ai.onnx" && *op == op_type) {
+        None => Support::No,
+        Some(&(_, oldest)) if opset < oldest => Support::From(oldest),
+        Some(_) => Support::Yes,
+    }
 }
 
 pub struct Ctx<'a> {
@@ -473,12 +504,13 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             {
                 return Err("training mode is not supported (inference only)".into());
             }
-            // Inference: the input, and a mask that keeps everything.
+            // Inference: the input, and a mask that keeps everything (of the input's type before opset 10).
             let x = x()?;
             if ctx.node.output.get(1).is_none_or(|m| m.is_empty()) {
                 return one(x.clone());
             }
-            let ones = expand(b, &format!("{base}.mask"), &scalar(Elem::BOOL, 1.0), &b.shape(x))?;
+            let mask = if ctx.opset < 10 { elem(x) } else { Elem::BOOL };
+            let ones = expand(b, &format!("{base}.mask"), &scalar(mask, 1.0), &b.shape(x))?;
             Ok(vec![x.clone(), ones])
         }
         "Constant" => one(constant(ctx)?),
@@ -550,6 +582,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let x = x()?;
             let shape = b.shape(x);
             let axes = match inputs.get(1).and_then(Option::as_ref) {
+                _ if ctx.opset < 13 => ctx.ints("axes").unwrap_or_default(),
                 Some(_) => known_input(ctx.node, inputs, 1, "the axes")?.const_ints()?,
                 None => vec![],
             };
@@ -584,16 +617,29 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Slice" => {
             let x = x()?;
             let shape = b.shape(x);
-            let starts = known_input(ctx.node, inputs, 1, "starts")?.ints()?;
-            let ends = known_input(ctx.node, inputs, 2, "ends")?.ints()?;
-            let axes = match inputs.get(3).and_then(Option::as_ref) {
-                Some(_) => known_input(ctx.node, inputs, 3, "axes")?.const_ints()?,
-                None => (0..starts.len() as i64).collect(),
+            let (starts, ends, axes, steps) = if ctx.opset < 10 {
+                // starts, ends and axes are attributes; no steps.
+                let attr = |name: &str| ctx.ints(name).ok_or_else(|| format!("has no `{name}` attribute"));
+                let (starts, ends) = (attr("starts")?, attr("ends")?);
+                let axes = ctx.ints("axes").unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let steps = vec![1; starts.len()];
+                (starts.into_iter().map(int_dim).collect::<Vec<_>>(), ends.into_iter().map(int_dim).collect::<Vec<_>>(), axes, steps)
+            } else {
+                let starts = known_input(ctx.node, inputs, 1, "starts")?.ints()?;
+                let ends = known_input(ctx.node, inputs, 2, "ends")?.ints()?;
+                let axes = match inputs.get(3).and_then(Option::as_ref) {
+                    Some(_) => known_input(ctx.node, inputs, 3, "axes")?.const_ints()?,
+                    None => (0..starts.len() as i64).collect(),
+                };
+                let steps = match inputs.get(4).and_then(Option::as_ref) {
+                    Some(_) => known_input(ctx.node, inputs, 4, "steps")?.const_ints()?,
+                    None => vec![1; starts.len()],
+                };
+                (starts, ends, axes, steps)
             };
-            let steps = match inputs.get(4).and_then(Option::as_ref) {
-                Some(_) => known_input(ctx.node, inputs, 4, "steps")?.const_ints()?,
-                None => vec![1; starts.len()],
-            };
+            if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+                return Err("starts, ends, axes and steps differ in length".into());
+            }
             let mut v = x.clone();
             for i in 0..starts.len() {
                 let axis = normalize_axis(axes[i], shape.len())?;
@@ -606,8 +652,13 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let shape = b.shape(x);
             let axis = normalize_axis(ctx.int("axis", 0), shape.len())?;
             let outputs = ctx.node.output.len();
-            let sizes: Vec<Dim> = match inputs.get(1).and_then(Option::as_ref) {
-                Some(_) => known_input(ctx.node, inputs, 1, "split")?.ints()?,
+            let given = match inputs.get(1).and_then(Option::as_ref) {
+                _ if ctx.opset < 13 => ctx.ints("split").filter(|s| !s.is_empty()).map(|s| s.into_iter().map(int_dim).collect()),
+                Some(_) => Some(known_input(ctx.node, inputs, 1, "split")?.ints()?),
+                None => None,
+            };
+            let sizes: Vec<Dim> = match given {
+                Some(sizes) => sizes,
                 None => {
                     let len = shape[axis].as_const().ok_or("splitting a symbolic axis needs the `split` input")? as usize;
                     let parts = if ctx.opset >= 18 { ctx.int("num_outputs", outputs as i64) } else { outputs as i64 }.max(1) as usize;
@@ -637,12 +688,19 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(expand(b, &base, x, &shape)?)
         }
         "Clip" => {
+            let (lo, hi) = if ctx.opset < 11 {
+                // Attributes, with the float range as their defaults.
+                let bound = |name: &str, default: f32| Some(scalar(Elem::FLOAT, ctx.float(name, default) as f64));
+                (bound("min", f32::MIN), bound("max", f32::MAX))
+            } else {
+                (inputs.get(1).cloned().flatten(), inputs.get(2).cloned().flatten())
+            };
             let mut v = x()?.clone();
-            if let Some(lo) = inputs.get(1).and_then(Option::as_ref) {
-                v = binary(b, &format!("{base}.min"), BinaryOp::Max, &v, lo)?;
+            if let Some(lo) = lo {
+                v = binary(b, &format!("{base}.min"), BinaryOp::Max, &v, &lo)?;
             }
-            if let Some(hi) = inputs.get(2).and_then(Option::as_ref) {
-                v = binary(b, &base, BinaryOp::Min, &v, hi)?;
+            if let Some(hi) = hi {
+                v = binary(b, &base, BinaryOp::Min, &v, &hi)?;
             }
             one(v)
         }
@@ -681,9 +739,12 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             Ok(vec![loss, log_prob])
         }
         "Softmax" | "LogSoftmax" => {
-            let x = x()?;
+            let (x, log) = (x()?, op_type == "LogSoftmax");
+            if ctx.opset < 13 {
+                return one(on_matrix(b, ctx, x, |b, m| softmax_along(b, ctx, m, 1, log))?);
+            }
             let axis = normalize_axis(ctx.int("axis", -1), b.shape(x).len())?;
-            one(softmax_along(b, ctx, x, axis, op_type == "LogSoftmax")?)
+            one(softmax_along(b, ctx, x, axis, log)?)
         }
         "LayerNormalization" | "RMSNormalization" => normalization(b, ctx, inputs),
         "MatMul" => one(matmul(b, &base, x()?, input(inputs, 1)?, false, false)?),
@@ -706,7 +767,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let x = x()?;
             let shape = b.shape(x);
             let axis = normalize_axis(ctx.int("axis", -1), shape.len())?;
-            let k = known_input(ctx.node, inputs, 1, "K")?.const_ints()?[0];
+            let k = if ctx.opset < 10 { ctx.attr("k").ok_or("has no `k` attribute")?.i } else { known_input(ctx.node, inputs, 1, "K")?.const_ints()?[0] };
             let largest = ctx.int("largest", 1) != 0;
             let id = b.node(x, &format!("{base}.x"))?;
             let indices = b.add(&format!("{base}.indices"), Op::TopK { axis, k: k.max(0) as usize, largest }, &[id])?;
@@ -729,21 +790,39 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(if e.wrap_int(-1) == -1 { ones } else { binary(b, &base, BinaryOp::BitAnd, &ones, &scalar(e, e.wrap_int(-1) as f64))? })
         }
         "BitShift" => {
-            let op = if ctx.string("direction").as_deref() == Some("LEFT") { BinaryOp::ShiftLeft } else { BinaryOp::ShiftRight };
-            let x = x()?;
-            let y = binary(b, &format!("{base}.shift"), op, x, input(inputs, 1)?)?;
+            let left = ctx.string("direction").as_deref() == Some("LEFT");
+            let (x, amount) = (x()?, input(inputs, 1)?);
             let e = elem(x);
-            // Bits shifted past the type's width are dropped.
-            one(if e.wrap_int(-1) == -1 { y } else { binary(b, &base, BinaryOp::BitAnd, &y, &scalar(e, e.wrap_int(-1) as f64))? })
+            let bits = match e.0 {
+                2 => 8,
+                4 => 16,
+                12 => 32,
+                13 => 64,
+                _ => return Err(format!("shifting {} is not supported (unsigned integers only)", e.name())),
+            };
+            // tfc holds unsigned integers in i32, so below 2^31: every right shift is exact, and so is a left shift of
+            // uint8 and uint16 (masked to their width), but a left shift of wider types can pass 2^31.
+            if left && bits > 16 {
+                return Err(format!("a left shift of {} is not supported: its result can pass 2^31, past tfc's i32 integers", e.name()));
+            }
+            let shifted = binary(b, &format!("{base}.shift"), if left { BinaryOp::ShiftLeft } else { BinaryOp::ShiftRight }, x, amount)?;
+            let kept = if left { binary(b, &format!("{base}.mask"), BinaryOp::BitAnd, &shifted, &scalar(e, ((1u64 << bits) - 1) as f64))? } else { shifted };
+            // The IR shifts by the amount modulo 32; shifting by the type's width or more leaves nothing.
+            let within = compare(b, &format!("{base}.within"), CompareOp::Lt, amount, &scalar(elem(amount), bits.min(32) as f64))?;
+            one(where_(b, &base, &within, &kept, &scalar(e, 0.0))?)
         }
         "ScatterND" => {
             let reduction = scatter_reduction(ctx)?;
             let (d, i, u) = (b.node(x()?, &format!("{base}.data"))?, b.node(input(inputs, 1)?, &format!("{base}.indices"))?, b.node(input(inputs, 2)?, &format!("{base}.updates"))?);
             one(Value::Node { id: b.add(&base, Op::ScatterND { reduction }, &[d, i, u])?, elem: elem(x()?) })
         }
-        "ScatterElements" => one(scatter_elements(b, ctx, x()?, input(inputs, 1)?, input(inputs, 2)?)?),
         "ConvTranspose" => one(conv_transpose(b, ctx, inputs)?),
         "Resize" => one(resize(b, ctx, inputs)?),
+        "Upsample" => {
+            let scales = if ctx.opset < 9 { ctx.attr("scales").ok_or("has no `scales` attribute")?.floats.clone() } else { known_input(ctx.node, inputs, 1, "the scales")?.f32s()? };
+            one(upsample(b, ctx, x()?, &scales)?)
+        }
+        "Scatter" | "ScatterElements" => one(scatter_elements(b, ctx, x()?, input(inputs, 1)?, input(inputs, 2)?)?),
         "RotaryEmbedding" => one(rotary_embedding(b, ctx, inputs)?),
         "Swish" => {
             let x = x()?;
@@ -844,20 +923,12 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(Value::Node { id: b.add(&base, op, &[a, g])?, elem: elem(x) })
         }
         "Hardmax" => {
-            // 1 at the first largest element along the axis: its index compared with every position.
             let x = x()?;
-            let shape = const_shape(b, x)?;
-            let axis = normalize_axis(ctx.int("axis", -1), shape.len())?;
-            let id = b.node(x, &format!("{base}.x"))?;
-            let arg = b.add(&format!("{base}.arg"), Op::ArgReduce { axis, largest: true, last: false }, &[id])?;
-            let mut kept: Vec<Dim> = shape.iter().map(|&d| Dim::from(d)).collect();
-            kept[axis] = Dim::from(1u64);
-            let arg = reshape(b, &format!("{base}.kept"), &Value::Node { id: arg, elem: Elem::INT64 }, kept)?;
-            let mut along = vec![1usize; shape.len()];
-            along[axis] = shape[axis] as usize;
-            let positions = Known::new(Elem::INT64, along, Values::Int((0..shape[axis]).map(Dim::from).collect()));
-            let hit = compare(b, &format!("{base}.hit"), CompareOp::Eq, &Value::Known(positions), &arg)?;
-            one(cast(b, &base, &hit, elem(x))?)
+            if ctx.opset < 13 {
+                return one(on_matrix(b, ctx, x, |b, m| hardmax_along(b, &format!("{base}.rows"), m, 1))?);
+            }
+            let axis = normalize_axis(ctx.int("axis", -1), b.shape(x).len())?;
+            one(hardmax_along(b, &base, x, axis)?)
         }
         "CenterCropPad" => {
             let x = x()?;
@@ -1698,7 +1769,8 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
     let base = ctx.base();
     let x = input(inputs, 0)?;
     let rank = b.shape(x).len();
-    let pads = known_input(ctx.node, inputs, 1, "the pads")?.const_ints()?;
+    // Before opset 11 the pads and the constant value are attributes.
+    let pads = if ctx.opset < 11 { ctx.ints("pads").ok_or("has no `pads` attribute")? } else { known_input(ctx.node, inputs, 1, "the pads")?.const_ints()? };
     let axes: Vec<usize> = match inputs.get(3).and_then(Option::as_ref) {
         Some(_) => known_input(ctx.node, inputs, 3, "the axes")?.const_ints()?.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?,
         None => (0..rank).collect(),
@@ -1714,6 +1786,7 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
         all[a] = (pads[i] as usize, pads[axes.len() + i] as usize);
     }
     let value = match inputs.get(2).and_then(Option::as_ref) {
+        _ if ctx.opset < 11 => ctx.float("value", 0.0),
         Some(_) => known_input(ctx.node, inputs, 2, "the constant value")?.f32s()?.first().copied().unwrap_or(0.0),
         None => 0.0,
     };
@@ -1797,6 +1870,9 @@ fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<
     let base = ctx.base();
     if ctx.int("training_mode", 0) != 0 || ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
         return Err("training mode is not supported (inference only)".into());
+    }
+    if ctx.int("spatial", 1) == 0 {
+        return Err("spatial = 0 (statistics per channel and position, before opset 9) is not supported".into());
     }
     let x = input(inputs, 0)?;
     let shape = b.shape(x);
@@ -2113,10 +2189,38 @@ fn conv_transpose(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Resul
     Ok(Value::Node { id: b.add(&base, Op::ConvTranspose { window, groups, output_padding }, &ids)?, elem: elem(x) })
 }
 
+/// Upsample, and Resize before opset 11: output lengths floor(length · scale), output x sampling the input at x / scale
+/// ("asymmetric"), by the element at or below it (nearest; upsampling only) or linearly.
+fn upsample(b: &mut Builder, ctx: &Ctx, x: &Value, scales: &[f32]) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = const_shape(b, x)?;
+    if scales.len() != shape.len() {
+        return Err(format!("{} scales for an input of rank {}", scales.len(), shape.len()));
+    }
+    let mode = match ctx.string("mode").as_deref().unwrap_or("nearest") {
+        "nearest" if scales.iter().any(|&s| s < 1.0) => return Err("nearest downsampling (a scale below 1) is not supported".into()),
+        "nearest" => ResizeMode::Nearest(NearestRounding::Floor),
+        "linear" | "bilinear" => ResizeMode::Linear,
+        other => return Err(format!("mode {other:?} is not supported")),
+    };
+    let out: Vec<Dim> = shape.iter().zip(scales).map(|(&d, &s)| Dim::from((d as f64 * s as f64).floor() as u64)).collect();
+    let axes: Vec<Option<ResizeAxis>> =
+        scales.iter().map(|&s| (s != 1.0).then_some(ResizeAxis { shift: 0.0, num: 1.0, den: s, offset: 0.0 })).collect();
+    if axes.iter().all(Option::is_none) {
+        return Ok(x.clone());
+    }
+    let id = b.node(x, &format!("{base}.x"))?;
+    let op = Op::Resize { shape: out, axes, mode, extrapolation: None };
+    Ok(Value::Node { id: b.add(&base, op, &[id])?, elem: elem(x) })
+}
+
 /// Resize: output lengths from `sizes` (with the aspect-ratio policy) or `scales`, and per resized axis the affine
 /// map from output to input coordinates of the coordinate transformation mode (see `ResizeAxis`).
 fn resize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
     let base = ctx.base();
+    if ctx.opset < 11 {
+        return upsample(b, ctx, input(inputs, 0)?, &known_input(ctx.node, inputs, 1, "the scales")?.f32s()?);
+    }
     if ctx.int("antialias", 0) != 0 {
         return Err("antialias = 1 is not supported".into());
     }
@@ -2207,6 +2311,33 @@ fn resize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value,
     let id = b.node(x, &format!("{base}.x"))?;
     let op = Op::Resize { shape: out.iter().map(|&d| Dim::from(d)).collect(), axes: per_axis, mode, extrapolation };
     Ok(Value::Node { id: b.add(&base, op, &[id])?, elem: elem(x) })
+}
+
+/// 1 at the first largest element along `axis`, 0 elsewhere: its index compared with every position.
+fn hardmax_along(b: &mut Builder, base: &str, x: &Value, axis: usize) -> Result<Value, String> {
+    let shape = const_shape(b, x)?;
+    let id = b.node(x, &format!("{base}.x"))?;
+    let arg = b.add(&format!("{base}.arg"), Op::ArgReduce { axis, largest: true, last: false }, &[id])?;
+    let mut kept: Vec<Dim> = shape.iter().map(|&d| Dim::from(d)).collect();
+    kept[axis] = Dim::from(1u64);
+    let arg = reshape(b, &format!("{base}.kept"), &Value::Node { id: arg, elem: Elem::INT64 }, kept)?;
+    let mut along = vec![1usize; shape.len()];
+    along[axis] = shape[axis] as usize;
+    let positions = Known::new(Elem::INT64, along, Values::Int((0..shape[axis]).map(Dim::from).collect()));
+    let hit = compare(b, &format!("{base}.hit"), CompareOp::Eq, &Value::Known(positions), &arg)?;
+    cast(b, base, &hit, elem(x))
+}
+
+/// Softmax, LogSoftmax and Hardmax before opset 13: `x` coerced to a matrix at `axis` (default 1), [a0·…·a(axis−1),
+/// a(axis)·…·a(n−1)], the op applied along its rows by `f`, and the result given x's shape back.
+fn on_matrix(b: &mut Builder, ctx: &Ctx, x: &Value, f: impl FnOnce(&mut Builder, &Value) -> Result<Value, String>) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = b.shape(x);
+    let axis = normalize_axis(ctx.int("axis", 1), shape.len())?;
+    let rows = vec![tfc_ir::dim::product(&shape[..axis]), tfc_ir::dim::product(&shape[axis..])];
+    let m = reshape(b, &format!("{base}.matrix"), x, rows)?;
+    let y = f(b, &m)?;
+    reshape(b, &base, &y, shape)
 }
 
 /// Softmax (or its log) along `axis`, which is moved last for the IR op and back.

@@ -10,7 +10,7 @@ pub mod proto;
 mod tensor;
 
 use bytes::Bytes;
-use lower::{Builder, Known, Value};
+use lower::{Builder, Known, Support, Value};
 use prost::Message;
 use proto::{DimensionValue, ModelProto, NodeProto, ValueInfoProto};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,9 +19,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use tensor::{Elem, ExternalFiles};
 use tfc_ir::{Dim, Graph, MappedFile, TensorType};
-
-/// The oldest default-domain opset tfc reads.
-pub const MIN_OPSET: i64 = 13;
 
 #[derive(Clone, Debug, Default)]
 pub struct OnnxOptions {
@@ -85,8 +82,18 @@ pub fn import(path: &Path, opts: &OnnxOptions) -> Result<Graph, OnnxError> {
     let unsupported: Vec<String> = order
         .iter()
         .map(|&i| &onnx_graph.node[i])
-        .filter(|n| !lower::supports(domain(n), &n.op_type) || functions.contains(&(n.domain.as_str(), n.op_type.as_str())))
-        .map(|n| format!("{} (node `{}`, domain {}, opset {})", n.op_type, n.name, domain(n), opsets.get(domain(n)).copied().unwrap_or(0)))
+        .filter_map(|n| {
+            let opset = opsets.get(domain(n)).copied().unwrap_or(0);
+            let why = match lower::support(domain(n), &n.op_type, opset) {
+                _ if functions.contains(&(n.domain.as_str(), n.op_type.as_str())) => String::new(),
+                Support::Yes => return None,
+                Support::No => String::new(),
+                Support::From(v) => format!(
+                    ": tfc implements this op as defined from opset {v} on; convert the model (onnx.version_converter.convert_version(model, {v}))"
+                ),
+            };
+            Some(format!("{} (node `{}`, domain {}, opset {opset}){why}", n.op_type, n.name, domain(n)))
+        })
         .collect();
     if !unsupported.is_empty() {
         return Err(OnnxError::Unsupported { file, ops: unsupported });
@@ -170,14 +177,11 @@ fn opsets(file: &Path, model: &ModelProto) -> Result<BTreeMap<String, i64>, Onnx
         .iter()
         .map(|o| (if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() }, o.version))
         .collect();
-    match opsets.get("ai.onnx") {
-        Some(&v) if v >= MIN_OPSET => Ok(opsets),
-        Some(&v) => Err(OnnxError::model(
-            file,
-            format!("the model uses opset {v} of the default domain; tfc reads opset {MIN_OPSET} and later: convert it (onnx.version_converter.convert_version(model, 17))"),
-        )),
-        None if model.graph.as_ref().is_some_and(|g| g.node.is_empty()) => Ok(opsets),
-        None => Err(OnnxError::model(file, "the model imports no opset of the default domain (ai.onnx)")),
+    // Which ops a model's opset allows, and what they mean there, is checked per node (`lower::support`).
+    if opsets.contains_key("ai.onnx") || model.graph.as_ref().is_some_and(|g| g.node.is_empty()) {
+        Ok(opsets)
+    } else {
+        Err(OnnxError::model(file, "the model imports no opset of the default domain (ai.onnx)"))
     }
 }
 
