@@ -23,27 +23,29 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("Abs", 6), ("Acos", 7), ("Acosh", 9), ("Add", 7), ("AffineGrid", 20), ("And", 7), ("ArgMax", 1), ("ArgMin", 1),
     ("Asin", 7), ("Asinh", 9), ("Atan", 7), ("Atanh", 9), ("Attention", 23), ("AveragePool", 1),
     ("BatchNormalization", 7), ("BitCast", 26), ("BitShift", 11), ("BitwiseAnd", 18), ("BitwiseNot", 18),
-    ("BitwiseOr", 18), ("BitwiseXor", 18), ("Cast", 6), ("CastLike", 15), ("Ceil", 6), ("Celu", 12),
-    ("CenterCropPad", 18), ("Clip", 6), ("Concat", 4), ("Constant", 1), ("ConstantOfShape", 9), ("Conv", 1),
-    ("ConvTranspose", 11), ("Cos", 7), ("Cosh", 9), ("CumProd", 26), ("CumSum", 11), ("DepthToSpace", 1),
-    ("DequantizeLinear", 10), ("Div", 7), ("Dropout", 7), ("DynamicQuantizeLinear", 11), ("Elu", 6), ("Equal", 7),
-    ("Erf", 9), ("Exp", 6), ("Expand", 8), ("EyeLike", 9), ("Flatten", 1), ("Floor", 6), ("Gather", 1),
-    ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7), ("GlobalAveragePool", 1),
-    ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12), ("GridSample", 16),
-    ("GroupNormalization", 18), ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1),
-    ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9), ("LayerNormalization", 17), ("LeakyRelu", 6),
-    ("Less", 7), ("LessOrEqual", 12), ("Log", 6), ("LogSoftmax", 1), ("LpNormalization", 1), ("LpPool", 2),
-    ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("Mean", 6), ("Min", 6), ("Mish", 18),
-    ("Mod", 10), ("Mul", 7), ("Neg", 6), ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("Or", 7), ("Pad", 2),
-    ("Pow", 7), ("PRelu", 7), ("QLinearMatMul", 10), ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6),
+    ("BitwiseOr", 18), ("BitwiseXor", 18), ("Cast", 6), ("CastLike", 15), ("CausalConvWithState", 27), ("Ceil", 6),
+    ("Celu", 12), ("CenterCropPad", 18), ("Clip", 6), ("Concat", 4), ("Constant", 1), ("ConstantOfShape", 9),
+    ("Conv", 1), ("ConvInteger", 10), ("ConvTranspose", 11), ("Cos", 7), ("Cosh", 9), ("CumProd", 26), ("CumSum", 11),
+    ("DepthToSpace", 1), ("DequantizeLinear", 10), ("Det", 11), ("Div", 7), ("Dropout", 7),
+    ("DynamicQuantizeLinear", 11), ("Elu", 6), ("Equal", 7), ("Erf", 9), ("Exp", 6), ("Expand", 8), ("EyeLike", 9),
+    ("Flatten", 1), ("Floor", 6), ("Gather", 1), ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7),
+    ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12),
+    ("GridSample", 16), ("GroupNormalization", 18), ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14),
+    ("Identity", 1), ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9), ("LayerNormalization", 17),
+    ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12), ("Log", 6), ("LogSoftmax", 1), ("LpNormalization", 1),
+    ("LpPool", 2), ("LRN", 1), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("Mean", 6),
+    ("MeanVarianceNormalization", 9), ("Min", 6), ("Mish", 18), ("Mod", 10), ("Mul", 7), ("Neg", 6),
+    ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("OneHot", 9), ("Or", 7), ("Pad", 2), ("Pow", 7), ("PRelu", 7),
+    ("QLinearConv", 10), ("QLinearMatMul", 10), ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6),
     ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1), ("ReduceMax", 1),
     ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("ReduceSum", 1), ("ReduceSumSquare", 1), ("Relu", 6),
-    ("Reshape", 5), ("Resize", 10), ("RMSNormalization", 23), ("RotaryEmbedding", 23), ("Round", 11), ("Scatter", 9),
-    ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9),
-    ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12),
-    ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("Sub", 7),
-    ("Sum", 6), ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1),
-    ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
+    ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10), ("RMSNormalization", 23), ("RotaryEmbedding", 23),
+    ("Round", 11), ("Scatter", 9), ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1),
+    ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1),
+    ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6),
+    ("Squeeze", 1), ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("ThresholdedRelu", 10),
+    ("Tile", 6), ("TopK", 1), ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9),
+    ("Xor", 7),
 ];
 
 /// Whether tfc lowers an op of a domain at the model's opset for that domain.
@@ -958,16 +960,14 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "QLinearMatMul" => {
             let q = |i: usize| input(inputs, i);
-            let centred = |b: &mut Builder, v: &Value, zp: &Value, name: &str| -> Result<Value, String> {
-                let f = cast(b, &format!("{base}.{name}"), v, Elem::FLOAT)?;
-                let z = cast(b, &format!("{base}.{name}_zp"), zp, Elem::FLOAT)?;
-                binary(b, &format!("{base}.{name}_centred"), BinaryOp::Sub, &f, &z)
-            };
-            let a = centred(b, q(0)?, q(2)?, "a")?;
-            let c = centred(b, q(3)?, q(5)?, "b")?;
+            let rank = b.shape(q(0)?).len();
+            // a's zero point and scale are per tensor or per row, b's per tensor or per column.
+            let a = centred(b, &format!("{base}.a"), q(0)?, Some(q(2)?), rank - 2)?;
+            let c = centred(b, &format!("{base}.b"), q(3)?, Some(q(5)?), rank - 1)?;
             // Integer products summed in f32 (exact below 2^24), rescaled and requantized.
             let product = matmul(b, &format!("{base}.product"), &a, &c, false, false)?;
-            let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, q(1)?, q(4)?)?;
+            let a_scale = along(b, &format!("{base}.a_scale"), q(1)?, rank - 2, rank)?;
+            let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, &a_scale, q(4)?)?;
             let scale = binary(b, &format!("{base}.rescale"), BinaryOp::Div, &scale, q(6)?)?;
             let y = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &product, &scale)?;
             one(quantize_values(b, &base, &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?))?)
@@ -1160,23 +1160,64 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "DynamicQuantizeLinear" => dynamic_quantize(b, ctx, x()?),
         "MatMulInteger" => {
             let (a, c) = (x()?, input(inputs, 1)?);
-            let centred = |b: &mut Builder, v: &Value, zp: Option<&Value>, name: &str| -> Result<Value, String> {
-                let f = cast(b, &format!("{base}.{name}"), v, Elem::FLOAT)?;
-                match zp {
-                    Some(z) => {
-                        let z = cast(b, &format!("{base}.{name}_zp"), z, Elem::FLOAT)?;
-                        let z = if b.shape(&z).len() == 1 && name == "a" { reshape(b, &format!("{base}.a_zp_col"), &z, vec![b.shape(&z)[0].clone(), Dim::from(1u64)])? } else { z };
-                        binary(b, &format!("{base}.{name}_centred"), BinaryOp::Sub, &f, &z)
-                    }
-                    None => Ok(f),
-                }
-            };
-            let a = centred(b, a, inputs.get(2).and_then(Option::as_ref), "a")?;
-            let c = centred(b, c, inputs.get(3).and_then(Option::as_ref), "b")?;
+            let rank = b.shape(a).len().max(2);
+            // a's zero point is per tensor or per row, b's per tensor or per column.
+            let a = centred(b, &format!("{base}.a"), a, inputs.get(2).and_then(Option::as_ref), rank - 2)?;
+            let c = centred(b, &format!("{base}.b"), c, inputs.get(3).and_then(Option::as_ref), rank - 1)?;
             // Integer products summed in f32: exact while the sums stay below 2^24.
             let y = matmul(b, &format!("{base}.f32"), &a, &c, false, false)?;
             one(cast(b, &base, &y, Elem(6))?)
         }
+        "ConvInteger" => {
+            let (x, w) = (x()?, input(inputs, 1)?);
+            // x's zero point is per tensor, w's per tensor or per output channel.
+            let x = centred(b, &format!("{base}.x"), x, inputs.get(2).and_then(Option::as_ref), 1)?;
+            let w = centred(b, &format!("{base}.w"), w, inputs.get(3).and_then(Option::as_ref), 0)?;
+            // Integer products summed in f32: exact while the sums stay below 2^24.
+            let y = conv(b, ctx, &[Some(x), Some(w)])?;
+            one(cast(b, &format!("{base}.int"), &y, Elem(6))?)
+        }
+        "QLinearConv" => {
+            let q = |i: usize| input(inputs, i);
+            let x = centred(b, &format!("{base}.x"), q(0)?, Some(q(2)?), 1)?;
+            let w = centred(b, &format!("{base}.w"), q(3)?, Some(q(5)?), 0)?;
+            let mut operands = vec![Some(x), Some(w)];
+            if let Some(bias) = inputs.get(8).and_then(Option::as_ref) {
+                operands.push(Some(cast(b, &format!("{base}.bias"), bias, Elem::FLOAT)?));
+            }
+            // The int32 accumulator (exact in f32 below 2^24), rescaled (w's scale per output channel) and requantized.
+            let acc = conv(b, ctx, &operands)?;
+            let rank = b.shape(&acc).len();
+            let w_scale = along(b, &format!("{base}.w_scale"), q(4)?, 1, rank)?;
+            let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, q(1)?, &w_scale)?;
+            let scale = binary(b, &format!("{base}.rescale"), BinaryOp::Div, &scale, q(6)?)?;
+            let y = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &acc, &scale)?;
+            one(quantize_values(b, &format!("{base}.q"), &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?))?)
+        }
+        "OneHot" => one(one_hot(b, ctx, inputs)?),
+        "ReverseSequence" => one(reverse_sequence(b, ctx, x()?, input(inputs, 1)?)?),
+        "MeanVarianceNormalization" => {
+            // (x − mean) / (√variance + 1e-9) over `axes`.
+            let x = x()?;
+            let rank = b.shape(x).len();
+            let mut axes: Vec<usize> = ctx.ints("axes").unwrap_or(vec![0, 2, 3]).iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?;
+            axes.sort();
+            axes.dedup();
+            let mean = |b: &mut Builder, v: &Value, name: &str| -> Result<Value, String> {
+                let id = b.node(v, &format!("{base}.{name}_in"))?;
+                Ok(Value::Node { id: b.add(&format!("{base}.{name}"), Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keep_dims: true }, &[id])?, elem: Elem::FLOAT })
+            };
+            let m = mean(b, x, "mean")?;
+            let centred = binary(b, &format!("{base}.centred"), BinaryOp::Sub, x, &m)?;
+            let squares = binary(b, &format!("{base}.squares"), BinaryOp::Mul, &centred, &centred)?;
+            let variance = mean(b, &squares, "variance")?;
+            let std = unary_named(b, &format!("{base}.std"), &variance, UnaryOp::Sqrt)?;
+            let den = binary(b, &format!("{base}.den"), BinaryOp::Add, &std, &scalar(Elem::FLOAT, 1e-9))?;
+            one(binary(b, &base, BinaryOp::Div, &centred, &den)?)
+        }
+        "LRN" => one(lrn(b, ctx, x()?)?),
+        "Det" => one(det(b, ctx, x()?)?),
+        "CausalConvWithState" => causal_conv(b, ctx, inputs),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
@@ -1233,6 +1274,27 @@ fn cast(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, Strin
         id = b.add(&format!("{base}.f32"), Op::Cast { to: DType::F32 }, &[id])?;
     }
     Ok(Value::Node { id, elem: to })
+}
+
+/// A per-tensor value as it is, or a 1-D one (more than one element) reshaped to lie along `axis` of a tensor of
+/// rank `rank` (a per-row or per-channel zero point or scale).
+fn along(b: &mut Builder, base: &str, v: &Value, axis: usize, rank: usize) -> Result<Value, String> {
+    let shape = b.shape(v);
+    if shape.len() != 1 || shape[0] == Dim::from(1u64) {
+        return Ok(v.clone());
+    }
+    let mut target = vec![Dim::from(1u64); rank];
+    target[axis] = shape[0].clone();
+    reshape(b, base, v, target)
+}
+
+/// Quantized integers minus their zero point (per tensor, or per slice of `axis`), in f32.
+fn centred(b: &mut Builder, base: &str, v: &Value, zero_point: Option<&Value>, axis: usize) -> Result<Value, String> {
+    let f = cast(b, base, v, Elem::FLOAT)?;
+    let Some(z) = zero_point else { return Ok(f) };
+    let z = cast(b, &format!("{base}_zp"), z, Elem::FLOAT)?;
+    let z = along(b, &format!("{base}_zp_axis"), &z, axis, b.shape(&f).len())?;
+    binary(b, &format!("{base}_centred"), BinaryOp::Sub, &f, &z)
 }
 
 /// Constants this large that are int8 (or dequantized int8) are treated as quantized weights.
@@ -2532,4 +2594,160 @@ fn group_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Va
     let (scale, bias) = (per_channel(b, 1, "scale")?, per_channel(b, 2, "bias")?);
     let scaled = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &normed, &scale)?;
     binary(b, &base, BinaryOp::Add, &scaled, &bias)
+}
+
+/// OneHot: `on` where an index (negative ones counting from the end of `depth`) equals the position along the new
+/// axis, `off` elsewhere; an index outside [−depth, depth) gives a row of `off`.
+fn one_hot(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let indices = input(inputs, 0)?;
+    let depth = known_input(ctx.node, inputs, 1, "the depth")?.f32s()?.first().copied().ok_or("the depth is empty")? as i64;
+    if depth < 1 {
+        return Err(format!("a depth of {depth}"));
+    }
+    let values = input(inputs, 2)?;
+    let mut shape = b.shape(indices);
+    let axis = normalize_axis(ctx.int("axis", -1), shape.len() + 1)?;
+    let index = if elem(indices).is_float() { cast(b, &format!("{base}.int"), indices, Elem::INT64)? } else { indices.clone() };
+    let negative = compare(b, &format!("{base}.negative"), CompareOp::Lt, &index, &scalar(Elem::INT64, 0.0))?;
+    let from_end = binary(b, &format!("{base}.from_end"), BinaryOp::Add, &index, &scalar(Elem::INT64, depth as f64))?;
+    let index = where_(b, &format!("{base}.index"), &negative, &from_end, &index)?;
+    shape.insert(axis, Dim::from(1u64));
+    let index = reshape(b, &format!("{base}.column"), &index, shape.clone())?;
+    let mut positions = vec![1usize; shape.len()];
+    positions[axis] = depth as usize;
+    let positions = Known::new(Elem::INT64, positions, Values::Int((0..depth).map(int_dim).collect()));
+    let hit = compare(b, &format!("{base}.hit"), CompareOp::Eq, &Value::Known(positions), &index)?;
+    let pick = |b: &mut Builder, i: u64, name: &str| -> Result<Value, String> {
+        let v = slice(b, &format!("{base}.{name}"), values, 0, &Dim::from(i), &Dim::from(i + 1), 1)?;
+        reshape(b, &format!("{base}.{name}_scalar"), &v, vec![])
+    };
+    let (off, on) = (pick(b, 0, "off")?, pick(b, 1, "on")?);
+    where_(b, &base, &hit, &on, &off)
+}
+
+/// ReverseSequence: along the time axis, the first `len[b]` elements of each batch entry reversed, the rest kept; a
+/// GatherElements at index len − 1 − t for t < len, else t.
+fn reverse_sequence(b: &mut Builder, ctx: &Ctx, x: &Value, lens: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = b.shape(x);
+    let rank = shape.len();
+    let (batch_axis, time_axis) = (normalize_axis(ctx.int("batch_axis", 1), rank)?, normalize_axis(ctx.int("time_axis", 0), rank)?);
+    let steps = shape[time_axis].as_const().ok_or("a symbolic time axis is not supported; fix it with --dim")?;
+    let mut along_time = vec![1usize; rank];
+    along_time[time_axis] = steps as usize;
+    let times = Value::Known(Known::new(Elem::INT64, along_time, Values::Int((0..steps).map(Dim::from).collect())));
+    let mut along_batch = vec![Dim::from(1u64); rank];
+    along_batch[batch_axis] = shape[batch_axis].clone();
+    let lens = reshape(b, &format!("{base}.lens"), lens, along_batch)?;
+    let last = binary(b, &format!("{base}.last"), BinaryOp::Sub, &lens, &scalar(Elem::INT64, 1.0))?;
+    let reversed = binary(b, &format!("{base}.reversed"), BinaryOp::Sub, &last, &times)?;
+    let inside = compare(b, &format!("{base}.inside"), CompareOp::Lt, &times, &lens)?;
+    let index = where_(b, &format!("{base}.index"), &inside, &reversed, &times)?;
+    let index = expand(b, &format!("{base}.indices"), &index, &shape)?;
+    let (d, i) = (b.node(x, &format!("{base}.x"))?, b.node(&index, &format!("{base}.indices"))?);
+    Ok(Value::Node { id: b.add(&base, Op::GatherElements { axis: time_axis }, &[d, i])?, elem: elem(x) })
+}
+
+/// LRN: x / (bias + alpha/size · Σ x²)^beta, the sum over the `size` channels c − ⌊(size−1)/2⌋ … c + ⌈(size−1)/2⌉
+/// (those that exist): an average pool of the squares over the channel axis, padding counted, is that sum / size.
+fn lrn(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = const_shape(b, x)?;
+    if shape.len() < 3 {
+        return Err("needs an input of rank 3 or more (N, C, …)".into());
+    }
+    let size = ctx.int("size", 0);
+    if size < 1 {
+        return Err("needs a size of at least 1".into());
+    }
+    let size = size as usize;
+    let (alpha, beta, bias) = (ctx.float("alpha", 1e-4) as f64, ctx.float("beta", 0.75) as f64, ctx.float("bias", 1.0) as f64);
+    let squares = binary(b, &format!("{base}.squares"), BinaryOp::Mul, x, x)?;
+    let d = |v: u64| Dim::from(v);
+    let rows = reshape(b, &format!("{base}.rows"), &squares, vec![d(shape[0]), d(1), d(shape[1]), d(shape[2..].iter().product())])?;
+    let window = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![((size - 1) / 2, size / 2), (0, 0)], ceil_mode: false };
+    let pool = Op::Pool { kind: PoolKind::Average { count_pad: true }, kernel: vec![size, 1], window };
+    let id = b.node(&rows, &format!("{base}.rows"))?;
+    let mean = Value::Node { id: b.add(&format!("{base}.window_mean"), pool, &[id])?, elem: Elem::FLOAT };
+    let mean = reshape(b, &format!("{base}.mean"), &mean, shape.iter().map(|&v| d(v)).collect())?;
+    let scaled = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &mean, &scalar(Elem::FLOAT, alpha))?;
+    let shifted = binary(b, &format!("{base}.shifted"), BinaryOp::Add, &scaled, &scalar(Elem::FLOAT, bias))?;
+    let den = binary(b, &format!("{base}.den"), BinaryOp::Pow, &shifted, &scalar(Elem::FLOAT, beta))?;
+    binary(b, &base, BinaryOp::Div, x, &den)
+}
+
+/// The largest matrices Det computes (by the Leibniz formula: a sum over the n! permutations).
+const DET_MAX: usize = 4;
+
+/// Det of the last two axes by the Leibniz formula: the matrices flattened, the n entries (i, p(i)) of every
+/// permutation p gathered and multiplied, and the products summed with the permutations' signs.
+fn det(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = const_shape(b, x)?;
+    let r = shape.len();
+    if r < 2 || shape[r - 1] != shape[r - 2] {
+        return Err("needs square matrices in the last two axes".into());
+    }
+    let n = shape[r - 1] as usize;
+    if n > DET_MAX {
+        return Err(format!("{n}×{n} matrices are not supported (up to {DET_MAX}×{DET_MAX})"));
+    }
+    let mut perms: Vec<Vec<usize>> = vec![vec![]];
+    for k in 0..n {
+        perms = perms.into_iter().flat_map(|p| (0..=k).map(move |at| { let mut q = p.clone(); q.insert(at, k); q })).collect();
+    }
+    let sign = |p: &[usize]| -> f32 {
+        let inversions = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).filter(|&(i, j)| p[i] > p[j]).count();
+        if inversions % 2 == 0 { 1.0 } else { -1.0 }
+    };
+    let batch: Vec<Dim> = shape[..r - 2].iter().map(|&v| Dim::from(v)).collect();
+    let mut flat = batch.clone();
+    flat.push(Dim::from((n * n) as u64));
+    let flat = reshape(b, &format!("{base}.flat"), x, flat)?;
+    let entries: Vec<Dim> = perms.iter().flat_map(|p| p.iter().enumerate().map(|(i, &j)| Dim::from((i * n + j) as u64))).collect();
+    let entries = Value::Known(Known::new(Elem::INT64, vec![perms.len(), n], Values::Int(entries)));
+    let picked = gather(b, &format!("{base}.entries"), &flat, &entries, r - 2)?;
+    let id = b.node(&picked, &format!("{base}.entries"))?;
+    let products = Value::Node { id: b.add(&format!("{base}.products"), Op::Reduce { kind: ReduceKind::Prod, axes: vec![r - 1], keep_dims: false }, &[id])?, elem: Elem::FLOAT };
+    let signs = Value::Known(Known::new(Elem::FLOAT, vec![perms.len()], Values::F32(perms.iter().map(|p| sign(p)).collect())));
+    let terms = binary(b, &format!("{base}.terms"), BinaryOp::Mul, &products, &signs)?;
+    let id = b.node(&terms, &format!("{base}.terms"))?;
+    Ok(Value::Node { id: b.add(&base, Op::Reduce { kind: ReduceKind::Sum, axes: vec![r - 2], keep_dims: false }, &[id])?, elem: elem(x) })
+}
+
+/// CausalConvWithState (opset 27): the input after the past state (zeros without one) along the time axis, a
+/// depthwise convolution over it without padding (with SiLU when asked), and its last k − 1 steps as the next state.
+fn causal_conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let base = ctx.base();
+    let (x, w) = (input(inputs, 0)?, input(inputs, 1)?);
+    let (xs, ws) = (const_shape(b, x)?, const_shape(b, w)?);
+    let (&[_, channels, steps], &[_, _, k]) = (&xs[..], &ws[..]) else { return Err("needs an input and weight of rank 3".into()) };
+    if k == 0 {
+        return Err("a kernel of length 0".into());
+    }
+    let past = (k - 1) as usize;
+    let padded = match inputs.get(3).and_then(Option::as_ref) {
+        Some(state) => concat(b, &format!("{base}.padded"), &[state, x], 2)?,
+        None => {
+            let id = b.node(x, &format!("{base}.x"))?;
+            Value::Node { id: b.add(&format!("{base}.padded"), Op::Pad { pads: vec![(0, 0), (0, 0), (past, 0)], mode: PadMode::Constant(0.0) }, &[id])?, elem: elem(x) }
+        }
+    };
+    let mut ids = vec![b.node(&padded, &format!("{base}.padded"))?, b.node(w, &format!("{base}.w"))?];
+    if let Some(bias) = inputs.get(2).and_then(Option::as_ref) {
+        ids.push(b.node(bias, &format!("{base}.bias"))?);
+    }
+    let window = Window { strides: vec![1], dilations: vec![1], pads: vec![(0, 0)], ceil_mode: false };
+    let y = Value::Node { id: b.add(&format!("{base}.conv"), Op::Conv { window, groups: channels as usize }, &ids)?, elem: elem(x) };
+    let y = match ctx.string("activation").as_deref().unwrap_or("none") {
+        "none" => y,
+        "silu" | "swish" => {
+            let gate = unary_named(b, &format!("{base}.gate"), &y, UnaryOp::Sigmoid)?;
+            binary(b, &format!("{base}.silu"), BinaryOp::Mul, &y, &gate)?
+        }
+        other => return Err(format!("activation {other:?} is not supported")),
+    };
+    let state = slice(b, &format!("{base}.state"), &padded, 2, &Dim::from(steps), &Dim::from(steps + past as u64), 1)?;
+    Ok(vec![y, state])
 }
