@@ -1,6 +1,7 @@
 //! The ONNX importer on small models written here: external data (read in place, confined to the model's folder,
-//! checked against its file's length), symbolic dimensions and --dim, shape folding, and clear errors (no panic) for
-//! malformed protobufs, cycles, unsupported operators, and ops of older opsets (their meaning there, or a refusal).
+//! checked against its file's length), symbolic dimensions and --dim, shape folding, clear errors (no panic) for
+//! malformed protobufs, cycles and unsupported operators, ops of older opsets (their meaning there, or a refusal),
+//! and lowerings the backend node suite covers thinly (Einsum equations, Det), against their definitions.
 
 use prost::Message;
 use std::collections::BTreeMap;
@@ -239,4 +240,100 @@ fn ops_of_older_opsets_keep_their_meaning() {
     unsqueeze.attribute.push(AttributeProto { name: "axes".into(), r#type: 7, ints: vec![0, 3], ..Default::default() });
     let expanded = run(&model(vec![unsqueeze], vec![], vec![value("x", FLOAT, &dims)], &["y"], 11), "unsqueeze11.onnx");
     assert_eq!(expanded.shape, vec![1, 2, 2, 1, 3]);
+}
+
+/// Runs a one-node model of float inputs (named `x0`, `x1`, …) through the importer and the interpreter.
+fn run_node(dir: &Path, n: NodeProto, inputs: &[Tensor], opset: i64) -> Tensor {
+    let names: Vec<String> = (0..inputs.len()).map(|i| format!("x{i}")).collect();
+    let mut n = n;
+    n.input = names.clone();
+    n.output = vec!["y".into()];
+    let values = names.iter().zip(inputs).map(|(name, t)| value(name, FLOAT, &t.shape.iter().map(|&d| DimensionValue::DimValue(d as i64)).collect::<Vec<_>>())).collect();
+    let path = write(dir, &format!("{}.onnx", n.op_type), &model(vec![n], vec![], values, &["y"], opset));
+    let graph = onnx::import(&path, &OnnxOptions::default()).unwrap();
+    let feeds = names.into_iter().zip(inputs.iter().cloned()).collect();
+    interp::run(&graph, &feeds).unwrap().remove(0).1
+}
+
+/// A tensor of the given shape with distinct, small values.
+fn ramp(shape: &[usize], seed: usize) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::f32(shape.to_vec(), (0..n).map(|i| (((i * 7 + seed * 13) % 11) as f32 - 5.0) * 0.25).collect())
+}
+
+/// Einsum by its definition: every assignment of the labels, the product of the operands' elements summed into the
+/// output element. `specs` have no ellipsis; `output` is explicit.
+fn einsum_reference(specs: &[&str], output: &str, operands: &[Tensor]) -> Vec<f32> {
+    let mut size = std::collections::BTreeMap::new();
+    for (spec, t) in specs.iter().zip(operands) {
+        for (c, &d) in spec.chars().zip(&t.shape) {
+            size.insert(c, d);
+        }
+    }
+    let labels: Vec<char> = size.keys().copied().collect();
+    let out_shape: Vec<usize> = output.chars().map(|c| size[&c]).collect();
+    let mut out = vec![0f64; out_shape.iter().product()];
+    let total: usize = labels.iter().map(|c| size[c]).product();
+    let offset = |spec: &str, at: &dyn Fn(char) -> usize, shape: &[usize]| spec.chars().zip(shape).fold(0, |acc, (c, &d)| acc * d + at(c));
+    for mut i in 0..total {
+        let mut value = std::collections::BTreeMap::new();
+        for c in labels.iter().rev() {
+            value.insert(*c, i % size[c]);
+            i /= size[c];
+        }
+        let at = |c: char| value[&c];
+        let product: f64 = specs.iter().zip(operands).map(|(s, t)| t.to_f32()[offset(s, &at, &t.shape)] as f64).product();
+        out[offset(output, &at, &out_shape)] += product;
+    }
+    out.iter().map(|&v| v as f32).collect()
+}
+
+#[test]
+fn einsum_equations_match_their_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&str, &str, &[&[usize]])] = &[
+        ("ij,jk->ik", "ik", &[&[3, 4], &[4, 5]]),
+        ("bij,bjk->bik", "bik", &[&[2, 3, 4], &[2, 4, 5]]),
+        ("ij,ij->ij", "ij", &[&[3, 4], &[3, 4]]),
+        ("i,j->ij", "ij", &[&[3], &[4]]),
+        ("ij->", "", &[&[3, 4]]),
+        ("ii->i", "i", &[&[4, 4]]),
+        ("iij->j", "j", &[&[3, 3, 2]]),
+        ("ji", "ij", &[&[3, 4]]),
+        ("abc,cd,de->abe", "abe", &[&[2, 3, 4], &[4, 3], &[3, 5]]),
+        ("bn,anm,bm->ba", "ba", &[&[2, 3], &[4, 3, 5], &[2, 5]]),
+        ("ijk,jil->kl", "kl", &[&[2, 3, 4], &[3, 2, 5]]),
+    ];
+    for (equation, output, shapes) in cases {
+        let operands: Vec<Tensor> = shapes.iter().enumerate().map(|(i, s)| ramp(s, i)).collect();
+        let mut n = node("Einsum", "e", &[], &[]);
+        n.attribute.push(AttributeProto { name: "equation".into(), r#type: 3, s: equation.to_string().into(), ..Default::default() });
+        let y = run_node(dir.path(), n, &operands, 12);
+        let specs: Vec<&str> = equation.split("->").next().unwrap().split(',').collect();
+        let expected = einsum_reference(&specs, output, &operands);
+        let got = y.to_f32();
+        assert_eq!(got.len(), expected.len(), "{equation}");
+        for (g, e) in got.iter().zip(&expected) {
+            assert!((g - e).abs() <= 1e-4 * (1.0 + e.abs()), "{equation}: {got:?} vs {expected:?}");
+        }
+    }
+    // An ellipsis stands for the same leading axes everywhere: a batched matmul over two batch axes.
+    let (x, w) = (ramp(&[2, 3, 4, 5], 0), ramp(&[2, 3, 5, 2], 1));
+    let mut n = node("Einsum", "e", &[], &[]);
+    n.attribute.push(AttributeProto { name: "equation".into(), r#type: 3, s: "...ij,...jk->...ik".to_string().into(), ..Default::default() });
+    let y = run_node(dir.path(), n, &[x.clone(), w.clone()], 12);
+    assert_eq!(y.to_f32(), einsum_reference(&["abij", "abjk"], "abik", &[x, w]));
+}
+
+#[test]
+fn det_of_3x3_and_4x4_matrices() {
+    let dir = tempfile::tempdir().unwrap();
+    // det [[2, 0, 1, 3], [1, 1, 0, 2], [0, 3, 1, 1], [4, 1, 2, 0]] = −32; its leading 3×3 minor's is 5.
+    let m4 = [2.0, 0.0, 1.0, 3.0, 1.0, 1.0, 0.0, 2.0, 0.0, 3.0, 1.0, 1.0, 4.0, 1.0, 2.0, 0.0f32];
+    let y = run_node(dir.path(), node("Det", "d", &[], &[]), &[Tensor::f32(vec![4, 4], m4.to_vec())], 22);
+    assert_eq!(y.shape, Vec::<usize>::new());
+    assert!((y.to_f32()[0] + 32.0).abs() < 1e-4, "{:?}", y.to_f32());
+    let m3: Vec<f32> = [0, 1, 2, 4, 5, 6, 8, 9, 10].iter().map(|&i| m4[i]).collect();
+    let y = run_node(dir.path(), node("Det", "d", &[], &[]), &[Tensor::f32(vec![1, 3, 3], m3)], 22);
+    assert!((y.to_f32()[0] - 5.0).abs() < 1e-4, "{:?}", y.to_f32());
 }
