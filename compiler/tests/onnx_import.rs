@@ -337,3 +337,62 @@ fn det_of_3x3_and_4x4_matrices() {
     let y = run_node(dir.path(), node("Det", "d", &[], &[]), &[Tensor::f32(vec![1, 3, 3], m3)], 22);
     assert!((y.to_f32()[0] - 5.0).abs() < 1e-4, "{:?}", y.to_f32());
 }
+
+/// DFT by its definition, for a signal [n, parts] (parts 1: real, 2: complex) along axis 0: the forward transform
+/// of the first `len` samples (zero-padded), its inverse, or the inverse of a one-sided spectrum (real out).
+fn dft_reference(x: &[f32], n: usize, parts: usize, len: usize, inverse: bool, onesided: bool) -> Vec<f32> {
+    let at = |j: usize| -> (f64, f64) {
+        if j >= n { (0.0, 0.0) } else { (x[j * parts] as f64, if parts == 2 { x[j * parts + 1] as f64 } else { 0.0 }) }
+    };
+    // The full spectrum of a one-sided one: X[len − j] = conj(X[j]).
+    let input = |j: usize| -> (f64, f64) {
+        if inverse && onesided && j > len / 2 {
+            let (a, b) = at(len - j);
+            (a, -b)
+        } else if inverse && onesided && j >= n {
+            (0.0, 0.0)
+        } else {
+            at(j)
+        }
+    };
+    let bins = if onesided && !inverse { len / 2 + 1 } else { len };
+    let sign = if inverse { 1.0 } else { -1.0 };
+    let mut out = Vec::new();
+    for k in 0..bins {
+        let (mut re, mut im) = (0.0, 0.0);
+        for j in 0..len {
+            let (a, b) = input(j);
+            let t = sign * 2.0 * std::f64::consts::PI * (j * k) as f64 / len as f64;
+            re += a * t.cos() - b * t.sin();
+            im += a * t.sin() + b * t.cos();
+        }
+        let scale = if inverse { len as f64 } else { 1.0 };
+        out.push((re / scale) as f32);
+        if !(inverse && onesided) {
+            out.push((im / scale) as f32);
+        }
+    }
+    out
+}
+
+#[test]
+fn dft_lengths_and_directions_match_the_definition() {
+    let dir = tempfile::tempdir().unwrap();
+    // (samples, parts, dft_length, inverse, onesided)
+    let cases = [(6, 1, 8, false, false), (6, 1, 4, false, true), (5, 2, 4, true, false), (5, 2, 7, false, false), (4, 2, 7, true, true), (4, 2, 6, true, true)];
+    for (n, parts, len, inverse, onesided) in cases {
+        let x = ramp(&[1, n, parts], n + len);
+        let mut dft = node("DFT", "dft", &["x", "len"], &["y"]);
+        dft.attribute.extend([int_attr("axis", 1), int_attr("inverse", inverse as i64), int_attr("onesided", onesided as i64)]);
+        let length = TensorProto { name: "len".into(), dims: vec![], data_type: 7, int64_data: vec![len as i64], ..Default::default() };
+        let shape: Vec<DimensionValue> = [1, n, parts].iter().map(|&d| DimensionValue::DimValue(d as i64)).collect();
+        let m = model(vec![dft], vec![length], vec![value("x", FLOAT, &shape)], &["y"], 19);
+        let graph = onnx::import(&write(dir.path(), "dft.onnx", &m), &OnnxOptions::default()).unwrap();
+        let y = interp::run(&graph, &BTreeMap::from([("x".to_string(), x.clone())])).unwrap().remove(0).1.to_f32();
+        let expected = dft_reference(&x.to_f32(), n, parts, len, inverse, onesided);
+        assert_eq!(y.len(), expected.len(), "{n} {parts} {len} {inverse} {onesided}");
+        for (g, e) in y.iter().zip(&expected) {
+            assert!((g - e).abs() <= 1e-4, "{n} {parts} {len} {inverse} {onesided}: {y:?} vs {expected:?}");
+        }
+    }
+}

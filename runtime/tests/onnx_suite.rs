@@ -17,6 +17,14 @@ use tfc_runtime::{Bundle, Gpu, Session};
 const MIN_PASS_RATE: f64 = 0.725;
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-7;
+/// Cases whose stored outputs are less precise than ATOL, with the absolute tolerance they are compared with and why
+/// (onnx's loader takes such an override from a case's data.json; these cases have none).
+const ATOL_OVERRIDES: &[(&str, f64, &str)] = &[
+    ("test_dft_inverse", 2e-6, IFFT_COMPLEX64),
+    ("test_dft_inverse_opset19", 2e-6, IFFT_COMPLEX64),
+];
+const IFFT_COMPLEX64: &str = "made by numpy's ifft in complex64, whose imaginary parts of the bins that are exactly real are off by up to \
+     1.5e-6 (the exact transform, in f64, is farther than 1e-7 from them in 10 places)";
 /// Ops of the training domain, which an inference compiler leaves out of its figure.
 const TRAINING_DOMAIN: &str = "ai.onnx.preview.training";
 
@@ -74,13 +82,13 @@ fn read_set(dir: &Path, prefix: &str) -> Vec<Tensor> {
 }
 
 /// Whether `actual` is within the suite's tolerance of `expected` (NaN equal to NaN, shapes equal).
-fn close(actual: &Tensor, expected: &Tensor) -> Result<(), String> {
+fn close(actual: &Tensor, expected: &Tensor, atol: f64) -> Result<(), String> {
     if actual.shape != expected.shape {
         return Err(format!("shape {:?}, expected {:?}", actual.shape, expected.shape));
     }
     let (a, e) = (actual.to_f32(), expected.to_f32());
     for (i, (&x, &y)) in a.iter().zip(&e).enumerate() {
-        let ok = (x.is_nan() && y.is_nan()) || x == y || ((x as f64 - y as f64).abs() <= ATOL + RTOL * (y as f64).abs());
+        let ok = (x.is_nan() && y.is_nan()) || x == y || ((x as f64 - y as f64).abs() <= atol + RTOL * (y as f64).abs());
         if !ok {
             return Err(format!("element {i}: {x}, expected {y}"));
         }
@@ -140,8 +148,10 @@ fn run_case(dir: &Path, gpu: &Gpu, scratch: &Path) -> (Outcome, String) {
             all.into_iter().zip(read_set(&set, "input_")).filter(|(n, _)| input_names.contains(n)).collect();
         let outputs = session.run(&inputs).map_err(|e| e.to_string())?;
         let expected = read_set(&set, "output_");
+        let case = dir.file_name().unwrap().to_string_lossy();
+        let atol = ATOL_OVERRIDES.iter().find(|o| o.0 == case).map_or(ATOL, |o| o.1);
         for (i, ((name, actual), expected)) in outputs.iter().zip(&expected).enumerate() {
-            close(actual, expected).map_err(|m| format!("WRONG output {i} `{name}`: {m}"))?;
+            close(actual, expected, atol).map_err(|m| format!("WRONG output {i} `{name}`: {m}"))?;
         }
         Ok(outputs)
     })();
@@ -242,6 +252,9 @@ fn coverage_table(results: &[(String, String, bool, Outcome, String)], passed: u
          the other inputs ran on the GPU.\n"
     )
     .unwrap();
+    for (case, atol, why) in ATOL_OVERRIDES {
+        writeln!(s, "`{case}` is compared with atol {atol:e}: its outputs were {why}.\n").unwrap();
+    }
     writeln!(s, "\n## Cases that import but fail\n").unwrap();
     // Paths relative to the suite's folder, so the page doesn't depend on where the checkout lives.
     let prefix = format!("{}/", suite_dir().display());

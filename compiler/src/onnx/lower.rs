@@ -3,6 +3,7 @@
 //! flow through Shape/Gather/Concat/… into Reshape and Slice.
 
 mod einsum;
+mod spectral;
 
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::{Elem, ExternalFiles, LoadedData, Values, dim_int, int_dim};
@@ -25,14 +26,15 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("Abs", 6), ("Acos", 7), ("Acosh", 9), ("Add", 7), ("AffineGrid", 20), ("And", 7), ("ArgMax", 1), ("ArgMin", 1),
     ("Asin", 7), ("Asinh", 9), ("Atan", 7), ("Atanh", 9), ("Attention", 23), ("AveragePool", 1),
     ("BatchNormalization", 7), ("BitCast", 26), ("BitShift", 11), ("BitwiseAnd", 18), ("BitwiseNot", 18),
-    ("BitwiseOr", 18), ("BitwiseXor", 18), ("Cast", 6), ("CastLike", 15), ("CausalConvWithState", 27), ("Ceil", 6),
-    ("Celu", 12), ("CenterCropPad", 18), ("Clip", 6), ("Concat", 4), ("Constant", 1), ("ConstantOfShape", 9),
-    ("Conv", 1), ("ConvInteger", 10), ("ConvTranspose", 11), ("Cos", 7), ("Cosh", 9), ("CumProd", 26), ("CumSum", 11),
-    ("DepthToSpace", 1), ("DequantizeLinear", 10), ("Det", 11), ("Div", 7), ("Dropout", 7),
-    ("DynamicQuantizeLinear", 11), ("Einsum", 12), ("Elu", 6), ("Equal", 7), ("Erf", 9), ("Exp", 6), ("Expand", 8),
-    ("EyeLike", 9), ("Flatten", 1), ("Floor", 6), ("Gather", 1), ("GatherElements", 11), ("GatherND", 11),
-    ("Gelu", 20), ("Gemm", 7), ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7),
-    ("GreaterOrEqual", 12), ("GridSample", 16), ("GroupNormalization", 18), ("Hardmax", 1), ("HardSigmoid", 6),
+    ("BitwiseOr", 18), ("BitwiseXor", 18), ("BlackmanWindow", 17), ("Cast", 6), ("CastLike", 15),
+    ("CausalConvWithState", 27), ("Ceil", 6), ("Celu", 12), ("CenterCropPad", 18), ("Clip", 6), ("Concat", 4),
+    ("Constant", 1), ("ConstantOfShape", 9), ("Conv", 1), ("ConvInteger", 10), ("ConvTranspose", 11), ("Cos", 7),
+    ("Cosh", 9), ("CumProd", 26), ("CumSum", 11), ("DepthToSpace", 1), ("DequantizeLinear", 10), ("Det", 11),
+    ("DFT", 17), ("Div", 7), ("Dropout", 7), ("DynamicQuantizeLinear", 11), ("Einsum", 12), ("Elu", 6), ("Equal", 7),
+    ("Erf", 9), ("Exp", 6), ("Expand", 8), ("EyeLike", 9), ("Flatten", 1), ("Floor", 6), ("Gather", 1),
+    ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7), ("GlobalAveragePool", 1),
+    ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12), ("GridSample", 16),
+    ("GroupNormalization", 18), ("HammingWindow", 17), ("HannWindow", 17), ("Hardmax", 1), ("HardSigmoid", 6),
     ("HardSwish", 14), ("Identity", 1), ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9),
     ("LayerNormalization", 17), ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12), ("Log", 6), ("LogSoftmax", 1),
     ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6),
@@ -45,9 +47,9 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("RMSNormalization", 23), ("RotaryEmbedding", 23), ("Round", 11), ("Scatter", 9), ("ScatterElements", 11),
     ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9),
     ("Size", 1), ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1),
-    ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7),
-    ("Tanh", 6), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1), ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1),
-    ("Upsample", 7), ("Where", 9), ("Xor", 7),
+    ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6),
+    ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1), ("Transpose", 1),
+    ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
 ];
 
 /// Whether tfc lowers an op of a domain at the model's opset for that domain.
@@ -1198,6 +1200,9 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "OneHot" => one(one_hot(b, ctx, inputs)?),
         "Einsum" => one(einsum::einsum(b, ctx, inputs)?),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => one(spectral::window(ctx, inputs)?),
+        "DFT" => one(spectral::dft(b, ctx, inputs)?),
+        "STFT" => one(spectral::stft(b, ctx, inputs)?),
         "ReverseSequence" => one(reverse_sequence(b, ctx, x()?, input(inputs, 1)?)?),
         "MeanVarianceNormalization" => {
             // (x − mean) / (√variance + 1e-9) over `axes`.
