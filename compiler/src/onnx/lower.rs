@@ -27,29 +27,29 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("Asin", 7), ("Asinh", 9), ("Atan", 7), ("Atanh", 9), ("Attention", 23), ("AveragePool", 1),
     ("BatchNormalization", 7), ("BitCast", 26), ("BitShift", 11), ("BitwiseAnd", 18), ("BitwiseNot", 18),
     ("BitwiseOr", 18), ("BitwiseXor", 18), ("BlackmanWindow", 17), ("Cast", 6), ("CastLike", 15),
-    ("CausalConvWithState", 27), ("Ceil", 6), ("Celu", 12), ("CenterCropPad", 18), ("Clip", 6), ("Concat", 4),
-    ("Constant", 1), ("ConstantOfShape", 9), ("Conv", 1), ("ConvInteger", 10), ("ConvTranspose", 11), ("Cos", 7),
-    ("Cosh", 9), ("CumProd", 26), ("CumSum", 11), ("DepthToSpace", 1), ("DequantizeLinear", 10), ("Det", 11),
-    ("DFT", 17), ("Div", 7), ("Dropout", 7), ("DynamicQuantizeLinear", 11), ("Einsum", 12), ("Elu", 6), ("Equal", 7),
-    ("Erf", 9), ("Exp", 6), ("Expand", 8), ("EyeLike", 9), ("Flatten", 1), ("Floor", 6), ("Gather", 1),
-    ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7), ("GlobalAveragePool", 1),
-    ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12), ("GridSample", 16),
-    ("GroupNormalization", 18), ("HammingWindow", 17), ("HannWindow", 17), ("Hardmax", 1), ("HardSigmoid", 6),
-    ("HardSwish", 14), ("Identity", 1), ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9),
+    ("CausalConvWithState", 27), ("Ceil", 6), ("Celu", 12), ("CenterCropPad", 18), ("Clip", 6), ("Col2Im", 18),
+    ("Compress", 9), ("Concat", 4), ("Constant", 1), ("ConstantOfShape", 9), ("Conv", 1), ("ConvInteger", 10),
+    ("ConvTranspose", 11), ("Cos", 7), ("Cosh", 9), ("CumProd", 26), ("CumSum", 11), ("DepthToSpace", 1),
+    ("DequantizeLinear", 10), ("Det", 11), ("DFT", 17), ("Div", 7), ("Dropout", 7), ("DynamicQuantizeLinear", 11),
+    ("Einsum", 12), ("Elu", 6), ("Equal", 7), ("Erf", 9), ("Exp", 6), ("Expand", 8), ("EyeLike", 9), ("Flatten", 1),
+    ("Floor", 6), ("Gather", 1), ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7),
+    ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12),
+    ("GridSample", 16), ("GroupNormalization", 18), ("HammingWindow", 17), ("HannWindow", 17), ("Hardmax", 1),
+    ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9),
     ("LayerNormalization", 17), ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12), ("Log", 6), ("LogSoftmax", 1),
     ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6),
-    ("MaxPool", 1), ("Mean", 6), ("MeanVarianceNormalization", 9), ("Min", 6), ("Mish", 18), ("Mod", 10), ("Mul", 7),
-    ("Neg", 6), ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("OneHot", 9), ("Or", 7), ("Pad", 2), ("Pow", 7),
-    ("PRelu", 7), ("QLinearConv", 10), ("QLinearMatMul", 10), ("QuantizeLinear", 10), ("Range", 11),
-    ("Reciprocal", 6), ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1),
+    ("MaxPool", 1), ("MaxUnpool", 9), ("Mean", 6), ("MeanVarianceNormalization", 9), ("Min", 6), ("Mish", 18),
+    ("Mod", 10), ("Mul", 7), ("Neg", 6), ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("OneHot", 9), ("Or", 7),
+    ("Pad", 2), ("Pow", 7), ("PRelu", 7), ("QLinearConv", 10), ("QLinearMatMul", 10), ("QuantizeLinear", 10),
+    ("Range", 11), ("Reciprocal", 6), ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1),
     ("ReduceMax", 1), ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("ReduceSum", 1),
     ("ReduceSumSquare", 1), ("Relu", 6), ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10),
     ("RMSNormalization", 23), ("RotaryEmbedding", 23), ("Round", 11), ("Scatter", 9), ("ScatterElements", 11),
     ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9),
     ("Size", 1), ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1),
     ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6),
-    ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1), ("Transpose", 1),
-    ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
+    ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("TensorScatter", 24), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1),
+    ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
 ];
 
 /// Whether tfc lowers an op of a domain at the model's opset for that domain.
@@ -1226,6 +1226,20 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "LRN" => one(lrn(b, ctx, x()?)?),
         "Det" => one(det(b, ctx, x()?)?),
         "CausalConvWithState" => causal_conv(b, ctx, inputs),
+        "Col2Im" => one(col2im(b, ctx, inputs)?),
+        "Compress" => {
+            let x = x()?;
+            let condition = known_input(ctx.node, inputs, 1, "the condition")?.const_ints()?;
+            let (v, axis) = match ctx.attr("axis") {
+                Some(a) => (x.clone(), normalize_axis(a.i, b.shape(x).len())?),
+                None => (reshape(b, &format!("{base}.flat"), x, vec![tfc_ir::dim::product(&b.shape(x))])?, 0),
+            };
+            let kept: Vec<Dim> = condition.iter().enumerate().filter(|&(_, &c)| c != 0).map(|(i, _)| Dim::from(i as u64)).collect();
+            let indices = Known::new(Elem::INT64, vec![kept.len()], Values::Int(kept));
+            one(gather(b, &base, &v, &Value::Known(indices), axis)?)
+        }
+        "MaxUnpool" => one(max_unpool(b, ctx, inputs)?),
+        "TensorScatter" => one(tensor_scatter(b, ctx, inputs)?),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
@@ -1593,19 +1607,19 @@ fn slice(b: &mut Builder, base: &str, x: &Value, axis: usize, start: &Dim, end: 
     if step == 0 {
         return Err("a slice step of 0".into());
     }
-    if let (Value::Known(k), Some(s), Some(e)) = (x, dim_int(&s), dim_int(&e)) {
-        let positions: Vec<usize> = if step > 0 {
-            (s..e.max(s)).step_by(step as usize).map(|p| p as usize).collect()
-        } else {
-            let mut p = s;
-            let mut v = Vec::new();
-            while p > e {
-                v.push(p as usize);
-                p += step;
-            }
-            v
-        };
-        return select_along(k, axis, &positions);
+    let positions: Option<Vec<usize>> = match (dim_int(&s), dim_int(&e)) {
+        (Some(s), Some(e)) if step > 0 => Some((s..e.max(s)).step_by(step as usize).map(|p| p as usize).collect()),
+        (Some(s), Some(e)) => Some(std::iter::successors(Some(s), |p| Some(p + step)).take_while(|&p| p > e).map(|p| p as usize).collect()),
+        _ => None,
+    };
+    if let (Value::Known(k), Some(p)) = (x, &positions) {
+        return select_along(k, axis, p);
+    }
+    if step < 0 {
+        // Backwards: a Gather of the positions.
+        let p = positions.ok_or("a negative slice step with symbolic bounds is not supported; fix them with --dim")?;
+        let indices = Known::new(Elem::INT64, vec![p.len()], Values::Int(p.iter().map(|&i| Dim::from(i as u64)).collect()));
+        return gather(b, base, x, &Value::Known(indices), axis);
     }
     if step != 1 {
         return strided_slice(b, base, x, axis, &s, &e, step);
@@ -2547,9 +2561,6 @@ fn strided_slice(b: &mut Builder, base: &str, x: &Value, axis: usize, start: &Di
     let (Some(s), Some(e)) = (dim_int(start), dim_int(end)) else {
         return Err("a strided slice with symbolic bounds is not supported; fix them with --dim".into());
     };
-    if step < 1 {
-        return Err(format!("a slice step of {step} on a computed tensor is not supported (only positive steps)"));
-    }
     let (s, e, k) = (s as u64, (e.max(s)) as u64, step as u64);
     let groups = (e - s).div_ceil(k);
     if groups == 0 {
@@ -2758,4 +2769,123 @@ fn causal_conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<V
     };
     let state = slice(b, &format!("{base}.state"), &padded, 2, &Dim::from(steps), &Dim::from(steps + past as u64), 1)?;
     Ok(vec![y, state])
+}
+
+/// Col2Im: the columns [N, C · Πblock, L] summed into an image [N, C, image…], as a ConvTranspose of the columns
+/// (their L blocks laid out on the grid of block positions) with one kernel per block element, 1 at that element.
+fn col2im(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let x = input(inputs, 0)?;
+    let image: Vec<usize> = known_input(ctx.node, inputs, 1, "the image shape")?.const_ints()?.iter().map(|&v| v as usize).collect();
+    let block: Vec<usize> = known_input(ctx.node, inputs, 2, "the block shape")?.const_ints()?.iter().map(|&v| v as usize).collect();
+    let n = image.len();
+    let shape = const_shape(b, x)?;
+    let [batch, rows, _] = shape[..] else { return Err("needs columns of shape [N, C · Πblock, L]".into()) };
+    let per_block: usize = block.iter().product();
+    if n == 0 || block.len() != n || per_block == 0 || rows as usize % per_block != 0 {
+        return Err(format!("{rows} rows are not whole blocks of {block:?}"));
+    }
+    let channels = rows as usize / per_block;
+    let or = |name: &str, default: usize, len: usize| ctx.ints(name).filter(|v| !v.is_empty()).unwrap_or(vec![default as i64; len]).iter().map(|&v| v as usize).collect::<Vec<_>>();
+    let (strides, dilations, pads) = (or("strides", 1, n), or("dilations", 1, n), or("pads", 0, 2 * n));
+    // Block positions per axis, and the rows an exact fit leaves over at the end.
+    let mut grid = Vec::new();
+    let mut output_padding = Vec::new();
+    for a in 0..n {
+        let span = image[a] + pads[a] + pads[n + a];
+        let reach = dilations[a] * (block[a] - 1) + 1;
+        if span < reach || strides[a] == 0 {
+            return Err(format!("blocks of {} do not fit axis {a} of the image", block[a]));
+        }
+        grid.push((span - reach) / strides[a] + 1);
+        output_padding.push((span - reach) % strides[a]);
+    }
+    let mut columns = vec![Dim::from(batch), Dim::from(rows)];
+    columns.extend(grid.iter().map(|&g| Dim::from(g as u64)));
+    let columns = reshape(b, &format!("{base}.grid"), x, columns)?;
+    let mut kernel = vec![0f32; rows as usize * per_block];
+    for r in 0..rows as usize {
+        kernel[r * per_block + r % per_block] = 1.0;
+    }
+    let mut kernel_shape = vec![rows as usize, 1];
+    kernel_shape.extend(&block);
+    let kernel = Value::Known(Known::new(Elem::FLOAT, kernel_shape, Values::F32(kernel)));
+    let window = Window { strides, dilations, pads: (0..n).map(|a| (pads[a], pads[n + a])).collect(), ceil_mode: false };
+    let ids = [b.node(&columns, &format!("{base}.columns"))?, b.node(&kernel, &format!("{base}.kernel"))?];
+    let op = Op::ConvTranspose { window, groups: channels, output_padding };
+    Ok(Value::Node { id: b.add(&base, op, &ids)?, elem: elem(x) })
+}
+
+/// MaxUnpool: zeros of the shape the pooling's attributes imply, with each value of X written at its index I into
+/// them (flattened), then zeros appended at the end of each axis up to `output_shape` when given.
+fn max_unpool(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, indices) = (input(inputs, 0)?, input(inputs, 1)?);
+    let xs = const_shape(b, x)?;
+    let kernel = ctx.ints("kernel_shape").ok_or("has no kernel_shape")?;
+    let n = kernel.len();
+    if xs.len() != n + 2 {
+        return Err(format!("a kernel of {n} axes for an input of rank {}", xs.len()));
+    }
+    let strides = ctx.ints("strides").filter(|v| !v.is_empty()).unwrap_or(vec![1; n]);
+    let pads = ctx.ints("pads").filter(|v| !v.is_empty()).unwrap_or(vec![0; 2 * n]);
+    let mut unpooled = xs[..2].to_vec();
+    unpooled.extend((0..n).map(|a| ((xs[2 + a] as i64 - 1) * strides[a] + kernel[a] - pads[a] - pads[n + a]).max(0) as u64));
+    let total: u64 = unpooled.iter().product();
+    let count: u64 = xs.iter().product();
+    let zeros = Value::Known(Known::new(Elem::FLOAT, vec![total as usize], Values::F32(vec![0.0; total as usize])));
+    let positions = reshape(b, &format!("{base}.positions"), indices, vec![Dim::from(count), Dim::from(1u64)])?;
+    let values = reshape(b, &format!("{base}.values"), x, vec![Dim::from(count)])?;
+    let ids = [b.node(&zeros, &format!("{base}.zeros"))?, b.node(&positions, &format!("{base}.positions"))?, b.node(&values, &format!("{base}.values"))?];
+    let flat = Value::Node { id: b.add(&format!("{base}.flat"), Op::ScatterND { reduction: None }, &ids)?, elem: elem(x) };
+    let y = reshape(b, &format!("{base}.unpooled"), &flat, unpooled.iter().map(|&v| Dim::from(v)).collect())?;
+    let Some(_) = inputs.get(2).and_then(Option::as_ref) else { return Ok(y) };
+    let out = known_input(ctx.node, inputs, 2, "the output shape")?.const_ints()?;
+    if out.len() != unpooled.len() || out.iter().zip(&unpooled).any(|(&o, &u)| o < u as i64) {
+        return Err(format!("an output shape {out:?} smaller than the unpooled {unpooled:?}"));
+    }
+    let pads = out.iter().zip(&unpooled).map(|(&o, &u)| (0, o as usize - u as usize)).collect();
+    let id = b.node(&y, &format!("{base}.unpooled"))?;
+    Ok(Value::Node { id: b.add(&base, Op::Pad { pads, mode: PadMode::Constant(0.0) }, &[id])?, elem: elem(x) })
+}
+
+/// TensorScatter (opset 24): the cache with the update's rows written from each batch entry's write index along the
+/// sequence axis (wrapping around in circular mode); each cache row t takes update row t − index where that is one.
+fn tensor_scatter(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (cache, update) = (input(inputs, 0)?, input(inputs, 1)?);
+    let shape = const_shape(b, cache)?;
+    let rank = shape.len();
+    let axis = normalize_axis(ctx.int("axis", -2), rank)?;
+    if axis == 0 {
+        return Err("the sequence axis cannot be the batch axis".into());
+    }
+    let (rows, written) = (shape[axis], const_shape(b, update)?[axis]);
+    let circular = match ctx.string("mode").as_deref().unwrap_or("linear") {
+        "linear" => false,
+        "circular" if written <= rows => true,
+        "circular" => return Err("a circular update longer than the cache is not supported".into()),
+        other => return Err(format!("mode {other:?} is not supported")),
+    };
+    let mut along = vec![1usize; rank];
+    along[axis] = rows as usize;
+    let positions = Value::Known(Known::new(Elem::INT64, along, Values::Int((0..rows).map(Dim::from).collect())));
+    let mut per_batch = vec![Dim::from(1u64); rank];
+    per_batch[0] = Dim::from(shape[0]);
+    let start = match inputs.get(2).and_then(Option::as_ref) {
+        Some(w) => reshape(b, &format!("{base}.start"), w, per_batch)?,
+        None => scalar(Elem::INT64, 0.0),
+    };
+    let mut offset = binary(b, &format!("{base}.offset"), BinaryOp::Sub, &positions, &start)?;
+    if circular {
+        offset = binary(b, &format!("{base}.wrapped"), BinaryOp::Mod, &offset, &scalar(Elem::INT64, rows as f64))?;
+    }
+    let from = compare(b, &format!("{base}.from"), CompareOp::Ge, &offset, &scalar(Elem::INT64, 0.0))?;
+    let before = compare(b, &format!("{base}.before"), CompareOp::Lt, &offset, &scalar(Elem::INT64, written as f64))?;
+    let inside = binary(b, &format!("{base}.inside"), BinaryOp::Min, &from, &before)?;
+    let row = where_(b, &format!("{base}.row"), &inside, &offset, &scalar(Elem::INT64, 0.0))?;
+    let row = expand(b, &format!("{base}.rows"), &row, &shape.iter().map(|&v| Dim::from(v)).collect::<Vec<_>>())?;
+    let (u, r) = (b.node(update, &format!("{base}.update"))?, b.node(&row, &format!("{base}.rows"))?);
+    let taken = Value::Node { id: b.add(&format!("{base}.taken"), Op::GatherElements { axis }, &[u, r])?, elem: elem(cache) };
+    where_(b, &base, &inside, &taken, cache)
 }
