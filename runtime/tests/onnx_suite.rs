@@ -111,14 +111,15 @@ fn import_case(model: &Path, set: &Path) -> Result<(tfc_ir::Graph, bool), OnnxEr
     loop {
         match onnx::import(model, &opts) {
             Err(OnnxError::Node { message, .. }) if message.contains("must be a constant") => {
-                let name = message.split('`').nth(1).unwrap_or_default().to_string();
                 let data = match &data {
                     Some(d) => d,
                     None => data.insert(onnx::input_names(model)?.into_iter().zip(read_set(set, "input_")).collect()),
                 };
-                match data.get(&name) {
-                    Some(t) if !opts.constants.contains_key(&name) => opts.constants.insert(name, t.clone()),
-                    _ => return onnx::import(model, &opts).map(|g| (g, true)),
+                // The input named, or the first graph input it is computed from that is not bound yet.
+                let names: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+                match names.iter().find(|n| data.contains_key(**n) && !opts.constants.contains_key(**n)) {
+                    Some(name) => opts.constants.insert(name.to_string(), data[*name].clone()),
+                    None => return onnx::import(model, &opts).map(|g| (g, true)),
                 };
             }
             other => return other.map(|g| (g, !opts.constants.is_empty())),

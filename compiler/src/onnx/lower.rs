@@ -326,13 +326,18 @@ fn known_of(v: &Value) -> Option<&Rc<Known>> {
 
 /// Lowers a node, or evaluates it when all its inputs are known (in a scratch graph, with the interpreter).
 pub fn lower_or_fold(b: &mut Builder, mut ctx: Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
-    let all_known = inputs.iter().flatten().all(|v| matches!(v, Value::Known(_)));
+    // CastLike reads only the type of its second input, which need not be known; in the scratch graph it becomes a
+    // known zero of that type.
+    let type_only = |i: usize| ctx.node.op_type == "CastLike" && i == 1;
+    let all_known = inputs.iter().enumerate().all(|(i, v)| type_only(i) || v.as_ref().is_none_or(|v| matches!(v, Value::Known(_))));
     if !all_known {
         return lower(b, &mut ctx, inputs);
     }
+    let known_inputs: Vec<Option<Value>> =
+        inputs.iter().enumerate().map(|(i, v)| v.as_ref().map(|v| if type_only(i) { scalar(elem(v), 0.0) } else { v.clone() })).collect();
     let mut scratch = Builder::new();
     scratch.graph.symbols = b.graph.symbols.clone();
-    let outputs = lower(&mut scratch, &mut ctx, inputs)?;
+    let outputs = lower(&mut scratch, &mut ctx, &known_inputs)?;
     let pending: Vec<(usize, NodeId, Elem)> = outputs
         .iter()
         .enumerate()
@@ -1875,7 +1880,7 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
         None => 0.0,
     };
     let mode = match ctx.string("mode").as_deref().unwrap_or("constant") {
-        "constant" => PadMode::Constant(value),
+        "constant" => return pad_constant(b, &base, x, all, value),
         "reflect" => PadMode::Reflect,
         "edge" => PadMode::Edge,
         "wrap" => PadMode::Wrap,
@@ -1883,6 +1888,25 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
     };
     let id = b.node(x, &format!("{base}.x"))?;
     Ok(Value::Node { id: b.add(&base, Op::Pad { pads: all, mode }, &[id])?, elem: elem(x) })
+}
+
+/// `x` padded with `value`. Kernels take a finite fill; an infinite or NaN one is put in by a Where over a known mask
+/// of the padding.
+fn pad_constant(b: &mut Builder, base: &str, x: &Value, pads: Vec<(usize, usize)>, value: f32) -> Result<Value, String> {
+    let id = b.node(x, &format!("{base}.x"))?;
+    let fill = if value.is_finite() { value } else { 0.0 };
+    let padded = Value::Node { id: b.add(base, Op::Pad { pads: pads.clone(), mode: PadMode::Constant(fill) }, &[id])?, elem: elem(x) };
+    if value.is_finite() {
+        return Ok(padded);
+    }
+    let shape = const_shape(b, x)?;
+    let out: Vec<usize> = shape.iter().zip(&pads).map(|(&d, &(lo, hi))| d as usize + lo + hi).collect();
+    let outside: Vec<Dim> = (0..out.iter().product())
+        .map(|i| unravel(i, &out))
+        .map(|at| Dim::from(u64::from(at.iter().zip(&pads).zip(&shape).any(|((&p, &(lo, _)), &d)| p < lo || p >= lo + d as usize))))
+        .collect();
+    let outside = Value::Known(Known::new(Elem::BOOL, out, Values::Int(outside)));
+    where_(b, &format!("{base}.filled"), &outside, &scalar(elem(x), value as f64), &padded)
 }
 
 /// The window of a Conv or pool node over `spatial` axes of the given lengths and kernel.
@@ -2074,13 +2098,11 @@ fn symbolic_range(b: &mut Builder, base: &str, e: Elem, start: i64, limit: &Dim,
 }
 
 /// ONNX Attention (opset 23) from basic ops, as its reference computes it: heads split for 3-D inputs, past keys and
-/// values prepended, Q·Kᵀ scaled (√scale on each side), softcap, the mask (bool: attend where true; float: added)
-/// and the causal mask as an additive bias, softmax, ·V. Key/value heads are repeated for grouped queries.
+/// values prepended, Q·Kᵀ scaled (√scale on each side), softcap, the mask (bool: attend where true; float: added),
+/// the causal mask and the keys past nonpad_kv_seqlen as an additive bias, softmax, ·V. Key/value heads are repeated
+/// for grouped queries.
 fn attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let base = ctx.base();
-    if inputs.get(6).and_then(Option::as_ref).is_some() {
-        return Err("nonpad_kv_seqlen is not supported".into());
-    }
     let opt = |i: usize| inputs.get(i).and_then(Option::as_ref);
     let three_d = b.shape(input(inputs, 0)?).len() == 3;
     let heads = |b: &mut Builder, v: &Value, n: i64, name: &str| -> Result<Value, String> {
@@ -2147,8 +2169,7 @@ fn attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let mut pads = vec![(0usize, 0usize); ms.len()];
             pads[ms.len() - 1] = (0, (total - width) as usize);
             let fill = if bool_mask { 0.0 } else { f32::NEG_INFINITY };
-            let m = b.node(&mask, &format!("{base}.mask"))?;
-            mask = Value::Node { id: b.add(&format!("{base}.mask_pad"), Op::Pad { pads, mode: PadMode::Constant(fill) }, &[m])?, elem: elem(&mask) };
+            mask = pad_constant(b, &format!("{base}.mask_pad"), &mask, pads, fill)?;
         }
         if bool_mask {
             mask = where_(b, &format!("{base}.mask_bias"), &mask, &scalar(Elem::FLOAT, 0.0), &scalar(Elem::FLOAT, f64::NEG_INFINITY))?;
@@ -2162,6 +2183,18 @@ fn attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec
         bias = Some(match bias {
             Some(mask) => binary(b, &format!("{base}.causal_mask"), BinaryOp::Add, &mask, &causal)?,
             None => causal,
+        });
+    }
+    if let Some(lengths) = opt(6) {
+        // Keys at or past each batch entry's non-padding length are hidden.
+        let keys = Value::Known(Known::new(Elem::INT64, vec![1, 1, 1, total as usize], Values::Int((0..total).map(Dim::from).collect())));
+        let one = Dim::from(1u64);
+        let lengths = reshape(b, &format!("{base}.kv_lengths"), lengths, vec![Dim::from(qs[0]), one.clone(), one.clone(), one])?;
+        let valid = compare(b, &format!("{base}.kv_valid"), CompareOp::Lt, &keys, &lengths)?;
+        let padding = where_(b, &format!("{base}.kv_padding"), &valid, &scalar(Elem::FLOAT, 0.0), &scalar(Elem::FLOAT, f64::NEG_INFINITY))?;
+        bias = Some(match bias {
+            Some(mask) => binary(b, &format!("{base}.padded_mask"), BinaryOp::Add, &mask, &padding)?,
+            None => padding,
         });
     }
     let with_bias = match &bias {

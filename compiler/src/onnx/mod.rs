@@ -143,7 +143,7 @@ pub fn import(path: &Path, opts: &OnnxOptions) -> Result<Graph, OnnxError> {
                 }
             })
             .collect::<Result<_, _>>()?;
-        let outputs = lower::lower_or_fold(&mut b, ctx, &inputs).map_err(node_err)?;
+        let outputs = lower::lower_or_fold(&mut b, ctx, &inputs).map_err(|m| node_err(with_sources(&b.graph, &values, m)))?;
         for (name, value) in node.output.iter().zip(outputs) {
             if !name.is_empty() {
                 values.insert(name.clone(), value);
@@ -165,6 +165,28 @@ pub fn import(path: &Path, opts: &OnnxOptions) -> Result<Graph, OnnxError> {
         graph.metadata.insert("onnx_producer".into(), model.producer_name.clone());
     }
     Ok(graph)
+}
+
+/// A "must be a constant" error naming a computed value, with the graph inputs that value is computed from (given
+/// at compile time, they would make it one).
+fn with_sources(graph: &Graph, values: &HashMap<String, Value>, message: String) -> String {
+    let Some(Value::Node { id, .. }) = message.split('`').nth(1).and_then(|name| values.get(name)).filter(|_| message.contains("must be a constant")) else {
+        return message;
+    };
+    let mut sources = Vec::new();
+    let mut seen = HashSet::from([*id]);
+    let mut stack = vec![*id];
+    while let Some(n) = stack.pop() {
+        if let tfc_ir::Op::Input { name, .. } = &graph.node(n).op {
+            sources.push(format!("`{name}`"));
+        }
+        stack.extend(graph.inputs_of(n).into_iter().filter(|&i| seen.insert(i)));
+    }
+    if sources.is_empty() {
+        return message;
+    }
+    sources.sort();
+    format!("{message} (it is computed from graph input {})", sources.join(", "))
 }
 
 fn domain(n: &NodeProto) -> &str {
