@@ -510,10 +510,15 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
     match op_type {
         "Identity" => one(x()?.clone()),
         "Dropout" => {
-            if let Some(mode) = inputs.get(2).and_then(Option::as_ref)
-                && known_of(mode).is_none_or(|k| k.const_ints().is_ok_and(|v| v.iter().any(|&x| x != 0)))
-            {
-                return Err("training mode is not supported (inference only)".into());
+            if inputs.get(2).and_then(Option::as_ref).is_some() && known_input(ctx.node, inputs, 2, "the training mode")?.const_ints()?.iter().any(|&t| t != 0) {
+                // Training drops at random, unless the ratio is 0.
+                let ratio = match inputs.get(1).and_then(Option::as_ref) {
+                    Some(_) => known_input(ctx.node, inputs, 1, "the ratio")?.f32s()?.first().copied().unwrap_or(0.5),
+                    None => 0.5,
+                };
+                if ratio != 0.0 {
+                    return Err(format!("training mode with a ratio of {ratio} (random) is not supported"));
+                }
             }
             // Inference: the input, and a mask that keeps everything (of the input's type before opset 10).
             let x = x()?;
@@ -1120,7 +1125,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let id = b.node(x, &format!("{base}.x"))?;
             one(Value::Node { id: b.add(&base, Op::Reduce { kind, axes, keep_dims: true }, &[id])?, elem: elem(x) })
         }
-        "BatchNormalization" | "InstanceNormalization" => one(channel_norm(b, ctx, inputs)?),
+        "BatchNormalization" | "InstanceNormalization" => channel_norm(b, ctx, inputs),
         "LpNormalization" => {
             let x = x()?;
             let axis = normalize_axis(ctx.int("axis", -1), b.shape(x).len())?;
@@ -1156,14 +1161,24 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Tile" => {
             let x = x()?;
             let repeats = known_input(ctx.node, inputs, 1, "repeats")?.const_ints()?;
-            let shape = b.shape(x);
-            // [d0, d1, …] → [1, d0, 1, d1, …] → [r0, d0, r1, d1, …] → [r0·d0, r1·d1, …]
-            let interleaved: Vec<Dim> = shape.iter().flat_map(|d| [Dim::from(1u64), d.clone()]).collect();
-            let expanded: Vec<Dim> = shape.iter().zip(&repeats).flat_map(|(d, &r)| [Dim::from(r as u64), d.clone()]).collect();
-            let out: Vec<Dim> = shape.iter().zip(&repeats).map(|(d, &r)| d * &Dim::from(r as u64)).collect();
-            let v = reshape(b, &format!("{base}.split"), x, interleaved)?;
-            let v = expand(b, &format!("{base}.expand"), &v, &expanded)?;
-            one(reshape(b, &base, &v, out)?)
+            let mut shape = b.shape(x);
+            if repeats.len() != shape.len() || repeats.iter().any(|&r| r < 0) {
+                return Err(format!("repeats {repeats:?} for an input of rank {}", shape.len()));
+            }
+            // One axis at a time (so that kernels see at most one more axis): [… d …] → [… 1, d …] → [… r, d …] → [… r·d …].
+            let mut v = x.clone();
+            for (a, &r) in repeats.iter().enumerate().filter(|&(_, &r)| r != 1) {
+                let r = Dim::from(r as u64);
+                let mut split = shape.clone();
+                split.insert(a, Dim::from(1u64));
+                let mut expanded = shape.clone();
+                expanded.insert(a, r.clone());
+                v = reshape(b, &format!("{base}.split{a}"), &v, split)?;
+                v = expand(b, &format!("{base}.expand{a}"), &v, &expanded)?;
+                shape[a] = &shape[a] * &r;
+                v = reshape(b, &format!("{base}.axis{a}"), &v, shape.clone())?;
+            }
+            one(v)
         }
         "QuantizeLinear" => one(quantize(b, ctx, inputs)?),
         "DynamicQuantizeLinear" => dynamic_quantize(b, ctx, x()?),
@@ -1968,16 +1983,30 @@ fn pool(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
         "AveragePool" => PoolKind::Average { count_pad: ctx.int("count_include_pad", 0) != 0 },
         _ => PoolKind::Lp(ctx.int("p", 2) as f32),
     };
-    let id = b.node(x, &format!("{base}.x"))?;
-    Ok(Value::Node { id: b.add(&base, Op::Pool { kind, kernel, window }, &[id])?, elem: elem(x) })
+    let e = elem(x);
+    if e.is_float() {
+        let id = b.node(x, &format!("{base}.x"))?;
+        return Ok(Value::Node { id: b.add(&base, Op::Pool { kind, kernel, window }, &[id])?, elem: e });
+    }
+    // The maximum of 8-bit integers, exact in f32.
+    if kind != PoolKind::Max || !matches!(e, Elem::UINT8 | Elem::INT8) {
+        return Err(format!("{} of {} is not supported", ctx.node.op_type, e.name()));
+    }
+    let xf = cast(b, &format!("{base}.float"), x, Elem::FLOAT)?;
+    let id = b.node(&xf, &format!("{base}.float"))?;
+    let y = Value::Node { id: b.add(&format!("{base}.max"), Op::Pool { kind, kernel, window }, &[id])?, elem: Elem::FLOAT };
+    cast(b, &base, &y, e)
 }
 
-/// BatchNormalization (inference: the given mean and variance) and InstanceNormalization (over the spatial axes),
-/// per channel (axis 1).
-fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+/// BatchNormalization and InstanceNormalization, per channel (axis 1): with the given mean and variance (inference),
+/// or those of the batch (training mode, opset 14 on; the running statistics are also given out) or of each
+/// instance's spatial axes.
+fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let base = ctx.base();
-    if ctx.int("training_mode", 0) != 0 || ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err("training mode is not supported (inference only)".into());
+    let batch_norm = ctx.node.op_type == "BatchNormalization";
+    let training = batch_norm && ctx.opset >= 14 && ctx.int("training_mode", 0) != 0;
+    if !training && ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err("the statistics outputs of training mode are not supported before opset 14".into());
     }
     if ctx.int("spatial", 1) == 0 {
         return Err("spatial = 0 (statistics per channel and position, before opset 9) is not supported".into());
@@ -1990,18 +2019,10 @@ fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<
         reshape(b, &format!("{base}.{name}"), v, s)
     };
     let eps = scalar(Elem::FLOAT, ctx.float("epsilon", 1e-5) as f64);
-    let (mean, var) = if ctx.node.op_type == "BatchNormalization" {
-        (per_channel(b, input(inputs, 3)?, "mean")?, per_channel(b, input(inputs, 4)?, "var")?)
-    } else {
-        let axes: Vec<usize> = (2..shape.len()).collect();
-        let id = b.node(x, &format!("{base}.x"))?;
-        let mean = Value::Node { id: b.add(&format!("{base}.mean"), Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keep_dims: true }, &[id])?, elem: Elem::FLOAT };
-        let centred = binary(b, &format!("{base}.centred"), BinaryOp::Sub, x, &mean)?;
-        let c = b.node(&centred, &format!("{base}.c"))?;
-        let var = Value::Node { id: b.add(&format!("{base}.var"), Op::Reduce { kind: ReduceKind::SumSquare, axes: axes.clone(), keep_dims: true }, &[c])?, elem: Elem::FLOAT };
-        let count: u64 = axes.iter().map(|&a| shape[a].as_const().unwrap_or(1)).product();
-        let var = binary(b, &format!("{base}.var_mean"), BinaryOp::Div, &var, &scalar(Elem::FLOAT, count as f64))?;
-        (mean, var)
+    let (mean, var) = match (batch_norm, training) {
+        (true, false) => (per_channel(b, input(inputs, 3)?, "mean")?, per_channel(b, input(inputs, 4)?, "var")?),
+        (true, true) => statistics(b, &base, x, [0].into_iter().chain(2..shape.len()).collect())?,
+        (false, _) => statistics(b, &base, x, (2..shape.len()).collect())?,
     };
     let centred = binary(b, &format!("{base}.sub"), BinaryOp::Sub, x, &mean)?;
     let v = binary(b, &format!("{base}.var_eps"), BinaryOp::Add, &var, &eps)?;
@@ -2010,7 +2031,33 @@ fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<
     let scale = per_channel(b, input(inputs, 1)?, "scale")?;
     let bias = per_channel(b, input(inputs, 2)?, "bias")?;
     let scaled = binary(b, &format!("{base}.mul"), BinaryOp::Mul, &normed, &scale)?;
-    binary(b, &base, BinaryOp::Add, &scaled, &bias)
+    let y = binary(b, &base, BinaryOp::Add, &scaled, &bias)?;
+    if !training {
+        return Ok(vec![y]);
+    }
+    // running = given · momentum + batch · (1 − momentum)
+    let momentum = ctx.float("momentum", 0.9) as f64;
+    let mut outputs = vec![y];
+    for (i, batch, name) in [(3, &mean, "running_mean"), (4, &var, "running_var")] {
+        let given = binary(b, &format!("{base}.{name}_kept"), BinaryOp::Mul, input(inputs, i)?, &scalar(Elem::FLOAT, momentum))?;
+        let batch = reshape(b, &format!("{base}.{name}_batch"), batch, vec![shape[1].clone()])?;
+        let batch = binary(b, &format!("{base}.{name}_new"), BinaryOp::Mul, &batch, &scalar(Elem::FLOAT, 1.0 - momentum))?;
+        outputs.push(binary(b, &format!("{base}.{name}"), BinaryOp::Add, &given, &batch)?);
+    }
+    Ok(outputs)
+}
+
+/// The mean and (population) variance of `x` over `axes`, which are kept with length 1.
+fn statistics(b: &mut Builder, base: &str, x: &Value, axes: Vec<usize>) -> Result<(Value, Value), String> {
+    let shape = b.shape(x);
+    let id = b.node(x, &format!("{base}.x"))?;
+    let mean = Value::Node { id: b.add(&format!("{base}.mean"), Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keep_dims: true }, &[id])?, elem: Elem::FLOAT };
+    let centred = binary(b, &format!("{base}.centred"), BinaryOp::Sub, x, &mean)?;
+    let c = b.node(&centred, &format!("{base}.c"))?;
+    let var = Value::Node { id: b.add(&format!("{base}.var"), Op::Reduce { kind: ReduceKind::SumSquare, axes: axes.clone(), keep_dims: true }, &[c])?, elem: Elem::FLOAT };
+    let count: u64 = axes.iter().map(|&a| shape[a].as_const().unwrap_or(1)).product();
+    let var = binary(b, &format!("{base}.var_mean"), BinaryOp::Div, &var, &scalar(Elem::FLOAT, count as f64))?;
+    Ok((mean, var))
 }
 
 /// The integer range of a quantized element type.
