@@ -36,20 +36,21 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12),
     ("GridSample", 16), ("GroupNormalization", 18), ("HammingWindow", 17), ("HannWindow", 17), ("Hardmax", 1),
     ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9),
-    ("LayerNormalization", 17), ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12), ("Log", 6), ("LogSoftmax", 1),
-    ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6),
-    ("MaxPool", 1), ("MaxUnpool", 9), ("Mean", 6), ("MeanVarianceNormalization", 9), ("Min", 6), ("Mish", 18),
-    ("Mod", 10), ("Mul", 7), ("Neg", 6), ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("OneHot", 9), ("Or", 7),
-    ("Pad", 2), ("Pow", 7), ("PRelu", 7), ("QLinearConv", 10), ("QLinearMatMul", 10), ("QuantizeLinear", 10),
-    ("Range", 11), ("Reciprocal", 6), ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1),
-    ("ReduceMax", 1), ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("ReduceSum", 1),
-    ("ReduceSumSquare", 1), ("Relu", 6), ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10),
-    ("RMSNormalization", 23), ("RotaryEmbedding", 23), ("Round", 11), ("Scatter", 9), ("ScatterElements", 11),
-    ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9),
-    ("Size", 1), ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1),
-    ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6),
-    ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("TensorScatter", 24), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1),
-    ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
+    ("LayerNormalization", 17), ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12), ("LinearAttention", 27),
+    ("Log", 6), ("LogSoftmax", 1), ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1), ("MatMul", 1),
+    ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("MaxUnpool", 9), ("Mean", 6),
+    ("MeanVarianceNormalization", 9), ("Min", 6), ("Mish", 18), ("Mod", 10), ("Mul", 7), ("Neg", 6),
+    ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("OneHot", 9), ("Or", 7), ("Pad", 2), ("Pow", 7), ("PRelu", 7),
+    ("QLinearConv", 10), ("QLinearMatMul", 10), ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6),
+    ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1), ("ReduceMax", 1),
+    ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("ReduceSum", 1), ("ReduceSumSquare", 1), ("Relu", 6),
+    ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10), ("RMSNormalization", 23), ("RotaryEmbedding", 23),
+    ("Round", 11), ("Scatter", 9), ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1),
+    ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1),
+    ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6),
+    ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7), ("Tanh", 6),
+    ("TensorScatter", 24), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1), ("Transpose", 1), ("Trilu", 14),
+    ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
 ];
 
 /// Whether tfc lowers an op of a domain at the model's opset for that domain.
@@ -1260,6 +1261,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "MaxUnpool" => one(max_unpool(b, ctx, inputs)?),
         "TensorScatter" => one(tensor_scatter(b, ctx, inputs)?),
+        "LinearAttention" => linear_attention(b, ctx, inputs),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
@@ -2968,4 +2970,96 @@ fn tensor_scatter(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Resul
     let (u, r) = (b.node(update, &format!("{base}.update"))?, b.node(&row, &format!("{base}.rows"))?);
     let taken = Value::Node { id: b.add(&format!("{base}.taken"), Op::GatherElements { axis }, &[u, r])?, elem: elem(cache) };
     where_(b, &base, &inside, &taken, cache)
+}
+
+/// LinearAttention (opset 27) as its recurrence, unrolled over the (static) sequence: per step the state [B, H_kv,
+/// d_k, d_v] decays by exp(decay) ("gated"), the value is corrected by what the state already holds for the key
+/// ("delta": β · (v − Sᵀk)), k ⊗ v is added, and each query head reads scale · qᵀS from its key/value head.
+fn linear_attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let base = ctx.base();
+    let rule = ctx.string("update_rule").unwrap_or_else(|| "gated_delta".into());
+    let (gated, delta) = match rule.as_str() {
+        "linear" => (false, false),
+        "gated" => (true, false),
+        "delta" => (false, true),
+        "gated_delta" => (true, true),
+        other => return Err(format!("update_rule {other:?} is not supported")),
+    };
+    let (q_heads, kv_heads) = (ctx.int("q_num_heads", 0), ctx.int("kv_num_heads", 0));
+    if q_heads <= 0 || kv_heads <= 0 || q_heads % kv_heads != 0 {
+        return Err(format!("q_num_heads {q_heads} must be a positive multiple of kv_num_heads {kv_heads}"));
+    }
+    let (q_heads, kv_heads) = (q_heads as u64, kv_heads as u64);
+    let opt = |i: usize| inputs.get(i).and_then(Option::as_ref);
+    let (q, k, v) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
+    let (qs, vs) = (const_shape(b, q)?, const_shape(b, v)?);
+    let (&[batch, steps, q_width], &[_, _, v_width]) = (&qs[..], &vs[..]) else { return Err("query, key and value must be [B, T, H·D]".into()) };
+    let (dk, dv, group) = (q_width / q_heads, v_width / kv_heads, q_heads / kv_heads);
+    let d = |v: u64| Dim::from(v);
+    // [B, T, H·D] → [B, H, T, D]
+    let heads = |b: &mut Builder, x: &Value, h: u64, name: &str| -> Result<Value, String> {
+        let width = *const_shape(b, x)?.last().ok_or("a rank-3 input")?;
+        let x = reshape(b, &format!("{base}.{name}_heads"), x, vec![d(batch), d(steps), d(h), d(width / h)])?;
+        transpose(b, &format!("{base}.{name}_bhtd"), &x, &[0, 2, 1, 3])
+    };
+    let (q4, k4, v4) = (heads(b, q, q_heads, "q")?, heads(b, k, kv_heads, "k")?, heads(b, v, kv_heads, "v")?);
+    let decay = match opt(4) {
+        Some(g) if gated => {
+            let g = heads(b, g, kv_heads, "decay")?;
+            Some(unary_named(b, &format!("{base}.decay_exp"), &g, UnaryOp::Exp)?)
+        }
+        None if !gated => None,
+        _ => return Err(format!("update_rule {rule:?} {} the decay input", if gated { "needs" } else { "takes no" })),
+    };
+    let beta = match opt(5) {
+        Some(beta) if delta => {
+            let width = *const_shape(b, beta)?.last().ok_or("a rank-3 beta")?;
+            Some(heads(b, beta, width, "beta")?)
+        }
+        None if !delta => None,
+        _ => return Err(format!("update_rule {rule:?} {} the beta input", if delta { "needs" } else { "takes no" })),
+    };
+    let scale = match ctx.float("scale", 0.0) {
+        0.0 => 1.0 / (dk as f64).sqrt(),
+        s => s as f64,
+    };
+    let mut state = match opt(3) {
+        Some(past) => past.clone(),
+        None => {
+            let n = (batch * kv_heads * dk * dv) as usize;
+            Value::Known(Known::new(Elem::FLOAT, vec![batch as usize, kv_heads as usize, dk as usize, dv as usize], Values::F32(vec![0.0; n])))
+        }
+    };
+    let step = |b: &mut Builder, x: &Value, t: u64, name: &str| slice(b, &format!("{base}.{name}{t}"), x, 2, &d(t), &d(t + 1), 1);
+    let mut outputs = Vec::new();
+    for t in 0..steps {
+        let k_row = step(b, &k4, t, "k")?;
+        let k_col = reshape(b, &format!("{base}.k_col{t}"), &k_row, vec![d(batch), d(kv_heads), d(dk), d(1)])?;
+        let mut v_t = step(b, &v4, t, "v")?;
+        if let Some(decay) = &decay {
+            let g = step(b, decay, t, "g")?;
+            let width = *const_shape(b, &g)?.last().ok_or("a rank-4 decay")?;
+            let g = reshape(b, &format!("{base}.g_col{t}"), &g, vec![d(batch), d(kv_heads), d(width), d(1)])?;
+            state = binary(b, &format!("{base}.decayed{t}"), BinaryOp::Mul, &state, &g)?;
+        }
+        if let Some(beta) = &beta {
+            let held = matmul(b, &format!("{base}.held{t}"), &k_row, &state, false, false)?;
+            let diff = binary(b, &format!("{base}.diff{t}"), BinaryOp::Sub, &v_t, &held)?;
+            let beta_t = step(b, beta, t, "beta")?;
+            v_t = binary(b, &format!("{base}.delta{t}"), BinaryOp::Mul, &beta_t, &diff)?;
+        }
+        let written = binary(b, &format!("{base}.outer{t}"), BinaryOp::Mul, &k_col, &v_t)?;
+        state = binary(b, &format!("{base}.state{t}"), BinaryOp::Add, &state, &written)?;
+        // Query heads h·group … h·group + group − 1 read key/value head h.
+        let q_t = step(b, &q4, t, "q")?;
+        let q_t = reshape(b, &format!("{base}.q_groups{t}"), &q_t, vec![d(batch), d(kv_heads), d(group), d(dk)])?;
+        let read = matmul(b, &format!("{base}.read{t}"), &q_t, &state, false, false)?;
+        let read = reshape(b, &format!("{base}.read_heads{t}"), &read, vec![d(batch), d(q_heads), d(1), d(dv)])?;
+        outputs.push(binary(b, &format!("{base}.out{t}"), BinaryOp::Mul, &read, &scalar(Elem::FLOAT, scale))?);
+    }
+    let all: Vec<&Value> = outputs.iter().collect();
+    let y = concat(b, &format!("{base}.steps"), &all, 2)?;
+    let y = transpose(b, &format!("{base}.bthd"), &y, &[0, 2, 1, 3])?;
+    let y = reshape(b, &base, &y, vec![d(batch), d(steps), d(q_heads * dv)])?;
+    Ok(vec![Value::Node { id: b.node(&y, &base)?, elem: elem(q) }, state])
 }
