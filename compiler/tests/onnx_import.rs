@@ -396,3 +396,140 @@ fn dft_lengths_and_directions_match_the_definition() {
         }
     }
 }
+
+/// One recurrent op by its equations (ONNX's operator docs), in f64: `op` RNN/GRU/LSTM with default activations,
+/// X [T, B, I], weights [D, G·H, …], optional bias, lengths, initial state and peepholes. Returns Y [T, D, B, H]
+/// flattened and Y_h [D, B, H].
+#[allow(clippy::too_many_arguments)]
+fn recurrent_reference(op: &str, x: &Tensor, w: &Tensor, r: &Tensor, bias: Option<&Tensor>, lens: &[usize], h0: Option<&Tensor>, c0: Option<&Tensor>, p: Option<&Tensor>, reverse: &[bool], before_reset: bool, clip: Option<f64>) -> (Vec<f32>, Vec<f32>) {
+    let (t_len, batch, inputs) = (x.shape[0], x.shape[1], x.shape[2]);
+    let hidden = r.shape[2];
+    let gates = w.shape[1] / hidden;
+    let (x, w, r) = (x.to_f32(), w.to_f32(), r.to_f32());
+    let sig = |v: f64| 1.0 / (1.0 + (-v).exp());
+    let clipped = |v: f64| clip.map_or(v, |c| v.clamp(-c, c));
+    let dirs = reverse.len();
+    let mut y = vec![0f32; t_len * dirs * batch * hidden];
+    let mut y_h = vec![0f32; dirs * batch * hidden];
+    for (d, &rev) in reverse.iter().enumerate() {
+        let at = |m: &[f32], rows: usize, cols: usize, g: usize, j: usize, k: usize| m[((d * rows) + g * hidden + j) * cols + k] as f64;
+        let bias_of = |half: usize, g: usize, j: usize| bias.map_or(0.0, |b| b.to_f32()[d * 2 * gates * hidden + half * gates * hidden + g * hidden + j] as f64);
+        for n in 0..batch {
+            let mut h: Vec<f64> = (0..hidden).map(|j| h0.map_or(0.0, |t| t.to_f32()[(d * batch + n) * hidden + j] as f64)).collect();
+            let mut c: Vec<f64> = (0..hidden).map(|j| c0.map_or(0.0, |t| t.to_f32()[(d * batch + n) * hidden + j] as f64)).collect();
+            let steps: Vec<usize> = if rev { (0..lens[n]).rev().collect() } else { (0..lens[n]).collect() };
+            for t in steps {
+                let xw = |g: usize, j: usize| (0..inputs).map(|k| x[(t * batch + n) * inputs + k] as f64 * at(&w, gates * hidden, inputs, g, j, k)).sum::<f64>() + bias_of(0, g, j);
+                let hr = |g: usize, j: usize, h: &[f64]| (0..hidden).map(|k| h[k] * at(&r, gates * hidden, hidden, g, j, k)).sum::<f64>() + bias_of(1, g, j);
+                let peep = |k: usize, j: usize| p.map_or(0.0, |p| p.to_f32()[d * 3 * hidden + k * hidden + j] as f64);
+                let new_h: Vec<f64> = match op {
+                    "RNN" => (0..hidden).map(|j| clipped(xw(0, j) + hr(0, j, &h)).tanh()).collect(),
+                    "GRU" => {
+                        let z: Vec<f64> = (0..hidden).map(|j| sig(clipped(xw(0, j) + hr(0, j, &h)))).collect();
+                        let rg: Vec<f64> = (0..hidden).map(|j| sig(clipped(xw(1, j) + hr(1, j, &h)))).collect();
+                        let reset: Vec<f64> = (0..hidden).map(|j| rg[j] * h[j]).collect();
+                        (0..hidden)
+                            .map(|j| {
+                                let inner = if before_reset { rg[j] * hr(2, j, &h) } else { hr(2, j, &reset) };
+                                let cand = clipped(xw(2, j) + inner).tanh();
+                                (1.0 - z[j]) * cand + z[j] * h[j]
+                            })
+                            .collect()
+                    }
+                    _ => {
+                        let gate = |g: usize, j: usize| xw(g, j) + hr(g, j, &h);
+                        let new_c: Vec<f64> = (0..hidden)
+                            .map(|j| {
+                                let i = sig(clipped(gate(0, j) + peep(0, j) * c[j]));
+                                let f = sig(clipped(gate(2, j) + peep(2, j) * c[j]));
+                                f * c[j] + i * clipped(gate(3, j)).tanh()
+                            })
+                            .collect();
+                        let out = (0..hidden).map(|j| sig(clipped(gate(1, j) + peep(1, j) * new_c[j])) * clipped(new_c[j]).tanh()).collect();
+                        c = new_c;
+                        out
+                    }
+                };
+                h = new_h;
+                for j in 0..hidden {
+                    y[((t * dirs + d) * batch + n) * hidden + j] = h[j] as f32;
+                }
+            }
+            for j in 0..hidden {
+                y_h[(d * batch + n) * hidden + j] = h[j] as f32;
+            }
+        }
+    }
+    (y, y_h)
+}
+
+#[test]
+fn recurrent_ops_match_their_equations() {
+    let dir = tempfile::tempdir().unwrap();
+    let (steps, batch, inputs, hidden) = (3usize, 2usize, 2usize, 3usize);
+    let lens = [3usize, 1];
+    // (op, direction, linear_before_reset, clip, peepholes)
+    let cases = [
+        ("GRU", "bidirectional", true, None, false),
+        ("GRU", "forward", false, Some(0.5), false),
+        ("LSTM", "bidirectional", false, None, true),
+        ("LSTM", "reverse", false, Some(0.7), false),
+        ("RNN", "reverse", false, None, false),
+    ];
+    for (i, (op, direction, before_reset, clip, peepholes)) in cases.into_iter().enumerate() {
+        let dirs = if direction == "bidirectional" { 2 } else { 1 };
+        let gates = match op {
+            "RNN" => 1,
+            "GRU" => 3,
+            _ => 4,
+        };
+        let x = ramp(&[steps, batch, inputs], i);
+        let w = ramp(&[dirs, gates * hidden, inputs], i + 1);
+        let r = ramp(&[dirs, gates * hidden, hidden], i + 2);
+        let bias = ramp(&[dirs, 2 * gates * hidden], i + 3);
+        let h0 = ramp(&[dirs, batch, hidden], i + 4);
+        let c0 = ramp(&[dirs, batch, hidden], i + 5);
+        let p = ramp(&[dirs, 3 * hidden], i + 6);
+        let mut n = node(op, "rnn", &[], &[]);
+        n.attribute.push(int_attr("hidden_size", hidden as i64));
+        n.attribute.push(AttributeProto { name: "direction".into(), r#type: 3, s: direction.to_string().into(), ..Default::default() });
+        if before_reset {
+            n.attribute.push(int_attr("linear_before_reset", 1));
+        }
+        if let Some(c) = clip {
+            n.attribute.push(AttributeProto { name: "clip".into(), r#type: 1, f: c as f32, ..Default::default() });
+        }
+        let lengths = TensorProto { name: "lens".into(), dims: vec![batch as i64], data_type: 6, int32_data: lens.iter().map(|&l| l as i32).collect(), ..Default::default() };
+        let mut feeds = vec![x.clone(), w.clone(), r.clone(), bias.clone(), h0.clone()];
+        let mut names = vec!["x0", "x1", "x2", "x3", "lens", "x4"];
+        if op == "LSTM" {
+            feeds.push(c0.clone());
+            names.push("x5");
+            if peepholes {
+                feeds.push(p.clone());
+                names.push("x6");
+            }
+        }
+        n.input = names.iter().map(|s| s.to_string()).collect();
+        n.output = vec!["y".into(), "y_h".into()];
+        let values = feeds.iter().enumerate().map(|(k, t)| value(&format!("x{k}"), FLOAT, &t.shape.iter().map(|&d| DimensionValue::DimValue(d as i64)).collect::<Vec<_>>())).collect();
+        let mut m = model(vec![n], vec![lengths], values, &["y", "y_h"], 22);
+        m.graph.as_mut().unwrap().output[0] = value("y", FLOAT, &[]);
+        let graph = onnx::import(&write(dir.path(), "rnn.onnx", &m), &OnnxOptions::default()).unwrap();
+        let run: BTreeMap<String, Tensor> = feeds.iter().enumerate().map(|(k, t)| (format!("x{k}"), t.clone())).collect();
+        let out = interp::run(&graph, &run).unwrap();
+        let reverse: Vec<bool> = match direction {
+            "forward" => vec![false],
+            "reverse" => vec![true],
+            _ => vec![false, true],
+        };
+        let (c0, p) = (if op == "LSTM" { Some(&c0) } else { None }, if peepholes { Some(&p) } else { None });
+        let (y, y_h) = recurrent_reference(op, &x, &w, &r, Some(&bias), &lens, Some(&h0), c0, p, &reverse, before_reset, clip);
+        for (got, want, what) in [(out[0].1.to_f32(), y, "Y"), (out[1].1.to_f32(), y_h, "Y_h")] {
+            assert_eq!(got.len(), want.len(), "{op} {direction}: {what}");
+            for (g, e) in got.iter().zip(&want) {
+                assert!((g - e).abs() <= 1e-5, "{op} {direction} {what}: {got:?} vs {want:?}");
+            }
+        }
+    }
+}

@@ -3,6 +3,7 @@
 //! flow through Shape/Gather/Concat/… into Reshape and Slice.
 
 mod einsum;
+mod recurrent;
 mod spectral;
 
 use super::proto::{AttributeProto, NodeProto};
@@ -34,23 +35,23 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("Einsum", 12), ("Elu", 6), ("Equal", 7), ("Erf", 9), ("Exp", 6), ("Expand", 8), ("EyeLike", 9), ("Flatten", 1),
     ("Floor", 6), ("Gather", 1), ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7),
     ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12),
-    ("GridSample", 16), ("GroupNormalization", 18), ("HammingWindow", 17), ("HannWindow", 17), ("Hardmax", 1),
-    ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9),
-    ("LayerNormalization", 17), ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12), ("LinearAttention", 27),
-    ("Log", 6), ("LogSoftmax", 1), ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1), ("MatMul", 1),
-    ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("MaxUnpool", 9), ("Mean", 6),
+    ("GridSample", 16), ("GroupNormalization", 18), ("GRU", 7), ("HammingWindow", 17), ("HannWindow", 17),
+    ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("InstanceNormalization", 6),
+    ("IsInf", 10), ("IsNaN", 9), ("LayerNormalization", 17), ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12),
+    ("LinearAttention", 27), ("Log", 6), ("LogSoftmax", 1), ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1),
+    ("LSTM", 7), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("MaxUnpool", 9), ("Mean", 6),
     ("MeanVarianceNormalization", 9), ("Min", 6), ("Mish", 18), ("Mod", 10), ("Mul", 7), ("Neg", 6),
     ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("OneHot", 9), ("Or", 7), ("Pad", 2), ("Pow", 7), ("PRelu", 7),
     ("QLinearConv", 10), ("QLinearMatMul", 10), ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6),
     ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1), ("ReduceMax", 1),
     ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("ReduceSum", 1), ("ReduceSumSquare", 1), ("Relu", 6),
-    ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10), ("RMSNormalization", 23), ("RotaryEmbedding", 23),
-    ("Round", 11), ("Scatter", 9), ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1),
-    ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1),
-    ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6),
-    ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7), ("Tanh", 6),
-    ("TensorScatter", 24), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1), ("Transpose", 1), ("Trilu", 14),
-    ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
+    ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10), ("RMSNormalization", 23), ("RNN", 7),
+    ("RotaryEmbedding", 23), ("Round", 11), ("Scatter", 9), ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6),
+    ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1),
+    ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1),
+    ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7),
+    ("Tanh", 6), ("TensorScatter", 24), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1), ("Transpose", 1),
+    ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
 ];
 
 /// Whether tfc lowers an op of a domain at the model's opset for that domain.
@@ -1262,6 +1263,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "MaxUnpool" => one(max_unpool(b, ctx, inputs)?),
         "TensorScatter" => one(tensor_scatter(b, ctx, inputs)?),
         "LinearAttention" => linear_attention(b, ctx, inputs),
+        "RNN" | "GRU" | "LSTM" => recurrent::recurrent(b, ctx, inputs),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
