@@ -1113,7 +1113,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(where_(b, &base, &mask, x, &scalar(elem(x), 0.0))?)
         }
         "Conv" => one(conv(b, ctx, inputs)?),
-        "MaxPool" | "AveragePool" | "LpPool" => one(pool(b, ctx, x()?)?),
+        "MaxPool" | "AveragePool" | "LpPool" => pool(b, ctx, x()?),
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
             let x = x()?;
             let axes: Vec<usize> = (2..b.shape(x).len()).collect();
@@ -1840,23 +1840,23 @@ fn reduce(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value,
     if e.is_float() { Ok(y) } else { cast(b, &format!("{base}.int"), &y, e) }
 }
 
-/// GatherND (batch_dims 0) as a Gather on the leading axes flattened into one: row = Σ index[k] · stride[k].
+/// GatherND as a Gather on the leading axes flattened into one: row = Σ index[j] · stride[j], plus, with batch_dims,
+/// the batch entry's position times the rows of one entry.
 fn gather_nd(b: &mut Builder, ctx: &Ctx, data: &Value, indices: &Value) -> Result<Value, String> {
     let base = ctx.base();
-    if ctx.int("batch_dims", 0) != 0 {
-        return Err("batch_dims other than 0 is not supported".into());
-    }
     let (shape, ishape) = (b.shape(data), b.shape(indices));
+    let batch_dims = usize::try_from(ctx.int("batch_dims", 0)).map_err(|_| "a negative batch_dims")?;
     let k = ishape.last().and_then(Dim::as_const).ok_or("the last axis of the indices must have a constant length")? as usize;
-    if k == 0 || k > shape.len() {
-        return Err(format!("indices of length {k} do not fit data of rank {}", shape.len()));
+    if k == 0 || batch_dims + k > shape.len() || batch_dims >= ishape.len() || shape[..batch_dims] != ishape[..batch_dims] {
+        return Err(format!("indices {ishape:?} with batch_dims {batch_dims} do not fit data {shape:?}"));
     }
+    let indexed = &shape[batch_dims..batch_dims + k];
     let mut row = None;
     for j in 0..k {
-        let stride = tfc_ir::dim::product(&shape[j + 1..k]);
+        let stride = tfc_ir::dim::product(&indexed[j + 1..]);
         let part = slice(b, &format!("{base}.i{j}"), indices, ishape.len() - 1, &Dim::from(j as u64), &Dim::from(j as u64 + 1), 1)?;
         // Negative indices count from the end.
-        let len = Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![shape[j].clone()])));
+        let len = Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![indexed[j].clone()])));
         let part = binary(b, &format!("{base}.i{j}.wrapped"), BinaryOp::Mod, &part, &len)?;
         let stride = Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![stride])));
         let term = binary(b, &format!("{base}.i{j}.scaled"), BinaryOp::Mul, &part, &stride)?;
@@ -1865,10 +1865,17 @@ fn gather_nd(b: &mut Builder, ctx: &Ctx, data: &Value, indices: &Value) -> Resul
             Some(r) => binary(b, &format!("{base}.i{j}.sum"), BinaryOp::Add, &r, &term)?,
         });
     }
-    let row = row.expect("k ≥ 1");
-    let row = reshape(b, &format!("{base}.rows"), &row, ishape[..ishape.len() - 1].to_vec())?;
-    let mut table_shape = vec![tfc_ir::dim::product(&shape[..k])];
-    table_shape.extend_from_slice(&shape[k..]);
+    let mut row = reshape(b, &format!("{base}.rows"), &row.expect("k ≥ 1"), ishape[..ishape.len() - 1].to_vec())?;
+    if batch_dims > 0 {
+        let batches: Vec<usize> = ishape[..batch_dims].iter().map(|d| d.as_const().map(|v| v as usize).ok_or("symbolic batch axes")).collect::<Result<_, _>>()?;
+        let per_entry = tfc_ir::dim::product(indexed);
+        let mut along = batches.clone();
+        along.extend(std::iter::repeat_n(1, ishape.len() - 1 - batch_dims));
+        let first = Values::Int((0..batches.iter().product::<usize>()).map(|e| &Dim::from(e as u64) * &per_entry).collect());
+        row = binary(b, &format!("{base}.batch_rows"), BinaryOp::Add, &row, &Value::Known(Known::new(Elem::INT64, along, first)))?;
+    }
+    let mut table_shape = vec![tfc_ir::dim::product(&shape[..batch_dims + k])];
+    table_shape.extend_from_slice(&shape[batch_dims + k..]);
     let table = reshape(b, &format!("{base}.table"), data, table_shape)?;
     gather(b, &base, &table, &row, 0)
 }
@@ -1970,14 +1977,8 @@ fn conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, S
     Ok(Value::Node { id: b.add(&base, Op::Conv { window, groups }, &ids)?, elem: elem(x) })
 }
 
-fn pool(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
+fn pool(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Vec<Value>, String> {
     let base = ctx.base();
-    if ctx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
-        return Err("the indices output of MaxPool is not supported".into());
-    }
-    if ctx.int("storage_order", 0) != 0 {
-        return Err("storage_order = 1 is not supported".into());
-    }
     let kernel: Vec<usize> = ctx.ints("kernel_shape").ok_or("has no kernel_shape")?.iter().map(|&k| k as usize).collect();
     let xs = const_shape(b, x)?;
     let k64: Vec<u64> = kernel.iter().map(|&k| k as u64).collect();
@@ -1988,18 +1989,67 @@ fn pool(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
         _ => PoolKind::Lp(ctx.int("p", 2) as f32),
     };
     let e = elem(x);
-    if e.is_float() {
+    let y = if e.is_float() {
         let id = b.node(x, &format!("{base}.x"))?;
-        return Ok(Value::Node { id: b.add(&base, Op::Pool { kind, kernel, window }, &[id])?, elem: e });
-    }
-    // The maximum of 8-bit integers, exact in f32.
-    if kind != PoolKind::Max || !matches!(e, Elem::UINT8 | Elem::INT8) {
+        Value::Node { id: b.add(&base, Op::Pool { kind, kernel: kernel.clone(), window: window.clone() }, &[id])?, elem: e }
+    } else if kind == PoolKind::Max && matches!(e, Elem::UINT8 | Elem::INT8) {
+        // The maximum of 8-bit integers, exact in f32.
+        let xf = cast(b, &format!("{base}.float"), x, Elem::FLOAT)?;
+        let id = b.node(&xf, &format!("{base}.float"))?;
+        let y = Value::Node { id: b.add(&format!("{base}.max"), Op::Pool { kind, kernel: kernel.clone(), window: window.clone() }, &[id])?, elem: Elem::FLOAT };
+        cast(b, &base, &y, e)?
+    } else {
         return Err(format!("{} of {} is not supported", ctx.node.op_type, e.name()));
+    };
+    if ctx.node.output.get(1).is_none_or(|o| o.is_empty()) {
+        return Ok(vec![y]);
     }
-    let xf = cast(b, &format!("{base}.float"), x, Elem::FLOAT)?;
-    let id = b.node(&xf, &format!("{base}.float"))?;
-    let y = Value::Node { id: b.add(&format!("{base}.max"), Op::Pool { kind, kernel, window }, &[id])?, elem: Elem::FLOAT };
-    cast(b, &base, &y, e)
+    let column_major = ctx.int("storage_order", 0) != 0;
+    Ok(vec![y, max_pool_indices(b, &base, x, &xs, &kernel, &window, column_major)?])
+}
+
+/// MaxPool's indices output: for every window, the position of its first largest element in the flattened input
+/// (N, C and the spatial axes, row-major; the spatial axes column-major with `column_major`). The windows' elements
+/// (a sentinel −∞ for those in the padding) are gathered from the flattened spatial axes, ArgMax picks one, and a
+/// known table maps it back to its position.
+fn max_pool_indices(b: &mut Builder, base: &str, x: &Value, xs: &[u64], kernel: &[usize], window: &Window, column_major: bool) -> Result<Value, String> {
+    let spatial: Vec<usize> = xs[2..].iter().map(|&v| v as usize).collect();
+    let out: Vec<usize> = (0..spatial.len())
+        .map(|a| window.output_len(a, spatial[a] as u64, kernel[a] as u64).map(|v| v as usize).ok_or("no window fits"))
+        .collect::<Result<_, _>>()?;
+    let (positions, taps, windows): (usize, usize, usize) = (spatial.iter().product(), kernel.iter().product(), out.iter().product());
+    let row_major = strides(&spatial);
+    let reported = if column_major { (0..spatial.len()).map(|a| spatial[..a].iter().product()).collect() } else { row_major.clone() };
+    // Per window and kernel element: its input coordinates, if inside the input.
+    let taps_at: Vec<Option<Vec<usize>>> = (0..windows * taps)
+        .map(|i| {
+            let (at_out, at_k) = (unravel(i / taps, &out), unravel(i % taps, kernel));
+            (0..spatial.len()).map(|a| usize::try_from(window.input_position(a, at_out[a], at_k[a])).ok().filter(|&p| p < spatial[a])).collect()
+        })
+        .collect();
+    let flat_by = |st: &[usize]| -> Vec<Dim> {
+        taps_at.iter().map(|at| Dim::from(at.as_ref().map_or(positions, |at| at.iter().zip(st).map(|(p, s)| p * s).sum()) as u64)).collect()
+    };
+    let (table, positions_reported) = (flat_by(&row_major), flat_by(&reported));
+    let (n, c) = (xs[0], xs[1]);
+    let d = |v: u64| Dim::from(v);
+    let flat = reshape(b, &format!("{base}.flat"), x, vec![d(n), d(c), d(positions as u64)])?;
+    let flat = cast(b, &format!("{base}.flat_f32"), &flat, Elem::FLOAT)?;
+    let flat = pad_constant(b, &format!("{base}.sentinel"), &flat, vec![(0, 0), (0, 0), (0, 1)], f32::NEG_INFINITY)?;
+    let table = Value::Known(Known::new(Elem::INT64, vec![windows, taps], Values::Int(table)));
+    let gathered = gather(b, &format!("{base}.windows"), &flat, &table, 2)?;
+    let id = b.node(&gathered, &format!("{base}.windows"))?;
+    let best = Value::Node { id: b.add(&format!("{base}.best"), Op::ArgReduce { axis: 3, largest: true, last: false }, &[id])?, elem: Elem::INT64 };
+    let best = reshape(b, &format!("{base}.best_col"), &best, vec![d(n), d(c), d(windows as u64), d(1)])?;
+    let reported = Value::Known(Known::new(Elem::INT64, vec![windows, taps], Values::Int(positions_reported)));
+    let table = expand(b, &format!("{base}.table"), &reported, &[d(n), d(c), d(windows as u64), d(taps as u64)])?;
+    let (t, i) = (b.node(&table, &format!("{base}.table"))?, b.node(&best, &format!("{base}.best_col"))?);
+    let picked = Value::Node { id: b.add(&format!("{base}.picked"), Op::GatherElements { axis: 3 }, &[t, i])?, elem: Elem::INT64 };
+    let planes = Known::new(Elem::INT64, vec![n as usize, c as usize, 1, 1], Values::Int((0..n * c).map(|p| Dim::from(p * positions as u64)).collect()));
+    let indices = binary(b, &format!("{base}.indices_flat"), BinaryOp::Add, &picked, &Value::Known(planes))?;
+    let mut shape = vec![d(n), d(c)];
+    shape.extend(out.iter().map(|&v| d(v as u64)));
+    reshape(b, &format!("{base}.indices"), &indices, shape)
 }
 
 /// BatchNormalization and InstanceNormalization, per channel (axis 1): with the given mean and variance (inference),
