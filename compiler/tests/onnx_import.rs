@@ -533,3 +533,69 @@ fn recurrent_ops_match_their_equations() {
         }
     }
 }
+
+fn graph_attr(name: &str, nodes: Vec<NodeProto>, inputs: &[&str], outputs: &[&str]) -> AttributeProto {
+    let g = GraphProto {
+        node: nodes,
+        name: name.into(),
+        input: inputs.iter().map(|i| value(i, FLOAT, &[])).collect(),
+        output: outputs.iter().map(|o| value(o, FLOAT, &[])).collect(),
+        ..Default::default()
+    };
+    AttributeProto { name: name.into(), r#type: 5, g: Some(Box::new(g)), ..Default::default() }
+}
+
+/// If, Loop and Scan: bodies that read the enclosing graph's runtime input, a loop that its condition ends early,
+/// and a scan over two inputs in opposite directions whose output is stacked along axis 1.
+#[test]
+fn control_flow_bodies_are_lowered_in_place() {
+    let dir = tempfile::tempdir().unwrap();
+    let x = Tensor::f32(vec![2], vec![1.5, -2.0]);
+    let scalar_int = |name: &str, data_type: i32, v: i64| TensorProto { name: name.into(), dims: vec![], data_type, int64_data: vec![v], int32_data: vec![v as i32], ..Default::default() };
+    let run = |m: &ModelProto, name: &str| -> Vec<Tensor> {
+        let graph = onnx::import(&write(dir.path(), name, m), &OnnxOptions::default()).unwrap();
+        interp::run(&graph, &BTreeMap::from([("x".to_string(), x.clone())])).unwrap().into_iter().map(|(_, t)| t).collect()
+    };
+    let x_in = || value("x", FLOAT, &[DimensionValue::DimValue(2)]);
+
+    for (cond, expected) in [(1, vec![2.5, -1.0]), (0, vec![3.0, -4.0])] {
+        let mut n = node("If", "if", &["cond"], &["y"]);
+        n.attribute.push(graph_attr("then_branch", vec![node("Add", "plus", &["x", "one"], &["t"])], &[], &["t"]));
+        n.attribute.push(graph_attr("else_branch", vec![node("Mul", "times", &["x", "two"], &["e"])], &[], &["e"]));
+        let consts = vec![scalar_int("cond", 9, cond), TensorProto { name: "one".into(), data_type: FLOAT, float_data: vec![1.0], ..Default::default() }, TensorProto { name: "two".into(), data_type: FLOAT, float_data: vec![2.0], ..Default::default() }];
+        assert_eq!(run(&model(vec![n], consts, vec![x_in()], &["y"], 13), "if.onnx")[0].to_f32(), expected);
+    }
+
+    // acc += x while i < 3 (the condition, computed from the iteration number, ends the loop after i = 3).
+    let mut n = node("Loop", "loop", &["trips", "", "zero"], &["acc", "history"]);
+    let body = vec![
+        node("Add", "acc", &["acc_in", "x"], &["acc_out"]),
+        node("Less", "more", &["i", "three"], &["cond_out"]),
+        node("Identity", "seen", &["acc_out"], &["scan_out"]),
+    ];
+    n.attribute.push(graph_attr("body", body, &["i", "cond_in", "acc_in"], &["cond_out", "acc_out", "scan_out"]));
+    let consts = vec![scalar_int("trips", 7, 10), scalar_int("three", 7, 3), TensorProto { name: "zero".into(), dims: vec![2], data_type: FLOAT, float_data: vec![0.0, 0.0], ..Default::default() }];
+    let mut m = model(vec![n], consts, vec![x_in()], &["acc", "history"], 13);
+    m.graph.as_mut().unwrap().output[1] = value("history", FLOAT, &[]);
+    let out = run(&m, "loop.onnx");
+    assert_eq!(out[0].to_f32(), vec![6.0, -8.0]);
+    assert_eq!(out[1].shape, vec![4, 2]);
+    assert_eq!(out[1].to_f32(), vec![1.5, -2.0, 3.0, -4.0, 4.5, -6.0, 6.0, -8.0]);
+
+    // s += a·b over a [3, 2] forward and b [3, 2] backward; scan output a − b stacked along axis 1.
+    let a = TensorProto { name: "a".into(), dims: vec![3, 2], data_type: FLOAT, float_data: vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0], ..Default::default() };
+    let b = TensorProto { name: "b".into(), dims: vec![3, 2], data_type: FLOAT, float_data: vec![0.5, 1.0, 1.5, 2.0, 2.5, 3.0], ..Default::default() };
+    let mut n = node("Scan", "scan", &["x", "a", "b"], &["s", "diffs"]);
+    let body = vec![node("Mul", "prod", &["ai", "bi"], &["p"]), node("Add", "sum", &["s_in", "p"], &["s_out"]), node("Sub", "diff", &["ai", "bi"], &["d"])];
+    n.attribute.push(graph_attr("body", body, &["s_in", "ai", "bi"], &["s_out", "d"]));
+    n.attribute.push(int_attr("num_scan_inputs", 2));
+    n.attribute.push(AttributeProto { name: "scan_input_directions".into(), r#type: 7, ints: vec![0, 1], ..Default::default() });
+    n.attribute.push(AttributeProto { name: "scan_output_axes".into(), r#type: 7, ints: vec![1], ..Default::default() });
+    let mut m = model(vec![n], vec![a, b], vec![x_in()], &["s", "diffs"], 13);
+    m.graph.as_mut().unwrap().output[1] = value("diffs", FLOAT, &[]);
+    let out = run(&m, "scan.onnx");
+    // Step t pairs a row t with b row 2 − t: (1,2)·(2.5,3) + (3,4)·(1.5,2) + (5,6)·(0.5,1), plus x.
+    assert_eq!(out[0].to_f32(), vec![1.5 + 2.5 + 4.5 + 2.5, -2.0 + 6.0 + 8.0 + 6.0]);
+    assert_eq!(out[1].shape, vec![2, 3]);
+    assert_eq!(out[1].to_f32(), vec![-1.5, 1.5, 4.5, -1.0, 2.0, 5.0]);
+}

@@ -2,6 +2,7 @@
 //! initializer, a constant, or a folded result); shape arithmetic keeps integers as `Dim`s, so symbolic dimensions
 //! flow through Shape/Gather/Concat/… into Reshape and Slice.
 
+mod control;
 mod einsum;
 mod recurrent;
 mod spectral;
@@ -36,22 +37,22 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("Floor", 6), ("Gather", 1), ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7),
     ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12),
     ("GridSample", 16), ("GroupNormalization", 18), ("GRU", 7), ("HammingWindow", 17), ("HannWindow", 17),
-    ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("InstanceNormalization", 6),
+    ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("If", 1), ("InstanceNormalization", 6),
     ("IsInf", 10), ("IsNaN", 9), ("LayerNormalization", 17), ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12),
-    ("LinearAttention", 27), ("Log", 6), ("LogSoftmax", 1), ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1),
-    ("LSTM", 7), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("MaxUnpool", 9), ("Mean", 6),
-    ("MeanVarianceNormalization", 9), ("Min", 6), ("Mish", 18), ("Mod", 10), ("Mul", 7), ("Neg", 6),
+    ("LinearAttention", 27), ("Log", 6), ("LogSoftmax", 1), ("Loop", 11), ("LpNormalization", 1), ("LpPool", 2),
+    ("LRN", 1), ("LSTM", 7), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("MaxUnpool", 9),
+    ("Mean", 6), ("MeanVarianceNormalization", 9), ("Min", 6), ("Mish", 18), ("Mod", 10), ("Mul", 7), ("Neg", 6),
     ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("OneHot", 9), ("Or", 7), ("Pad", 2), ("Pow", 7), ("PRelu", 7),
     ("QLinearConv", 10), ("QLinearMatMul", 10), ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6),
     ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1), ("ReduceMax", 1),
     ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("ReduceSum", 1), ("ReduceSumSquare", 1), ("Relu", 6),
     ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10), ("RMSNormalization", 23), ("RNN", 7),
-    ("RotaryEmbedding", 23), ("Round", 11), ("Scatter", 9), ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6),
-    ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1),
-    ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1),
-    ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7),
-    ("Tanh", 6), ("TensorScatter", 24), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1), ("Transpose", 1),
-    ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
+    ("RotaryEmbedding", 23), ("Round", 11), ("Scan", 9), ("Scatter", 9), ("ScatterElements", 11), ("ScatterND", 11),
+    ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1),
+    ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1),
+    ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6),
+    ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("TensorScatter", 24), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1),
+    ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
 ];
 
 /// Whether tfc lowers an op of a domain at the model's opset for that domain.
@@ -71,14 +72,94 @@ pub fn support(domain: &str, op_type: &str, opset: i64) -> Support {
     }
 }
 
-pub struct Ctx<'a> {
+/// What lowering a node sees besides its inputs: the node, its domain's opset, the model's files, and the values of
+/// the graph it is in (which the bodies of If, Loop and Scan read).
+pub struct Ctx<'a, 'e> {
     pub node: &'a NodeProto,
     pub opset: i64,
-    pub external: &'a mut ExternalFiles,
-    pub model: &'a Arc<MappedFile>,
+    pub env: &'a mut Env<'e>,
+    pub scope: &'a Scope<'a>,
 }
 
-impl Ctx<'_> {
+/// The model's opsets and files.
+pub struct Env<'e> {
+    pub opsets: &'e BTreeMap<String, i64>,
+    pub external: &'e mut ExternalFiles,
+    pub model: &'e Arc<MappedFile>,
+}
+
+/// The values a graph's nodes can read: its own (initializers, inputs, outputs of its nodes), then those of the graph
+/// it is the body of.
+pub struct Scope<'p> {
+    pub values: HashMap<String, Value>,
+    parent: Option<&'p Scope<'p>>,
+}
+
+impl<'p> Scope<'p> {
+    pub fn new(parent: Option<&'p Scope<'p>>) -> Scope<'p> {
+        Scope { values: HashMap::new(), parent }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name).or_else(|| self.parent.and_then(|p| p.get(name)))
+    }
+}
+
+/// A node that could not be lowered: its position in its graph, and why.
+pub struct NodeError {
+    pub index: usize,
+    pub message: String,
+}
+
+/// Lowers a graph's nodes in dependency order (`order`), reading their inputs from `scope` and adding their outputs
+/// to it.
+pub fn lower_nodes(b: &mut Builder, nodes: &[NodeProto], order: &[usize], scope: &mut Scope, env: &mut Env) -> Result<(), NodeError> {
+    for &index in order {
+        let node = &nodes[index];
+        let fail = |message: String| NodeError { index, message };
+        let inputs: Vec<Option<Value>> = node
+            .input
+            .iter()
+            .map(|name| match name.as_str() {
+                "" => Ok(None),
+                name => scope.get(name).cloned().map(Some).ok_or_else(|| fail(format!("input `{name}` is produced by no node, initializer or graph input"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let opset = env.opsets.get(super::domain(node)).copied().unwrap_or(0);
+        let ctx = Ctx { node, opset, env: &mut *env, scope: &*scope };
+        let outputs = lower_or_fold(b, ctx, &inputs).map_err(|m| fail(with_sources(&b.graph, scope, m)))?;
+        for (name, value) in node.output.iter().zip(outputs) {
+            if !name.is_empty() {
+                scope.values.insert(name.clone(), value);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A "must be a constant" error naming a computed value, with the graph inputs that value is computed from (given
+/// at compile time, they would make it one).
+fn with_sources(graph: &Graph, scope: &Scope, message: String) -> String {
+    let Some(Value::Node { id, .. }) = message.split('`').nth(1).and_then(|name| scope.get(name)).filter(|_| message.contains("must be a constant")) else {
+        return message;
+    };
+    let mut sources = Vec::new();
+    let mut seen = HashSet::from([*id]);
+    let mut stack = vec![*id];
+    while let Some(n) = stack.pop() {
+        if let Op::Input { name, .. } = &graph.node(n).op {
+            sources.push(format!("`{name}`"));
+        }
+        stack.extend(graph.inputs_of(n).into_iter().filter(|&i| seen.insert(i)));
+    }
+    if sources.is_empty() {
+        return message;
+    }
+    sources.sort();
+    format!("{message} (it is computed from graph input {})", sources.join(", "))
+}
+
+impl Ctx<'_, '_> {
     fn attr(&self, name: &str) -> Option<&AttributeProto> {
         self.node.attribute.iter().find(|a| a.name == name)
     }
@@ -332,7 +413,9 @@ pub fn lower_or_fold(b: &mut Builder, mut ctx: Ctx, inputs: &[Option<Value>]) ->
     // known zero of that type.
     let type_only = |i: usize| ctx.node.op_type == "CastLike" && i == 1;
     let all_known = inputs.iter().enumerate().all(|(i, v)| type_only(i) || v.as_ref().is_none_or(|v| matches!(v, Value::Known(_))));
-    if !all_known {
+    // A body reads values of the enclosing graph, which the scratch graph does not hold; its own nodes fold.
+    let has_body = ctx.node.attribute.iter().any(|a| a.g.is_some());
+    if !all_known || has_body {
         return lower(b, &mut ctx, inputs);
     }
     let known_inputs: Vec<Option<Value>> =
@@ -1264,6 +1347,9 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "TensorScatter" => one(tensor_scatter(b, ctx, inputs)?),
         "LinearAttention" => linear_attention(b, ctx, inputs),
         "RNN" | "GRU" | "LSTM" => recurrent::recurrent(b, ctx, inputs),
+        "If" => control::if_(b, ctx, inputs),
+        "Loop" => control::loop_(b, ctx, inputs),
+        "Scan" => control::scan(b, ctx, inputs),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
@@ -1283,7 +1369,7 @@ fn constant(ctx: &mut Ctx) -> Result<Value, String> {
 }
 
 fn load_tensor(ctx: &mut Ctx, t: &super::proto::TensorProto) -> Result<Rc<Known>, String> {
-    Ok(Rc::new(Known::from_loaded(super::tensor::load(t, ctx.model, ctx.external)?)))
+    Ok(Rc::new(Known::from_loaded(super::tensor::load(t, ctx.env.model, ctx.env.external)?)))
 }
 
 fn cast(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, String> {
