@@ -599,3 +599,28 @@ fn control_flow_bodies_are_lowered_in_place() {
     assert_eq!(out[1].shape, vec![2, 3]);
     assert_eq!(out[1].to_f32(), vec![-1.5, 1.5, 4.5, -1.0, 2.0, 5.0]);
 }
+
+#[test]
+fn tfidf_modes_weigh_the_counts() {
+    let dir = tempfile::tempdir().unwrap();
+    // Tokens 1 2 1 2 3; pool: unigrams 1 and 3 (columns 0, 1), the bigram 1 2 (column 2): counts 2, 1, 2.
+    for (mode, expected) in [("TF", [2.0, 1.0, 2.0]), ("IDF", [0.5, 2.0, 3.0]), ("TFIDF", [1.0, 2.0, 6.0])] {
+        let mut n = node("TfIdfVectorizer", "tfidf", &["x"], &["y"]);
+        n.attribute.extend([
+            int_attr("min_gram_length", 1),
+            int_attr("max_gram_length", 2),
+            int_attr("max_skip_count", 1),
+            AttributeProto { name: "mode".into(), r#type: 3, s: mode.to_string().into(), ..Default::default() },
+            AttributeProto { name: "pool_int64s".into(), r#type: 7, ints: vec![1, 3, 1, 2], ..Default::default() },
+            AttributeProto { name: "ngram_counts".into(), r#type: 7, ints: vec![0, 2], ..Default::default() },
+            AttributeProto { name: "ngram_indexes".into(), r#type: 7, ints: vec![0, 1, 2], ..Default::default() },
+        ]);
+        if mode != "TF" {
+            n.attribute.push(AttributeProto { name: "weights".into(), r#type: 6, floats: vec![0.5, 2.0, 3.0], ..Default::default() });
+        }
+        let m = model(vec![n], vec![], vec![value("x", 7, &[DimensionValue::DimValue(5)])], &["y"], 9);
+        let graph = onnx::import(&write(dir.path(), "tfidf.onnx", &m), &OnnxOptions::default()).unwrap();
+        let y = interp::run(&graph, &BTreeMap::from([("x".to_string(), Tensor::i64(vec![5], vec![1, 2, 1, 2, 3]))])).unwrap().remove(0).1;
+        assert_eq!(y.to_f32(), expected, "{mode}");
+    }
+}

@@ -6,6 +6,7 @@ mod control;
 mod einsum;
 mod recurrent;
 mod spectral;
+mod tfidf;
 
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::{Elem, ExternalFiles, LoadedData, Values, dim_int, int_dim};
@@ -51,8 +52,9 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1),
     ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1),
     ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6),
-    ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("TensorScatter", 24), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1),
-    ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
+    ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("TensorScatter", 24), ("TfIdfVectorizer", 9), ("ThresholdedRelu", 10),
+    ("Tile", 6), ("TopK", 1), ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9),
+    ("Xor", 7),
 ];
 
 /// Whether tfc lowers an op of a domain at the model's opset for that domain.
@@ -1350,6 +1352,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "If" => control::if_(b, ctx, inputs),
         "Loop" => control::loop_(b, ctx, inputs),
         "Scan" => control::scan(b, ctx, inputs),
+        "TfIdfVectorizer" => one(tfidf::tfidf(b, ctx, x()?)?),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
