@@ -3005,7 +3005,7 @@ fn col2im(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value,
     let shape = const_shape(b, x)?;
     let [batch, rows, _] = shape[..] else { return Err("needs columns of shape [N, C · Πblock, L]".into()) };
     let per_block: usize = block.iter().product();
-    if n == 0 || block.len() != n || per_block == 0 || rows as usize % per_block != 0 {
+    if n == 0 || block.len() != n || per_block == 0 || !(rows as usize).is_multiple_of(per_block) {
         return Err(format!("{rows} rows are not whole blocks of {block:?}"));
     }
     let channels = rows as usize / per_block;
