@@ -1,6 +1,6 @@
-//! The signal ops of opset 17 on: the window functions, known at compile time, and DFT and STFT of signals of
-//! static length as one MatMul with a constant matrix of cosines and sines (O(n²) per transform, which suits the
-//! short frames these models use).
+//! The signal ops of opset 17 on: the window functions and MelWeightMatrix, known at compile time, and DFT and STFT
+//! of signals of static length as one MatMul with a constant matrix of cosines and sines (O(n²) per transform, which
+//! suits the short frames these models use).
 
 use super::*;
 use std::f64::consts::PI;
@@ -158,4 +158,46 @@ impl Transform {
         }
         (bins, outputs, m)
     }
+}
+
+/// MelWeightMatrix of known arguments: [dft_length / 2 + 1, num_mel_bins] triangles on the mel scale, each rising
+/// from its left edge bin to 1 at its centre and falling to its right edge (bins as ONNX's reference places them).
+pub(super) fn mel_weight_matrix(ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let arg = |i: usize, what: &str| -> Result<f64, String> {
+        known_input(ctx.node, inputs, i, what)?.f32s()?.first().map(|&v| v as f64).ok_or_else(|| format!("{what} is empty"))
+    };
+    let (mels, dft_length, rate) = (arg(0, "the number of mel bins")? as i64, arg(1, "the DFT length")? as i64, arg(2, "the sample rate")?);
+    let (low, high) = (arg(3, "the lower edge")?, arg(4, "the upper edge")?);
+    if mels < 1 || dft_length < 1 || rate <= 0.0 {
+        return Err(format!("{mels} mel bins of a DFT of {dft_length} at {rate} Hz"));
+    }
+    let (mels, bins) = (mels as usize, dft_length as usize / 2 + 1);
+    let mel = |hz: f64| 2595.0 * (1.0 + hz / 700.0).log10();
+    let step = (mel(high) - mel(low)) / (mels + 2) as f64;
+    let edges: Vec<usize> = (0..mels + 2)
+        .map(|i| 700.0 * (10f64.powf((i as f64 * step + mel(low)) / 2595.0) - 1.0))
+        .map(|hz| ((dft_length + 1) as f64 * hz / rate).floor().max(0.0) as usize)
+        .collect();
+    let mut m = vec![0f32; bins * mels];
+    let mut set = |row: usize, col: usize, v: f64| -> Result<(), String> {
+        *m.get_mut(row * mels + col).ok_or("a mel band reaches past the spectrum's bins")? = v as f32;
+        Ok(())
+    };
+    for i in 0..mels {
+        let (left, centre, right) = (edges[i], edges[i + 1], edges[i + 2]);
+        if centre == left {
+            set(centre, i, 1.0)?;
+        } else {
+            for j in left..=centre {
+                set(j, i, (j - left) as f64 / (centre - left) as f64)?;
+            }
+        }
+        for j in centre..right {
+            set(j, i, (right - j) as f64 / (right - centre) as f64)?;
+        }
+    }
+    let e = Elem(ctx.int("output_datatype", 1) as i32);
+    e.dtype()?;
+    let values = if e.is_float() { Values::F32(m) } else { Values::Int(m.iter().map(|&v| int_dim(v as i64)).collect()) };
+    Ok(Value::Known(Known::new(e, vec![bins, mels], values)))
 }
