@@ -624,3 +624,30 @@ fn tfidf_modes_weigh_the_counts() {
         assert_eq!(y.to_f32(), expected, "{mode}");
     }
 }
+
+/// DeformConv with zero offsets samples the window's own elements: it is Conv (groups, strides, dilations, pads).
+#[test]
+fn deform_conv_without_offsets_is_conv() {
+    let dir = tempfile::tempdir().unwrap();
+    let (x, w) = (ramp(&[1, 4, 5, 6], 1), ramp(&[6, 2, 2, 3], 2));
+    let attrs = || {
+        vec![
+            int_attr("group", 2),
+            AttributeProto { name: "strides".into(), r#type: 7, ints: vec![2, 1], ..Default::default() },
+            AttributeProto { name: "dilations".into(), r#type: 7, ints: vec![1, 2], ..Default::default() },
+            AttributeProto { name: "pads".into(), r#type: 7, ints: vec![1, 0, 0, 1], ..Default::default() },
+        ]
+    };
+    let mut conv = node("Conv", "conv", &[], &[]);
+    conv.attribute = attrs();
+    let expected = run_node(dir.path(), conv, &[x.clone(), w.clone()], 19);
+    assert_eq!(expected.shape, vec![1, 6, 3, 3]);
+    let mut deform = node("DeformConv", "deform", &[], &[]);
+    deform.attribute = attrs();
+    deform.attribute.push(int_attr("offset_group", 2));
+    let offsets = Tensor::f32(vec![1, 24, 3, 3], vec![0.0; 216]);
+    let got = run_node(dir.path(), deform, &[x, w, offsets], 19);
+    for (g, e) in got.to_f32().iter().zip(expected.to_f32()) {
+        assert!((g - e).abs() <= 1e-5, "{:?} vs {:?}", got.to_f32(), expected.to_f32());
+    }
+}

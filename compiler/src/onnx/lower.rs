@@ -32,22 +32,22 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("BitwiseOr", 18), ("BitwiseXor", 18), ("BlackmanWindow", 17), ("Cast", 6), ("CastLike", 15),
     ("CausalConvWithState", 27), ("Ceil", 6), ("Celu", 12), ("CenterCropPad", 18), ("Clip", 6), ("Col2Im", 18),
     ("Compress", 9), ("Concat", 4), ("Constant", 1), ("ConstantOfShape", 9), ("Conv", 1), ("ConvInteger", 10),
-    ("ConvTranspose", 11), ("Cos", 7), ("Cosh", 9), ("CumProd", 26), ("CumSum", 11), ("DepthToSpace", 1),
-    ("DequantizeLinear", 10), ("Det", 11), ("DFT", 17), ("Div", 7), ("Dropout", 7), ("DynamicQuantizeLinear", 11),
-    ("Einsum", 12), ("Elu", 6), ("Equal", 7), ("Erf", 9), ("Exp", 6), ("Expand", 8), ("EyeLike", 9), ("Flatten", 1),
-    ("Floor", 6), ("Gather", 1), ("GatherElements", 11), ("GatherND", 11), ("Gelu", 20), ("Gemm", 7),
-    ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7), ("GreaterOrEqual", 12),
-    ("GridSample", 16), ("GroupNormalization", 18), ("GRU", 7), ("HammingWindow", 17), ("HannWindow", 17),
-    ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("If", 1), ("InstanceNormalization", 6),
-    ("IsInf", 10), ("IsNaN", 9), ("LayerNormalization", 17), ("LeakyRelu", 6), ("Less", 7), ("LessOrEqual", 12),
-    ("LinearAttention", 27), ("Log", 6), ("LogSoftmax", 1), ("Loop", 11), ("LpNormalization", 1), ("LpPool", 2),
-    ("LRN", 1), ("LSTM", 7), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6), ("MaxPool", 1), ("MaxUnpool", 9),
-    ("Mean", 6), ("MeanVarianceNormalization", 9), ("MelWeightMatrix", 17), ("Min", 6), ("Mish", 18), ("Mod", 10),
-    ("Mul", 7), ("Neg", 6), ("NegativeLogLikelihoodLoss", 12), ("Not", 1), ("OneHot", 9), ("Or", 7), ("Pad", 2),
-    ("Pow", 7), ("PRelu", 7), ("QLinearConv", 10), ("QLinearMatMul", 10), ("QuantizeLinear", 10), ("Range", 11),
-    ("Reciprocal", 6), ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1), ("ReduceLogSumExp", 1),
-    ("ReduceMax", 1), ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1), ("ReduceSum", 1),
-    ("ReduceSumSquare", 1), ("Relu", 6), ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10),
+    ("ConvTranspose", 11), ("Cos", 7), ("Cosh", 9), ("CumProd", 26), ("CumSum", 11), ("DeformConv", 19),
+    ("DepthToSpace", 1), ("DequantizeLinear", 10), ("Det", 11), ("DFT", 17), ("Div", 7), ("Dropout", 7),
+    ("DynamicQuantizeLinear", 11), ("Einsum", 12), ("Elu", 6), ("Equal", 7), ("Erf", 9), ("Exp", 6), ("Expand", 8),
+    ("EyeLike", 9), ("Flatten", 1), ("Floor", 6), ("Gather", 1), ("GatherElements", 11), ("GatherND", 11),
+    ("Gelu", 20), ("Gemm", 7), ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7),
+    ("GreaterOrEqual", 12), ("GridSample", 16), ("GroupNormalization", 18), ("GRU", 7), ("HammingWindow", 17),
+    ("HannWindow", 17), ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("If", 1),
+    ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9), ("LayerNormalization", 17), ("LeakyRelu", 6),
+    ("Less", 7), ("LessOrEqual", 12), ("LinearAttention", 27), ("Log", 6), ("LogSoftmax", 1), ("Loop", 11),
+    ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1), ("LSTM", 7), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6),
+    ("MaxPool", 1), ("MaxUnpool", 9), ("Mean", 6), ("MeanVarianceNormalization", 9), ("MelWeightMatrix", 17),
+    ("Min", 6), ("Mish", 18), ("Mod", 10), ("Mul", 7), ("Neg", 6), ("NegativeLogLikelihoodLoss", 12), ("Not", 1),
+    ("OneHot", 9), ("Or", 7), ("Pad", 2), ("Pow", 7), ("PRelu", 7), ("QLinearConv", 10), ("QLinearMatMul", 10),
+    ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6), ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1),
+    ("ReduceLogSumExp", 1), ("ReduceMax", 1), ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1),
+    ("ReduceSum", 1), ("ReduceSumSquare", 1), ("Relu", 6), ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10),
     ("RMSNormalization", 23), ("RNN", 7), ("RotaryEmbedding", 23), ("Round", 11), ("Scan", 9), ("Scatter", 9),
     ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9),
     ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12),
@@ -1354,6 +1354,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Loop" => control::loop_(b, ctx, inputs),
         "Scan" => control::scan(b, ctx, inputs),
         "TfIdfVectorizer" => one(tfidf::tfidf(b, ctx, x()?)?),
+        "DeformConv" => one(deform_conv(b, ctx, inputs)?),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
@@ -3204,4 +3205,85 @@ fn linear_attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Res
     let y = transpose(b, &format!("{base}.bthd"), &y, &[0, 2, 1, 3])?;
     let y = reshape(b, &base, &y, vec![d(batch), d(steps), d(q_heads * dv)])?;
     Ok(vec![Value::Node { id: b.node(&y, &base)?, elem: elem(q) }, state])
+}
+
+/// DeformConv (2-D): each kernel element samples the input bilinearly (GridSample, zeros outside) at its place in the
+/// window moved by its offset (per offset group of channels), times its mask; the samples [N, C · k, positions] are
+/// then weighted by one MatMul per group.
+fn deform_conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, w, offset) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
+    let (xs, ws, os) = (const_shape(b, x)?, const_shape(b, w)?, const_shape(b, offset)?);
+    let (&[n, c, h, wd], &[m, per_group, kh, kw], &[_, _, oh, ow]) = (&xs[..], &ws[..], &os[..]) else {
+        return Err("only 2-D DeformConv is supported (X [N, C, H, W])".into());
+    };
+    let (groups, offset_groups) = (ctx.int("group", 1).max(1) as u64, ctx.int("offset_group", 1).max(1) as u64);
+    if c != per_group * groups || m % groups != 0 || c % offset_groups != 0 || h < 2 || wd < 2 {
+        return Err(format!("X {xs:?}, W {ws:?}, group {groups} and offset_group {offset_groups} do not fit (or the input is narrower than 2)"));
+    }
+    let or = |name: &str, default: i64, len: usize| ctx.ints(name).filter(|v| !v.is_empty()).unwrap_or(vec![default; len]);
+    let (strides, dilations, pads) = (or("strides", 1, 2), or("dilations", 1, 2), or("pads", 0, 4));
+    let taps = (kh * kw) as usize;
+    let d = |v: u64| Dim::from(v);
+    // The window's own sampling positions (y, x) per kernel element and output position, normalised for GridSample
+    // (align_corners: −1 and 1 are the centres of the first and last elements).
+    let (oh_, ow_) = (oh as usize, ow as usize);
+    let mut places = vec![0f32; taps * 2 * oh_ * ow_];
+    for k in 0..taps {
+        for (axis, at) in [k / kw as usize, k % kw as usize].into_iter().enumerate() {
+            for i in 0..oh_ * ow_ {
+                let out = if axis == 0 { i / ow_ } else { i % ow_ } as i64;
+                let p = out * strides[axis] - pads[axis] + at as i64 * dilations[axis];
+                places[(k * 2 + axis) * oh_ * ow_ + i] = p as f32;
+            }
+        }
+    }
+    let places = Value::Known(Known::new(Elem::FLOAT, vec![1, 1, taps, 2, oh_, ow_], Values::F32(places)));
+    let offset = reshape(b, &format!("{base}.offset"), offset, vec![d(n), d(offset_groups), d(taps as u64), d(2), d(oh), d(ow)])?;
+    let at = binary(b, &format!("{base}.at"), BinaryOp::Add, &offset, &places)?;
+    let scale = Value::Known(Known::new(Elem::FLOAT, vec![1, 1, 1, 2, 1, 1], Values::F32(vec![2.0 / (h - 1) as f32, 2.0 / (wd - 1) as f32])));
+    let at = binary(b, &format!("{base}.at_scaled"), BinaryOp::Mul, &at, &scale)?;
+    let at = binary(b, &format!("{base}.at_normalised"), BinaryOp::Sub, &at, &scalar(Elem::FLOAT, 1.0))?;
+    // [N, G, k, 2, oh, ow] → [N, G, k, oh, ow, (x, y)]
+    let at = transpose(b, &format!("{base}.at_last"), &at, &[0, 1, 2, 4, 5, 3])?;
+    let xy = Value::Known(Known::new(Elem::INT64, vec![2], Values::Int(vec![Dim::from(1u64), Dim::from(0u64)])));
+    let grid = gather(b, &format!("{base}.grid"), &at, &xy, 5)?;
+    let mask = match inputs.get(4).and_then(Option::as_ref) {
+        Some(mask) => Some(reshape(b, &format!("{base}.mask"), mask, vec![d(n), d(offset_groups), d(1), d(taps as u64), d(oh), d(ow)])?),
+        None => None,
+    };
+    let per_offset_group = c / offset_groups;
+    let mut sampled = Vec::new();
+    for g in 0..offset_groups {
+        let name = format!("{base}.og{g}");
+        let xg = slice(b, &format!("{name}.x"), x, 1, &d(g * per_offset_group), &d((g + 1) * per_offset_group), 1)?;
+        let grid_g = slice(b, &format!("{name}.grid"), &grid, 1, &d(g), &d(g + 1), 1)?;
+        let grid_g = reshape(b, &format!("{name}.grid_flat"), &grid_g, vec![d(n), d(taps as u64 * oh), d(ow), d(2)])?;
+        let (xi, gi) = (b.node(&xg, &format!("{name}.x"))?, b.node(&grid_g, &format!("{name}.grid_flat"))?);
+        let op = Op::GridSample { mode: SampleMode::Linear, padding: SamplePadding::Zeros, align_corners: true };
+        let s = Value::Node { id: b.add(&format!("{name}.sampled"), op, &[xi, gi])?, elem: elem(x) };
+        let mut s = reshape(b, &format!("{name}.taps"), &s, vec![d(n), d(per_offset_group), d(taps as u64), d(oh), d(ow)])?;
+        if let Some(mask) = &mask {
+            let mg = slice(b, &format!("{name}.mask"), mask, 1, &d(g), &d(g + 1), 1)?;
+            let mg = reshape(b, &format!("{name}.mask_taps"), &mg, vec![d(n), d(1), d(taps as u64), d(oh), d(ow)])?;
+            s = binary(b, &format!("{name}.masked"), BinaryOp::Mul, &s, &mg)?;
+        }
+        sampled.push(s);
+    }
+    let columns = concat(b, &format!("{base}.columns"), &sampled.iter().collect::<Vec<_>>(), 1)?;
+    let columns = reshape(b, &format!("{base}.columns_flat"), &columns, vec![d(n), d(c * taps as u64), d(oh * ow)])?;
+    let weights = reshape(b, &format!("{base}.w_flat"), w, vec![d(m), d(per_group * taps as u64)])?;
+    let per_out = m / groups;
+    let mut outs = Vec::new();
+    for g in 0..groups {
+        let wg = slice(b, &format!("{base}.g{g}.w"), &weights, 0, &d(g * per_out), &d((g + 1) * per_out), 1)?;
+        let cg = slice(b, &format!("{base}.g{g}.columns"), &columns, 1, &d(g * per_group * taps as u64), &d((g + 1) * per_group * taps as u64), 1)?;
+        outs.push(matmul(b, &format!("{base}.g{g}.out"), &wg, &cg, false, false)?);
+    }
+    let mut y = concat(b, &format!("{base}.out"), &outs.iter().collect::<Vec<_>>(), 1)?;
+    if let Some(bias) = inputs.get(3).and_then(Option::as_ref) {
+        let bias = reshape(b, &format!("{base}.bias"), bias, vec![d(m), d(1)])?;
+        y = binary(b, &format!("{base}.biased"), BinaryOp::Add, &y, &bias)?;
+    }
+    reshape(b, &base, &y, vec![d(n), d(m), d(oh), d(ow)])
 }
