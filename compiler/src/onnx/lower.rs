@@ -48,13 +48,13 @@ const SUPPORTED: &[(&str, i64)] = &[
     ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6), ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1),
     ("ReduceLogSumExp", 1), ("ReduceMax", 1), ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1),
     ("ReduceSum", 1), ("ReduceSumSquare", 1), ("Relu", 6), ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10),
-    ("RMSNormalization", 23), ("RNN", 7), ("RotaryEmbedding", 23), ("Round", 11), ("Scan", 9), ("Scatter", 9),
-    ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9), ("Sigmoid", 6), ("Sign", 9),
-    ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1), ("SoftmaxCrossEntropyLoss", 12),
-    ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6), ("Squeeze", 1), ("STFT", 17),
-    ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7), ("Tanh", 6), ("TensorScatter", 24), ("TfIdfVectorizer", 9),
-    ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1), ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1),
-    ("Upsample", 7), ("Where", 9), ("Xor", 7),
+    ("RMSNormalization", 23), ("RNN", 7), ("RoiAlign", 10), ("RotaryEmbedding", 23), ("Round", 11), ("Scan", 9),
+    ("Scatter", 9), ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9),
+    ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1),
+    ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6),
+    ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7), ("Tanh", 6),
+    ("TensorScatter", 24), ("TfIdfVectorizer", 9), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1),
+    ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
 ];
 
 /// Whether tfc lowers an op of a domain at the model's opset for that domain.
@@ -1355,6 +1355,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Scan" => control::scan(b, ctx, inputs),
         "TfIdfVectorizer" => one(tfidf::tfidf(b, ctx, x()?)?),
         "DeformConv" => one(deform_conv(b, ctx, inputs)?),
+        "RoiAlign" => one(roi_align(b, ctx, inputs)?),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
@@ -3286,4 +3287,79 @@ fn deform_conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<V
         y = binary(b, &format!("{base}.biased"), BinaryOp::Add, &y, &bias)?;
     }
     reshape(b, &base, &y, vec![d(n), d(m), d(oh), d(ow)])
+}
+
+/// RoiAlign (average): per region, `sampling_ratio`² points in each output bin sampled bilinearly (GridSample with
+/// border padding: positions in [−1, 0) or past the last element take the edge, as RoiAlign's interpolation does;
+/// those outside [−1, length] count as zero) and averaged.
+fn roi_align(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, rois, batch) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
+    let xs = const_shape(b, x)?;
+    let &[_, c, h, w] = &xs[..] else { return Err("needs X of shape [N, C, H, W]".into()) };
+    let regions = *const_shape(b, rois)?.first().ok_or("rois must be [R, 4]")?;
+    if ctx.string("mode").as_deref().unwrap_or("avg") != "avg" {
+        return Err("mode \"max\" (the maximum of the weighted corners) is not supported".into());
+    }
+    let ratio = ctx.int("sampling_ratio", 0);
+    if ratio < 1 {
+        return Err("an adaptive sampling_ratio (0, from each region's size at run time) is not supported".into());
+    }
+    if h < 2 || w < 2 {
+        return Err("an input narrower than 2".into());
+    }
+    let (sr, oh, ow) = (ratio as u64, ctx.int("output_height", 1).max(1) as u64, ctx.int("output_width", 1).max(1) as u64);
+    let default_mode = if ctx.opset < 16 { "output_half_pixel" } else { "half_pixel" };
+    let half_pixel = match ctx.string("coordinate_transformation_mode").as_deref().unwrap_or(default_mode) {
+        "half_pixel" => true,
+        "output_half_pixel" => false,
+        other => return Err(format!("coordinate_transformation_mode {other:?} is not supported")),
+    };
+    let scale = ctx.float("spatial_scale", 1.0) as f64;
+    let d = |v: u64| Dim::from(v);
+    let column = |b: &mut Builder, i: u64, name: &str| -> Result<Value, String> {
+        let v = slice(b, &format!("{base}.{name}"), rois, 1, &d(i), &d(i + 1), 1)?;
+        let v = binary(b, &format!("{base}.{name}_scaled"), BinaryOp::Mul, &v, &scalar(Elem::FLOAT, scale))?;
+        binary(b, &format!("{base}.{name}_shifted"), BinaryOp::Sub, &v, &scalar(Elem::FLOAT, if half_pixel { 0.5 } else { 0.0 }))
+    };
+    // Sample positions start + u · extent, u = (bin + (i + 0.5) / ratio) / bins, as [R, 1, bins · ratio] (x) or
+    // [R, bins · ratio, 1] (y), normalised for GridSample (align_corners), with a mask of those inside [−1, length].
+    let axis = |b: &mut Builder, lo: u64, hi: u64, bins: u64, len: u64, name: &str, along: usize| -> Result<(Value, Value), String> {
+        let (start, end) = (column(b, lo, &format!("{name}0"))?, column(b, hi, &format!("{name}1"))?);
+        let mut extent = binary(b, &format!("{base}.{name}_extent"), BinaryOp::Sub, &end, &start)?;
+        if !half_pixel {
+            extent = binary(b, &format!("{base}.{name}_extent1"), BinaryOp::Max, &extent, &scalar(Elem::FLOAT, 1.0))?;
+        }
+        let n = (bins * sr) as usize;
+        let u: Vec<f32> = (0..n).map(|i| (((i as u64 / sr) as f64 + ((i as u64 % sr) as f64 + 0.5) / sr as f64) / bins as f64) as f32).collect();
+        let mut shape = vec![1, 1, 1];
+        shape[along] = n;
+        let u = Value::Known(Known::new(Elem::FLOAT, shape, Values::F32(u)));
+        let (start, extent) = (reshape(b, &format!("{base}.{name}_start"), &start, vec![d(regions), d(1), d(1)])?, reshape(b, &format!("{base}.{name}_len"), &extent, vec![d(regions), d(1), d(1)])?);
+        let at = binary(b, &format!("{base}.{name}_steps"), BinaryOp::Mul, &u, &extent)?;
+        let at = binary(b, &format!("{base}.{name}_at"), BinaryOp::Add, &at, &start)?;
+        let low = compare(b, &format!("{base}.{name}_low"), CompareOp::Ge, &at, &scalar(Elem::FLOAT, -1.0))?;
+        let high = compare(b, &format!("{base}.{name}_high"), CompareOp::Le, &at, &scalar(Elem::FLOAT, len as f64))?;
+        let inside = binary(b, &format!("{base}.{name}_inside"), BinaryOp::Min, &low, &high)?;
+        let g = binary(b, &format!("{base}.{name}_grid"), BinaryOp::Mul, &at, &scalar(Elem::FLOAT, 2.0 / (len - 1) as f64))?;
+        Ok((binary(b, &format!("{base}.{name}_normalised"), BinaryOp::Sub, &g, &scalar(Elem::FLOAT, 1.0))?, inside))
+    };
+    let (gx, inside_x) = axis(b, 0, 2, ow, w, "x", 2)?;
+    let (gy, inside_y) = axis(b, 1, 3, oh, h, "y", 1)?;
+    let full = [d(regions), d(oh * sr), d(ow * sr), d(1)];
+    let gx = reshape(b, &format!("{base}.gx4"), &gx, vec![d(regions), d(1), d(ow * sr), d(1)])?;
+    let gx = expand(b, &format!("{base}.gx"), &gx, &full)?;
+    let gy = reshape(b, &format!("{base}.gy4"), &gy, vec![d(regions), d(oh * sr), d(1), d(1)])?;
+    let gy = expand(b, &format!("{base}.gy"), &gy, &full)?;
+    let grid = concat(b, &format!("{base}.grid"), &[&gx, &gy], 3)?;
+    let images = gather(b, &format!("{base}.images"), x, batch, 0)?;
+    let (xi, gi) = (b.node(&images, &format!("{base}.images"))?, b.node(&grid, &format!("{base}.grid"))?);
+    let op = Op::GridSample { mode: SampleMode::Linear, padding: SamplePadding::Border, align_corners: true };
+    let sampled = Value::Node { id: b.add(&format!("{base}.sampled"), op, &[xi, gi])?, elem: elem(x) };
+    let inside = binary(b, &format!("{base}.inside"), BinaryOp::Min, &inside_y, &inside_x)?;
+    let inside = reshape(b, &format!("{base}.inside4"), &inside, vec![d(regions), d(1), d(oh * sr), d(ow * sr)])?;
+    let sampled = where_(b, &format!("{base}.kept"), &inside, &sampled, &scalar(Elem::FLOAT, 0.0))?;
+    let bins = reshape(b, &format!("{base}.bins"), &sampled, vec![d(regions), d(c), d(oh), d(sr), d(ow), d(sr)])?;
+    let id = b.node(&bins, &format!("{base}.bins"))?;
+    Ok(Value::Node { id: b.add(&base, Op::Reduce { kind: ReduceKind::Mean, axes: vec![3, 5], keep_dims: false }, &[id])?, elem: elem(x) })
 }
