@@ -6,7 +6,7 @@ use crate::decode::{Format, f32_to_bf16, f32_to_half};
 use crate::math::{Helper, call};
 use crate::{Args, CodegenError, Kernel, Node};
 use tfc_ir::layout::broadcast_axes;
-use tfc_ir::{BinaryOp, CompareOp, DType, Dim, Expr, UnaryOp};
+use tfc_ir::{BinaryOp, CompareOp, DType, Dim, Expr, FloatLayout, NarrowFloat, ScaleRounding, UnaryOp};
 
 /// The most axes broadcasting indexes after merging axes that broadcast alike.
 const MAX_RANK: usize = 6;
@@ -685,6 +685,88 @@ pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> 
         b.splat_i32(1).op(I::V128And);
     });
     Ok(Kernel { name: "classify".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
+/// `Op::RoundTo`, lane by lane as `interp::round_to`: on the bits, and exact products with powers of two.
+pub(crate) fn round_to(node: &Node, format: NarrowFloat, saturate: bool) -> Result<Kernel, CodegenError> {
+    let input_format = node.format(0)?;
+    let (mut b, args) = Args::new(1);
+    let n = args.param(&mut b, 0);
+    let (start, end) = args.share(&mut b, n);
+    let (input, bits, magnitude) = (args.input(0), b.v128(), b.v128());
+    for_each_vector(&mut b, start, end, args.output(), |b, i| {
+        input_format.address(b, input, i);
+        input_format.load4(b);
+        b.set(bits);
+        b.get(bits).splat_i32(0x7fff_ffff).op(I::V128And).set(magnitude);
+        match (format.layout(), format) {
+            (Some(layout), _) => round_to_layout(b, layout, saturate, bits, magnitude),
+            (None, NarrowFloat::E8M0(rounding)) => round_to_e8m0(b, rounding, saturate, bits, magnitude),
+            (None, _) => unreachable!("only E8M0 has no layout"),
+        }
+    });
+    Ok(Kernel { name: format!("round_to_{}", format.name()), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
+fn round_to_layout(b: &mut Body, layout: FloatLayout, saturate: bool, bits: Local, magnitude: Local) {
+    let (m, max_exponent) = (layout.mantissa_bits as i32, layout.max_exponent());
+    // The exponent of x within the format's normal range, and x rounded to a multiple of 2^(k − m).
+    let k = b.let_v128(|b| {
+        b.get(magnitude).i32c(23).op(I::I32x4ShrU).splat_i32(127).op(I::I32x4Sub);
+        b.splat_i32(max_exponent).op(I::I32x4MinS).splat_i32(layout.min_exponent()).op(I::I32x4MaxS);
+    });
+    let rounded = b.let_v128(|b| {
+        b.get(magnitude).splat_i32(127 + m).get(k).op(I::I32x4Sub).i32c(23).op(I::I32x4Shl).op(I::F32x4Mul).op(I::F32x4Nearest);
+        b.get(k).splat_i32(127 - m).op(I::I32x4Add).i32c(23).op(I::I32x4Shl).op(I::F32x4Mul);
+    });
+    let y = b.let_v128(|b| {
+        b.splat_i32(layout.overflow_bits(saturate) as i32).get(rounded);
+        b.get(magnitude).splat_i32((max_exponent + 128) << 23).op(I::I32x4GeS);
+        b.get(rounded).splat(layout.max).op(I::F32x4Gt).op(I::V128Or).op(I::V128Bitselect);
+    });
+    // x's sign, except on a zero of a format without −0.
+    b.get(y).get(bits).splat_i32(i32::MIN).op(I::V128And);
+    if !layout.negative_zero {
+        b.get(y).splat_i32(0).op(I::I32x4Ne).op(I::V128And);
+    }
+    b.op(I::V128Or).set(y);
+    if layout.nan {
+        b.get(bits);
+    } else {
+        b.splat_i32(0);
+    }
+    b.get(y).get(magnitude).splat_i32(0x7f80_0000).op(I::I32x4GtS).op(I::V128Bitselect);
+}
+
+fn round_to_e8m0(b: &mut Body, rounding: ScaleRounding, saturate: bool, bits: Local, magnitude: Local) {
+    const MIN: i32 = 0x0040_0000; // 2^−127
+    const MAX: i32 = 0x7f00_0000; // 2^127
+    const NAN: i32 = 0x7fc0_0000;
+    // The biased exponent, plus 1 where rounding goes up; below 2^−126 the fraction is that of x / 2^−127.
+    let fraction = b.let_v128(|b| {
+        b.get(magnitude).splat_i32(MIN).op(I::I32x4Sub).i32c(1).op(I::I32x4Shl);
+        b.get(magnitude).splat_i32(0x7f_ffff).op(I::V128And);
+        b.get(magnitude).splat_i32(0x80_0000).op(I::I32x4LtS).op(I::V128Bitselect);
+    });
+    let e = b.let_v128(|b| {
+        b.get(magnitude).i32c(23).op(I::I32x4ShrU);
+        match rounding {
+            ScaleRounding::Up => {
+                b.get(fraction).splat_i32(0).op(I::I32x4Ne).op(I::I32x4Sub);
+            }
+            ScaleRounding::Down => {}
+            ScaleRounding::Nearest => {
+                b.get(fraction).splat_i32(0x40_0000).op(I::I32x4GeS).op(I::I32x4Sub);
+            }
+        }
+    });
+    let (over, under) = if saturate { (MAX, MIN) } else { (NAN, NAN) };
+    let y = b.let_v128(|b| {
+        b.splat_i32(MIN).get(e).i32c(23).op(I::I32x4Shl).get(e).splat_i32(0).op(I::I32x4Eq).op(I::V128Bitselect);
+    });
+    b.splat_i32(over).get(y).get(e).splat_i32(254).op(I::I32x4GtS).op(I::V128Bitselect).set(y);
+    b.splat_i32(under).get(y).get(magnitude).splat_i32(MIN).op(I::I32x4LtS).op(I::V128Bitselect).set(y);
+    b.get(bits).get(y).get(magnitude).splat_i32(0x7f80_0000).op(I::I32x4GtS).op(I::V128Bitselect);
 }
 
 /// Like `binary`, with 1 or 0 as i32 out.

@@ -196,6 +196,7 @@ fn kernel(graph: &Graph, id: NodeId) -> Result<Kernel, CodegenError> {
         Op::Range { start, step, .. } => movement::range(&node, *start, *step),
         Op::Bitcast { .. } => movement::bitcast(&node),
         Op::Classify { nan, pos_inf, neg_inf } => elementwise::classify(&node, *nan, *pos_inf, *neg_inf),
+        Op::RoundTo { format, saturate } => elementwise::round_to(&node, *format, *saturate),
         Op::ArgReduce { axis, largest, last } => reduce::arg_reduce(&node, *axis, *largest, *last),
         Op::Cumulative { op, axis, exclusive, reverse } => reduce::cumulative(&node, *op, *axis, *exclusive, *reverse),
         Op::GatherElements { axis } => movement::gather_elements(&node, *axis),

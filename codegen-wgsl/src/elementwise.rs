@@ -6,7 +6,7 @@ use crate::math::Helper;
 use crate::shader::{Access, Node, Parts, groups_for, is_packed, product};
 use tfc_ir::layout::broadcast_axes;
 use std::fmt::Write;
-use tfc_ir::{BinaryOp, CompareOp, DType, Dim, Expr, UnaryOp};
+use tfc_ir::{BinaryOp, CompareOp, DType, Dim, Expr, NarrowFloat, ScaleRounding, UnaryOp};
 
 const WORKGROUP: u32 = 256;
 /// The most axes the general broadcasting path indexes (after merging axes that broadcast alike).
@@ -100,6 +100,57 @@ pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> 
     parts.output = DType::I32;
     prologue(&mut parts, product(&node.output.shape));
     writeln!(parts.body, "    let bits = bitcast<u32>(load_in0(i));\n    out[i] = select(0, 1, {test});").unwrap();
+    Ok(parts)
+}
+
+/// `Op::RoundTo`, on the bits as `interp::round_to`: the products with powers of two are exact and `round` rounds
+/// halves to even, so every driver gets the interpreter's bits.
+pub(crate) fn round_to(node: &Node, format: NarrowFloat, saturate: bool) -> Result<Parts, CodegenError> {
+    let mut parts = Parts::new(format!("round_to_{}", format.name()), WORKGROUP);
+    parts.summary = format!("out[i] = in0[i] rounded to {} (saturate {saturate})", format.name());
+    parts.inputs = vec![(node.inputs[0].dtype, Access::Float)];
+    prologue(&mut parts, product(&node.output.shape));
+    parts.body.push_str("    let bits = bitcast<u32>(load_in0(i));\n    let magnitude = bits & 0x7fffffffu;\n");
+    let body = match format.layout() {
+        Some(layout) => {
+            let (m, min_exponent, max_exponent) = (layout.mantissa_bits as i32, layout.min_exponent(), layout.max_exponent());
+            let overflow = layout.overflow_bits(saturate);
+            let sign = if layout.negative_zero { "y | (bits & 0x80000000u)" } else { "select(y, y | (bits & 0x80000000u), y != 0u)" };
+            let nan = if layout.nan { "bits" } else { "0u" };
+            format!(
+                "    // x rounded to a multiple of 2^(k − {m}), k its exponent within the format's normal range.
+    let k = clamp(i32(magnitude >> 23u) - 127, {min_exponent}, {max_exponent});
+    let rounded = round(bitcast<f32>(magnitude) * bitcast<f32>(u32({} - k) << 23u)) * bitcast<f32>(u32({} + k) << 23u);
+    var y = select(bitcast<u32>(rounded), {overflow:#x}u, magnitude >= {:#x}u || rounded > {:?});
+    y = {sign};
+    out[i] = bitcast<f32>(select(y, {nan}, magnitude > 0x7f800000u));\n",
+                127 + m,
+                127 - m,
+                ((max_exponent + 128) as u32) << 23,
+                layout.max,
+            )
+        }
+        None => {
+            let NarrowFloat::E8M0(rounding) = format else { unreachable!("only E8M0 has no layout") };
+            let up = match rounding {
+                ScaleRounding::Up => "fraction != 0u",
+                ScaleRounding::Down => "false",
+                ScaleRounding::Nearest => "fraction >= 0x400000u",
+            };
+            let (over, under) = if saturate { ("0x7f000000u", "0x400000u") } else { ("0x7fc00000u", "0x7fc00000u") };
+            format!(
+                "    // Below 2^−126 the exponent is 0 and the fraction that of x / 2^−127.
+    let low = magnitude < 0x800000u;
+    let fraction = select(magnitude & 0x7fffffu, (magnitude - 0x400000u) << 1u, low);
+    let e = (magnitude >> 23u) + select(0u, 1u, {up});
+    var y = select(e << 23u, 0x400000u, e == 0u);
+    y = select(y, {over}, e > 254u);
+    y = select(y, {under}, magnitude < 0x400000u);
+    out[i] = bitcast<f32>(select(y, bits, magnitude > 0x7f800000u));\n"
+            )
+        }
+    };
+    parts.body.push_str(&body);
     Ok(parts)
 }
 

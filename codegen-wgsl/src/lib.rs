@@ -119,6 +119,7 @@ pub fn kernel(graph: &Graph, node: NodeId) -> Result<Option<Kernel>, CodegenErro
         Op::TopK { axis, k, largest } => reduce::top_k(&node, *axis, *k, *largest)?,
         Op::ScatterND { reduction } => movement::scatter_nd(&node, *reduction)?,
         Op::Bitcast { to } => elementwise::bitcast(&node, *to)?,
+        Op::RoundTo { format, saturate } => elementwise::round_to(&node, *format, *saturate)?,
         Op::GridSample { mode, padding, align_corners } => window::grid_sample(&node, *mode, *padding, *align_corners)?,
     };
     if let Some(i) = parts.inputs.iter().position(|&(dtype, access)| dtype.is_block() && access != shader::Access::Float) {

@@ -5,7 +5,7 @@ mod common;
 
 use common::{add, c, input, weight};
 use tfc_codegen_wgsl::kernel;
-use tfc_ir::{BinaryOp, DType, Graph, NodeId, Op};
+use tfc_ir::{BinaryOp, DType, Graph, NarrowFloat, NodeId, Op, ScaleRounding};
 
 fn wgsl(g: &Graph, node: NodeId) -> String {
     kernel(g, node).unwrap().unwrap().wgsl
@@ -61,4 +61,14 @@ fn tiled_transpose() {
     let x = input(&mut g, "x", DType::F32, &[c(1), s, c(12), c(64)]);
     let y = add(&mut g, Op::Transpose { perm: vec![0, 2, 3, 1] }, &[x]);
     insta::assert_snapshot!("transpose_tiled", wgsl(&g, y));
+}
+
+#[test]
+fn round_to_narrow_floats() {
+    let mut g = Graph::new();
+    let x = input(&mut g, "x", DType::F32, &[c(1000)]);
+    let y = add(&mut g, Op::RoundTo { format: NarrowFloat::E4M3FnUz, saturate: false }, &[x]);
+    insta::assert_snapshot!("round_to_e4m3fnuz", wgsl(&g, y));
+    let y = add(&mut g, Op::RoundTo { format: NarrowFloat::E8M0(ScaleRounding::Nearest), saturate: true }, &[x]);
+    insta::assert_snapshot!("round_to_e8m0", wgsl(&g, y));
 }

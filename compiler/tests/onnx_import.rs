@@ -651,3 +651,35 @@ fn deform_conv_without_offsets_is_conv() {
         assert!((g - e).abs() <= 1e-5, "{:?} vs {:?}", got.to_f32(), expected.to_f32());
     }
 }
+
+/// Initializers of the packed types (4- and 2-bit integers, float8, float4) decode to their values, from raw_data and
+/// from int32_data (a byte per int32), the first element in the lowest bits; a byte count that does not fit the
+/// shape is an error.
+#[test]
+fn narrow_element_types_decode_from_their_packed_bytes() {
+    let dir = tempfile::tempdir().unwrap();
+    let raw = |data_type: i32, n: i64, bytes: &[u8]| TensorProto { dims: vec![n], data_type, raw_data: bytes.to_vec().into(), ..Default::default() };
+    let fields = |data_type: i32, n: i64, bytes: &[i32]| TensorProto { dims: vec![n], data_type, int32_data: bytes.to_vec(), ..Default::default() };
+    let cases = [
+        ("int4", raw(22, 3, &[0x8f, 0x07]), vec![-1.0, -8.0, 7.0]),
+        ("uint2", fields(25, 5, &[0b11_10_01_00, 0b10]), vec![0.0, 1.0, 2.0, 3.0, 2.0]),
+        ("e4m3fn", fields(17, 3, &[0x7f, 0xfe, 0x01]), vec![f32::NAN, -448.0, 2f32.powi(-9)]),
+        ("e4m3fnuz", raw(18, 2, &[0x80, 0x7f]), vec![f32::NAN, 240.0]),
+        ("e5m2", raw(19, 4, &[0x7c, 0xfc, 0x7b, 0x7d]), vec![f32::INFINITY, f32::NEG_INFINITY, 57344.0, f32::NAN]),
+        ("e2m1", raw(23, 3, &[0x7f, 0x05]), vec![-6.0, 6.0, 3.0]),
+        ("e8m0", raw(24, 3, &[127, 255, 130]), vec![1.0, f32::NAN, 8.0]),
+    ];
+    let nodes = cases.iter().map(|(name, ..)| node("Identity", name, &[&format!("{name}_w")], &[name])).collect();
+    let initializers = cases.iter().map(|(name, t, _)| TensorProto { name: format!("{name}_w"), ..t.clone() }).collect();
+    let names: Vec<&str> = cases.iter().map(|c| c.0).collect();
+    let path = write(dir.path(), "narrow.onnx", &model(nodes, initializers, vec![], &names, 21));
+    let outputs: BTreeMap<String, Tensor> = interp::run(&onnx::import(&path, &OnnxOptions::default()).unwrap(), &BTreeMap::new()).unwrap().into_iter().collect();
+    for (name, _, want) in &cases {
+        let got = outputs[*name].to_f32();
+        assert!(got.len() == want.len() && got.iter().zip(want).all(|(g, w)| g == w || (g.is_nan() && w.is_nan())), "{name}: {got:?}, expected {want:?}");
+    }
+
+    let short = model(vec![node("Identity", "i", &["w"], &["y"])], vec![TensorProto { name: "w".into(), ..raw(22, 3, &[0x12]) }], vec![], &["y"], 21);
+    let err = import_err(&write(dir.path(), "short.onnx", &short));
+    assert!(err.contains("initializer `w`") && err.contains("has 1 bytes of raw_data, its shape and type need 2"), "{err}");
+}

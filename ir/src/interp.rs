@@ -3,7 +3,8 @@
 
 use crate::dim::{Env, Expr, bind_symbols};
 use crate::op::{
-    BinaryOp, CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, UnaryOp, Window,
+    BinaryOp, CompareOp, NarrowFloat, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, ScaleRounding, UnaryOp,
+    Window,
 };
 use crate::tensor::{Data, Tensor};
 use crate::{DType, Graph, InputDefault, NodeId, Op};
@@ -191,6 +192,9 @@ fn eval(op: &Op, x: &[&Tensor], env: &Env, out_dtype: DType) -> Result<Tensor, S
         Op::Bitcast { .. } => Tensor::f32(x[0].shape.clone(), x[0].to_i64().iter().map(|&v| f32::from_bits(v as i32 as u32)).collect()),
         Op::GridSample { mode, padding, align_corners } => grid_sample(x[0], x[1], *mode, *padding, *align_corners),
         Op::ScatterND { reduction } => scatter_nd(x[0], x[1], x[2], *reduction, out_dtype),
+        Op::RoundTo { format, saturate } => {
+            Tensor::f32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| round_to(*format, *saturate, v)).collect())
+        }
         Op::Classify { nan, pos_inf, neg_inf } => {
             let test = |v: f32| (*nan && v.is_nan()) || (*pos_inf && v == f32::INFINITY) || (*neg_inf && v == f32::NEG_INFINITY);
             Tensor::i32(x[0].shape.clone(), x[0].to_f32().iter().map(|&v| test(v) as i32).collect())
@@ -568,6 +572,55 @@ fn cast(t: &Tensor, to: DType) -> Tensor {
         DType::BF16 => Tensor::f32(t.shape.clone(), t.to_f32().iter().map(|&x| half::bf16::from_f32(x).to_f32()).collect()),
         DType::I32 | DType::I64 => convert(&Tensor::i64(t.shape.clone(), t.to_i64()), to),
         block => unreachable!("the type rule of Cast rejects {block}"),
+    }
+}
+
+/// `x` rounded to `format` (see `Op::RoundTo`). Works on the bits and on exact products with powers of two, as the
+/// kernels do, so that every back end gets the same bits.
+pub fn round_to(format: NarrowFloat, saturate: bool, x: f32) -> f32 {
+    let bits = x.to_bits();
+    let (sign, magnitude) = (bits & 0x8000_0000, bits & 0x7fff_ffff);
+    let pow2 = |e: i32| f32::from_bits(((e + 127) as u32) << 23);
+    let Some(layout) = format.layout() else {
+        let NarrowFloat::E8M0(rounding) = format else { unreachable!("only E8M0 has no layout") };
+        return f32::from_bits(round_to_e8m0(rounding, saturate, bits));
+    };
+    if magnitude > 0x7f80_0000 {
+        return if layout.nan { x } else { 0.0 };
+    }
+    // The exponent of x, within the format's normal range: below it, the step is that of the subnormals.
+    let (m, max_exponent) = (layout.mantissa_bits as i32, layout.max_exponent());
+    let k = ((magnitude >> 23) as i32 - 127).clamp(layout.min_exponent(), max_exponent);
+    let rounded = (f32::from_bits(magnitude) * pow2(m - k)).round_ties_even() * pow2(k - m);
+    let overflow = magnitude >= pow2(max_exponent + 1).to_bits() || rounded > layout.max;
+    let y = if overflow { layout.overflow_bits(saturate) } else { rounded.to_bits() };
+    f32::from_bits(if y == 0 && !layout.negative_zero { 0 } else { y | sign })
+}
+
+/// The bits of the E8M0 value of |x| for the bits of x.
+fn round_to_e8m0(rounding: ScaleRounding, saturate: bool, bits: u32) -> u32 {
+    const MIN: u32 = 0x0040_0000; // 2^−127, a subnormal f32
+    const MAX: u32 = 0x7f00_0000; // 2^127
+    const NAN: u32 = 0x7fc0_0000;
+    let magnitude = bits & 0x7fff_ffff;
+    if magnitude > 0x7f80_0000 {
+        return bits;
+    }
+    if magnitude < MIN {
+        return if saturate { MIN } else { NAN };
+    }
+    // The biased exponent and the fraction's bits; below 2^−126 the exponent is 0 and the fraction that of x / 2^−127.
+    let e = magnitude >> 23;
+    let fraction = if magnitude < 0x0080_0000 { (magnitude - MIN) << 1 } else { magnitude & 0x7f_ffff };
+    let up = match rounding {
+        ScaleRounding::Up => fraction != 0,
+        ScaleRounding::Down => false,
+        ScaleRounding::Nearest => fraction >= 0x40_0000,
+    };
+    match e + up as u32 {
+        255.. => if saturate { MAX } else { NAN },
+        0 => MIN,
+        e => e << 23,
     }
 }
 

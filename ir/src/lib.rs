@@ -18,8 +18,8 @@ pub use dim::{Dim, Env, Expr};
 pub use dtype::DType;
 pub use graph::{Graph, GraphError, Node, NodeId, Symbol};
 pub use op::{
-    BinaryOp, CompareOp, InputDefault, NearestRounding, Op, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, TensorType,
-    UnaryOp, Window,
+    BinaryOp, CompareOp, FloatLayout, InputDefault, NarrowFloat, NearestRounding, Op, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, ScaleRounding,
+    TensorType, UnaryOp, Window,
 };
 pub use tensor::{Data, Tensor, relative_l2};
 pub use weight::{MappedFile, Weight, WeightData, WeightId};

@@ -259,6 +259,108 @@ pub enum UnaryOp {
     Softplus,
 }
 
+/// A float format narrower than f16 (ONNX's float8 and float4 types). tfc holds its values in f32; `Op::RoundTo`
+/// rounds f32 values to it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum NarrowFloat {
+    /// float8e4m3fn: 4 exponent bits (bias 7), 3 mantissa bits; no infinities (all ones is NaN); max 448.
+    E4M3Fn,
+    /// float8e4m3fnuz: 4 exponent bits (bias 8), 3 mantissa bits; no infinities and no −0 (its pattern is NaN); max 240.
+    E4M3FnUz,
+    /// float8e5m2: IEEE 754 with 5 exponent bits (bias 15) and 2 mantissa bits; max 57344.
+    E5M2,
+    /// float8e5m2fnuz: 5 exponent bits (bias 16), 2 mantissa bits; no infinities and no −0; max 57344.
+    E5M2FnUz,
+    /// float4e2m1: ±{0, 0.5, 1, 1.5, 2, 3, 4, 6}; no infinities, no NaN.
+    E2M1,
+    /// float8e8m0, the exponent of an f32 alone (the scales of OCP's MX formats): 2^−127 … 2^127 and NaN, no sign and
+    /// no zero. A value between two powers of two goes to one of them as `ScaleRounding` says.
+    E8M0(ScaleRounding),
+}
+
+/// Where `NarrowFloat::E8M0` puts a value between two powers of two (ONNX Cast's `round_mode`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ScaleRounding {
+    /// The larger one, unless the value is a power of two.
+    Up,
+    /// The smaller one.
+    Down,
+    /// The nearer one; halfway (1.5·2^k) goes up.
+    Nearest,
+}
+
+/// A sign-exponent-mantissa format: values (−1)^s · 1.m · 2^(e − bias), and subnormals 0.m · 2^(1 − bias) where the
+/// exponent field is 0.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FloatLayout {
+    pub exponent_bits: u32,
+    pub mantissa_bits: u32,
+    pub bias: i32,
+    /// The largest finite value.
+    pub max: f32,
+    pub infinity: bool,
+    pub nan: bool,
+    pub negative_zero: bool,
+}
+
+impl FloatLayout {
+    /// The exponent of the smallest normal value.
+    pub fn min_exponent(&self) -> i32 {
+        1 - self.bias
+    }
+
+    /// The exponent of `max`.
+    pub fn max_exponent(&self) -> i32 {
+        (self.max.to_bits() >> 23) as i32 - 127
+    }
+
+    /// The f32 bits of what a magnitude above `max` becomes: `max` when saturating (or without NaN), else infinity
+    /// or NaN.
+    pub fn overflow_bits(&self, saturate: bool) -> u32 {
+        if saturate || !self.nan {
+            self.max.to_bits()
+        } else if self.infinity {
+            0x7f80_0000
+        } else {
+            0x7fc0_0000
+        }
+    }
+}
+
+impl NarrowFloat {
+    /// The sign-exponent-mantissa layout; E8M0 has none.
+    pub fn layout(self) -> Option<FloatLayout> {
+        let layout = |exponent_bits, mantissa_bits, bias, max, infinity, negative_zero| FloatLayout {
+            exponent_bits,
+            mantissa_bits,
+            bias,
+            max,
+            infinity,
+            nan: true,
+            negative_zero,
+        };
+        Some(match self {
+            NarrowFloat::E4M3Fn => layout(4, 3, 7, 448.0, false, true),
+            NarrowFloat::E4M3FnUz => layout(4, 3, 8, 240.0, false, false),
+            NarrowFloat::E5M2 => layout(5, 2, 15, 57344.0, true, true),
+            NarrowFloat::E5M2FnUz => layout(5, 2, 16, 57344.0, false, false),
+            NarrowFloat::E2M1 => FloatLayout { nan: false, ..layout(2, 1, 1, 6.0, false, true) },
+            NarrowFloat::E8M0(_) => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            NarrowFloat::E4M3Fn => "e4m3fn",
+            NarrowFloat::E4M3FnUz => "e4m3fnuz",
+            NarrowFloat::E5M2 => "e5m2",
+            NarrowFloat::E5M2FnUz => "e5m2fnuz",
+            NarrowFloat::E2M1 => "e2m1",
+            NarrowFloat::E8M0(_) => "e8m0",
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     Input { name: String, default: Option<InputDefault> },
@@ -356,6 +458,12 @@ pub enum Op {
     GridSample { mode: SampleMode, padding: SamplePadding, align_corners: bool },
     /// The same 32 bits read as `to`: f32 ↔ i32.
     Bitcast { to: DType },
+    /// Each f32 element rounded to `format`, as f32 (ONNX's Cast to a float8 or float4 type; see `interp::round_to`).
+    /// Sign-exponent-mantissa formats round to nearest even; a result above the largest finite value, or an infinity,
+    /// becomes that value with `saturate` (always for E2M1), else an infinity where the format has them and NaN where
+    /// not. NaN stays NaN (E2M1, which has none: +0). Formats without −0 give +0. E8M0 takes |x|; an infinity, or a
+    /// result above 2^127, and |x| below 2^−127 (0 too) become 2^127 and 2^−127 with `saturate`, else NaN.
+    RoundTo { format: NarrowFloat, saturate: bool },
     /// The transpose (gradient) of `Conv`: `(x [N, C, s…], w [C, M / groups, k…][, bias [M]]) → [N, M, o…]`, 1 to 3
     /// spatial axes, o = stride·(s − 1) + output_padding + dilation·(k − 1) + 1 − pad before − pad after: each input
     /// element adds x·w to output position i·stride + j·dilation − pad before. `window.ceil_mode` must be off.
@@ -407,6 +515,7 @@ impl Op {
             Op::ScatterND { .. } => "ScatterND",
             Op::GridSample { .. } => "GridSample",
             Op::Bitcast { .. } => "Bitcast",
+            Op::RoundTo { .. } => "RoundTo",
         }
     }
 
@@ -880,6 +989,11 @@ impl Op {
                 arity(1..=1)?;
                 float(0)?;
                 Ok(TensorType::new(DType::I32, inputs[0].shape.clone()))
+            }
+            Op::RoundTo { .. } => {
+                arity(1..=1)?;
+                float(0)?;
+                Ok(f32_of(inputs[0].shape.clone()))
             }
             Op::ArgReduce { axis, .. } => {
                 arity(1..=1)?;

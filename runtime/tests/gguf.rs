@@ -86,10 +86,21 @@ fn agreement(got: &Tensor, want: &Tensor) -> (f64, f64, f64) {
     (agree, min_cosine, tfc_ir::relative_l2(&got.to_f32(), &want.to_f32()))
 }
 
-/// Two references from llama.cpp: the Q4_1 file itself, where its CPU kernels round the activations to 8 bits
-/// before every product with a Q4_1 matrix (a difference of about 2% in the logits, enough to swap near-tied
-/// tokens), and the same weights decoded to f32 by llama.cpp, where they don't. tfc computes in f32 and must match
-/// the second closely; the first is held to the cosine bound.
+/// Share of positions where each row's top-1 token equals the given token.
+fn top1_agreement(logits: &Tensor, tokens: &[usize]) -> f64 {
+    let vocab = *logits.shape.last().unwrap();
+    let values = logits.to_f32();
+    assert_eq!(values.len() / vocab, tokens.len());
+    values.chunks(vocab).zip(tokens).filter(|(row, t)| argmax(row) == **t).count() as f64 / tokens.len() as f64
+}
+
+/// llama.cpp's CPU kernels round the activations to 8-bit blocks before every product with a Q4_1 matrix. Whether a
+/// value close to a rounding boundary goes up or down depends on the last bits of the values before it, so builds of
+/// llama.cpp that order their float operations differently drift about 2% apart in the logits and swap near-tied
+/// tokens: llama-cpp-python's build (logits.npy) and node-llama-cpp's (node_llama_cpp_top1.json) agree on the top-1
+/// token at 94% of these positions (docs/gguf-and-quantization.md measures a longer text too). tfc multiplies in f32.
+/// Bounds: tfc matches llama.cpp on the same weights decoded to f32 closely, and on the Q4_1 file it agrees with each
+/// llama.cpp build at least as often as the two builds agree with each other, with the cosine bound at every position.
 #[test]
 fn smollm2_q4_1_logits_match_llama_cpp() {
     let dir = tempfile::tempdir().unwrap();
@@ -108,11 +119,21 @@ fn smollm2_q4_1_logits_match_llama_cpp() {
     assert!(min_cosine >= 0.99, "cosine similarity {min_cosine:.4} < 0.99 at some position");
     assert!(error < 1e-4, "relative L2 {error:.2e}");
 
-    let (agree, min_cosine, error) = agreement(&got, &reference("logits.npy"));
+    let python_build = reference("logits.npy");
+    let node_build = reference_json("smollm2/node_llama_cpp_top1.json");
+    let node_top1: Vec<usize> = node_build["top1"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap() as usize).collect();
+    let builds_agree = top1_agreement(&python_build, &node_top1);
+    let (agree_python, min_cosine, _) = agreement(&got, &python_build);
+    let agree_node = top1_agreement(&got, &node_top1);
     println!(
-        "SmolLM2 Q4_1 against llama.cpp on the Q4_1 file (8-bit activations): top-1 agrees at {:.1}%, min cosine {min_cosine:.5}, relative L2 {error:.2e}",
-        100.0 * agree
+        "SmolLM2 Q4_1 file, top-1 agreement: llama-cpp-python's build vs node-llama-cpp {}'s {:.1}%; tfc vs llama-cpp-python {:.1}% \
+         (min cosine {min_cosine:.5}), tfc vs node-llama-cpp {:.1}%",
+        node_build["node_llama_cpp"].as_str().unwrap(),
+        100.0 * builds_agree,
+        100.0 * agree_python,
+        100.0 * agree_node
     );
+    assert!(agree_python >= builds_agree && agree_node >= builds_agree, "tfc agrees with llama.cpp less often than llama.cpp's builds agree with each other");
     assert!(min_cosine >= 0.99, "cosine similarity {min_cosine:.4} < 0.99 at some position");
 }
 

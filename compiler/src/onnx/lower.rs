@@ -13,7 +13,7 @@ use super::tensor::{Elem, ExternalFiles, LoadedData, Values, dim_int, int_dim};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::rc::Rc;
 use std::sync::Arc;
-use tfc_ir::op::{CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, Window};
+use tfc_ir::op::{CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, ScaleRounding, Window};
 use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryOp, Weight, WeightData};
 
 /// The ops of the default domain tfc lowers, each with the oldest opset whose meaning of it `lower` implements. An
@@ -619,9 +619,9 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Constant" => one(constant(ctx)?),
         "Cast" => {
             let to = Elem(ctx.int("to", 0) as i32);
-            one(cast(b, &base, x()?, to)?)
+            one(cast_narrowing(b, &base, x()?, to, Narrowing::of(ctx)?)?)
         }
-        "CastLike" => one(cast(b, &base, x()?, elem(input(inputs, 1)?))?),
+        "CastLike" => one(cast_narrowing(b, &base, x()?, elem(input(inputs, 1)?), Narrowing::of(ctx)?)?),
         "Shape" => {
             let shape = b.shape(x()?);
             let rank = shape.len() as i64;
@@ -987,20 +987,9 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
                 (1, 6) => DType::I32,
                 (6, 1) => DType::F32,
                 (from, _) if from == to.0 => return one(x.clone()),
-                (2..=6 | 9 | 12, 2..=6 | 9 | 12) if elem(x).size() == to.size() => {
-                    // Integers of one width: the same bits read as the other type (masked, then sign-extended).
-                    let bits = 8 * to.size().unwrap_or(4) as u32;
-                    if bits >= 32 {
-                        return one(cast(b, &base, x, to)?);
-                    }
-                    let masked = binary(b, &format!("{base}.mask"), BinaryOp::BitAnd, x, &scalar(to, ((1u64 << bits) - 1) as f64))?;
-                    if to.wrap_int(-1) > 0 {
-                        return one(Value::Node { id: b.node(&masked, &base)?, elem: to });
-                    }
-                    let sign = scalar(to, (1u64 << (bits - 1)) as f64);
-                    let flipped = binary(b, &format!("{base}.flip"), BinaryOp::BitXor, &masked, &sign)?;
-                    let v = binary(b, &base, BinaryOp::Sub, &flipped, &sign)?;
-                    return one(Value::Node { id: b.node(&v, &base)?, elem: to });
+                (2..=6 | 9 | 12, 2..=6 | 9 | 12) if elem(x).bits() == to.bits() => {
+                    // Integers of one width: the same bits read as the other type.
+                    return one(if to.bits() < Some(32) { wrap(b, &base, x, to)? } else { cast(b, &base, x, to)? });
                 }
                 _ => return Err(format!("bit casts between {} and {} are not supported (float and int32 only)", elem(x).name(), to.name())),
             };
@@ -1071,7 +1060,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, &a_scale, q(4)?)?;
             let scale = binary(b, &format!("{base}.rescale"), BinaryOp::Div, &scale, q(6)?)?;
             let y = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &product, &scale)?;
-            one(quantize_values(b, &base, &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?))?)
+            one(quantize_values(b, &base, &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?), true)?)
         }
         "Equal" | "Less" | "LessOrEqual" | "Greater" | "GreaterOrEqual" => {
             let op = match op_type {
@@ -1303,7 +1292,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, q(1)?, &w_scale)?;
             let scale = binary(b, &format!("{base}.rescale"), BinaryOp::Div, &scale, q(6)?)?;
             let y = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &acc, &scale)?;
-            one(quantize_values(b, &format!("{base}.q"), &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?))?)
+            one(quantize_values(b, &format!("{base}.q"), &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?), true)?)
         }
         "OneHot" => one(one_hot(b, ctx, inputs)?),
         "Einsum" => one(einsum::einsum(b, ctx, inputs)?),
@@ -1378,12 +1367,41 @@ fn load_tensor(ctx: &mut Ctx, t: &super::proto::TensorProto) -> Result<Rc<Known>
     Ok(Rc::new(Known::from_loaded(super::tensor::load(t, ctx.env.model, ctx.env.external)?)))
 }
 
+/// What Cast's `saturate` and `round_mode` ask of a cast to a float8 type (see `Op::RoundTo`).
+#[derive(Clone, Copy)]
+struct Narrowing {
+    saturate: bool,
+    e8m0: ScaleRounding,
+}
+
+/// ONNX's defaults: saturate, and round float8e8m0 up.
+const NARROWING: Narrowing = Narrowing { saturate: true, e8m0: ScaleRounding::Up };
+
+impl Narrowing {
+    fn of(ctx: &Ctx) -> Result<Narrowing, String> {
+        let e8m0 = match ctx.string("round_mode").as_deref().unwrap_or("up") {
+            "up" => ScaleRounding::Up,
+            "down" => ScaleRounding::Down,
+            "nearest" => ScaleRounding::Nearest,
+            other => return Err(format!("round_mode {other:?} is not one of up, down, nearest")),
+        };
+        Ok(Narrowing { saturate: ctx.int("saturate", 1) != 0, e8m0 })
+    }
+}
+
 fn cast(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, String> {
+    cast_narrowing(b, base, x, to, NARROWING)
+}
+
+/// A cast to `to`: floats round to it (f16, bf16, float8, float4), integers wrap to its range (floats truncated
+/// first), as ONNX's Cast.
+fn cast_narrowing(b: &mut Builder, base: &str, x: &Value, to: Elem, narrowing: Narrowing) -> Result<Value, String> {
     to.dtype()?;
     let from = elem(x);
     if let Value::Known(k) = x {
         if let KnownData::Scaled { q, scale } = &k.data
             && to.is_float()
+            && to.narrow_float(narrowing.e8m0).is_none()
             && k.numel() >= QUANTIZED_MIN_NUMEL
         {
             // int8 weights: keep the integers for MatMul/Gather (see KnownData::Scaled).
@@ -1394,24 +1412,50 @@ fn cast(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, Strin
             return Ok(Value::Known(Known::new(to, k.shape.clone(), Values::Int(values))));
         }
     }
-    let id = b.node(x, &format!("{base}.x"))?;
-    let dtype = match to.0 {
-        10 => DType::F16,
-        16 => DType::BF16,
-        _ => to.dtype()?,
-    };
     if to.0 == Elem::BOOL.0 {
         return compare(b, base, CompareOp::Ne, x, &scalar(from, 0.0));
     }
-    if !from.is_float() && !to.is_float() {
-        return Ok(Value::Node { id, elem: to }); // integer types are all i32 in tfc
+    if let Some(format) = to.narrow_float(narrowing.e8m0) {
+        let f = if from.is_float() { x.clone() } else { cast(b, &format!("{base}.f32"), x, Elem::FLOAT)? };
+        let id = b.node(&f, &format!("{base}.x"))?;
+        return Ok(Value::Node { id: b.add(base, Op::RoundTo { format, saturate: narrowing.saturate }, &[id])?, elem: to });
     }
-    // A Cast to f16/bf16 rounds; the value stays f32 (tfc's activations are f32).
-    let mut id = b.add(base, Op::Cast { to: dtype }, &[id])?;
-    if matches!(dtype, DType::F16 | DType::BF16) {
-        id = b.add(&format!("{base}.f32"), Op::Cast { to: DType::F32 }, &[id])?;
+    let id = b.node(x, &format!("{base}.x"))?;
+    if to.is_float() {
+        // A Cast to f16/bf16 rounds; the value stays f32 (tfc's activations are f32).
+        let id = match to.0 {
+            10 | 16 => {
+                let rounded = b.add(base, Op::Cast { to: if to.0 == 10 { DType::F16 } else { DType::BF16 } }, &[id])?;
+                b.add(&format!("{base}.f32"), Op::Cast { to: DType::F32 }, &[rounded])?
+            }
+            _ => b.add(base, Op::Cast { to: DType::F32 }, &[id])?,
+        };
+        return Ok(Value::Node { id, elem: to });
     }
-    Ok(Value::Node { id, elem: to })
+    // Integer types are all i32 in tfc: a float is truncated, and a value that may not fit `to` wrapped into it.
+    let fits = matches!((from.int_range(), to.int_range()), (Some((lo, hi)), Some((to_lo, to_hi))) if to_lo <= lo && hi <= to_hi);
+    let wraps = !fits && to.bits() < Some(32);
+    let id = match (from.is_float(), wraps) {
+        (true, true) => b.add(&format!("{base}.i32"), Op::Cast { to: DType::I32 }, &[id])?,
+        (true, false) => b.add(base, Op::Cast { to: DType::I32 }, &[id])?,
+        (false, _) => id,
+    };
+    let v = Value::Node { id, elem: to };
+    if wraps { wrap(b, base, &v, to) } else { Ok(v) }
+}
+
+/// An integer wrapped into the range of `to` (narrower than 32 bits) as a C cast does: its low bits, read as signed
+/// or unsigned.
+fn wrap(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, String> {
+    let bits = to.bits().ok_or_else(|| format!("{} is not an integer type", to.name()))?;
+    let masked = binary(b, &format!("{base}.mask"), BinaryOp::BitAnd, x, &scalar(elem(x), ((1u64 << bits) - 1) as f64))?;
+    if to.int_range().is_some_and(|(lo, _)| lo == 0) {
+        return Ok(Value::Node { id: b.node(&masked, base)?, elem: to });
+    }
+    let sign = scalar(elem(x), (1u64 << (bits - 1)) as f64);
+    let flipped = binary(b, &format!("{base}.flip"), BinaryOp::BitXor, &masked, &sign)?;
+    let v = binary(b, base, BinaryOp::Sub, &flipped, &sign)?;
+    Ok(Value::Node { id: b.node(&v, base)?, elem: to })
 }
 
 /// A per-tensor value as it is, or a 1-D one (more than one element) reshaped to lie along `axis` of a tensor of
@@ -1464,23 +1508,13 @@ fn scale_quantized(x: &Value, y: &Value) -> Result<Option<Value>, String> {
 fn dequantize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
     let base = ctx.base();
     let (x, scale) = (input(inputs, 0)?, input(inputs, 1)?);
-    let zero_point = inputs.get(2).and_then(Option::as_ref);
-    let rank = b.shape(x).len();
-    let scale_shape = b.shape(scale);
-    // Per-axis scales broadcast along `axis`; blocked quantization (opset 21 block_size) is refused.
-    if ctx.int("block_size", 0) != 0 {
-        return Err("blocked quantization (block_size) is not supported".into());
-    }
-    let reshape_per_axis = |b: &mut Builder, v: &Value| -> Result<Value, String> {
-        if scale_shape.len() != 1 || rank == 0 {
-            return Ok(v.clone());
-        }
-        let axis = normalize_axis(ctx.int("axis", 1), rank)?;
-        let target: Vec<Dim> = (0..rank).map(|i| if i == axis { scale_shape[0].clone() } else { Dim::from(1u64) }).collect();
-        reshape(b, &format!("{base}.axis"), v, target)
+    let x_shape = b.shape(x);
+    let out = match ctx.int("output_dtype", 0) {
+        0 => elem(scale),
+        t => Elem(t as i32),
     };
-    let scale = reshape_per_axis(b, scale)?;
-    let zero_point = zero_point.map(|z| reshape_per_axis(b, z)).transpose()?;
+    let scale = quant_param(b, ctx, scale, &x_shape, "scale")?;
+    let zero_point = inputs.get(2).and_then(Option::as_ref).map(|z| quant_param(b, ctx, z, &x_shape, "zp")).transpose()?;
     if let (Value::Known(kx), Some(Value::Known(ks))) = (x, known_of(&scale).map(|k| Value::Known(k.clone())))
         && matches!(kx.elem.0, 2 | 3)
         && kx.numel() >= QUANTIZED_MIN_NUMEL
@@ -1506,7 +1540,53 @@ fn dequantize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Va
         let z = cast(b, &format!("{base}.zp"), &z, Elem::FLOAT)?;
         v = binary(b, &format!("{base}.sub"), BinaryOp::Sub, &v, &z)?;
     }
+    if matches!(out.0, 10 | 16) {
+        let y = binary(b, &format!("{base}.mul"), BinaryOp::Mul, &v, &scale)?;
+        return cast(b, &base, &y, out);
+    }
     binary(b, &base, BinaryOp::Mul, &v, &scale)
+}
+
+/// A scale or zero point of QuantizeLinear/DequantizeLinear, made to broadcast against x: one element as a scalar,
+/// a vector along `axis` (per axis), or with `block_size` B, a tensor of x's shape but ⌈len / B⌉ along `axis`, each
+/// of whose elements is repeated B times there (blocked).
+fn quant_param(b: &mut Builder, ctx: &Ctx, v: &Value, x_shape: &[Dim], name: &str) -> Result<Value, String> {
+    let base = format!("{}.{name}", ctx.base());
+    let (shape, rank) = (b.shape(v), x_shape.len());
+    if shape.iter().all(|d| *d == Dim::from(1u64)) {
+        return reshape(b, &base, v, vec![]);
+    }
+    let block = ctx.int("block_size", 0);
+    if block <= 0 {
+        if block < 0 {
+            return Err(format!("block_size {block} must be positive"));
+        }
+        if shape.len() != 1 || rank == 0 {
+            return Ok(v.clone());
+        }
+        let axis = normalize_axis(ctx.int("axis", 1), rank)?;
+        let target: Vec<Dim> = (0..rank).map(|i| if i == axis { shape[0].clone() } else { Dim::from(1u64) }).collect();
+        return reshape(b, &base, v, target);
+    }
+    let axis = normalize_axis(ctx.int("axis", 1), rank)?;
+    let (block, len, blocks) = (block as u64, x_shape[axis].as_const(), shape.get(axis).and_then(Dim::as_const));
+    let fits = shape.len() == rank
+        && (0..rank).all(|a| a == axis || shape[a] == x_shape[a])
+        && matches!((len, blocks), (Some(len), Some(blocks)) if blocks > 0 && blocks * block >= len && (blocks - 1) * block < len);
+    if !fits {
+        return Err(format!("the {name} {shape:?} does not fit blocks of {block} along axis {axis} of x {x_shape:?}"));
+    }
+    // [.., S, ..] → [.., S, 1, ..] → [.., S, B, ..] → [.., S·B, ..] → its first len along the axis.
+    let (len, blocks) = (len.unwrap_or(0), blocks.unwrap_or(0));
+    let mut split = shape.clone();
+    split.insert(axis + 1, Dim::from(1u64));
+    let v = reshape(b, &format!("{base}.split"), v, split.clone())?;
+    split[axis + 1] = Dim::from(block);
+    let v = expand(b, &format!("{base}.repeat"), &v, &split)?;
+    let mut joined = shape.clone();
+    joined[axis] = Dim::from(blocks * block);
+    let v = reshape(b, &format!("{base}.join"), &v, joined)?;
+    slice(b, &base, &v, axis, &Dim::from(0u64), &Dim::from(len), 1)
 }
 
 fn normalization(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
@@ -2206,29 +2286,36 @@ fn statistics(b: &mut Builder, base: &str, x: &Value, axes: Vec<usize>) -> Resul
     Ok((mean, var))
 }
 
-/// The integer range of a quantized element type.
-fn quant_range(e: Elem) -> Result<(f64, f64), String> {
-    match e.0 {
-        2 => Ok((0.0, 255.0)),
-        3 => Ok((-128.0, 127.0)),
-        4 => Ok((0.0, 65535.0)),
-        5 => Ok((-32768.0, 32767.0)),
-        _ => Err(format!("quantizing to {} is not supported (uint8, int8, uint16, int16)", e.name())),
-    }
-}
-
-/// saturate(round(x / scale) + zero_point), as f32 integers, then cast to `to`.
-fn quantize_values(b: &mut Builder, base: &str, x: &Value, scale: &Value, zero_point: Option<&Value>, to: Elem) -> Result<Value, String> {
-    let (lo, hi) = quant_range(to)?;
+/// saturate(x / scale + zero_point) in `to`: integers round halves to even and clamp to the type's range, float8
+/// and float4 types round as Cast does (`saturate` for float8).
+fn quantize_values(b: &mut Builder, base: &str, x: &Value, scale: &Value, zero_point: Option<&Value>, to: Elem, saturate: bool) -> Result<Value, String> {
     let v = binary(b, &format!("{base}.div"), BinaryOp::Div, x, scale)?;
-    let mut v = unary_named(b, &format!("{base}.round"), &v, UnaryOp::Round)?;
-    if let Some(z) = zero_point {
+    let add_zero_point = |b: &mut Builder, v: Value| -> Result<Value, String> {
+        let Some(z) = zero_point else { return Ok(v) };
         let z = cast(b, &format!("{base}.zp"), z, Elem::FLOAT)?;
-        v = binary(b, &format!("{base}.add"), BinaryOp::Add, &v, &z)?;
+        binary(b, &format!("{base}.add"), BinaryOp::Add, &v, &z)
+    };
+    if matches!(to.0, 17..=20 | 23) {
+        // float8 (but e8m0, which holds scales) and float4.
+        let v = add_zero_point(b, v)?;
+        return cast_narrowing(b, base, &v, to, Narrowing { saturate, ..NARROWING });
     }
-    let v = binary(b, &format!("{base}.lo"), BinaryOp::Max, &v, &scalar(Elem::FLOAT, lo))?;
-    let v = binary(b, &format!("{base}.hi"), BinaryOp::Min, &v, &scalar(Elem::FLOAT, hi))?;
-    cast(b, base, &v, to)
+    let (lo, hi) = match (to.0, to.int_range()) {
+        (2..=5 | 21 | 22 | 25 | 26, Some(range)) => range,
+        _ => {
+            return Err(format!(
+                "quantizing to {} is not supported (uint8, int8, uint16, int16, uint4, int4, uint2, int2, float8 types, float4e2m1)",
+                to.name()
+            ));
+        }
+    };
+    let v = unary_named(b, &format!("{base}.round"), &v, UnaryOp::Round)?;
+    let v = add_zero_point(b, v)?;
+    let v = binary(b, &format!("{base}.lo"), BinaryOp::Max, &v, &scalar(Elem::FLOAT, lo as f64))?;
+    let v = binary(b, &format!("{base}.hi"), BinaryOp::Min, &v, &scalar(Elem::FLOAT, hi as f64))?;
+    // In range: the i32 cast needs no wrapping.
+    let id = b.node(&v, &format!("{base}.x"))?;
+    Ok(Value::Node { id: b.add(base, Op::Cast { to: DType::I32 }, &[id])?, elem: to })
 }
 
 fn unary_named(b: &mut Builder, base: &str, x: &Value, op: UnaryOp) -> Result<Value, String> {
@@ -2237,29 +2324,16 @@ fn unary_named(b: &mut Builder, base: &str, x: &Value, op: UnaryOp) -> Result<Va
 }
 
 fn quantize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
-    let base = ctx.base();
-    if ctx.int("block_size", 0) != 0 {
-        return Err("blocked quantization (block_size) is not supported".into());
-    }
     let x = input(inputs, 0)?;
-    let rank = b.shape(x).len();
-    let per_axis = |b: &mut Builder, v: &Value, name: &str| -> Result<Value, String> {
-        let s = b.shape(v);
-        if s.len() != 1 || rank == 0 {
-            return Ok(v.clone());
-        }
-        let axis = normalize_axis(ctx.int("axis", 1), rank)?;
-        let target: Vec<Dim> = (0..rank).map(|i| if i == axis { s[0].clone() } else { Dim::from(1u64) }).collect();
-        reshape(b, &format!("{base}.{name}"), v, target)
-    };
-    let scale = per_axis(b, input(inputs, 1)?, "scale")?;
-    let zero_point = inputs.get(2).and_then(Option::as_ref).map(|z| per_axis(b, z, "zp")).transpose()?;
+    let x_shape = b.shape(x);
+    let scale = quant_param(b, ctx, input(inputs, 1)?, &x_shape, "scale")?;
+    let zero_point = inputs.get(2).and_then(Option::as_ref).map(|z| quant_param(b, ctx, z, &x_shape, "zp")).transpose()?;
     let to = match (&zero_point, ctx.int("output_dtype", 0)) {
         (Some(z), _) => elem(z),
         (None, 0) => Elem::UINT8,
         (None, t) => Elem(t as i32),
     };
-    quantize_values(b, &base, x, &scale, zero_point.as_ref(), to)
+    quantize_values(b, &ctx.base(), x, &scale, zero_point.as_ref(), to, ctx.int("saturate", 1) != 0)
 }
 
 /// DynamicQuantizeLinear: uint8 with scale (max(0, max x) − min(0, min x)) / 255 and the zero point that maps 0.
@@ -2276,8 +2350,8 @@ fn dynamic_quantize(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Vec<Value>,
     let range = binary(b, &format!("{base}.range"), BinaryOp::Sub, &max, &min)?;
     let scale = binary(b, &format!("{base}.scale"), BinaryOp::Div, &range, &scalar(Elem::FLOAT, 255.0))?;
     let zp = binary(b, &format!("{base}.neg_min"), BinaryOp::Sub, &scalar(Elem::FLOAT, 0.0), &min)?;
-    let zp = quantize_values(b, &format!("{base}.zero_point"), &zp, &scale, None, Elem::UINT8)?;
-    let y = quantize_values(b, &base, x, &scale, Some(&zp), Elem::UINT8)?;
+    let zp = quantize_values(b, &format!("{base}.zero_point"), &zp, &scale, None, Elem::UINT8, true)?;
+    let y = quantize_values(b, &base, x, &scale, Some(&zp), Elem::UINT8, true)?;
     Ok(vec![y, scale, zp])
 }
 

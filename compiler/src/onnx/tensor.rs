@@ -5,10 +5,11 @@ use super::proto::TensorProto;
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
 use std::sync::Arc;
-use tfc_ir::{DType, Dim, MappedFile, Weight, WeightData};
+use tfc_ir::{DType, Dim, FloatLayout, MappedFile, NarrowFloat, ScaleRounding, Weight, WeightData};
 
 /// An ONNX element type (TensorProto.DataType). tfc computes every float type in f32 and every integer type and
-/// bool in i32 (bool as 0/1); see docs/onnx.md.
+/// bool in i32 (bool as 0/1): the float8, float4 and 4- and 2-bit integer types are f32 and i32 holding only the
+/// values of the type; see docs/onnx.md.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Elem(pub i32);
 
@@ -29,11 +30,42 @@ impl Elem {
     }
 
     pub fn is_float(self) -> bool {
-        matches!(self.0, 1 | 10 | 11 | 16)
+        matches!(self.0, 1 | 10 | 11 | 16..=20 | 23 | 24)
     }
 
     pub fn is_int(self) -> bool {
-        matches!(self.0, 2..=7 | 9 | 12 | 13)
+        matches!(self.0, 2..=7 | 9 | 12 | 13 | 21 | 22 | 25 | 26)
+    }
+
+    /// The float8 or float4 format of this type; `e8m0` says how float8e8m0 rounds.
+    pub fn narrow_float(self, e8m0: ScaleRounding) -> Option<NarrowFloat> {
+        Some(match self.0 {
+            17 => NarrowFloat::E4M3Fn,
+            18 => NarrowFloat::E4M3FnUz,
+            19 => NarrowFloat::E5M2,
+            20 => NarrowFloat::E5M2FnUz,
+            23 => NarrowFloat::E2M1,
+            24 => NarrowFloat::E8M0(e8m0),
+            _ => return None,
+        })
+    }
+
+    /// The smallest and largest value of an integer type (bool: 0 and 1; uint64 up to i64::MAX).
+    pub fn int_range(self) -> Option<(i64, i64)> {
+        let bits = self.bits()? as u32;
+        let (lo, hi): (i128, i128) = match self.0 {
+            9 => (0, 1),
+            2 | 4 | 12 | 13 | 21 | 25 => (0, (1 << bits) - 1),
+            3 | 5 | 6 | 7 | 22 | 26 => (-(1 << (bits - 1)), (1 << (bits - 1)) - 1),
+            _ => return None,
+        };
+        Some((lo as i64, hi.min(i64::MAX as i128) as i64))
+    }
+
+    /// Whether raw_data (and int32_data, a byte per int32) holds this type's values as bytes: the float8 types, and
+    /// those under 8 bits packed into bytes.
+    fn packed(self) -> bool {
+        self.narrow_float(ScaleRounding::Up).is_some() || self.bits().is_some_and(|b| b < 8)
     }
 
     /// The dtype tfc computes this element type in, or why it cannot.
@@ -47,36 +79,39 @@ impl Elem {
         }
     }
 
-    /// Rounds a value to what this element type can hold (f32 values of narrower floats, wrapped integers).
+    /// Rounds a value to what this element type can hold (f32 values of narrower floats; out of range, float8 and
+    /// float4 types give what Cast with saturate = 0 gives).
     pub fn round_f32(self, x: f32) -> f32 {
-        match self.0 {
-            10 => half::f16::from_f32(x).to_f32(),
-            16 => half::bf16::from_f32(x).to_f32(),
+        match (self.0, self.narrow_float(ScaleRounding::Up)) {
+            (10, _) => half::f16::from_f32(x).to_f32(),
+            (16, _) => half::bf16::from_f32(x).to_f32(),
+            (_, Some(format)) => tfc_ir::interp::round_to(format, false, x),
             _ => x,
         }
     }
 
-    /// Wraps an integer into this element type's range, as a C cast does (bool: nonzero is 1).
+    /// Wraps an integer into this element type's range, as a C cast does: the low bits, read as signed or unsigned
+    /// (bool: nonzero is 1).
     pub fn wrap_int(self, x: i64) -> i64 {
-        match self.0 {
-            2 => x as u8 as i64,
-            3 => x as i8 as i64,
-            4 => x as u16 as i64,
-            5 => x as i16 as i64,
-            6 => x as i32 as i64,
-            9 => (x != 0) as i64,
-            12 => x as u32 as i64,
+        match (self.0, self.int_range(), self.bits()) {
+            (9, ..) => (x != 0) as i64,
+            (_, Some((lo, _)), Some(bits)) if bits < 64 => {
+                let low = x & ((1i64 << bits) - 1);
+                if lo < 0 && low >> (bits - 1) == 1 { low - (1i64 << bits) } else { low }
+            }
             _ => x,
         }
     }
 
-    /// Bytes per element in raw_data.
-    pub fn size(self) -> Option<usize> {
+    /// Bits per element in raw_data (elements under 8 bits are packed, the first in the lowest bits).
+    pub fn bits(self) -> Option<usize> {
         Some(match self.0 {
-            2 | 3 | 9 => 1,
-            4 | 5 | 10 | 16 => 2,
-            1 | 6 | 12 => 4,
-            7 | 11 | 13 => 8,
+            25 | 26 => 2,
+            21..=23 => 4,
+            2 | 3 | 9 | 17..=20 | 24 => 8,
+            4 | 5 | 10 | 16 => 16,
+            1 | 6 | 12 => 32,
+            7 | 11 | 13 => 64,
             _ => return None,
         })
     }
@@ -166,8 +201,8 @@ pub fn load(t: &TensorProto, model: &Arc<MappedFile>, external: &mut ExternalFil
         t.dims.iter().map(|&d| usize::try_from(d).map_err(|_| format!("has a negative dimension {d}"))).collect::<Result<_, _>>()?;
     let numel = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("has more elements than fit in memory")?;
     elem.dtype()?;
-    let size = elem.size().ok_or_else(|| format!("element type {} is not supported", elem.name()))?;
-    let expected = numel.checked_mul(size).ok_or("has more elements than fit in memory")?;
+    let bits = elem.bits().ok_or_else(|| format!("element type {} is not supported", elem.name()))?;
+    let expected = numel.checked_mul(bits).ok_or("has more elements than fit in memory")?.div_ceil(8);
     let raw: Option<(Arc<MappedFile>, usize, usize)> = if t.data_location == 1 {
         Some(external.bytes(t, expected)?)
     } else if !t.raw_data.is_empty() {
@@ -195,7 +230,7 @@ pub fn load(t: &TensorProto, model: &Arc<MappedFile>, external: &mut ExternalFil
                     data: WeightData::Mapped { file, offset, len },
                 }),
                 None if elem == Elem::INT8 => LoadedData::Int8(file.map[offset..offset + len].iter().map(|&b| b as i8).collect()),
-                None => LoadedData::Values(from_raw(elem, &file.map[offset..offset + len])),
+                None => LoadedData::Values(from_raw(elem, &file.map[offset..offset + len], numel)),
             }
         }
         None => LoadedData::Values(from_fields(t, elem, numel)?),
@@ -203,7 +238,10 @@ pub fn load(t: &TensorProto, model: &Arc<MappedFile>, external: &mut ExternalFil
     Ok(Loaded { elem, shape, data })
 }
 
-fn from_raw(elem: Elem, b: &[u8]) -> Values {
+fn from_raw(elem: Elem, b: &[u8], numel: usize) -> Values {
+    if elem.packed() {
+        return packed(elem, b, numel);
+    }
     let ints = |v: Vec<i64>| Values::Int(v.into_iter().map(int_dim).collect());
     match elem.0 {
         11 => Values::F32(b.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap()) as f32).collect()),
@@ -217,11 +255,50 @@ fn from_raw(elem: Elem, b: &[u8]) -> Values {
         1 => Values::F32(b.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap())).collect()),
         10 => Values::F32(b.chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
         16 => Values::F32(b.chunks_exact(2).map(|c| half::bf16::from_le_bytes([c[0], c[1]]).to_f32()).collect()),
-        _ => unreachable!("elem.size() admits only these types"),
+        _ => unreachable!("elem.bits() admits only these types"),
     }
 }
 
+/// The `numel` values of a packed type (`Elem::packed`) from its bytes.
+fn packed(elem: Elem, b: &[u8], numel: usize) -> Values {
+    let bits = elem.bits().expect("a packed type has a width");
+    let fields = (0..numel).map(|i| (b[i * bits / 8] as u32 >> (i * bits % 8)) & ((1 << bits) - 1));
+    match elem.narrow_float(ScaleRounding::Up).map(|f| f.layout()) {
+        None => Values::Int(fields.map(|p| int_dim(elem.wrap_int(p as i64))).collect()),
+        Some(Some(layout)) => Values::F32(fields.map(|p| small_float(layout, p)).collect()),
+        // E8M0: 2^(p − 127), with 2^−127 a subnormal f32; 255 is NaN.
+        Some(None) => Values::F32(fields.map(|p| f32::from_bits(match p { 255 => 0x7fc0_0000, 0 => 0x0040_0000, e => e << 23 })).collect()),
+    }
+}
+
+/// The value of bit pattern `p` of a sign-exponent-mantissa format. The patterns a format spends on NaN are those
+/// whose value would exceed its largest (infinity, where it has one, with a zero mantissa), and −0 where it has none.
+fn small_float(layout: FloatLayout, p: u32) -> f32 {
+    let (e_bits, m_bits) = (layout.exponent_bits, layout.mantissa_bits);
+    let negative = (p >> (e_bits + m_bits)) & 1 == 1;
+    let (e, m) = ((p >> m_bits) & ((1 << e_bits) - 1), p & ((1 << m_bits) - 1));
+    let magnitude = match e {
+        0 => m as f32 * 2f32.powi(layout.min_exponent() - m_bits as i32),
+        _ => (1.0 + m as f32 / (1 << m_bits) as f32) * 2f32.powi(e as i32 - layout.bias),
+    };
+    let value = if magnitude > layout.max {
+        if layout.infinity && m == 0 { f32::INFINITY } else { f32::NAN }
+    } else if negative && magnitude == 0.0 && !layout.negative_zero {
+        f32::NAN
+    } else {
+        magnitude
+    };
+    if negative { -value } else { value }
+}
+
 fn from_fields(t: &TensorProto, elem: Elem, numel: usize) -> Result<Values, String> {
+    if elem.packed() {
+        let bytes: Vec<u8> = t.int32_data.iter().map(|&x| x as u8).collect();
+        if bytes.len() != (numel * elem.bits().unwrap_or(8)).div_ceil(8) {
+            return Err(format!("holds {} bytes of {} values, its shape needs {numel} values", bytes.len(), elem.name()));
+        }
+        return Ok(packed(elem, &bytes, numel));
+    }
     let values = match elem.0 {
         1 => Values::F32(t.float_data.clone()),
         11 => Values::F32(t.double_data.iter().map(|&x| x as f32).collect()),
