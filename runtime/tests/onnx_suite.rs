@@ -249,7 +249,7 @@ fn coverage_table(results: &[(String, String, bool, Outcome, String)], passed: u
     writeln!(
         s,
         "\n{bound} of the passing cases take shapes, axes, scales, pads or similar as graph inputs; tfc compiles static graphs, so \
-         those inputs (the ones the importer named as needing a value) were bound to the test data's values at compile time (`OnnxOptions::constants`) and \
+         those inputs (the ones the importer named as needing a value) were bound to the test data's values at compile time (`OnnxOptions::constants`, `tfc compile --const`) and \
          the other inputs ran on the GPU.\n"
     )
     .unwrap();

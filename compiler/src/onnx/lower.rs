@@ -457,7 +457,7 @@ fn input<'v>(inputs: &'v [Option<Value>], i: usize) -> Result<&'v Value, String>
 
 /// A known input (shape, axes, …), or an error saying it must be.
 fn known_input<'v>(node: &NodeProto, inputs: &'v [Option<Value>], i: usize, what: &str) -> Result<&'v Rc<Known>, String> {
-    known_of(input(inputs, i)?).ok_or_else(|| format!("{what} (input {i}, `{}`) must be a constant; tfc compiles static graphs", node.input[i]))
+    known_of(input(inputs, i)?).ok_or_else(|| format!("{what} (input {i}, `{}`) must be a constant; tfc compiles static graphs (give the graph input it comes from a value: `tfc compile --const NAME=FILE.npy`)", node.input[i]))
 }
 
 fn normalize_axis(axis: i64, rank: usize) -> Result<usize, String> {
