@@ -32,7 +32,7 @@ enum Command {
     /// llama, mistral, qwen2, phi3, gemma3_text, gemma3); or a GGUF file (architectures llama, qwen2, phi3, gemma3,
     /// gpt2, bert), whose weights keep their formats (F32, F16, BF16, Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K,
     /// Q5_K, Q6_K); or an ONNX model (a .onnx file, with its external data beside it, or a folder holding model.onnx),
-    /// opset 13 or later.
+    /// each op read as the model's opset defines it.
     Compile {
         model: PathBuf,
         /// Bundle folder to write; it is replaced only once the new bundle is complete.
@@ -65,6 +65,11 @@ enum Command {
         /// --dim sequence=128 (repeatable). Dimensions left symbolic take --max-batch or --max-sequence as their maximum.
         #[arg(long = "dim", value_name = "NAME=VALUE", value_parser = parse_dim)]
         dims: Vec<(String, u64)>,
+        /// Give a graph input of an ONNX model a value at compile time, from a .npy file (int32, int64 or float32),
+        /// e.g. --const shape=shape.npy: the input becomes a constant, for graphs that take shapes, axes, pads or
+        /// scales as inputs (tfc compiles static graphs; the error for such a graph names the input). Repeatable.
+        #[arg(long = "const", value_name = "NAME=FILE.npy")]
+        constants: Vec<String>,
         /// How a decoder's KV cache stores keys and values: f32, or f16 (half the memory, so twice the context fits
         /// a binding; values rounded to f16, no shader-f16 feature needed).
         #[arg(long, default_value = "f32", value_parser = parse_kv_dtype)]
@@ -266,7 +271,7 @@ fn main() {
 
 fn run(cli: Cli) -> Result<()> {
     match cli.command {
-        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant, kv_dtype, dims } => {
+        Command::Compile { model, output, target, chunk_size, max_batch, max_sequence, max_binding_size, quant, kv_dtype, dims, constants } => {
             let wasm = match &target {
                 None => WasmTarget::WhereSupported,
                 Some(t) if !t.contains(&Target::Webgpu) => {
@@ -276,7 +281,8 @@ fn run(cli: Cli) -> Result<()> {
                 Some(_) => WasmTarget::Off,
             };
             let dims = dims.into_iter().collect();
-            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, kv_dtype, wasm, quant, dims };
+            let constants = named_npy_files(&constants, "--const")?;
+            let opts = CompileOptions { chunk_size, max_batch, max_sequence, max_binding_size, kv_dtype, wasm, quant, dims, constants };
             let started = Instant::now();
             let report = tfc_compiler::compile(&model, &output, &opts, &mut Bar::new())
                 .with_context(|| format!("compiling {}", model.display()))?;
@@ -541,14 +547,21 @@ fn gather_inputs(bundle: &Bundle, inputs: &RunInputs) -> Result<(BTreeMap<String
         }
         feeds.insert("input_ids".to_string(), Tensor::i64(vec![1, ids.len()], ids.clone()));
     }
-    for spec in &inputs.files {
-        let (name, file) = spec.split_once('=').with_context(|| format!("--input `{spec}` is not NAME=FILE.npy"))?;
-        feeds.insert(name.to_string(), npy::read(Path::new(file))?);
-    }
+    feeds.extend(named_npy_files(&inputs.files, "--input")?);
     if feeds.is_empty() {
         bail!("give the model some input: --tokens, --text or --input NAME=FILE.npy");
     }
     Ok((feeds, tokens))
+}
+
+/// `NAME=FILE.npy` arguments of `option`, read.
+fn named_npy_files(specs: &[String], option: &str) -> Result<BTreeMap<String, Tensor>> {
+    let mut tensors = BTreeMap::new();
+    for spec in specs {
+        let (name, file) = spec.split_once('=').with_context(|| format!("{option} `{spec}` is not NAME=FILE.npy"))?;
+        tensors.insert(name.to_string(), npy::read(Path::new(file))?);
+    }
+    Ok(tensors)
 }
 
 fn describe(t: &Tensor) -> serde_json::Value {

@@ -198,3 +198,35 @@ fn onnx_compiles_with_fixed_dims_and_runs_npy_inputs() {
     assert!(!result.status.success());
     assert!(String::from_utf8_lossy(&result.stderr).contains("--dim fixes the symbolic dimensions of ONNX models"));
 }
+
+/// A 1-D int64 .npy file.
+fn write_npy_i64(path: &Path, values: &[i64]) {
+    let mut header = format!("{{'descr': '<i8', 'fortran_order': False, 'shape': ({},), }}", values.len()).into_bytes();
+    while (10 + header.len() + 1) % 64 != 0 {
+        header.push(b' ');
+    }
+    header.push(b'\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend((header.len() as u16).to_le_bytes());
+    bytes.extend(header);
+    values.iter().for_each(|v| bytes.extend(v.to_le_bytes()));
+    std::fs::write(path, bytes).unwrap();
+}
+
+/// A graph that takes a shape as an input compiles once `--const` gives that input a value; without it, the error
+/// names the input and the option.
+#[test]
+fn onnx_shape_inputs_take_a_value_at_compile_time() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tfc_fixtures::root().join(".cache/onnx-node-tests/node/test_reshape_negative_dim/model.onnx");
+    let result = tfc(&["compile", path(&model), "-o", path(&dir.path().join("refused"))]);
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(!result.status.success() && stderr.contains("`shape`") && stderr.contains("--const NAME=FILE.npy"), "{stderr}");
+
+    let shape = dir.path().join("shape.npy");
+    write_npy_i64(&shape, &[2, -1, 2]);
+    let bundle = dir.path().join("reshape");
+    ok(&["compile", path(&model), "--const", &format!("shape={}", path(&shape)), "-o", path(&bundle)]);
+    let summary = ok(&["inspect", path(&bundle)]);
+    assert!(summary.contains("data f32[2, 3, 4]") && summary.contains("f32[2, 6, 2]") && !summary.contains("shape i"), "{summary}");
+}

@@ -29,11 +29,14 @@ pub struct CompileOptions {
     pub quant: Option<tfc_ir::DType>,
     /// Symbolic dimensions of an ONNX model fixed to a value (`--dim NAME=VALUE`), by their ONNX names.
     pub dims: BTreeMap<String, u64>,
+    /// Graph inputs of an ONNX model given a value at compile time (`--const NAME=FILE.npy`): they become constants,
+    /// so shapes, axes or pads that a graph takes as inputs can be folded into a static graph.
+    pub constants: BTreeMap<String, tfc_ir::Tensor>,
 }
 
 impl Default for CompileOptions {
     fn default() -> Self {
-        CompileOptions { chunk_size: 16 << 20, max_batch: 8, max_sequence: None, max_binding_size: DEFAULT_MAX_BINDING, kv_dtype: DType::F32, wasm: WasmTarget::WhereSupported, quant: None, dims: BTreeMap::new() }
+        CompileOptions { chunk_size: 16 << 20, max_batch: 8, max_sequence: None, max_binding_size: DEFAULT_MAX_BINDING, kv_dtype: DType::F32, wasm: WasmTarget::WhereSupported, quant: None, dims: BTreeMap::new(), constants: BTreeMap::new() }
     }
 }
 
@@ -98,8 +101,11 @@ pub fn load_graph(model: &Path, opts: &CompileOptions) -> Result<Graph, CompileE
     if !opts.dims.is_empty() && !onnx::is_onnx(model) {
         return Err(input_err("--dim fixes the symbolic dimensions of ONNX models; this model is not one"));
     }
+    if !opts.constants.is_empty() && !onnx::is_onnx(model) {
+        return Err(input_err("--const gives graph inputs of ONNX models a value; this model is not one"));
+    }
     let mut graph = if onnx::is_onnx(model) {
-        let options = onnx::OnnxOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence, dims: opts.dims.clone(), ..Default::default() };
+        let options = onnx::OnnxOptions { max_batch: opts.max_batch, max_sequence: opts.max_sequence, dims: opts.dims.clone(), constants: opts.constants.clone(), ..Default::default() };
         onnx::import(model, &options)?
     } else if model.is_dir() {
         hf::import(model, &import)?

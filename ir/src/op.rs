@@ -920,7 +920,7 @@ impl Op {
                 {
                     return Err(format!("the bias {bias} must have shape [{m}]"));
                 }
-                window_output(window, &x.shape[2..], &w.shape[2..])?; // checks the window's shape
+                check_window(window, spatial)?;
                 let mut shape = vec![x.shape[0].clone(), m];
                 for a in 0..spatial {
                     let (Some(len), Some(k)) = (x.shape[2 + a].as_const(), w.shape[2 + a].as_const()) else {
@@ -1018,14 +1018,23 @@ impl Op {
     }
 }
 
-/// The output lengths of windows over `input`, all constant.
-fn window_output(window: &Window, input: &[Dim], kernel: &[Dim]) -> Result<Vec<Dim>, String> {
-    let n = input.len();
-    if window.strides.len() != n || window.dilations.len() != n || window.pads.len() != n || kernel.len() != n {
-        return Err(format!("strides, dilations, pads and kernel need one entry per spatial axis ({n}), got {window:?}"));
+/// Checks that a window has an entry per spatial axis (`n` of them) and positive strides and dilations.
+fn check_window(window: &Window, n: usize) -> Result<(), String> {
+    if window.strides.len() != n || window.dilations.len() != n || window.pads.len() != n {
+        return Err(format!("strides, dilations and pads need one entry per spatial axis ({n}), got {window:?}"));
     }
     if window.strides.contains(&0) || window.dilations.contains(&0) {
         return Err(format!("strides and dilations must be positive, got {window:?}"));
+    }
+    Ok(())
+}
+
+/// The output lengths of windows over `input`, all constant.
+fn window_output(window: &Window, input: &[Dim], kernel: &[Dim]) -> Result<Vec<Dim>, String> {
+    let n = input.len();
+    check_window(window, n)?;
+    if kernel.len() != n {
+        return Err(format!("the kernel needs one entry per spatial axis ({n}), got {kernel:?}"));
     }
     (0..n)
         .map(|a| {

@@ -14,9 +14,17 @@ use tfc_ir::manifest::Requirements;
 use tfc_runtime::{Bundle, Gpu, Session};
 
 /// The pass rate over default-domain, non-training cases this build reaches; raise it as ops land.
-const MIN_PASS_RATE: f64 = 0.82;
+const MIN_PASS_RATE: f64 = 0.94;
 const RTOL: f64 = 1e-3;
 const ATOL: f64 = 1e-7;
+/// Cases whose stored outputs are less precise than ATOL, with the absolute tolerance they are compared with and why
+/// (onnx's loader takes such an override from a case's data.json; these cases have none).
+const ATOL_OVERRIDES: &[(&str, f64, &str)] = &[
+    ("test_dft_inverse", 2e-6, IFFT_COMPLEX64),
+    ("test_dft_inverse_opset19", 2e-6, IFFT_COMPLEX64),
+];
+const IFFT_COMPLEX64: &str = "made by numpy's ifft in complex64, whose imaginary parts of the bins that are exactly real are off by up to \
+     1.5e-6 (the exact transform, in f64, is farther than 1e-7 from them in 10 places)";
 /// Ops of the training domain, which an inference compiler leaves out of its figure.
 const TRAINING_DOMAIN: &str = "ai.onnx.preview.training";
 
@@ -74,13 +82,13 @@ fn read_set(dir: &Path, prefix: &str) -> Vec<Tensor> {
 }
 
 /// Whether `actual` is within the suite's tolerance of `expected` (NaN equal to NaN, shapes equal).
-fn close(actual: &Tensor, expected: &Tensor) -> Result<(), String> {
+fn close(actual: &Tensor, expected: &Tensor, atol: f64) -> Result<(), String> {
     if actual.shape != expected.shape {
         return Err(format!("shape {:?}, expected {:?}", actual.shape, expected.shape));
     }
     let (a, e) = (actual.to_f32(), expected.to_f32());
     for (i, (&x, &y)) in a.iter().zip(&e).enumerate() {
-        let ok = (x.is_nan() && y.is_nan()) || x == y || ((x as f64 - y as f64).abs() <= ATOL + RTOL * (y as f64).abs());
+        let ok = (x.is_nan() && y.is_nan()) || x == y || ((x as f64 - y as f64).abs() <= atol + RTOL * (y as f64).abs());
         if !ok {
             return Err(format!("element {i}: {x}, expected {y}"));
         }
@@ -103,14 +111,15 @@ fn import_case(model: &Path, set: &Path) -> Result<(tfc_ir::Graph, bool), OnnxEr
     loop {
         match onnx::import(model, &opts) {
             Err(OnnxError::Node { message, .. }) if message.contains("must be a constant") => {
-                let name = message.split('`').nth(1).unwrap_or_default().to_string();
                 let data = match &data {
                     Some(d) => d,
                     None => data.insert(onnx::input_names(model)?.into_iter().zip(read_set(set, "input_")).collect()),
                 };
-                match data.get(&name) {
-                    Some(t) if !opts.constants.contains_key(&name) => opts.constants.insert(name, t.clone()),
-                    _ => return onnx::import(model, &opts).map(|g| (g, true)),
+                // The input named, or the first graph input it is computed from that is not bound yet.
+                let names: Vec<&str> = message.split('`').skip(1).step_by(2).collect();
+                match names.iter().find(|n| data.contains_key(**n) && !opts.constants.contains_key(**n)) {
+                    Some(name) => opts.constants.insert(name.to_string(), data[*name].clone()),
+                    None => return onnx::import(model, &opts).map(|g| (g, true)),
                 };
             }
             other => return other.map(|g| (g, !opts.constants.is_empty())),
@@ -140,8 +149,10 @@ fn run_case(dir: &Path, gpu: &Gpu, scratch: &Path) -> (Outcome, String) {
             all.into_iter().zip(read_set(&set, "input_")).filter(|(n, _)| input_names.contains(n)).collect();
         let outputs = session.run(&inputs).map_err(|e| e.to_string())?;
         let expected = read_set(&set, "output_");
+        let case = dir.file_name().unwrap().to_string_lossy();
+        let atol = ATOL_OVERRIDES.iter().find(|o| o.0 == case).map_or(ATOL, |o| o.1);
         for (i, ((name, actual), expected)) in outputs.iter().zip(&expected).enumerate() {
-            close(actual, expected).map_err(|m| format!("WRONG output {i} `{name}`: {m}"))?;
+            close(actual, expected, atol).map_err(|m| format!("WRONG output {i} `{name}`: {m}"))?;
         }
         Ok(outputs)
     })();
@@ -238,10 +249,13 @@ fn coverage_table(results: &[(String, String, bool, Outcome, String)], passed: u
     writeln!(
         s,
         "\n{bound} of the passing cases take shapes, axes, scales, pads or similar as graph inputs; tfc compiles static graphs, so \
-         those inputs (the ones the importer named as needing a value) were bound to the test data's values at compile time (`OnnxOptions::constants`) and \
+         those inputs (the ones the importer named as needing a value) were bound to the test data's values at compile time (`OnnxOptions::constants`, `tfc compile --const`) and \
          the other inputs ran on the GPU.\n"
     )
     .unwrap();
+    for (case, atol, why) in ATOL_OVERRIDES {
+        writeln!(s, "`{case}` is compared with atol {atol:e}: its outputs were {why}.\n").unwrap();
+    }
     writeln!(s, "\n## Cases that import but fail\n").unwrap();
     // Paths relative to the suite's folder, so the page doesn't depend on where the checkout lives.
     let prefix = format!("{}/", suite_dir().display());

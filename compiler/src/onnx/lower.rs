@@ -2,6 +2,12 @@
 //! initializer, a constant, or a folded result); shape arithmetic keeps integers as `Dim`s, so symbolic dimensions
 //! flow through Shape/Gather/Concat/… into Reshape and Slice.
 
+mod control;
+mod einsum;
+mod recurrent;
+mod spectral;
+mod tfidf;
+
 use super::proto::{AttributeProto, NodeProto};
 use super::tensor::{Elem, ExternalFiles, LoadedData, Values, dim_int, int_dim};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -10,36 +16,152 @@ use std::sync::Arc;
 use tfc_ir::op::{CompareOp, NearestRounding, PadMode, PoolKind, ReduceKind, ResizeAxis, ResizeMode, SampleMode, SamplePadding, ScaleRounding, Window};
 use tfc_ir::{BinaryOp, DType, Dim, Graph, MappedFile, NodeId, Op, Tensor, UnaryOp, Weight, WeightData};
 
-/// The ops of the default domain tfc lowers. Everything else is listed in the unsupported-op error.
-const SUPPORTED: &[&str] = &[
-    "Abs", "Acos", "Acosh", "Add", "AffineGrid", "And", "ArgMax", "ArgMin", "Asin", "Attention", "BitShift", "BitwiseAnd",
-    "BitwiseNot", "BitwiseOr", "BitwiseXor", "ConvTranspose", "Resize", "ScatterElements", "ScatterND", "TopK", "Asinh", "Atan", "Atanh", "AveragePool", "BitCast",
-    "BatchNormalization", "Cast", "CastLike", "Ceil", "Celu", "Clip", "Concat", "Constant", "ConstantOfShape", "Conv",
-    "CenterCropPad", "Cos", "Cosh", "CumProd", "CumSum", "DepthToSpace", "DequantizeLinear", "Div", "Dropout", "DynamicQuantizeLinear", "Elu",
-    "Equal", "Erf", "Exp", "Expand", "EyeLike", "Flatten", "Floor", "Gather", "GatherElements", "GatherND", "Gelu", "Gemm", "GridSample", "GroupNormalization",
-    "GlobalAveragePool", "GlobalLpPool", "GlobalMaxPool", "Greater", "GreaterOrEqual", "Hardmax", "HardSigmoid", "HardSwish",
-    "Identity", "InstanceNormalization", "IsInf", "IsNaN", "LayerNormalization", "LeakyRelu", "Less", "LessOrEqual",
-    "Log", "LogSoftmax", "LpNormalization", "LpPool", "MatMul", "MatMulInteger", "Max", "MaxPool", "Mean", "Min",
-    "Mish", "Mod", "Mul", "Neg", "NegativeLogLikelihoodLoss", "Not", "Or", "PRelu", "Pad", "Pow", "QLinearMatMul", "QuantizeLinear", "RMSNormalization", "Range",
-    "Reciprocal", "ReduceL1", "ReduceL2", "ReduceLogSum", "ReduceLogSumExp", "ReduceMax", "ReduceMean", "ReduceMin",
-    "ReduceProd", "ReduceSum", "ReduceSumSquare", "Relu", "Reshape", "RotaryEmbedding", "Round", "Selu", "Shape", "Shrink", "Sigmoid",
-    "Sign", "Sin", "Sinh", "Size", "Slice", "Softmax", "SoftmaxCrossEntropyLoss", "Softplus", "Softsign", "SpaceToDepth", "Split", "Sqrt",
-    "Squeeze", "Sub", "Sum", "Swish", "Tan", "Tanh", "ThresholdedRelu", "Tile", "Transpose", "Trilu", "Unsqueeze", "Where",
-    "Xor",
+/// The ops of the default domain tfc lowers, each with the oldest opset whose meaning of it `lower` implements. An
+/// op means what its schema version in force at the model's opset defines; where a version changed that (an
+/// attribute became an input, the input was coerced to 2-D, …), `lower` branches on `ctx.opset`, down to the opset
+/// given here, and an older model is refused for this op (`support`). Versions that only widened the types, or added
+/// an attribute whose default keeps the old meaning, need no branch. A floor above the op's first version marks a
+/// meaning not implemented: the `consumed_inputs` (before 6) and `broadcast`/`axis` (before 7) attributes of the
+/// elementwise ops, Concat's default axis (4), Reshape's `shape` attribute (5), Tile's `axis` input (6), Cast's
+/// string `to` (6), Selu's defaults (6), `is_test` (7), LpPool's float `p` (2), Pad's `paddings` (2), Split's
+/// `split` input (2), ConvTranspose's SAME_UPPER padding (11).
+const SUPPORTED: &[(&str, i64)] = &[
+    ("Abs", 6), ("Acos", 7), ("Acosh", 9), ("Add", 7), ("AffineGrid", 20), ("And", 7), ("ArgMax", 1), ("ArgMin", 1),
+    ("Asin", 7), ("Asinh", 9), ("Atan", 7), ("Atanh", 9), ("Attention", 23), ("AveragePool", 1),
+    ("BatchNormalization", 7), ("BitCast", 26), ("BitShift", 11), ("BitwiseAnd", 18), ("BitwiseNot", 18),
+    ("BitwiseOr", 18), ("BitwiseXor", 18), ("BlackmanWindow", 17), ("Cast", 6), ("CastLike", 15),
+    ("CausalConvWithState", 27), ("Ceil", 6), ("Celu", 12), ("CenterCropPad", 18), ("Clip", 6), ("Col2Im", 18),
+    ("Compress", 9), ("Concat", 4), ("Constant", 1), ("ConstantOfShape", 9), ("Conv", 1), ("ConvInteger", 10),
+    ("ConvTranspose", 11), ("Cos", 7), ("Cosh", 9), ("CumProd", 26), ("CumSum", 11), ("DeformConv", 19),
+    ("DepthToSpace", 1), ("DequantizeLinear", 10), ("Det", 11), ("DFT", 17), ("Div", 7), ("Dropout", 7),
+    ("DynamicQuantizeLinear", 11), ("Einsum", 12), ("Elu", 6), ("Equal", 7), ("Erf", 9), ("Exp", 6), ("Expand", 8),
+    ("EyeLike", 9), ("Flatten", 1), ("Floor", 6), ("Gather", 1), ("GatherElements", 11), ("GatherND", 11),
+    ("Gelu", 20), ("Gemm", 7), ("GlobalAveragePool", 1), ("GlobalLpPool", 2), ("GlobalMaxPool", 1), ("Greater", 7),
+    ("GreaterOrEqual", 12), ("GridSample", 16), ("GroupNormalization", 18), ("GRU", 7), ("HammingWindow", 17),
+    ("HannWindow", 17), ("Hardmax", 1), ("HardSigmoid", 6), ("HardSwish", 14), ("Identity", 1), ("If", 1),
+    ("InstanceNormalization", 6), ("IsInf", 10), ("IsNaN", 9), ("LayerNormalization", 17), ("LeakyRelu", 6),
+    ("Less", 7), ("LessOrEqual", 12), ("LinearAttention", 27), ("Log", 6), ("LogSoftmax", 1), ("Loop", 11),
+    ("LpNormalization", 1), ("LpPool", 2), ("LRN", 1), ("LSTM", 7), ("MatMul", 1), ("MatMulInteger", 10), ("Max", 6),
+    ("MaxPool", 1), ("MaxUnpool", 9), ("Mean", 6), ("MeanVarianceNormalization", 9), ("MelWeightMatrix", 17),
+    ("Min", 6), ("Mish", 18), ("Mod", 10), ("Mul", 7), ("Neg", 6), ("NegativeLogLikelihoodLoss", 12), ("Not", 1),
+    ("OneHot", 9), ("Or", 7), ("Pad", 2), ("Pow", 7), ("PRelu", 7), ("QLinearConv", 10), ("QLinearMatMul", 10),
+    ("QuantizeLinear", 10), ("Range", 11), ("Reciprocal", 6), ("ReduceL1", 1), ("ReduceL2", 1), ("ReduceLogSum", 1),
+    ("ReduceLogSumExp", 1), ("ReduceMax", 1), ("ReduceMean", 1), ("ReduceMin", 1), ("ReduceProd", 1),
+    ("ReduceSum", 1), ("ReduceSumSquare", 1), ("Relu", 6), ("Reshape", 5), ("Resize", 10), ("ReverseSequence", 10),
+    ("RMSNormalization", 23), ("RNN", 7), ("RoiAlign", 10), ("RotaryEmbedding", 23), ("Round", 11), ("Scan", 9),
+    ("Scatter", 9), ("ScatterElements", 11), ("ScatterND", 11), ("Selu", 6), ("Shape", 1), ("Shrink", 9),
+    ("Sigmoid", 6), ("Sign", 9), ("Sin", 7), ("Sinh", 9), ("Size", 1), ("Slice", 1), ("Softmax", 1),
+    ("SoftmaxCrossEntropyLoss", 12), ("Softplus", 1), ("Softsign", 1), ("SpaceToDepth", 1), ("Split", 2), ("Sqrt", 6),
+    ("Squeeze", 1), ("STFT", 17), ("Sub", 7), ("Sum", 6), ("Swish", 24), ("Tan", 7), ("Tanh", 6),
+    ("TensorScatter", 24), ("TfIdfVectorizer", 9), ("ThresholdedRelu", 10), ("Tile", 6), ("TopK", 1),
+    ("Transpose", 1), ("Trilu", 14), ("Unsqueeze", 1), ("Upsample", 7), ("Where", 9), ("Xor", 7),
 ];
 
-pub fn supports(domain: &str, op_type: &str) -> bool {
-    domain == "ai.onnx" && SUPPORTED.contains(&op_type)
+/// Whether tfc lowers an op of a domain at the model's opset for that domain.
+pub enum Support {
+    Yes,
+    /// Not at all.
+    No,
+    /// Only from this opset on (its meaning in older opsets is not implemented).
+    From(i64),
 }
 
-pub struct Ctx<'a> {
+pub fn support(domain: &str, op_type: &str, opset: i64) -> Support {
+    match SUPPORTED.iter().find(|(op, _)| domain == "ai.onnx" && *op == op_type) {
+        None => Support::No,
+        Some(&(_, oldest)) if opset < oldest => Support::From(oldest),
+        Some(_) => Support::Yes,
+    }
+}
+
+/// What lowering a node sees besides its inputs: the node, its domain's opset, the model's files, and the values of
+/// the graph it is in (which the bodies of If, Loop and Scan read).
+pub struct Ctx<'a, 'e> {
     pub node: &'a NodeProto,
     pub opset: i64,
-    pub external: &'a mut ExternalFiles,
-    pub model: &'a Arc<MappedFile>,
+    pub env: &'a mut Env<'e>,
+    pub scope: &'a Scope<'a>,
 }
 
-impl Ctx<'_> {
+/// The model's opsets and files.
+pub struct Env<'e> {
+    pub opsets: &'e BTreeMap<String, i64>,
+    pub external: &'e mut ExternalFiles,
+    pub model: &'e Arc<MappedFile>,
+}
+
+/// The values a graph's nodes can read: its own (initializers, inputs, outputs of its nodes), then those of the graph
+/// it is the body of.
+pub struct Scope<'p> {
+    pub values: HashMap<String, Value>,
+    parent: Option<&'p Scope<'p>>,
+}
+
+impl<'p> Scope<'p> {
+    pub fn new(parent: Option<&'p Scope<'p>>) -> Scope<'p> {
+        Scope { values: HashMap::new(), parent }
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Value> {
+        self.values.get(name).or_else(|| self.parent.and_then(|p| p.get(name)))
+    }
+}
+
+/// A node that could not be lowered: its position in its graph, and why.
+pub struct NodeError {
+    pub index: usize,
+    pub message: String,
+}
+
+/// Lowers a graph's nodes in dependency order (`order`), reading their inputs from `scope` and adding their outputs
+/// to it.
+pub fn lower_nodes(b: &mut Builder, nodes: &[NodeProto], order: &[usize], scope: &mut Scope, env: &mut Env) -> Result<(), NodeError> {
+    for &index in order {
+        let node = &nodes[index];
+        let fail = |message: String| NodeError { index, message };
+        let inputs: Vec<Option<Value>> = node
+            .input
+            .iter()
+            .map(|name| match name.as_str() {
+                "" => Ok(None),
+                name => scope.get(name).cloned().map(Some).ok_or_else(|| fail(format!("input `{name}` is produced by no node, initializer or graph input"))),
+            })
+            .collect::<Result<_, _>>()?;
+        let opset = env.opsets.get(super::domain(node)).copied().unwrap_or(0);
+        let ctx = Ctx { node, opset, env: &mut *env, scope: &*scope };
+        let outputs = lower_or_fold(b, ctx, &inputs).map_err(|m| fail(with_sources(&b.graph, scope, m)))?;
+        for (name, value) in node.output.iter().zip(outputs) {
+            if !name.is_empty() {
+                scope.values.insert(name.clone(), value);
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A "must be a constant" error naming a computed value, with the graph inputs that value is computed from (given
+/// at compile time, they would make it one).
+fn with_sources(graph: &Graph, scope: &Scope, message: String) -> String {
+    let Some(Value::Node { id, .. }) = message.split('`').nth(1).and_then(|name| scope.get(name)).filter(|_| message.contains("must be a constant")) else {
+        return message;
+    };
+    let mut sources = Vec::new();
+    let mut seen = HashSet::from([*id]);
+    let mut stack = vec![*id];
+    while let Some(n) = stack.pop() {
+        if let Op::Input { name, .. } = &graph.node(n).op {
+            sources.push(format!("`{name}`"));
+        }
+        stack.extend(graph.inputs_of(n).into_iter().filter(|&i| seen.insert(i)));
+    }
+    if sources.is_empty() {
+        return message;
+    }
+    sources.sort();
+    format!("{message} (it is computed from graph input {})", sources.join(", "))
+}
+
+impl Ctx<'_, '_> {
     fn attr(&self, name: &str) -> Option<&AttributeProto> {
         self.node.attribute.iter().find(|a| a.name == name)
     }
@@ -289,13 +411,20 @@ fn known_of(v: &Value) -> Option<&Rc<Known>> {
 
 /// Lowers a node, or evaluates it when all its inputs are known (in a scratch graph, with the interpreter).
 pub fn lower_or_fold(b: &mut Builder, mut ctx: Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
-    let all_known = inputs.iter().flatten().all(|v| matches!(v, Value::Known(_)));
-    if !all_known {
+    // CastLike reads only the type of its second input, which need not be known; in the scratch graph it becomes a
+    // known zero of that type.
+    let type_only = |i: usize| ctx.node.op_type == "CastLike" && i == 1;
+    let all_known = inputs.iter().enumerate().all(|(i, v)| type_only(i) || v.as_ref().is_none_or(|v| matches!(v, Value::Known(_))));
+    // A body reads values of the enclosing graph, which the scratch graph does not hold; its own nodes fold.
+    let has_body = ctx.node.attribute.iter().any(|a| a.g.is_some());
+    if !all_known || has_body {
         return lower(b, &mut ctx, inputs);
     }
+    let known_inputs: Vec<Option<Value>> =
+        inputs.iter().enumerate().map(|(i, v)| v.as_ref().map(|v| if type_only(i) { scalar(elem(v), 0.0) } else { v.clone() })).collect();
     let mut scratch = Builder::new();
     scratch.graph.symbols = b.graph.symbols.clone();
-    let outputs = lower(&mut scratch, &mut ctx, inputs)?;
+    let outputs = lower(&mut scratch, &mut ctx, &known_inputs)?;
     let pending: Vec<(usize, NodeId, Elem)> = outputs
         .iter()
         .enumerate()
@@ -328,7 +457,7 @@ fn input<'v>(inputs: &'v [Option<Value>], i: usize) -> Result<&'v Value, String>
 
 /// A known input (shape, axes, …), or an error saying it must be.
 fn known_input<'v>(node: &NodeProto, inputs: &'v [Option<Value>], i: usize, what: &str) -> Result<&'v Rc<Known>, String> {
-    known_of(input(inputs, i)?).ok_or_else(|| format!("{what} (input {i}, `{}`) must be a constant; tfc compiles static graphs", node.input[i]))
+    known_of(input(inputs, i)?).ok_or_else(|| format!("{what} (input {i}, `{}`) must be a constant; tfc compiles static graphs (give the graph input it comes from a value: `tfc compile --const NAME=FILE.npy`)", node.input[i]))
 }
 
 fn normalize_axis(axis: i64, rank: usize) -> Result<usize, String> {
@@ -468,17 +597,23 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
     match op_type {
         "Identity" => one(x()?.clone()),
         "Dropout" => {
-            if let Some(mode) = inputs.get(2).and_then(Option::as_ref)
-                && known_of(mode).is_none_or(|k| k.const_ints().is_ok_and(|v| v.iter().any(|&x| x != 0)))
-            {
-                return Err("training mode is not supported (inference only)".into());
+            if inputs.get(2).and_then(Option::as_ref).is_some() && known_input(ctx.node, inputs, 2, "the training mode")?.const_ints()?.iter().any(|&t| t != 0) {
+                // Training drops at random, unless the ratio is 0.
+                let ratio = match inputs.get(1).and_then(Option::as_ref) {
+                    Some(_) => known_input(ctx.node, inputs, 1, "the ratio")?.f32s()?.first().copied().unwrap_or(0.5),
+                    None => 0.5,
+                };
+                if ratio != 0.0 {
+                    return Err(format!("training mode with a ratio of {ratio} (random) is not supported"));
+                }
             }
-            // Inference: the input, and a mask that keeps everything.
+            // Inference: the input, and a mask that keeps everything (of the input's type before opset 10).
             let x = x()?;
             if ctx.node.output.get(1).is_none_or(|m| m.is_empty()) {
                 return one(x.clone());
             }
-            let ones = expand(b, &format!("{base}.mask"), &scalar(Elem::BOOL, 1.0), &b.shape(x))?;
+            let mask = if ctx.opset < 10 { elem(x) } else { Elem::BOOL };
+            let ones = expand(b, &format!("{base}.mask"), &scalar(mask, 1.0), &b.shape(x))?;
             Ok(vec![x.clone(), ones])
         }
         "Constant" => one(constant(ctx)?),
@@ -550,6 +685,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let x = x()?;
             let shape = b.shape(x);
             let axes = match inputs.get(1).and_then(Option::as_ref) {
+                _ if ctx.opset < 13 => ctx.ints("axes").unwrap_or_default(),
                 Some(_) => known_input(ctx.node, inputs, 1, "the axes")?.const_ints()?,
                 None => vec![],
             };
@@ -584,16 +720,29 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Slice" => {
             let x = x()?;
             let shape = b.shape(x);
-            let starts = known_input(ctx.node, inputs, 1, "starts")?.ints()?;
-            let ends = known_input(ctx.node, inputs, 2, "ends")?.ints()?;
-            let axes = match inputs.get(3).and_then(Option::as_ref) {
-                Some(_) => known_input(ctx.node, inputs, 3, "axes")?.const_ints()?,
-                None => (0..starts.len() as i64).collect(),
+            let (starts, ends, axes, steps) = if ctx.opset < 10 {
+                // starts, ends and axes are attributes; no steps.
+                let attr = |name: &str| ctx.ints(name).ok_or_else(|| format!("has no `{name}` attribute"));
+                let (starts, ends) = (attr("starts")?, attr("ends")?);
+                let axes = ctx.ints("axes").unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let steps = vec![1; starts.len()];
+                (starts.into_iter().map(int_dim).collect::<Vec<_>>(), ends.into_iter().map(int_dim).collect::<Vec<_>>(), axes, steps)
+            } else {
+                let starts = known_input(ctx.node, inputs, 1, "starts")?.ints()?;
+                let ends = known_input(ctx.node, inputs, 2, "ends")?.ints()?;
+                let axes = match inputs.get(3).and_then(Option::as_ref) {
+                    Some(_) => known_input(ctx.node, inputs, 3, "axes")?.const_ints()?,
+                    None => (0..starts.len() as i64).collect(),
+                };
+                let steps = match inputs.get(4).and_then(Option::as_ref) {
+                    Some(_) => known_input(ctx.node, inputs, 4, "steps")?.const_ints()?,
+                    None => vec![1; starts.len()],
+                };
+                (starts, ends, axes, steps)
             };
-            let steps = match inputs.get(4).and_then(Option::as_ref) {
-                Some(_) => known_input(ctx.node, inputs, 4, "steps")?.const_ints()?,
-                None => vec![1; starts.len()],
-            };
+            if ends.len() != starts.len() || axes.len() != starts.len() || steps.len() != starts.len() {
+                return Err("starts, ends, axes and steps differ in length".into());
+            }
             let mut v = x.clone();
             for i in 0..starts.len() {
                 let axis = normalize_axis(axes[i], shape.len())?;
@@ -606,8 +755,13 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let shape = b.shape(x);
             let axis = normalize_axis(ctx.int("axis", 0), shape.len())?;
             let outputs = ctx.node.output.len();
-            let sizes: Vec<Dim> = match inputs.get(1).and_then(Option::as_ref) {
-                Some(_) => known_input(ctx.node, inputs, 1, "split")?.ints()?,
+            let given = match inputs.get(1).and_then(Option::as_ref) {
+                _ if ctx.opset < 13 => ctx.ints("split").filter(|s| !s.is_empty()).map(|s| s.into_iter().map(int_dim).collect()),
+                Some(_) => Some(known_input(ctx.node, inputs, 1, "split")?.ints()?),
+                None => None,
+            };
+            let sizes: Vec<Dim> = match given {
+                Some(sizes) => sizes,
                 None => {
                     let len = shape[axis].as_const().ok_or("splitting a symbolic axis needs the `split` input")? as usize;
                     let parts = if ctx.opset >= 18 { ctx.int("num_outputs", outputs as i64) } else { outputs as i64 }.max(1) as usize;
@@ -637,12 +791,19 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(expand(b, &base, x, &shape)?)
         }
         "Clip" => {
+            let (lo, hi) = if ctx.opset < 11 {
+                // Attributes, with the float range as their defaults.
+                let bound = |name: &str, default: f32| Some(scalar(Elem::FLOAT, ctx.float(name, default) as f64));
+                (bound("min", f32::MIN), bound("max", f32::MAX))
+            } else {
+                (inputs.get(1).cloned().flatten(), inputs.get(2).cloned().flatten())
+            };
             let mut v = x()?.clone();
-            if let Some(lo) = inputs.get(1).and_then(Option::as_ref) {
-                v = binary(b, &format!("{base}.min"), BinaryOp::Max, &v, lo)?;
+            if let Some(lo) = lo {
+                v = binary(b, &format!("{base}.min"), BinaryOp::Max, &v, &lo)?;
             }
-            if let Some(hi) = inputs.get(2).and_then(Option::as_ref) {
-                v = binary(b, &base, BinaryOp::Min, &v, hi)?;
+            if let Some(hi) = hi {
+                v = binary(b, &base, BinaryOp::Min, &v, &hi)?;
             }
             one(v)
         }
@@ -681,9 +842,12 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             Ok(vec![loss, log_prob])
         }
         "Softmax" | "LogSoftmax" => {
-            let x = x()?;
+            let (x, log) = (x()?, op_type == "LogSoftmax");
+            if ctx.opset < 13 {
+                return one(on_matrix(b, ctx, x, |b, m| softmax_along(b, ctx, m, 1, log))?);
+            }
             let axis = normalize_axis(ctx.int("axis", -1), b.shape(x).len())?;
-            one(softmax_along(b, ctx, x, axis, op_type == "LogSoftmax")?)
+            one(softmax_along(b, ctx, x, axis, log)?)
         }
         "LayerNormalization" | "RMSNormalization" => normalization(b, ctx, inputs),
         "MatMul" => one(matmul(b, &base, x()?, input(inputs, 1)?, false, false)?),
@@ -706,7 +870,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let x = x()?;
             let shape = b.shape(x);
             let axis = normalize_axis(ctx.int("axis", -1), shape.len())?;
-            let k = known_input(ctx.node, inputs, 1, "K")?.const_ints()?[0];
+            let k = if ctx.opset < 10 { ctx.attr("k").ok_or("has no `k` attribute")?.i } else { known_input(ctx.node, inputs, 1, "K")?.const_ints()?[0] };
             let largest = ctx.int("largest", 1) != 0;
             let id = b.node(x, &format!("{base}.x"))?;
             let indices = b.add(&format!("{base}.indices"), Op::TopK { axis, k: k.max(0) as usize, largest }, &[id])?;
@@ -729,21 +893,39 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(if e.wrap_int(-1) == -1 { ones } else { binary(b, &base, BinaryOp::BitAnd, &ones, &scalar(e, e.wrap_int(-1) as f64))? })
         }
         "BitShift" => {
-            let op = if ctx.string("direction").as_deref() == Some("LEFT") { BinaryOp::ShiftLeft } else { BinaryOp::ShiftRight };
-            let x = x()?;
-            let y = binary(b, &format!("{base}.shift"), op, x, input(inputs, 1)?)?;
+            let left = ctx.string("direction").as_deref() == Some("LEFT");
+            let (x, amount) = (x()?, input(inputs, 1)?);
             let e = elem(x);
-            // Bits shifted past the type's width are dropped.
-            one(if e.wrap_int(-1) == -1 { y } else { binary(b, &base, BinaryOp::BitAnd, &y, &scalar(e, e.wrap_int(-1) as f64))? })
+            let bits = match e.0 {
+                2 => 8,
+                4 => 16,
+                12 => 32,
+                13 => 64,
+                _ => return Err(format!("shifting {} is not supported (unsigned integers only)", e.name())),
+            };
+            // tfc holds unsigned integers in i32, so below 2^31: every right shift is exact, and so is a left shift of
+            // uint8 and uint16 (masked to their width), but a left shift of wider types can pass 2^31.
+            if left && bits > 16 {
+                return Err(format!("a left shift of {} is not supported: its result can pass 2^31, past tfc's i32 integers", e.name()));
+            }
+            let shifted = binary(b, &format!("{base}.shift"), if left { BinaryOp::ShiftLeft } else { BinaryOp::ShiftRight }, x, amount)?;
+            let kept = if left { binary(b, &format!("{base}.mask"), BinaryOp::BitAnd, &shifted, &scalar(e, ((1u64 << bits) - 1) as f64))? } else { shifted };
+            // The IR shifts by the amount modulo 32; shifting by the type's width or more leaves nothing.
+            let within = compare(b, &format!("{base}.within"), CompareOp::Lt, amount, &scalar(elem(amount), bits.min(32) as f64))?;
+            one(where_(b, &base, &within, &kept, &scalar(e, 0.0))?)
         }
         "ScatterND" => {
             let reduction = scatter_reduction(ctx)?;
             let (d, i, u) = (b.node(x()?, &format!("{base}.data"))?, b.node(input(inputs, 1)?, &format!("{base}.indices"))?, b.node(input(inputs, 2)?, &format!("{base}.updates"))?);
             one(Value::Node { id: b.add(&base, Op::ScatterND { reduction }, &[d, i, u])?, elem: elem(x()?) })
         }
-        "ScatterElements" => one(scatter_elements(b, ctx, x()?, input(inputs, 1)?, input(inputs, 2)?)?),
         "ConvTranspose" => one(conv_transpose(b, ctx, inputs)?),
         "Resize" => one(resize(b, ctx, inputs)?),
+        "Upsample" => {
+            let scales = if ctx.opset < 9 { ctx.attr("scales").ok_or("has no `scales` attribute")?.floats.clone() } else { known_input(ctx.node, inputs, 1, "the scales")?.f32s()? };
+            one(upsample(b, ctx, x()?, &scales)?)
+        }
+        "Scatter" | "ScatterElements" => one(scatter_elements(b, ctx, x()?, input(inputs, 1)?, input(inputs, 2)?)?),
         "RotaryEmbedding" => one(rotary_embedding(b, ctx, inputs)?),
         "Swish" => {
             let x = x()?;
@@ -833,20 +1015,12 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(Value::Node { id: b.add(&base, op, &[a, g])?, elem: elem(x) })
         }
         "Hardmax" => {
-            // 1 at the first largest element along the axis: its index compared with every position.
             let x = x()?;
-            let shape = const_shape(b, x)?;
-            let axis = normalize_axis(ctx.int("axis", -1), shape.len())?;
-            let id = b.node(x, &format!("{base}.x"))?;
-            let arg = b.add(&format!("{base}.arg"), Op::ArgReduce { axis, largest: true, last: false }, &[id])?;
-            let mut kept: Vec<Dim> = shape.iter().map(|&d| Dim::from(d)).collect();
-            kept[axis] = Dim::from(1u64);
-            let arg = reshape(b, &format!("{base}.kept"), &Value::Node { id: arg, elem: Elem::INT64 }, kept)?;
-            let mut along = vec![1usize; shape.len()];
-            along[axis] = shape[axis] as usize;
-            let positions = Known::new(Elem::INT64, along, Values::Int((0..shape[axis]).map(Dim::from).collect()));
-            let hit = compare(b, &format!("{base}.hit"), CompareOp::Eq, &Value::Known(positions), &arg)?;
-            one(cast(b, &base, &hit, elem(x))?)
+            if ctx.opset < 13 {
+                return one(on_matrix(b, ctx, x, |b, m| hardmax_along(b, &format!("{base}.rows"), m, 1))?);
+            }
+            let axis = normalize_axis(ctx.int("axis", -1), b.shape(x).len())?;
+            one(hardmax_along(b, &base, x, axis)?)
         }
         "CenterCropPad" => {
             let x = x()?;
@@ -876,16 +1050,14 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         }
         "QLinearMatMul" => {
             let q = |i: usize| input(inputs, i);
-            let centred = |b: &mut Builder, v: &Value, zp: &Value, name: &str| -> Result<Value, String> {
-                let f = cast(b, &format!("{base}.{name}"), v, Elem::FLOAT)?;
-                let z = cast(b, &format!("{base}.{name}_zp"), zp, Elem::FLOAT)?;
-                binary(b, &format!("{base}.{name}_centred"), BinaryOp::Sub, &f, &z)
-            };
-            let a = centred(b, q(0)?, q(2)?, "a")?;
-            let c = centred(b, q(3)?, q(5)?, "b")?;
+            let rank = b.shape(q(0)?).len();
+            // a's zero point and scale are per tensor or per row, b's per tensor or per column.
+            let a = centred(b, &format!("{base}.a"), q(0)?, Some(q(2)?), rank - 2)?;
+            let c = centred(b, &format!("{base}.b"), q(3)?, Some(q(5)?), rank - 1)?;
             // Integer products summed in f32 (exact below 2^24), rescaled and requantized.
             let product = matmul(b, &format!("{base}.product"), &a, &c, false, false)?;
-            let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, q(1)?, q(4)?)?;
+            let a_scale = along(b, &format!("{base}.a_scale"), q(1)?, rank - 2, rank)?;
+            let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, &a_scale, q(4)?)?;
             let scale = binary(b, &format!("{base}.rescale"), BinaryOp::Div, &scale, q(6)?)?;
             let y = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &product, &scale)?;
             one(quantize_values(b, &base, &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?), true)?)
@@ -1015,7 +1187,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             one(where_(b, &base, &mask, x, &scalar(elem(x), 0.0))?)
         }
         "Conv" => one(conv(b, ctx, inputs)?),
-        "MaxPool" | "AveragePool" | "LpPool" => one(pool(b, ctx, x()?)?),
+        "MaxPool" | "AveragePool" | "LpPool" => pool(b, ctx, x()?),
         "GlobalAveragePool" | "GlobalMaxPool" | "GlobalLpPool" => {
             let x = x()?;
             let axes: Vec<usize> = (2..b.shape(x).len()).collect();
@@ -1029,7 +1201,7 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let id = b.node(x, &format!("{base}.x"))?;
             one(Value::Node { id: b.add(&base, Op::Reduce { kind, axes, keep_dims: true }, &[id])?, elem: elem(x) })
         }
-        "BatchNormalization" | "InstanceNormalization" => one(channel_norm(b, ctx, inputs)?),
+        "BatchNormalization" | "InstanceNormalization" => channel_norm(b, ctx, inputs),
         "LpNormalization" => {
             let x = x()?;
             let axis = normalize_axis(ctx.int("axis", -1), b.shape(x).len())?;
@@ -1065,36 +1237,114 @@ fn lower(b: &mut Builder, ctx: &mut Ctx, inputs: &[Option<Value>]) -> Result<Vec
         "Tile" => {
             let x = x()?;
             let repeats = known_input(ctx.node, inputs, 1, "repeats")?.const_ints()?;
-            let shape = b.shape(x);
-            // [d0, d1, …] → [1, d0, 1, d1, …] → [r0, d0, r1, d1, …] → [r0·d0, r1·d1, …]
-            let interleaved: Vec<Dim> = shape.iter().flat_map(|d| [Dim::from(1u64), d.clone()]).collect();
-            let expanded: Vec<Dim> = shape.iter().zip(&repeats).flat_map(|(d, &r)| [Dim::from(r as u64), d.clone()]).collect();
-            let out: Vec<Dim> = shape.iter().zip(&repeats).map(|(d, &r)| d * &Dim::from(r as u64)).collect();
-            let v = reshape(b, &format!("{base}.split"), x, interleaved)?;
-            let v = expand(b, &format!("{base}.expand"), &v, &expanded)?;
-            one(reshape(b, &base, &v, out)?)
+            let mut shape = b.shape(x);
+            if repeats.len() != shape.len() || repeats.iter().any(|&r| r < 0) {
+                return Err(format!("repeats {repeats:?} for an input of rank {}", shape.len()));
+            }
+            // One axis at a time (so that kernels see at most one more axis): [… d …] → [… 1, d …] → [… r, d …] → [… r·d …].
+            let mut v = x.clone();
+            for (a, &r) in repeats.iter().enumerate().filter(|&(_, &r)| r != 1) {
+                let r = Dim::from(r as u64);
+                let mut split = shape.clone();
+                split.insert(a, Dim::from(1u64));
+                let mut expanded = shape.clone();
+                expanded.insert(a, r.clone());
+                v = reshape(b, &format!("{base}.split{a}"), &v, split)?;
+                v = expand(b, &format!("{base}.expand{a}"), &v, &expanded)?;
+                shape[a] = &shape[a] * &r;
+                v = reshape(b, &format!("{base}.axis{a}"), &v, shape.clone())?;
+            }
+            one(v)
         }
         "QuantizeLinear" => one(quantize(b, ctx, inputs)?),
         "DynamicQuantizeLinear" => dynamic_quantize(b, ctx, x()?),
         "MatMulInteger" => {
             let (a, c) = (x()?, input(inputs, 1)?);
-            let centred = |b: &mut Builder, v: &Value, zp: Option<&Value>, name: &str| -> Result<Value, String> {
-                let f = cast(b, &format!("{base}.{name}"), v, Elem::FLOAT)?;
-                match zp {
-                    Some(z) => {
-                        let z = cast(b, &format!("{base}.{name}_zp"), z, Elem::FLOAT)?;
-                        let z = if b.shape(&z).len() == 1 && name == "a" { reshape(b, &format!("{base}.a_zp_col"), &z, vec![b.shape(&z)[0].clone(), Dim::from(1u64)])? } else { z };
-                        binary(b, &format!("{base}.{name}_centred"), BinaryOp::Sub, &f, &z)
-                    }
-                    None => Ok(f),
-                }
-            };
-            let a = centred(b, a, inputs.get(2).and_then(Option::as_ref), "a")?;
-            let c = centred(b, c, inputs.get(3).and_then(Option::as_ref), "b")?;
+            let rank = b.shape(a).len().max(2);
+            // a's zero point is per tensor or per row, b's per tensor or per column.
+            let a = centred(b, &format!("{base}.a"), a, inputs.get(2).and_then(Option::as_ref), rank - 2)?;
+            let c = centred(b, &format!("{base}.b"), c, inputs.get(3).and_then(Option::as_ref), rank - 1)?;
             // Integer products summed in f32: exact while the sums stay below 2^24.
             let y = matmul(b, &format!("{base}.f32"), &a, &c, false, false)?;
             one(cast(b, &base, &y, Elem(6))?)
         }
+        "ConvInteger" => {
+            let (x, w) = (x()?, input(inputs, 1)?);
+            // x's zero point is per tensor, w's per tensor or per output channel.
+            let x = centred(b, &format!("{base}.x"), x, inputs.get(2).and_then(Option::as_ref), 1)?;
+            let w = centred(b, &format!("{base}.w"), w, inputs.get(3).and_then(Option::as_ref), 0)?;
+            // Integer products summed in f32: exact while the sums stay below 2^24.
+            let y = conv(b, ctx, &[Some(x), Some(w)])?;
+            one(cast(b, &format!("{base}.int"), &y, Elem(6))?)
+        }
+        "QLinearConv" => {
+            let q = |i: usize| input(inputs, i);
+            let x = centred(b, &format!("{base}.x"), q(0)?, Some(q(2)?), 1)?;
+            let w = centred(b, &format!("{base}.w"), q(3)?, Some(q(5)?), 0)?;
+            let mut operands = vec![Some(x), Some(w)];
+            if let Some(bias) = inputs.get(8).and_then(Option::as_ref) {
+                operands.push(Some(cast(b, &format!("{base}.bias"), bias, Elem::FLOAT)?));
+            }
+            // The int32 accumulator (exact in f32 below 2^24), rescaled (w's scale per output channel) and requantized.
+            let acc = conv(b, ctx, &operands)?;
+            let rank = b.shape(&acc).len();
+            let w_scale = along(b, &format!("{base}.w_scale"), q(4)?, 1, rank)?;
+            let scale = binary(b, &format!("{base}.scale"), BinaryOp::Mul, q(1)?, &w_scale)?;
+            let scale = binary(b, &format!("{base}.rescale"), BinaryOp::Div, &scale, q(6)?)?;
+            let y = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &acc, &scale)?;
+            one(quantize_values(b, &format!("{base}.q"), &y, &scalar(Elem::FLOAT, 1.0), Some(q(7)?), elem(q(7)?), true)?)
+        }
+        "OneHot" => one(one_hot(b, ctx, inputs)?),
+        "Einsum" => one(einsum::einsum(b, ctx, inputs)?),
+        "HannWindow" | "HammingWindow" | "BlackmanWindow" => one(spectral::window(ctx, inputs)?),
+        "DFT" => one(spectral::dft(b, ctx, inputs)?),
+        "STFT" => one(spectral::stft(b, ctx, inputs)?),
+        "MelWeightMatrix" => one(spectral::mel_weight_matrix(ctx, inputs)?),
+        "ReverseSequence" => one(reverse_sequence(b, ctx, x()?, input(inputs, 1)?)?),
+        "MeanVarianceNormalization" => {
+            // (x − mean) / (√variance + 1e-9) over `axes`.
+            let x = x()?;
+            let rank = b.shape(x).len();
+            let mut axes: Vec<usize> = ctx.ints("axes").unwrap_or(vec![0, 2, 3]).iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?;
+            axes.sort();
+            axes.dedup();
+            let mean = |b: &mut Builder, v: &Value, name: &str| -> Result<Value, String> {
+                let id = b.node(v, &format!("{base}.{name}_in"))?;
+                Ok(Value::Node { id: b.add(&format!("{base}.{name}"), Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keep_dims: true }, &[id])?, elem: Elem::FLOAT })
+            };
+            let m = mean(b, x, "mean")?;
+            let centred = binary(b, &format!("{base}.centred"), BinaryOp::Sub, x, &m)?;
+            let squares = binary(b, &format!("{base}.squares"), BinaryOp::Mul, &centred, &centred)?;
+            let variance = mean(b, &squares, "variance")?;
+            let std = unary_named(b, &format!("{base}.std"), &variance, UnaryOp::Sqrt)?;
+            let den = binary(b, &format!("{base}.den"), BinaryOp::Add, &std, &scalar(Elem::FLOAT, 1e-9))?;
+            one(binary(b, &base, BinaryOp::Div, &centred, &den)?)
+        }
+        "LRN" => one(lrn(b, ctx, x()?)?),
+        "Det" => one(det(b, ctx, x()?)?),
+        "CausalConvWithState" => causal_conv(b, ctx, inputs),
+        "Col2Im" => one(col2im(b, ctx, inputs)?),
+        "Compress" => {
+            let x = x()?;
+            let condition = known_input(ctx.node, inputs, 1, "the condition")?.const_ints()?;
+            let (v, axis) = match ctx.attr("axis") {
+                Some(a) => (x.clone(), normalize_axis(a.i, b.shape(x).len())?),
+                None => (reshape(b, &format!("{base}.flat"), x, vec![tfc_ir::dim::product(&b.shape(x))])?, 0),
+            };
+            let kept: Vec<Dim> = condition.iter().enumerate().filter(|&(_, &c)| c != 0).map(|(i, _)| Dim::from(i as u64)).collect();
+            let indices = Known::new(Elem::INT64, vec![kept.len()], Values::Int(kept));
+            one(gather(b, &base, &v, &Value::Known(indices), axis)?)
+        }
+        "MaxUnpool" => one(max_unpool(b, ctx, inputs)?),
+        "TensorScatter" => one(tensor_scatter(b, ctx, inputs)?),
+        "LinearAttention" => linear_attention(b, ctx, inputs),
+        "RNN" | "GRU" | "LSTM" => recurrent::recurrent(b, ctx, inputs),
+        "If" => control::if_(b, ctx, inputs),
+        "Loop" => control::loop_(b, ctx, inputs),
+        "Scan" => control::scan(b, ctx, inputs),
+        "TfIdfVectorizer" => one(tfidf::tfidf(b, ctx, x()?)?),
+        "DeformConv" => one(deform_conv(b, ctx, inputs)?),
+        "RoiAlign" => one(roi_align(b, ctx, inputs)?),
         other => Err(format!("no lowering for {other} (internal error: listed as supported)")),
     }
 }
@@ -1114,7 +1364,7 @@ fn constant(ctx: &mut Ctx) -> Result<Value, String> {
 }
 
 fn load_tensor(ctx: &mut Ctx, t: &super::proto::TensorProto) -> Result<Rc<Known>, String> {
-    Ok(Rc::new(Known::from_loaded(super::tensor::load(t, ctx.model, ctx.external)?)))
+    Ok(Rc::new(Known::from_loaded(super::tensor::load(t, ctx.env.model, ctx.env.external)?)))
 }
 
 /// What Cast's `saturate` and `round_mode` ask of a cast to a float8 type (see `Op::RoundTo`).
@@ -1206,6 +1456,27 @@ fn wrap(b: &mut Builder, base: &str, x: &Value, to: Elem) -> Result<Value, Strin
     let flipped = binary(b, &format!("{base}.flip"), BinaryOp::BitXor, &masked, &sign)?;
     let v = binary(b, base, BinaryOp::Sub, &flipped, &sign)?;
     Ok(Value::Node { id: b.node(&v, base)?, elem: to })
+}
+
+/// A per-tensor value as it is, or a 1-D one (more than one element) reshaped to lie along `axis` of a tensor of
+/// rank `rank` (a per-row or per-channel zero point or scale).
+fn along(b: &mut Builder, base: &str, v: &Value, axis: usize, rank: usize) -> Result<Value, String> {
+    let shape = b.shape(v);
+    if shape.len() != 1 || shape[0] == Dim::from(1u64) {
+        return Ok(v.clone());
+    }
+    let mut target = vec![Dim::from(1u64); rank];
+    target[axis] = shape[0].clone();
+    reshape(b, base, v, target)
+}
+
+/// Quantized integers minus their zero point (per tensor, or per slice of `axis`), in f32.
+fn centred(b: &mut Builder, base: &str, v: &Value, zero_point: Option<&Value>, axis: usize) -> Result<Value, String> {
+    let f = cast(b, base, v, Elem::FLOAT)?;
+    let Some(z) = zero_point else { return Ok(f) };
+    let z = cast(b, &format!("{base}_zp"), z, Elem::FLOAT)?;
+    let z = along(b, &format!("{base}_zp_axis"), &z, axis, b.shape(&f).len())?;
+    binary(b, &format!("{base}_centred"), BinaryOp::Sub, &f, &z)
 }
 
 /// Constants this large that are int8 (or dequantized int8) are treated as quantized weights.
@@ -1532,19 +1803,19 @@ fn slice(b: &mut Builder, base: &str, x: &Value, axis: usize, start: &Dim, end: 
     if step == 0 {
         return Err("a slice step of 0".into());
     }
-    if let (Value::Known(k), Some(s), Some(e)) = (x, dim_int(&s), dim_int(&e)) {
-        let positions: Vec<usize> = if step > 0 {
-            (s..e.max(s)).step_by(step as usize).map(|p| p as usize).collect()
-        } else {
-            let mut p = s;
-            let mut v = Vec::new();
-            while p > e {
-                v.push(p as usize);
-                p += step;
-            }
-            v
-        };
-        return select_along(k, axis, &positions);
+    let positions: Option<Vec<usize>> = match (dim_int(&s), dim_int(&e)) {
+        (Some(s), Some(e)) if step > 0 => Some((s..e.max(s)).step_by(step as usize).map(|p| p as usize).collect()),
+        (Some(s), Some(e)) => Some(std::iter::successors(Some(s), |p| Some(p + step)).take_while(|&p| p > e).map(|p| p as usize).collect()),
+        _ => None,
+    };
+    if let (Value::Known(k), Some(p)) = (x, &positions) {
+        return select_along(k, axis, p);
+    }
+    if step < 0 {
+        // Backwards: a Gather of the positions.
+        let p = positions.ok_or("a negative slice step with symbolic bounds is not supported; fix them with --dim")?;
+        let indices = Known::new(Elem::INT64, vec![p.len()], Values::Int(p.iter().map(|&i| Dim::from(i as u64)).collect()));
+        return gather(b, base, x, &Value::Known(indices), axis);
     }
     if step != 1 {
         return strided_slice(b, base, x, axis, &s, &e, step);
@@ -1741,23 +2012,23 @@ fn reduce(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value,
     if e.is_float() { Ok(y) } else { cast(b, &format!("{base}.int"), &y, e) }
 }
 
-/// GatherND (batch_dims 0) as a Gather on the leading axes flattened into one: row = Σ index[k] · stride[k].
+/// GatherND as a Gather on the leading axes flattened into one: row = Σ index[j] · stride[j], plus, with batch_dims,
+/// the batch entry's position times the rows of one entry.
 fn gather_nd(b: &mut Builder, ctx: &Ctx, data: &Value, indices: &Value) -> Result<Value, String> {
     let base = ctx.base();
-    if ctx.int("batch_dims", 0) != 0 {
-        return Err("batch_dims other than 0 is not supported".into());
-    }
     let (shape, ishape) = (b.shape(data), b.shape(indices));
+    let batch_dims = usize::try_from(ctx.int("batch_dims", 0)).map_err(|_| "a negative batch_dims")?;
     let k = ishape.last().and_then(Dim::as_const).ok_or("the last axis of the indices must have a constant length")? as usize;
-    if k == 0 || k > shape.len() {
-        return Err(format!("indices of length {k} do not fit data of rank {}", shape.len()));
+    if k == 0 || batch_dims + k > shape.len() || batch_dims >= ishape.len() || shape[..batch_dims] != ishape[..batch_dims] {
+        return Err(format!("indices {ishape:?} with batch_dims {batch_dims} do not fit data {shape:?}"));
     }
+    let indexed = &shape[batch_dims..batch_dims + k];
     let mut row = None;
     for j in 0..k {
-        let stride = tfc_ir::dim::product(&shape[j + 1..k]);
+        let stride = tfc_ir::dim::product(&indexed[j + 1..]);
         let part = slice(b, &format!("{base}.i{j}"), indices, ishape.len() - 1, &Dim::from(j as u64), &Dim::from(j as u64 + 1), 1)?;
         // Negative indices count from the end.
-        let len = Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![shape[j].clone()])));
+        let len = Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![indexed[j].clone()])));
         let part = binary(b, &format!("{base}.i{j}.wrapped"), BinaryOp::Mod, &part, &len)?;
         let stride = Value::Known(Known::new(Elem::INT64, vec![], Values::Int(vec![stride])));
         let term = binary(b, &format!("{base}.i{j}.scaled"), BinaryOp::Mul, &part, &stride)?;
@@ -1766,10 +2037,17 @@ fn gather_nd(b: &mut Builder, ctx: &Ctx, data: &Value, indices: &Value) -> Resul
             Some(r) => binary(b, &format!("{base}.i{j}.sum"), BinaryOp::Add, &r, &term)?,
         });
     }
-    let row = row.expect("k ≥ 1");
-    let row = reshape(b, &format!("{base}.rows"), &row, ishape[..ishape.len() - 1].to_vec())?;
-    let mut table_shape = vec![tfc_ir::dim::product(&shape[..k])];
-    table_shape.extend_from_slice(&shape[k..]);
+    let mut row = reshape(b, &format!("{base}.rows"), &row.expect("k ≥ 1"), ishape[..ishape.len() - 1].to_vec())?;
+    if batch_dims > 0 {
+        let batches: Vec<usize> = ishape[..batch_dims].iter().map(|d| d.as_const().map(|v| v as usize).ok_or("symbolic batch axes")).collect::<Result<_, _>>()?;
+        let per_entry = tfc_ir::dim::product(indexed);
+        let mut along = batches.clone();
+        along.extend(std::iter::repeat_n(1, ishape.len() - 1 - batch_dims));
+        let first = Values::Int((0..batches.iter().product::<usize>()).map(|e| &Dim::from(e as u64) * &per_entry).collect());
+        row = binary(b, &format!("{base}.batch_rows"), BinaryOp::Add, &row, &Value::Known(Known::new(Elem::INT64, along, first)))?;
+    }
+    let mut table_shape = vec![tfc_ir::dim::product(&shape[..batch_dims + k])];
+    table_shape.extend_from_slice(&shape[batch_dims + k..]);
     let table = reshape(b, &format!("{base}.table"), data, table_shape)?;
     gather(b, &base, &table, &row, 0)
 }
@@ -1778,7 +2056,8 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
     let base = ctx.base();
     let x = input(inputs, 0)?;
     let rank = b.shape(x).len();
-    let pads = known_input(ctx.node, inputs, 1, "the pads")?.const_ints()?;
+    // Before opset 11 the pads and the constant value are attributes.
+    let pads = if ctx.opset < 11 { ctx.ints("pads").ok_or("has no `pads` attribute")? } else { known_input(ctx.node, inputs, 1, "the pads")?.const_ints()? };
     let axes: Vec<usize> = match inputs.get(3).and_then(Option::as_ref) {
         Some(_) => known_input(ctx.node, inputs, 3, "the axes")?.const_ints()?.iter().map(|&a| normalize_axis(a, rank)).collect::<Result<_, _>>()?,
         None => (0..rank).collect(),
@@ -1794,11 +2073,12 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
         all[a] = (pads[i] as usize, pads[axes.len() + i] as usize);
     }
     let value = match inputs.get(2).and_then(Option::as_ref) {
+        _ if ctx.opset < 11 => ctx.float("value", 0.0),
         Some(_) => known_input(ctx.node, inputs, 2, "the constant value")?.f32s()?.first().copied().unwrap_or(0.0),
         None => 0.0,
     };
     let mode = match ctx.string("mode").as_deref().unwrap_or("constant") {
-        "constant" => PadMode::Constant(value),
+        "constant" => return pad_constant(b, &base, x, all, value),
         "reflect" => PadMode::Reflect,
         "edge" => PadMode::Edge,
         "wrap" => PadMode::Wrap,
@@ -1806,6 +2086,25 @@ fn pad(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, St
     };
     let id = b.node(x, &format!("{base}.x"))?;
     Ok(Value::Node { id: b.add(&base, Op::Pad { pads: all, mode }, &[id])?, elem: elem(x) })
+}
+
+/// `x` padded with `value`. Kernels take a finite fill; an infinite or NaN one is put in by a Where over a known mask
+/// of the padding.
+fn pad_constant(b: &mut Builder, base: &str, x: &Value, pads: Vec<(usize, usize)>, value: f32) -> Result<Value, String> {
+    let id = b.node(x, &format!("{base}.x"))?;
+    let fill = if value.is_finite() { value } else { 0.0 };
+    let padded = Value::Node { id: b.add(base, Op::Pad { pads: pads.clone(), mode: PadMode::Constant(fill) }, &[id])?, elem: elem(x) };
+    if value.is_finite() {
+        return Ok(padded);
+    }
+    let shape = const_shape(b, x)?;
+    let out: Vec<usize> = shape.iter().zip(&pads).map(|(&d, &(lo, hi))| d as usize + lo + hi).collect();
+    let outside: Vec<Dim> = (0..out.iter().product())
+        .map(|i| unravel(i, &out))
+        .map(|at| Dim::from(u64::from(at.iter().zip(&pads).zip(&shape).any(|((&p, &(lo, _)), &d)| p < lo || p >= lo + d as usize))))
+        .collect();
+    let outside = Value::Known(Known::new(Elem::BOOL, out, Values::Int(outside)));
+    where_(b, &format!("{base}.filled"), &outside, &scalar(elem(x), value as f64), &padded)
 }
 
 /// The window of a Conv or pool node over `spatial` axes of the given lengths and kernel.
@@ -1850,14 +2149,8 @@ fn conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, S
     Ok(Value::Node { id: b.add(&base, Op::Conv { window, groups }, &ids)?, elem: elem(x) })
 }
 
-fn pool(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
+fn pool(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Vec<Value>, String> {
     let base = ctx.base();
-    if ctx.node.output.get(1).is_some_and(|o| !o.is_empty()) {
-        return Err("the indices output of MaxPool is not supported".into());
-    }
-    if ctx.int("storage_order", 0) != 0 {
-        return Err("storage_order = 1 is not supported".into());
-    }
     let kernel: Vec<usize> = ctx.ints("kernel_shape").ok_or("has no kernel_shape")?.iter().map(|&k| k as usize).collect();
     let xs = const_shape(b, x)?;
     let k64: Vec<u64> = kernel.iter().map(|&k| k as u64).collect();
@@ -1867,16 +2160,82 @@ fn pool(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
         "AveragePool" => PoolKind::Average { count_pad: ctx.int("count_include_pad", 0) != 0 },
         _ => PoolKind::Lp(ctx.int("p", 2) as f32),
     };
-    let id = b.node(x, &format!("{base}.x"))?;
-    Ok(Value::Node { id: b.add(&base, Op::Pool { kind, kernel, window }, &[id])?, elem: elem(x) })
+    let e = elem(x);
+    let y = if e.is_float() {
+        let id = b.node(x, &format!("{base}.x"))?;
+        Value::Node { id: b.add(&base, Op::Pool { kind, kernel: kernel.clone(), window: window.clone() }, &[id])?, elem: e }
+    } else if kind == PoolKind::Max && matches!(e, Elem::UINT8 | Elem::INT8) {
+        // The maximum of 8-bit integers, exact in f32.
+        let xf = cast(b, &format!("{base}.float"), x, Elem::FLOAT)?;
+        let id = b.node(&xf, &format!("{base}.float"))?;
+        let y = Value::Node { id: b.add(&format!("{base}.max"), Op::Pool { kind, kernel: kernel.clone(), window: window.clone() }, &[id])?, elem: Elem::FLOAT };
+        cast(b, &base, &y, e)?
+    } else {
+        return Err(format!("{} of {} is not supported", ctx.node.op_type, e.name()));
+    };
+    if ctx.node.output.get(1).is_none_or(|o| o.is_empty()) {
+        return Ok(vec![y]);
+    }
+    let column_major = ctx.int("storage_order", 0) != 0;
+    Ok(vec![y, max_pool_indices(b, &base, x, &xs, &kernel, &window, column_major)?])
 }
 
-/// BatchNormalization (inference: the given mean and variance) and InstanceNormalization (over the spatial axes),
-/// per channel (axis 1).
-fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+/// MaxPool's indices output: for every window, the position of its first largest element in the flattened input
+/// (N, C and the spatial axes, row-major; the spatial axes column-major with `column_major`). The windows' elements
+/// (a sentinel −∞ for those in the padding) are gathered from the flattened spatial axes, ArgMax picks one, and a
+/// known table maps it back to its position.
+fn max_pool_indices(b: &mut Builder, base: &str, x: &Value, xs: &[u64], kernel: &[usize], window: &Window, column_major: bool) -> Result<Value, String> {
+    let spatial: Vec<usize> = xs[2..].iter().map(|&v| v as usize).collect();
+    let out: Vec<usize> = (0..spatial.len())
+        .map(|a| window.output_len(a, spatial[a] as u64, kernel[a] as u64).map(|v| v as usize).ok_or("no window fits"))
+        .collect::<Result<_, _>>()?;
+    let (positions, taps, windows): (usize, usize, usize) = (spatial.iter().product(), kernel.iter().product(), out.iter().product());
+    let row_major = strides(&spatial);
+    let reported = if column_major { (0..spatial.len()).map(|a| spatial[..a].iter().product()).collect() } else { row_major.clone() };
+    // Per window and kernel element: its input coordinates, if inside the input.
+    let taps_at: Vec<Option<Vec<usize>>> = (0..windows * taps)
+        .map(|i| {
+            let (at_out, at_k) = (unravel(i / taps, &out), unravel(i % taps, kernel));
+            (0..spatial.len()).map(|a| usize::try_from(window.input_position(a, at_out[a], at_k[a])).ok().filter(|&p| p < spatial[a])).collect()
+        })
+        .collect();
+    let flat_by = |st: &[usize]| -> Vec<Dim> {
+        taps_at.iter().map(|at| Dim::from(at.as_ref().map_or(positions, |at| at.iter().zip(st).map(|(p, s)| p * s).sum()) as u64)).collect()
+    };
+    let (table, positions_reported) = (flat_by(&row_major), flat_by(&reported));
+    let (n, c) = (xs[0], xs[1]);
+    let d = |v: u64| Dim::from(v);
+    let flat = reshape(b, &format!("{base}.flat"), x, vec![d(n), d(c), d(positions as u64)])?;
+    let flat = cast(b, &format!("{base}.flat_f32"), &flat, Elem::FLOAT)?;
+    let flat = pad_constant(b, &format!("{base}.sentinel"), &flat, vec![(0, 0), (0, 0), (0, 1)], f32::NEG_INFINITY)?;
+    let table = Value::Known(Known::new(Elem::INT64, vec![windows, taps], Values::Int(table)));
+    let gathered = gather(b, &format!("{base}.windows"), &flat, &table, 2)?;
+    let id = b.node(&gathered, &format!("{base}.windows"))?;
+    let best = Value::Node { id: b.add(&format!("{base}.best"), Op::ArgReduce { axis: 3, largest: true, last: false }, &[id])?, elem: Elem::INT64 };
+    let best = reshape(b, &format!("{base}.best_col"), &best, vec![d(n), d(c), d(windows as u64), d(1)])?;
+    let reported = Value::Known(Known::new(Elem::INT64, vec![windows, taps], Values::Int(positions_reported)));
+    let table = expand(b, &format!("{base}.table"), &reported, &[d(n), d(c), d(windows as u64), d(taps as u64)])?;
+    let (t, i) = (b.node(&table, &format!("{base}.table"))?, b.node(&best, &format!("{base}.best_col"))?);
+    let picked = Value::Node { id: b.add(&format!("{base}.picked"), Op::GatherElements { axis: 3 }, &[t, i])?, elem: Elem::INT64 };
+    let planes = Known::new(Elem::INT64, vec![n as usize, c as usize, 1, 1], Values::Int((0..n * c).map(|p| Dim::from(p * positions as u64)).collect()));
+    let indices = binary(b, &format!("{base}.indices_flat"), BinaryOp::Add, &picked, &Value::Known(planes))?;
+    let mut shape = vec![d(n), d(c)];
+    shape.extend(out.iter().map(|&v| d(v as u64)));
+    reshape(b, &format!("{base}.indices"), &indices, shape)
+}
+
+/// BatchNormalization and InstanceNormalization, per channel (axis 1): with the given mean and variance (inference),
+/// or those of the batch (training mode, opset 14 on; the running statistics are also given out) or of each
+/// instance's spatial axes.
+fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let base = ctx.base();
-    if ctx.int("training_mode", 0) != 0 || ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
-        return Err("training mode is not supported (inference only)".into());
+    let batch_norm = ctx.node.op_type == "BatchNormalization";
+    let training = batch_norm && ctx.opset >= 14 && ctx.int("training_mode", 0) != 0;
+    if !training && ctx.node.output.iter().skip(1).any(|o| !o.is_empty()) {
+        return Err("the statistics outputs of training mode are not supported before opset 14".into());
+    }
+    if ctx.int("spatial", 1) == 0 {
+        return Err("spatial = 0 (statistics per channel and position, before opset 9) is not supported".into());
     }
     let x = input(inputs, 0)?;
     let shape = b.shape(x);
@@ -1886,18 +2245,10 @@ fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<
         reshape(b, &format!("{base}.{name}"), v, s)
     };
     let eps = scalar(Elem::FLOAT, ctx.float("epsilon", 1e-5) as f64);
-    let (mean, var) = if ctx.node.op_type == "BatchNormalization" {
-        (per_channel(b, input(inputs, 3)?, "mean")?, per_channel(b, input(inputs, 4)?, "var")?)
-    } else {
-        let axes: Vec<usize> = (2..shape.len()).collect();
-        let id = b.node(x, &format!("{base}.x"))?;
-        let mean = Value::Node { id: b.add(&format!("{base}.mean"), Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keep_dims: true }, &[id])?, elem: Elem::FLOAT };
-        let centred = binary(b, &format!("{base}.centred"), BinaryOp::Sub, x, &mean)?;
-        let c = b.node(&centred, &format!("{base}.c"))?;
-        let var = Value::Node { id: b.add(&format!("{base}.var"), Op::Reduce { kind: ReduceKind::SumSquare, axes: axes.clone(), keep_dims: true }, &[c])?, elem: Elem::FLOAT };
-        let count: u64 = axes.iter().map(|&a| shape[a].as_const().unwrap_or(1)).product();
-        let var = binary(b, &format!("{base}.var_mean"), BinaryOp::Div, &var, &scalar(Elem::FLOAT, count as f64))?;
-        (mean, var)
+    let (mean, var) = match (batch_norm, training) {
+        (true, false) => (per_channel(b, input(inputs, 3)?, "mean")?, per_channel(b, input(inputs, 4)?, "var")?),
+        (true, true) => statistics(b, &base, x, [0].into_iter().chain(2..shape.len()).collect())?,
+        (false, _) => statistics(b, &base, x, (2..shape.len()).collect())?,
     };
     let centred = binary(b, &format!("{base}.sub"), BinaryOp::Sub, x, &mean)?;
     let v = binary(b, &format!("{base}.var_eps"), BinaryOp::Add, &var, &eps)?;
@@ -1906,7 +2257,33 @@ fn channel_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<
     let scale = per_channel(b, input(inputs, 1)?, "scale")?;
     let bias = per_channel(b, input(inputs, 2)?, "bias")?;
     let scaled = binary(b, &format!("{base}.mul"), BinaryOp::Mul, &normed, &scale)?;
-    binary(b, &base, BinaryOp::Add, &scaled, &bias)
+    let y = binary(b, &base, BinaryOp::Add, &scaled, &bias)?;
+    if !training {
+        return Ok(vec![y]);
+    }
+    // running = given · momentum + batch · (1 − momentum)
+    let momentum = ctx.float("momentum", 0.9) as f64;
+    let mut outputs = vec![y];
+    for (i, batch, name) in [(3, &mean, "running_mean"), (4, &var, "running_var")] {
+        let given = binary(b, &format!("{base}.{name}_kept"), BinaryOp::Mul, input(inputs, i)?, &scalar(Elem::FLOAT, momentum))?;
+        let batch = reshape(b, &format!("{base}.{name}_batch"), batch, vec![shape[1].clone()])?;
+        let batch = binary(b, &format!("{base}.{name}_new"), BinaryOp::Mul, &batch, &scalar(Elem::FLOAT, 1.0 - momentum))?;
+        outputs.push(binary(b, &format!("{base}.{name}"), BinaryOp::Add, &given, &batch)?);
+    }
+    Ok(outputs)
+}
+
+/// The mean and (population) variance of `x` over `axes`, which are kept with length 1.
+fn statistics(b: &mut Builder, base: &str, x: &Value, axes: Vec<usize>) -> Result<(Value, Value), String> {
+    let shape = b.shape(x);
+    let id = b.node(x, &format!("{base}.x"))?;
+    let mean = Value::Node { id: b.add(&format!("{base}.mean"), Op::Reduce { kind: ReduceKind::Mean, axes: axes.clone(), keep_dims: true }, &[id])?, elem: Elem::FLOAT };
+    let centred = binary(b, &format!("{base}.centred"), BinaryOp::Sub, x, &mean)?;
+    let c = b.node(&centred, &format!("{base}.c"))?;
+    let var = Value::Node { id: b.add(&format!("{base}.var"), Op::Reduce { kind: ReduceKind::SumSquare, axes: axes.clone(), keep_dims: true }, &[c])?, elem: Elem::FLOAT };
+    let count: u64 = axes.iter().map(|&a| shape[a].as_const().unwrap_or(1)).product();
+    let var = binary(b, &format!("{base}.var_mean"), BinaryOp::Div, &var, &scalar(Elem::FLOAT, count as f64))?;
+    Ok((mean, var))
 }
 
 /// saturate(x / scale + zero_point) in `to`: integers round halves to even and clamp to the type's range, float8
@@ -1988,13 +2365,11 @@ fn symbolic_range(b: &mut Builder, base: &str, e: Elem, start: i64, limit: &Dim,
 }
 
 /// ONNX Attention (opset 23) from basic ops, as its reference computes it: heads split for 3-D inputs, past keys and
-/// values prepended, Q·Kᵀ scaled (√scale on each side), softcap, the mask (bool: attend where true; float: added)
-/// and the causal mask as an additive bias, softmax, ·V. Key/value heads are repeated for grouped queries.
+/// values prepended, Q·Kᵀ scaled (√scale on each side), softcap, the mask (bool: attend where true; float: added),
+/// the causal mask and the keys past nonpad_kv_seqlen as an additive bias, softmax, ·V. Key/value heads are repeated
+/// for grouped queries.
 fn attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
     let base = ctx.base();
-    if inputs.get(6).and_then(Option::as_ref).is_some() {
-        return Err("nonpad_kv_seqlen is not supported".into());
-    }
     let opt = |i: usize| inputs.get(i).and_then(Option::as_ref);
     let three_d = b.shape(input(inputs, 0)?).len() == 3;
     let heads = |b: &mut Builder, v: &Value, n: i64, name: &str| -> Result<Value, String> {
@@ -2061,8 +2436,7 @@ fn attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec
             let mut pads = vec![(0usize, 0usize); ms.len()];
             pads[ms.len() - 1] = (0, (total - width) as usize);
             let fill = if bool_mask { 0.0 } else { f32::NEG_INFINITY };
-            let m = b.node(&mask, &format!("{base}.mask"))?;
-            mask = Value::Node { id: b.add(&format!("{base}.mask_pad"), Op::Pad { pads, mode: PadMode::Constant(fill) }, &[m])?, elem: elem(&mask) };
+            mask = pad_constant(b, &format!("{base}.mask_pad"), &mask, pads, fill)?;
         }
         if bool_mask {
             mask = where_(b, &format!("{base}.mask_bias"), &mask, &scalar(Elem::FLOAT, 0.0), &scalar(Elem::FLOAT, f64::NEG_INFINITY))?;
@@ -2076,6 +2450,18 @@ fn attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec
         bias = Some(match bias {
             Some(mask) => binary(b, &format!("{base}.causal_mask"), BinaryOp::Add, &mask, &causal)?,
             None => causal,
+        });
+    }
+    if let Some(lengths) = opt(6) {
+        // Keys at or past each batch entry's non-padding length are hidden.
+        let keys = Value::Known(Known::new(Elem::INT64, vec![1, 1, 1, total as usize], Values::Int((0..total).map(Dim::from).collect())));
+        let one = Dim::from(1u64);
+        let lengths = reshape(b, &format!("{base}.kv_lengths"), lengths, vec![Dim::from(qs[0]), one.clone(), one.clone(), one])?;
+        let valid = compare(b, &format!("{base}.kv_valid"), CompareOp::Lt, &keys, &lengths)?;
+        let padding = where_(b, &format!("{base}.kv_padding"), &valid, &scalar(Elem::FLOAT, 0.0), &scalar(Elem::FLOAT, f64::NEG_INFINITY))?;
+        bias = Some(match bias {
+            Some(mask) => binary(b, &format!("{base}.padded_mask"), BinaryOp::Add, &mask, &padding)?,
+            None => padding,
         });
     }
     let with_bias = match &bias {
@@ -2187,10 +2573,38 @@ fn conv_transpose(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Resul
     Ok(Value::Node { id: b.add(&base, Op::ConvTranspose { window, groups, output_padding }, &ids)?, elem: elem(x) })
 }
 
+/// Upsample, and Resize before opset 11: output lengths floor(length · scale), output x sampling the input at x / scale
+/// ("asymmetric"), by the element at or below it (nearest; upsampling only) or linearly.
+fn upsample(b: &mut Builder, ctx: &Ctx, x: &Value, scales: &[f32]) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = const_shape(b, x)?;
+    if scales.len() != shape.len() {
+        return Err(format!("{} scales for an input of rank {}", scales.len(), shape.len()));
+    }
+    let mode = match ctx.string("mode").as_deref().unwrap_or("nearest") {
+        "nearest" if scales.iter().any(|&s| s < 1.0) => return Err("nearest downsampling (a scale below 1) is not supported".into()),
+        "nearest" => ResizeMode::Nearest(NearestRounding::Floor),
+        "linear" | "bilinear" => ResizeMode::Linear,
+        other => return Err(format!("mode {other:?} is not supported")),
+    };
+    let out: Vec<Dim> = shape.iter().zip(scales).map(|(&d, &s)| Dim::from((d as f64 * s as f64).floor() as u64)).collect();
+    let axes: Vec<Option<ResizeAxis>> =
+        scales.iter().map(|&s| (s != 1.0).then_some(ResizeAxis { shift: 0.0, num: 1.0, den: s, offset: 0.0 })).collect();
+    if axes.iter().all(Option::is_none) {
+        return Ok(x.clone());
+    }
+    let id = b.node(x, &format!("{base}.x"))?;
+    let op = Op::Resize { shape: out, axes, mode, extrapolation: None };
+    Ok(Value::Node { id: b.add(&base, op, &[id])?, elem: elem(x) })
+}
+
 /// Resize: output lengths from `sizes` (with the aspect-ratio policy) or `scales`, and per resized axis the affine
 /// map from output to input coordinates of the coordinate transformation mode (see `ResizeAxis`).
 fn resize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
     let base = ctx.base();
+    if ctx.opset < 11 {
+        return upsample(b, ctx, input(inputs, 0)?, &known_input(ctx.node, inputs, 1, "the scales")?.f32s()?);
+    }
     if ctx.int("antialias", 0) != 0 {
         return Err("antialias = 1 is not supported".into());
     }
@@ -2281,6 +2695,33 @@ fn resize(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value,
     let id = b.node(x, &format!("{base}.x"))?;
     let op = Op::Resize { shape: out.iter().map(|&d| Dim::from(d)).collect(), axes: per_axis, mode, extrapolation };
     Ok(Value::Node { id: b.add(&base, op, &[id])?, elem: elem(x) })
+}
+
+/// 1 at the first largest element along `axis`, 0 elsewhere: its index compared with every position.
+fn hardmax_along(b: &mut Builder, base: &str, x: &Value, axis: usize) -> Result<Value, String> {
+    let shape = const_shape(b, x)?;
+    let id = b.node(x, &format!("{base}.x"))?;
+    let arg = b.add(&format!("{base}.arg"), Op::ArgReduce { axis, largest: true, last: false }, &[id])?;
+    let mut kept: Vec<Dim> = shape.iter().map(|&d| Dim::from(d)).collect();
+    kept[axis] = Dim::from(1u64);
+    let arg = reshape(b, &format!("{base}.kept"), &Value::Node { id: arg, elem: Elem::INT64 }, kept)?;
+    let mut along = vec![1usize; shape.len()];
+    along[axis] = shape[axis] as usize;
+    let positions = Known::new(Elem::INT64, along, Values::Int((0..shape[axis]).map(Dim::from).collect()));
+    let hit = compare(b, &format!("{base}.hit"), CompareOp::Eq, &Value::Known(positions), &arg)?;
+    cast(b, base, &hit, elem(x))
+}
+
+/// Softmax, LogSoftmax and Hardmax before opset 13: `x` coerced to a matrix at `axis` (default 1), [a0·…·a(axis−1),
+/// a(axis)·…·a(n−1)], the op applied along its rows by `f`, and the result given x's shape back.
+fn on_matrix(b: &mut Builder, ctx: &Ctx, x: &Value, f: impl FnOnce(&mut Builder, &Value) -> Result<Value, String>) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = b.shape(x);
+    let axis = normalize_axis(ctx.int("axis", 1), shape.len())?;
+    let rows = vec![tfc_ir::dim::product(&shape[..axis]), tfc_ir::dim::product(&shape[axis..])];
+    let m = reshape(b, &format!("{base}.matrix"), x, rows)?;
+    let y = f(b, &m)?;
+    reshape(b, &base, &y, shape)
 }
 
 /// Softmax (or its log) along `axis`, which is moved last for the IR op and back.
@@ -2420,9 +2861,6 @@ fn strided_slice(b: &mut Builder, base: &str, x: &Value, axis: usize, start: &Di
     let (Some(s), Some(e)) = (dim_int(start), dim_int(end)) else {
         return Err("a strided slice with symbolic bounds is not supported; fix them with --dim".into());
     };
-    if step < 1 {
-        return Err(format!("a slice step of {step} on a computed tensor is not supported (only positive steps)"));
-    }
     let (s, e, k) = (s as u64, (e.max(s)) as u64, step as u64);
     let groups = (e - s).div_ceil(k);
     if groups == 0 {
@@ -2475,4 +2913,527 @@ fn group_norm(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Va
     let (scale, bias) = (per_channel(b, 1, "scale")?, per_channel(b, 2, "bias")?);
     let scaled = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &normed, &scale)?;
     binary(b, &base, BinaryOp::Add, &scaled, &bias)
+}
+
+/// OneHot: `on` where an index (negative ones counting from the end of `depth`) equals the position along the new
+/// axis, `off` elsewhere; an index outside [−depth, depth) gives a row of `off`.
+fn one_hot(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let indices = input(inputs, 0)?;
+    let depth = known_input(ctx.node, inputs, 1, "the depth")?.f32s()?.first().copied().ok_or("the depth is empty")? as i64;
+    if depth < 1 {
+        return Err(format!("a depth of {depth}"));
+    }
+    let values = input(inputs, 2)?;
+    let mut shape = b.shape(indices);
+    let axis = normalize_axis(ctx.int("axis", -1), shape.len() + 1)?;
+    let index = if elem(indices).is_float() { cast(b, &format!("{base}.int"), indices, Elem::INT64)? } else { indices.clone() };
+    let negative = compare(b, &format!("{base}.negative"), CompareOp::Lt, &index, &scalar(Elem::INT64, 0.0))?;
+    let from_end = binary(b, &format!("{base}.from_end"), BinaryOp::Add, &index, &scalar(Elem::INT64, depth as f64))?;
+    let index = where_(b, &format!("{base}.index"), &negative, &from_end, &index)?;
+    shape.insert(axis, Dim::from(1u64));
+    let index = reshape(b, &format!("{base}.column"), &index, shape.clone())?;
+    let mut positions = vec![1usize; shape.len()];
+    positions[axis] = depth as usize;
+    let positions = Known::new(Elem::INT64, positions, Values::Int((0..depth).map(int_dim).collect()));
+    let hit = compare(b, &format!("{base}.hit"), CompareOp::Eq, &Value::Known(positions), &index)?;
+    let pick = |b: &mut Builder, i: u64, name: &str| -> Result<Value, String> {
+        let v = slice(b, &format!("{base}.{name}"), values, 0, &Dim::from(i), &Dim::from(i + 1), 1)?;
+        reshape(b, &format!("{base}.{name}_scalar"), &v, vec![])
+    };
+    let (off, on) = (pick(b, 0, "off")?, pick(b, 1, "on")?);
+    where_(b, &base, &hit, &on, &off)
+}
+
+/// ReverseSequence: along the time axis, the first `len[b]` elements of each batch entry reversed, the rest kept; a
+/// GatherElements at index len − 1 − t for t < len, else t.
+fn reverse_sequence(b: &mut Builder, ctx: &Ctx, x: &Value, lens: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = b.shape(x);
+    let rank = shape.len();
+    let (batch_axis, time_axis) = (normalize_axis(ctx.int("batch_axis", 1), rank)?, normalize_axis(ctx.int("time_axis", 0), rank)?);
+    let steps = shape[time_axis].as_const().ok_or("a symbolic time axis is not supported; fix it with --dim")?;
+    let mut along_time = vec![1usize; rank];
+    along_time[time_axis] = steps as usize;
+    let times = Value::Known(Known::new(Elem::INT64, along_time, Values::Int((0..steps).map(Dim::from).collect())));
+    let mut along_batch = vec![Dim::from(1u64); rank];
+    along_batch[batch_axis] = shape[batch_axis].clone();
+    let lens = reshape(b, &format!("{base}.lens"), lens, along_batch)?;
+    let last = binary(b, &format!("{base}.last"), BinaryOp::Sub, &lens, &scalar(Elem::INT64, 1.0))?;
+    let reversed = binary(b, &format!("{base}.reversed"), BinaryOp::Sub, &last, &times)?;
+    let inside = compare(b, &format!("{base}.inside"), CompareOp::Lt, &times, &lens)?;
+    let index = where_(b, &format!("{base}.index"), &inside, &reversed, &times)?;
+    let index = expand(b, &format!("{base}.indices"), &index, &shape)?;
+    let (d, i) = (b.node(x, &format!("{base}.x"))?, b.node(&index, &format!("{base}.indices"))?);
+    Ok(Value::Node { id: b.add(&base, Op::GatherElements { axis: time_axis }, &[d, i])?, elem: elem(x) })
+}
+
+/// LRN: x / (bias + alpha/size · Σ x²)^beta, the sum over the `size` channels c − ⌊(size−1)/2⌋ … c + ⌈(size−1)/2⌉
+/// (those that exist): an average pool of the squares over the channel axis, padding counted, is that sum / size.
+fn lrn(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = const_shape(b, x)?;
+    if shape.len() < 3 {
+        return Err("needs an input of rank 3 or more (N, C, …)".into());
+    }
+    let size = ctx.int("size", 0);
+    if size < 1 {
+        return Err("needs a size of at least 1".into());
+    }
+    let size = size as usize;
+    let (alpha, beta, bias) = (ctx.float("alpha", 1e-4) as f64, ctx.float("beta", 0.75) as f64, ctx.float("bias", 1.0) as f64);
+    let squares = binary(b, &format!("{base}.squares"), BinaryOp::Mul, x, x)?;
+    let d = |v: u64| Dim::from(v);
+    let rows = reshape(b, &format!("{base}.rows"), &squares, vec![d(shape[0]), d(1), d(shape[1]), d(shape[2..].iter().product())])?;
+    let window = Window { strides: vec![1, 1], dilations: vec![1, 1], pads: vec![((size - 1) / 2, size / 2), (0, 0)], ceil_mode: false };
+    let pool = Op::Pool { kind: PoolKind::Average { count_pad: true }, kernel: vec![size, 1], window };
+    let id = b.node(&rows, &format!("{base}.rows"))?;
+    let mean = Value::Node { id: b.add(&format!("{base}.window_mean"), pool, &[id])?, elem: Elem::FLOAT };
+    let mean = reshape(b, &format!("{base}.mean"), &mean, shape.iter().map(|&v| d(v)).collect())?;
+    let scaled = binary(b, &format!("{base}.scaled"), BinaryOp::Mul, &mean, &scalar(Elem::FLOAT, alpha))?;
+    let shifted = binary(b, &format!("{base}.shifted"), BinaryOp::Add, &scaled, &scalar(Elem::FLOAT, bias))?;
+    let den = binary(b, &format!("{base}.den"), BinaryOp::Pow, &shifted, &scalar(Elem::FLOAT, beta))?;
+    binary(b, &base, BinaryOp::Div, x, &den)
+}
+
+/// The largest matrices Det computes (by the Leibniz formula: a sum over the n! permutations).
+const DET_MAX: usize = 4;
+
+/// Det of the last two axes by the Leibniz formula: the matrices flattened, the n entries (i, p(i)) of every
+/// permutation p gathered and multiplied, and the products summed with the permutations' signs.
+fn det(b: &mut Builder, ctx: &Ctx, x: &Value) -> Result<Value, String> {
+    let base = ctx.base();
+    let shape = const_shape(b, x)?;
+    let r = shape.len();
+    if r < 2 || shape[r - 1] != shape[r - 2] {
+        return Err("needs square matrices in the last two axes".into());
+    }
+    let n = shape[r - 1] as usize;
+    if n > DET_MAX {
+        return Err(format!("{n}×{n} matrices are not supported (up to {DET_MAX}×{DET_MAX})"));
+    }
+    let mut perms: Vec<Vec<usize>> = vec![vec![]];
+    for k in 0..n {
+        perms = perms.into_iter().flat_map(|p| (0..=k).map(move |at| { let mut q = p.clone(); q.insert(at, k); q })).collect();
+    }
+    let sign = |p: &[usize]| -> f32 {
+        let inversions = (0..n).flat_map(|i| (i + 1..n).map(move |j| (i, j))).filter(|&(i, j)| p[i] > p[j]).count();
+        if inversions % 2 == 0 { 1.0 } else { -1.0 }
+    };
+    let batch: Vec<Dim> = shape[..r - 2].iter().map(|&v| Dim::from(v)).collect();
+    let mut flat = batch.clone();
+    flat.push(Dim::from((n * n) as u64));
+    let flat = reshape(b, &format!("{base}.flat"), x, flat)?;
+    let entries: Vec<Dim> = perms.iter().flat_map(|p| p.iter().enumerate().map(|(i, &j)| Dim::from((i * n + j) as u64))).collect();
+    let entries = Value::Known(Known::new(Elem::INT64, vec![perms.len(), n], Values::Int(entries)));
+    let picked = gather(b, &format!("{base}.entries"), &flat, &entries, r - 2)?;
+    let id = b.node(&picked, &format!("{base}.entries"))?;
+    let products = Value::Node { id: b.add(&format!("{base}.products"), Op::Reduce { kind: ReduceKind::Prod, axes: vec![r - 1], keep_dims: false }, &[id])?, elem: Elem::FLOAT };
+    let signs = Value::Known(Known::new(Elem::FLOAT, vec![perms.len()], Values::F32(perms.iter().map(|p| sign(p)).collect())));
+    let terms = binary(b, &format!("{base}.terms"), BinaryOp::Mul, &products, &signs)?;
+    let id = b.node(&terms, &format!("{base}.terms"))?;
+    Ok(Value::Node { id: b.add(&base, Op::Reduce { kind: ReduceKind::Sum, axes: vec![r - 2], keep_dims: false }, &[id])?, elem: elem(x) })
+}
+
+/// CausalConvWithState (opset 27): the input after the past state (zeros without one) along the time axis, a
+/// depthwise convolution over it without padding (with SiLU when asked), and its last k − 1 steps as the next state.
+fn causal_conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let base = ctx.base();
+    let (x, w) = (input(inputs, 0)?, input(inputs, 1)?);
+    let (xs, ws) = (const_shape(b, x)?, const_shape(b, w)?);
+    let (&[_, channels, steps], &[_, _, k]) = (&xs[..], &ws[..]) else { return Err("needs an input and weight of rank 3".into()) };
+    if k == 0 {
+        return Err("a kernel of length 0".into());
+    }
+    let past = (k - 1) as usize;
+    let padded = match inputs.get(3).and_then(Option::as_ref) {
+        Some(state) => concat(b, &format!("{base}.padded"), &[state, x], 2)?,
+        None => {
+            let id = b.node(x, &format!("{base}.x"))?;
+            Value::Node { id: b.add(&format!("{base}.padded"), Op::Pad { pads: vec![(0, 0), (0, 0), (past, 0)], mode: PadMode::Constant(0.0) }, &[id])?, elem: elem(x) }
+        }
+    };
+    let mut ids = vec![b.node(&padded, &format!("{base}.padded"))?, b.node(w, &format!("{base}.w"))?];
+    if let Some(bias) = inputs.get(2).and_then(Option::as_ref) {
+        ids.push(b.node(bias, &format!("{base}.bias"))?);
+    }
+    let window = Window { strides: vec![1], dilations: vec![1], pads: vec![(0, 0)], ceil_mode: false };
+    let y = Value::Node { id: b.add(&format!("{base}.conv"), Op::Conv { window, groups: channels as usize }, &ids)?, elem: elem(x) };
+    let y = match ctx.string("activation").as_deref().unwrap_or("none") {
+        "none" => y,
+        "silu" | "swish" => {
+            let gate = unary_named(b, &format!("{base}.gate"), &y, UnaryOp::Sigmoid)?;
+            binary(b, &format!("{base}.silu"), BinaryOp::Mul, &y, &gate)?
+        }
+        other => return Err(format!("activation {other:?} is not supported")),
+    };
+    let state = slice(b, &format!("{base}.state"), &padded, 2, &Dim::from(steps), &Dim::from(steps + past as u64), 1)?;
+    Ok(vec![y, state])
+}
+
+/// Col2Im: the columns [N, C · Πblock, L] summed into an image [N, C, image…], as a ConvTranspose of the columns
+/// (their L blocks laid out on the grid of block positions) with one kernel per block element, 1 at that element.
+fn col2im(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let x = input(inputs, 0)?;
+    let image: Vec<usize> = known_input(ctx.node, inputs, 1, "the image shape")?.const_ints()?.iter().map(|&v| v as usize).collect();
+    let block: Vec<usize> = known_input(ctx.node, inputs, 2, "the block shape")?.const_ints()?.iter().map(|&v| v as usize).collect();
+    let n = image.len();
+    let shape = const_shape(b, x)?;
+    let [batch, rows, _] = shape[..] else { return Err("needs columns of shape [N, C · Πblock, L]".into()) };
+    let per_block: usize = block.iter().product();
+    if n == 0 || block.len() != n || per_block == 0 || !(rows as usize).is_multiple_of(per_block) {
+        return Err(format!("{rows} rows are not whole blocks of {block:?}"));
+    }
+    let channels = rows as usize / per_block;
+    let or = |name: &str, default: usize, len: usize| ctx.ints(name).filter(|v| !v.is_empty()).unwrap_or(vec![default as i64; len]).iter().map(|&v| v as usize).collect::<Vec<_>>();
+    let (strides, dilations, pads) = (or("strides", 1, n), or("dilations", 1, n), or("pads", 0, 2 * n));
+    // Block positions per axis, and the rows an exact fit leaves over at the end.
+    let mut grid = Vec::new();
+    let mut output_padding = Vec::new();
+    for a in 0..n {
+        let span = image[a] + pads[a] + pads[n + a];
+        let reach = dilations[a] * (block[a] - 1) + 1;
+        if span < reach || strides[a] == 0 {
+            return Err(format!("blocks of {} do not fit axis {a} of the image", block[a]));
+        }
+        grid.push((span - reach) / strides[a] + 1);
+        output_padding.push((span - reach) % strides[a]);
+    }
+    let mut columns = vec![Dim::from(batch), Dim::from(rows)];
+    columns.extend(grid.iter().map(|&g| Dim::from(g as u64)));
+    let columns = reshape(b, &format!("{base}.grid"), x, columns)?;
+    let mut kernel = vec![0f32; rows as usize * per_block];
+    for r in 0..rows as usize {
+        kernel[r * per_block + r % per_block] = 1.0;
+    }
+    let mut kernel_shape = vec![rows as usize, 1];
+    kernel_shape.extend(&block);
+    let kernel = Value::Known(Known::new(Elem::FLOAT, kernel_shape, Values::F32(kernel)));
+    let window = Window { strides, dilations, pads: (0..n).map(|a| (pads[a], pads[n + a])).collect(), ceil_mode: false };
+    let ids = [b.node(&columns, &format!("{base}.columns"))?, b.node(&kernel, &format!("{base}.kernel"))?];
+    let op = Op::ConvTranspose { window, groups: channels, output_padding };
+    Ok(Value::Node { id: b.add(&base, op, &ids)?, elem: elem(x) })
+}
+
+/// MaxUnpool: zeros of the shape the pooling's attributes imply, with each value of X written at its index I into
+/// them (flattened), then zeros appended at the end of each axis up to `output_shape` when given.
+fn max_unpool(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, indices) = (input(inputs, 0)?, input(inputs, 1)?);
+    let xs = const_shape(b, x)?;
+    let kernel = ctx.ints("kernel_shape").ok_or("has no kernel_shape")?;
+    let n = kernel.len();
+    if xs.len() != n + 2 {
+        return Err(format!("a kernel of {n} axes for an input of rank {}", xs.len()));
+    }
+    let strides = ctx.ints("strides").filter(|v| !v.is_empty()).unwrap_or(vec![1; n]);
+    let pads = ctx.ints("pads").filter(|v| !v.is_empty()).unwrap_or(vec![0; 2 * n]);
+    let mut unpooled = xs[..2].to_vec();
+    unpooled.extend((0..n).map(|a| ((xs[2 + a] as i64 - 1) * strides[a] + kernel[a] - pads[a] - pads[n + a]).max(0) as u64));
+    let total: u64 = unpooled.iter().product();
+    let count: u64 = xs.iter().product();
+    let zeros = Value::Known(Known::new(Elem::FLOAT, vec![total as usize], Values::F32(vec![0.0; total as usize])));
+    let positions = reshape(b, &format!("{base}.positions"), indices, vec![Dim::from(count), Dim::from(1u64)])?;
+    let values = reshape(b, &format!("{base}.values"), x, vec![Dim::from(count)])?;
+    let ids = [b.node(&zeros, &format!("{base}.zeros"))?, b.node(&positions, &format!("{base}.positions"))?, b.node(&values, &format!("{base}.values"))?];
+    let flat = Value::Node { id: b.add(&format!("{base}.flat"), Op::ScatterND { reduction: None }, &ids)?, elem: elem(x) };
+    let y = reshape(b, &format!("{base}.unpooled"), &flat, unpooled.iter().map(|&v| Dim::from(v)).collect())?;
+    let Some(_) = inputs.get(2).and_then(Option::as_ref) else { return Ok(y) };
+    let out = known_input(ctx.node, inputs, 2, "the output shape")?.const_ints()?;
+    if out.len() != unpooled.len() || out.iter().zip(&unpooled).any(|(&o, &u)| o < u as i64) {
+        return Err(format!("an output shape {out:?} smaller than the unpooled {unpooled:?}"));
+    }
+    let pads = out.iter().zip(&unpooled).map(|(&o, &u)| (0, o as usize - u as usize)).collect();
+    let id = b.node(&y, &format!("{base}.unpooled"))?;
+    Ok(Value::Node { id: b.add(&base, Op::Pad { pads, mode: PadMode::Constant(0.0) }, &[id])?, elem: elem(x) })
+}
+
+/// TensorScatter (opset 24): the cache with the update's rows written from each batch entry's write index along the
+/// sequence axis (wrapping around in circular mode); each cache row t takes update row t − index where that is one.
+fn tensor_scatter(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (cache, update) = (input(inputs, 0)?, input(inputs, 1)?);
+    let shape = const_shape(b, cache)?;
+    let rank = shape.len();
+    let axis = normalize_axis(ctx.int("axis", -2), rank)?;
+    if axis == 0 {
+        return Err("the sequence axis cannot be the batch axis".into());
+    }
+    let (rows, written) = (shape[axis], const_shape(b, update)?[axis]);
+    let circular = match ctx.string("mode").as_deref().unwrap_or("linear") {
+        "linear" => false,
+        "circular" if written <= rows => true,
+        "circular" => return Err("a circular update longer than the cache is not supported".into()),
+        other => return Err(format!("mode {other:?} is not supported")),
+    };
+    let mut along = vec![1usize; rank];
+    along[axis] = rows as usize;
+    let positions = Value::Known(Known::new(Elem::INT64, along, Values::Int((0..rows).map(Dim::from).collect())));
+    let mut per_batch = vec![Dim::from(1u64); rank];
+    per_batch[0] = Dim::from(shape[0]);
+    let start = match inputs.get(2).and_then(Option::as_ref) {
+        Some(w) => reshape(b, &format!("{base}.start"), w, per_batch)?,
+        None => scalar(Elem::INT64, 0.0),
+    };
+    let mut offset = binary(b, &format!("{base}.offset"), BinaryOp::Sub, &positions, &start)?;
+    if circular {
+        offset = binary(b, &format!("{base}.wrapped"), BinaryOp::Mod, &offset, &scalar(Elem::INT64, rows as f64))?;
+    }
+    let from = compare(b, &format!("{base}.from"), CompareOp::Ge, &offset, &scalar(Elem::INT64, 0.0))?;
+    let before = compare(b, &format!("{base}.before"), CompareOp::Lt, &offset, &scalar(Elem::INT64, written as f64))?;
+    let inside = binary(b, &format!("{base}.inside"), BinaryOp::Min, &from, &before)?;
+    let row = where_(b, &format!("{base}.row"), &inside, &offset, &scalar(Elem::INT64, 0.0))?;
+    let row = expand(b, &format!("{base}.rows"), &row, &shape.iter().map(|&v| Dim::from(v)).collect::<Vec<_>>())?;
+    let (u, r) = (b.node(update, &format!("{base}.update"))?, b.node(&row, &format!("{base}.rows"))?);
+    let taken = Value::Node { id: b.add(&format!("{base}.taken"), Op::GatherElements { axis }, &[u, r])?, elem: elem(cache) };
+    where_(b, &base, &inside, &taken, cache)
+}
+
+/// LinearAttention (opset 27) as its recurrence, unrolled over the (static) sequence: per step the state [B, H_kv,
+/// d_k, d_v] decays by exp(decay) ("gated"), the value is corrected by what the state already holds for the key
+/// ("delta": β · (v − Sᵀk)), k ⊗ v is added, and each query head reads scale · qᵀS from its key/value head.
+fn linear_attention(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Vec<Value>, String> {
+    let base = ctx.base();
+    let rule = ctx.string("update_rule").unwrap_or_else(|| "gated_delta".into());
+    let (gated, delta) = match rule.as_str() {
+        "linear" => (false, false),
+        "gated" => (true, false),
+        "delta" => (false, true),
+        "gated_delta" => (true, true),
+        other => return Err(format!("update_rule {other:?} is not supported")),
+    };
+    let (q_heads, kv_heads) = (ctx.int("q_num_heads", 0), ctx.int("kv_num_heads", 0));
+    if q_heads <= 0 || kv_heads <= 0 || q_heads % kv_heads != 0 {
+        return Err(format!("q_num_heads {q_heads} must be a positive multiple of kv_num_heads {kv_heads}"));
+    }
+    let (q_heads, kv_heads) = (q_heads as u64, kv_heads as u64);
+    let opt = |i: usize| inputs.get(i).and_then(Option::as_ref);
+    let (q, k, v) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
+    let (qs, vs) = (const_shape(b, q)?, const_shape(b, v)?);
+    let (&[batch, steps, q_width], &[_, _, v_width]) = (&qs[..], &vs[..]) else { return Err("query, key and value must be [B, T, H·D]".into()) };
+    let (dk, dv, group) = (q_width / q_heads, v_width / kv_heads, q_heads / kv_heads);
+    let d = |v: u64| Dim::from(v);
+    // [B, T, H·D] → [B, H, T, D]
+    let heads = |b: &mut Builder, x: &Value, h: u64, name: &str| -> Result<Value, String> {
+        let width = *const_shape(b, x)?.last().ok_or("a rank-3 input")?;
+        let x = reshape(b, &format!("{base}.{name}_heads"), x, vec![d(batch), d(steps), d(h), d(width / h)])?;
+        transpose(b, &format!("{base}.{name}_bhtd"), &x, &[0, 2, 1, 3])
+    };
+    let (q4, k4, v4) = (heads(b, q, q_heads, "q")?, heads(b, k, kv_heads, "k")?, heads(b, v, kv_heads, "v")?);
+    let decay = match opt(4) {
+        Some(g) if gated => {
+            let g = heads(b, g, kv_heads, "decay")?;
+            Some(unary_named(b, &format!("{base}.decay_exp"), &g, UnaryOp::Exp)?)
+        }
+        None if !gated => None,
+        _ => return Err(format!("update_rule {rule:?} {} the decay input", if gated { "needs" } else { "takes no" })),
+    };
+    let beta = match opt(5) {
+        Some(beta) if delta => {
+            let width = *const_shape(b, beta)?.last().ok_or("a rank-3 beta")?;
+            Some(heads(b, beta, width, "beta")?)
+        }
+        None if !delta => None,
+        _ => return Err(format!("update_rule {rule:?} {} the beta input", if delta { "needs" } else { "takes no" })),
+    };
+    let scale = match ctx.float("scale", 0.0) {
+        0.0 => 1.0 / (dk as f64).sqrt(),
+        s => s as f64,
+    };
+    let mut state = match opt(3) {
+        Some(past) => past.clone(),
+        None => {
+            let n = (batch * kv_heads * dk * dv) as usize;
+            Value::Known(Known::new(Elem::FLOAT, vec![batch as usize, kv_heads as usize, dk as usize, dv as usize], Values::F32(vec![0.0; n])))
+        }
+    };
+    let step = |b: &mut Builder, x: &Value, t: u64, name: &str| slice(b, &format!("{base}.{name}{t}"), x, 2, &d(t), &d(t + 1), 1);
+    let mut outputs = Vec::new();
+    for t in 0..steps {
+        let k_row = step(b, &k4, t, "k")?;
+        let k_col = reshape(b, &format!("{base}.k_col{t}"), &k_row, vec![d(batch), d(kv_heads), d(dk), d(1)])?;
+        let mut v_t = step(b, &v4, t, "v")?;
+        if let Some(decay) = &decay {
+            let g = step(b, decay, t, "g")?;
+            let width = *const_shape(b, &g)?.last().ok_or("a rank-4 decay")?;
+            let g = reshape(b, &format!("{base}.g_col{t}"), &g, vec![d(batch), d(kv_heads), d(width), d(1)])?;
+            state = binary(b, &format!("{base}.decayed{t}"), BinaryOp::Mul, &state, &g)?;
+        }
+        if let Some(beta) = &beta {
+            let held = matmul(b, &format!("{base}.held{t}"), &k_row, &state, false, false)?;
+            let diff = binary(b, &format!("{base}.diff{t}"), BinaryOp::Sub, &v_t, &held)?;
+            let beta_t = step(b, beta, t, "beta")?;
+            v_t = binary(b, &format!("{base}.delta{t}"), BinaryOp::Mul, &beta_t, &diff)?;
+        }
+        let written = binary(b, &format!("{base}.outer{t}"), BinaryOp::Mul, &k_col, &v_t)?;
+        state = binary(b, &format!("{base}.state{t}"), BinaryOp::Add, &state, &written)?;
+        // Query heads h·group … h·group + group − 1 read key/value head h.
+        let q_t = step(b, &q4, t, "q")?;
+        let q_t = reshape(b, &format!("{base}.q_groups{t}"), &q_t, vec![d(batch), d(kv_heads), d(group), d(dk)])?;
+        let read = matmul(b, &format!("{base}.read{t}"), &q_t, &state, false, false)?;
+        let read = reshape(b, &format!("{base}.read_heads{t}"), &read, vec![d(batch), d(q_heads), d(1), d(dv)])?;
+        outputs.push(binary(b, &format!("{base}.out{t}"), BinaryOp::Mul, &read, &scalar(Elem::FLOAT, scale))?);
+    }
+    let all: Vec<&Value> = outputs.iter().collect();
+    let y = concat(b, &format!("{base}.steps"), &all, 2)?;
+    let y = transpose(b, &format!("{base}.bthd"), &y, &[0, 2, 1, 3])?;
+    let y = reshape(b, &base, &y, vec![d(batch), d(steps), d(q_heads * dv)])?;
+    Ok(vec![Value::Node { id: b.node(&y, &base)?, elem: elem(q) }, state])
+}
+
+/// DeformConv (2-D): each kernel element samples the input bilinearly (GridSample, zeros outside) at its place in the
+/// window moved by its offset (per offset group of channels), times its mask; the samples [N, C · k, positions] are
+/// then weighted by one MatMul per group.
+fn deform_conv(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, w, offset) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
+    let (xs, ws, os) = (const_shape(b, x)?, const_shape(b, w)?, const_shape(b, offset)?);
+    let (&[n, c, h, wd], &[m, per_group, kh, kw], &[_, _, oh, ow]) = (&xs[..], &ws[..], &os[..]) else {
+        return Err("only 2-D DeformConv is supported (X [N, C, H, W])".into());
+    };
+    let (groups, offset_groups) = (ctx.int("group", 1).max(1) as u64, ctx.int("offset_group", 1).max(1) as u64);
+    if c != per_group * groups || m % groups != 0 || c % offset_groups != 0 || h < 2 || wd < 2 {
+        return Err(format!("X {xs:?}, W {ws:?}, group {groups} and offset_group {offset_groups} do not fit (or the input is narrower than 2)"));
+    }
+    let or = |name: &str, default: i64, len: usize| ctx.ints(name).filter(|v| !v.is_empty()).unwrap_or(vec![default; len]);
+    let (strides, dilations, pads) = (or("strides", 1, 2), or("dilations", 1, 2), or("pads", 0, 4));
+    let taps = (kh * kw) as usize;
+    let d = |v: u64| Dim::from(v);
+    // The window's own sampling positions (y, x) per kernel element and output position, normalised for GridSample
+    // (align_corners: −1 and 1 are the centres of the first and last elements).
+    let (oh_, ow_) = (oh as usize, ow as usize);
+    let mut places = vec![0f32; taps * 2 * oh_ * ow_];
+    for k in 0..taps {
+        for (axis, at) in [k / kw as usize, k % kw as usize].into_iter().enumerate() {
+            for i in 0..oh_ * ow_ {
+                let out = if axis == 0 { i / ow_ } else { i % ow_ } as i64;
+                let p = out * strides[axis] - pads[axis] + at as i64 * dilations[axis];
+                places[(k * 2 + axis) * oh_ * ow_ + i] = p as f32;
+            }
+        }
+    }
+    let places = Value::Known(Known::new(Elem::FLOAT, vec![1, 1, taps, 2, oh_, ow_], Values::F32(places)));
+    let offset = reshape(b, &format!("{base}.offset"), offset, vec![d(n), d(offset_groups), d(taps as u64), d(2), d(oh), d(ow)])?;
+    let at = binary(b, &format!("{base}.at"), BinaryOp::Add, &offset, &places)?;
+    let scale = Value::Known(Known::new(Elem::FLOAT, vec![1, 1, 1, 2, 1, 1], Values::F32(vec![2.0 / (h - 1) as f32, 2.0 / (wd - 1) as f32])));
+    let at = binary(b, &format!("{base}.at_scaled"), BinaryOp::Mul, &at, &scale)?;
+    let at = binary(b, &format!("{base}.at_normalised"), BinaryOp::Sub, &at, &scalar(Elem::FLOAT, 1.0))?;
+    // [N, G, k, 2, oh, ow] → [N, G, k, oh, ow, (x, y)]
+    let at = transpose(b, &format!("{base}.at_last"), &at, &[0, 1, 2, 4, 5, 3])?;
+    let xy = Value::Known(Known::new(Elem::INT64, vec![2], Values::Int(vec![Dim::from(1u64), Dim::from(0u64)])));
+    let grid = gather(b, &format!("{base}.grid"), &at, &xy, 5)?;
+    let mask = match inputs.get(4).and_then(Option::as_ref) {
+        Some(mask) => Some(reshape(b, &format!("{base}.mask"), mask, vec![d(n), d(offset_groups), d(1), d(taps as u64), d(oh), d(ow)])?),
+        None => None,
+    };
+    let per_offset_group = c / offset_groups;
+    let mut sampled = Vec::new();
+    for g in 0..offset_groups {
+        let name = format!("{base}.og{g}");
+        let xg = slice(b, &format!("{name}.x"), x, 1, &d(g * per_offset_group), &d((g + 1) * per_offset_group), 1)?;
+        let grid_g = slice(b, &format!("{name}.grid"), &grid, 1, &d(g), &d(g + 1), 1)?;
+        let grid_g = reshape(b, &format!("{name}.grid_flat"), &grid_g, vec![d(n), d(taps as u64 * oh), d(ow), d(2)])?;
+        let (xi, gi) = (b.node(&xg, &format!("{name}.x"))?, b.node(&grid_g, &format!("{name}.grid_flat"))?);
+        let op = Op::GridSample { mode: SampleMode::Linear, padding: SamplePadding::Zeros, align_corners: true };
+        let s = Value::Node { id: b.add(&format!("{name}.sampled"), op, &[xi, gi])?, elem: elem(x) };
+        let mut s = reshape(b, &format!("{name}.taps"), &s, vec![d(n), d(per_offset_group), d(taps as u64), d(oh), d(ow)])?;
+        if let Some(mask) = &mask {
+            let mg = slice(b, &format!("{name}.mask"), mask, 1, &d(g), &d(g + 1), 1)?;
+            let mg = reshape(b, &format!("{name}.mask_taps"), &mg, vec![d(n), d(1), d(taps as u64), d(oh), d(ow)])?;
+            s = binary(b, &format!("{name}.masked"), BinaryOp::Mul, &s, &mg)?;
+        }
+        sampled.push(s);
+    }
+    let columns = concat(b, &format!("{base}.columns"), &sampled.iter().collect::<Vec<_>>(), 1)?;
+    let columns = reshape(b, &format!("{base}.columns_flat"), &columns, vec![d(n), d(c * taps as u64), d(oh * ow)])?;
+    let weights = reshape(b, &format!("{base}.w_flat"), w, vec![d(m), d(per_group * taps as u64)])?;
+    let per_out = m / groups;
+    let mut outs = Vec::new();
+    for g in 0..groups {
+        let wg = slice(b, &format!("{base}.g{g}.w"), &weights, 0, &d(g * per_out), &d((g + 1) * per_out), 1)?;
+        let cg = slice(b, &format!("{base}.g{g}.columns"), &columns, 1, &d(g * per_group * taps as u64), &d((g + 1) * per_group * taps as u64), 1)?;
+        outs.push(matmul(b, &format!("{base}.g{g}.out"), &wg, &cg, false, false)?);
+    }
+    let mut y = concat(b, &format!("{base}.out"), &outs.iter().collect::<Vec<_>>(), 1)?;
+    if let Some(bias) = inputs.get(3).and_then(Option::as_ref) {
+        let bias = reshape(b, &format!("{base}.bias"), bias, vec![d(m), d(1)])?;
+        y = binary(b, &format!("{base}.biased"), BinaryOp::Add, &y, &bias)?;
+    }
+    reshape(b, &base, &y, vec![d(n), d(m), d(oh), d(ow)])
+}
+
+/// RoiAlign (average): per region, `sampling_ratio`² points in each output bin sampled bilinearly (GridSample with
+/// border padding: positions in [−1, 0) or past the last element take the edge, as RoiAlign's interpolation does;
+/// those outside [−1, length] count as zero) and averaged.
+fn roi_align(b: &mut Builder, ctx: &Ctx, inputs: &[Option<Value>]) -> Result<Value, String> {
+    let base = ctx.base();
+    let (x, rois, batch) = (input(inputs, 0)?, input(inputs, 1)?, input(inputs, 2)?);
+    let xs = const_shape(b, x)?;
+    let &[_, c, h, w] = &xs[..] else { return Err("needs X of shape [N, C, H, W]".into()) };
+    let regions = *const_shape(b, rois)?.first().ok_or("rois must be [R, 4]")?;
+    if ctx.string("mode").as_deref().unwrap_or("avg") != "avg" {
+        return Err("mode \"max\" (the maximum of the weighted corners) is not supported".into());
+    }
+    let ratio = ctx.int("sampling_ratio", 0);
+    if ratio < 1 {
+        return Err("an adaptive sampling_ratio (0, from each region's size at run time) is not supported".into());
+    }
+    if h < 2 || w < 2 {
+        return Err("an input narrower than 2".into());
+    }
+    let (sr, oh, ow) = (ratio as u64, ctx.int("output_height", 1).max(1) as u64, ctx.int("output_width", 1).max(1) as u64);
+    let default_mode = if ctx.opset < 16 { "output_half_pixel" } else { "half_pixel" };
+    let half_pixel = match ctx.string("coordinate_transformation_mode").as_deref().unwrap_or(default_mode) {
+        "half_pixel" => true,
+        "output_half_pixel" => false,
+        other => return Err(format!("coordinate_transformation_mode {other:?} is not supported")),
+    };
+    let scale = ctx.float("spatial_scale", 1.0) as f64;
+    let d = |v: u64| Dim::from(v);
+    let column = |b: &mut Builder, i: u64, name: &str| -> Result<Value, String> {
+        let v = slice(b, &format!("{base}.{name}"), rois, 1, &d(i), &d(i + 1), 1)?;
+        let v = binary(b, &format!("{base}.{name}_scaled"), BinaryOp::Mul, &v, &scalar(Elem::FLOAT, scale))?;
+        binary(b, &format!("{base}.{name}_shifted"), BinaryOp::Sub, &v, &scalar(Elem::FLOAT, if half_pixel { 0.5 } else { 0.0 }))
+    };
+    // Sample positions start + u · extent, u = (bin + (i + 0.5) / ratio) / bins, as [R, 1, bins · ratio] (x) or
+    // [R, bins · ratio, 1] (y), normalised for GridSample (align_corners), with a mask of those inside [−1, length].
+    let axis = |b: &mut Builder, lo: u64, hi: u64, bins: u64, len: u64, name: &str, along: usize| -> Result<(Value, Value), String> {
+        let (start, end) = (column(b, lo, &format!("{name}0"))?, column(b, hi, &format!("{name}1"))?);
+        let mut extent = binary(b, &format!("{base}.{name}_extent"), BinaryOp::Sub, &end, &start)?;
+        if !half_pixel {
+            extent = binary(b, &format!("{base}.{name}_extent1"), BinaryOp::Max, &extent, &scalar(Elem::FLOAT, 1.0))?;
+        }
+        let n = (bins * sr) as usize;
+        let u: Vec<f32> = (0..n).map(|i| (((i as u64 / sr) as f64 + ((i as u64 % sr) as f64 + 0.5) / sr as f64) / bins as f64) as f32).collect();
+        let mut shape = vec![1, 1, 1];
+        shape[along] = n;
+        let u = Value::Known(Known::new(Elem::FLOAT, shape, Values::F32(u)));
+        let (start, extent) = (reshape(b, &format!("{base}.{name}_start"), &start, vec![d(regions), d(1), d(1)])?, reshape(b, &format!("{base}.{name}_len"), &extent, vec![d(regions), d(1), d(1)])?);
+        let at = binary(b, &format!("{base}.{name}_steps"), BinaryOp::Mul, &u, &extent)?;
+        let at = binary(b, &format!("{base}.{name}_at"), BinaryOp::Add, &at, &start)?;
+        let low = compare(b, &format!("{base}.{name}_low"), CompareOp::Ge, &at, &scalar(Elem::FLOAT, -1.0))?;
+        let high = compare(b, &format!("{base}.{name}_high"), CompareOp::Le, &at, &scalar(Elem::FLOAT, len as f64))?;
+        let inside = binary(b, &format!("{base}.{name}_inside"), BinaryOp::Min, &low, &high)?;
+        let g = binary(b, &format!("{base}.{name}_grid"), BinaryOp::Mul, &at, &scalar(Elem::FLOAT, 2.0 / (len - 1) as f64))?;
+        Ok((binary(b, &format!("{base}.{name}_normalised"), BinaryOp::Sub, &g, &scalar(Elem::FLOAT, 1.0))?, inside))
+    };
+    let (gx, inside_x) = axis(b, 0, 2, ow, w, "x", 2)?;
+    let (gy, inside_y) = axis(b, 1, 3, oh, h, "y", 1)?;
+    let full = [d(regions), d(oh * sr), d(ow * sr), d(1)];
+    let gx = reshape(b, &format!("{base}.gx4"), &gx, vec![d(regions), d(1), d(ow * sr), d(1)])?;
+    let gx = expand(b, &format!("{base}.gx"), &gx, &full)?;
+    let gy = reshape(b, &format!("{base}.gy4"), &gy, vec![d(regions), d(oh * sr), d(1), d(1)])?;
+    let gy = expand(b, &format!("{base}.gy"), &gy, &full)?;
+    let grid = concat(b, &format!("{base}.grid"), &[&gx, &gy], 3)?;
+    let images = gather(b, &format!("{base}.images"), x, batch, 0)?;
+    let (xi, gi) = (b.node(&images, &format!("{base}.images"))?, b.node(&grid, &format!("{base}.grid"))?);
+    let op = Op::GridSample { mode: SampleMode::Linear, padding: SamplePadding::Border, align_corners: true };
+    let sampled = Value::Node { id: b.add(&format!("{base}.sampled"), op, &[xi, gi])?, elem: elem(x) };
+    let inside = binary(b, &format!("{base}.inside"), BinaryOp::Min, &inside_y, &inside_x)?;
+    let inside = reshape(b, &format!("{base}.inside4"), &inside, vec![d(regions), d(1), d(oh * sr), d(ow * sr)])?;
+    let sampled = where_(b, &format!("{base}.kept"), &inside, &sampled, &scalar(Elem::FLOAT, 0.0))?;
+    let bins = reshape(b, &format!("{base}.bins"), &sampled, vec![d(regions), d(c), d(oh), d(sr), d(ow), d(sr)])?;
+    let id = b.node(&bins, &format!("{base}.bins"))?;
+    Ok(Value::Node { id: b.add(&base, Op::Reduce { kind: ReduceKind::Mean, axes: vec![3, 5], keep_dims: false }, &[id])?, elem: elem(x) })
 }

@@ -10,7 +10,7 @@ pub mod proto;
 mod tensor;
 
 use bytes::Bytes;
-use lower::{Builder, Known, Value};
+use lower::{Builder, Env, Known, Scope, Support, Value};
 use prost::Message;
 use proto::{DimensionValue, ModelProto, NodeProto, ValueInfoProto};
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -19,9 +19,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use tensor::{Elem, ExternalFiles};
 use tfc_ir::{Dim, Graph, MappedFile, TensorType};
-
-/// The oldest default-domain opset tfc reads.
-pub const MIN_OPSET: i64 = 13;
 
 #[derive(Clone, Debug, Default)]
 pub struct OnnxOptions {
@@ -80,72 +77,46 @@ pub fn import(path: &Path, opts: &OnnxOptions) -> Result<Graph, OnnxError> {
     })?;
     let opsets = opsets(&file, &model)?;
     let onnx_graph = model.graph.as_ref().ok_or_else(|| OnnxError::model(&file, "the model has no graph"))?;
-    let order = topological_order(&file, onnx_graph)?;
+    let order = topological_order(&onnx_graph.node).map_err(|m| OnnxError::model(&file, m))?;
     let functions: HashSet<(&str, &str)> = model.functions.iter().map(|f| (f.domain.as_str(), f.name.as_str())).collect();
-    let unsupported: Vec<String> = order
-        .iter()
-        .map(|&i| &onnx_graph.node[i])
-        .filter(|n| !lower::supports(domain(n), &n.op_type) || functions.contains(&(n.domain.as_str(), n.op_type.as_str())))
-        .map(|n| format!("{} (node `{}`, domain {}, opset {})", n.op_type, n.name, domain(n), opsets.get(domain(n)).copied().unwrap_or(0)))
-        .collect();
+    let mut unsupported = Vec::new();
+    list_unsupported(&onnx_graph.node, &opsets, &functions, &mut unsupported);
     if !unsupported.is_empty() {
         return Err(OnnxError::Unsupported { file, ops: unsupported });
     }
 
     let mut b = Builder::new();
-    let mut values: HashMap<String, Value> = HashMap::new();
+    let mut scope = Scope::new(None);
     let mut external = ExternalFiles::new(&file);
     for t in &onnx_graph.initializer {
         let loaded = tensor::load(t, &map, &mut external)
             .map_err(|m| OnnxError::model(&file, format!("initializer `{}`: {m}", t.name)))?;
-        values.insert(t.name.clone(), Value::Known(Rc::new(Known::from_loaded(loaded))));
+        scope.values.insert(t.name.clone(), Value::Known(Rc::new(Known::from_loaded(loaded))));
     }
     for input in &onnx_graph.input {
-        if values.contains_key(&input.name) {
+        if scope.values.contains_key(&input.name) {
             continue; // an initializer with a default value: tfc takes the default
         }
         if let Some(t) = opts.constants.get(&input.name) {
             let elem = input.r#type.as_ref().and_then(|t| t.tensor_type.as_ref()).map_or(Elem::FLOAT, |t| Elem(t.elem_type));
-            values.insert(input.name.clone(), Value::Known(Rc::new(Known::from_tensor(elem, t))));
+            scope.values.insert(input.name.clone(), Value::Known(Rc::new(Known::from_tensor(elem, t))));
             continue;
         }
         let (elem, shape) = input_type(&mut b.graph, input, opts).map_err(|m| OnnxError::model(&file, format!("input `{}`: {m}", input.name)))?;
         let dtype = elem.dtype().map_err(|m| OnnxError::model(&file, format!("input `{}`: {m}", input.name)))?;
         let id = b.graph.input(&input.name, TensorType::new(dtype, shape), None);
         b.claim(&input.name);
-        values.insert(input.name.clone(), Value::Node { id, elem });
+        scope.values.insert(input.name.clone(), Value::Node { id, elem });
     }
 
-    for &i in &order {
-        let node = &onnx_graph.node[i];
-        let ctx = lower::Ctx { node, opset: opsets.get(domain(node)).copied().unwrap_or(0), external: &mut external, model: &map };
-        let node_err = |message: String| OnnxError::Node {
-            file: file.clone(),
-            node: node.name.clone(),
-            op_type: node.op_type.clone(),
-            message,
-        };
-        let inputs: Vec<Option<Value>> = node
-            .input
-            .iter()
-            .map(|name| {
-                if name.is_empty() {
-                    Ok(None)
-                } else {
-                    values.get(name).cloned().map(Some).ok_or_else(|| node_err(format!("input `{name}` is produced by no node, initializer or graph input")))
-                }
-            })
-            .collect::<Result<_, _>>()?;
-        let outputs = lower::lower_or_fold(&mut b, ctx, &inputs).map_err(node_err)?;
-        for (name, value) in node.output.iter().zip(outputs) {
-            if !name.is_empty() {
-                values.insert(name.clone(), value);
-            }
-        }
-    }
+    let mut env = Env { opsets: &opsets, external: &mut external, model: &map };
+    lower::lower_nodes(&mut b, &onnx_graph.node, &order, &mut scope, &mut env).map_err(|e| {
+        let node = &onnx_graph.node[e.index];
+        OnnxError::Node { file: file.clone(), node: node.name.clone(), op_type: node.op_type.clone(), message: e.message }
+    })?;
 
     for output in &onnx_graph.output {
-        let value = values
+        let value = scope
             .get(&output.name)
             .ok_or_else(|| OnnxError::model(&file, format!("graph output `{}` is produced by no node", output.name)))?;
         let id = b.output_node(value, &output.name).map_err(|m| OnnxError::model(&file, format!("graph output `{}`: {m}", output.name)))?;
@@ -160,7 +131,29 @@ pub fn import(path: &Path, opts: &OnnxOptions) -> Result<Graph, OnnxError> {
     Ok(graph)
 }
 
-fn domain(n: &NodeProto) -> &str {
+/// One line for each node, in `nodes` and in the graphs of their attributes (the bodies of If, Loop and Scan), whose
+/// op tfc does not lower at the model's opset.
+fn list_unsupported(nodes: &[NodeProto], opsets: &BTreeMap<String, i64>, functions: &HashSet<(&str, &str)>, found: &mut Vec<String>) {
+    for n in nodes {
+        let opset = opsets.get(domain(n)).copied().unwrap_or(0);
+        let why = match lower::support(domain(n), &n.op_type, opset) {
+            _ if functions.contains(&(n.domain.as_str(), n.op_type.as_str())) => Some(String::new()),
+            Support::Yes => None,
+            Support::No => Some(String::new()),
+            Support::From(v) => Some(format!(
+                ": tfc implements this op as defined from opset {v} on; convert the model (onnx.version_converter.convert_version(model, {v}))"
+            )),
+        };
+        if let Some(why) = why {
+            found.push(format!("{} (node `{}`, domain {}, opset {opset}){why}", n.op_type, n.name, domain(n)));
+        }
+        for body in n.attribute.iter().filter_map(|a| a.g.as_deref()) {
+            list_unsupported(&body.node, opsets, functions, found);
+        }
+    }
+}
+
+pub(crate) fn domain(n: &NodeProto) -> &str {
     if n.domain.is_empty() { "ai.onnx" } else { &n.domain }
 }
 
@@ -170,39 +163,36 @@ fn opsets(file: &Path, model: &ModelProto) -> Result<BTreeMap<String, i64>, Onnx
         .iter()
         .map(|o| (if o.domain.is_empty() { "ai.onnx".to_string() } else { o.domain.clone() }, o.version))
         .collect();
-    match opsets.get("ai.onnx") {
-        Some(&v) if v >= MIN_OPSET => Ok(opsets),
-        Some(&v) => Err(OnnxError::model(
-            file,
-            format!("the model uses opset {v} of the default domain; tfc reads opset {MIN_OPSET} and later: convert it (onnx.version_converter.convert_version(model, 17))"),
-        )),
-        None if model.graph.as_ref().is_some_and(|g| g.node.is_empty()) => Ok(opsets),
-        None => Err(OnnxError::model(file, "the model imports no opset of the default domain (ai.onnx)")),
+    // Which ops a model's opset allows, and what they mean there, is checked per node (`lower::support`).
+    if opsets.contains_key("ai.onnx") || model.graph.as_ref().is_some_and(|g| g.node.is_empty()) {
+        Ok(opsets)
+    } else {
+        Err(OnnxError::model(file, "the model imports no opset of the default domain (ai.onnx)"))
     }
 }
 
 /// The nodes in an order where each comes after the producers of its inputs (ONNX asks for that order; a model that
 /// breaks it is still read), or an error naming a node on a cycle.
-fn topological_order(file: &Path, g: &proto::GraphProto) -> Result<Vec<usize>, OnnxError> {
+pub(crate) fn topological_order(nodes: &[NodeProto]) -> Result<Vec<usize>, String> {
     let mut producer: HashMap<&str, usize> = HashMap::new();
-    for (i, n) in g.node.iter().enumerate() {
+    for (i, n) in nodes.iter().enumerate() {
         for o in n.output.iter().filter(|o| !o.is_empty()) {
             if producer.insert(o, i).is_some() {
-                return Err(OnnxError::model(file, format!("value `{o}` is produced by more than one node")));
+                return Err(format!("value `{o}` is produced by more than one node"));
             }
         }
     }
     // 0 unvisited, 1 on the current path, 2 done. Iterative depth-first search: models have 10⁴–10⁵ nodes.
-    let mut state = vec![0u8; g.node.len()];
-    let mut order = Vec::with_capacity(g.node.len());
-    for root in 0..g.node.len() {
+    let mut state = vec![0u8; nodes.len()];
+    let mut order = Vec::with_capacity(nodes.len());
+    for root in 0..nodes.len() {
         if state[root] != 0 {
             continue;
         }
         let mut stack = vec![(root, 0usize)];
         state[root] = 1;
         while let Some(&mut (n, ref mut next)) = stack.last_mut() {
-            let inputs = &g.node[n].input;
+            let inputs = &nodes[n].input;
             if *next < inputs.len() {
                 let input = &inputs[*next];
                 *next += 1;
@@ -213,8 +203,8 @@ fn topological_order(file: &Path, g: &proto::GraphProto) -> Result<Vec<usize>, O
                             stack.push((p, 0));
                         }
                         1 => {
-                            let name = if g.node[p].name.is_empty() { &g.node[p].op_type } else { &g.node[p].name };
-                            return Err(OnnxError::model(file, format!("the graph has a cycle through node `{name}` (value `{input}`)")));
+                            let name = if nodes[p].name.is_empty() { &nodes[p].op_type } else { &nodes[p].name };
+                            return Err(format!("the graph has a cycle through node `{name}` (value `{input}`)"));
                         }
                         _ => {}
                     }
