@@ -292,7 +292,7 @@ def llamacpp(results):
         )
     lines += [
         "",
-        "Reading: llama.cpp decodes 3–4× faster and prefills 4–12× faster. A tfc decoding step runs one dispatch per op",
+        "Reading: llama.cpp decodes 3–4× faster and reaches its first token 3–13× sooner. A tfc decoding step runs one dispatch per op",
         "(about 19 per layer, each followed by a full barrier, a few microseconds apiece: SmolLM2's 30 thin layers",
         "make it slower than the 1B model's 16 wide ones), and its quantized matrix-vector kernels reach a fraction of",
         "the bandwidth (see the next section). Fusing each layer's elementwise ops into the matrix products, and",
