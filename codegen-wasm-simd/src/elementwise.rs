@@ -267,8 +267,9 @@ fn unary_name(op: UnaryOp) -> &'static str {
     }
 }
 
-/// Params: the element count.
-pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Kernel, CodegenError> {
+/// A kernel of one operand that maps each vector of 4 of its elements: `value` gets them (as f32 or i32 bits) in a
+/// v128 local and leaves the output's 4 lanes on the stack. Params: the element count.
+fn map_vectors(node: &Node, name: String, value: impl FnOnce(&mut Body, Local)) -> Result<Kernel, CodegenError> {
     let format = node.format(0)?;
     let (mut b, args) = Args::new(1);
     let n = args.param(&mut b, 0);
@@ -278,9 +279,13 @@ pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Kernel, CodegenError> {
         format.address(b, input, i);
         format.load4(b);
         b.set(x);
-        apply_unary(b, op, x);
+        value(b, x);
     });
-    Ok(Kernel { name: format!("unary_{}", unary_name(op)), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+    Ok(Kernel { name, body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+}
+
+pub(crate) fn unary(node: &Node, op: UnaryOp) -> Result<Kernel, CodegenError> {
+    map_vectors(node, format!("unary_{}", unary_name(op)), |b, x| apply_unary(b, op, x))
 }
 
 /// How an operand's element follows from the output's linear index.
@@ -661,17 +666,9 @@ pub(crate) fn select(node: &Node) -> Result<Kernel, CodegenError> {
     Ok(Kernel { name: "where".into(), body: b, bindings: 4, params: broadcast.params })
 }
 
-/// 1 (i32) where the bits of the element are a NaN, +∞ or −∞ as asked, else 0. Params: the element count.
+/// 1 (i32) where the bits of the element are a NaN, +∞ or −∞ as asked, else 0.
 pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> Result<Kernel, CodegenError> {
-    let format = node.format(0)?;
-    let (mut b, args) = Args::new(1);
-    let n = args.param(&mut b, 0);
-    let (start, end) = args.share(&mut b, n);
-    let (input, bits) = (args.input(0), b.v128());
-    for_each_vector(&mut b, start, end, args.output(), |b, i| {
-        format.address(b, input, i);
-        format.load4(b);
-        b.set(bits);
+    map_vectors(node, "classify".into(), |b, bits| {
         b.splat_i32(0);
         if nan {
             b.get(bits).splat_i32(0x7fff_ffff).op(I::V128And).splat_i32(0x7f80_0000).op(I::I32x4GtS).op(I::V128Or);
@@ -683,29 +680,20 @@ pub(crate) fn classify(node: &Node, nan: bool, pos_inf: bool, neg_inf: bool) -> 
             b.get(bits).splat_i32(0xff80_0000u32 as i32).op(I::I32x4Eq).op(I::V128Or);
         }
         b.splat_i32(1).op(I::V128And);
-    });
-    Ok(Kernel { name: "classify".into(), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+    })
 }
 
 /// `Op::RoundTo`, lane by lane as `interp::round_to`: on the bits, and exact products with powers of two.
 pub(crate) fn round_to(node: &Node, format: NarrowFloat, saturate: bool) -> Result<Kernel, CodegenError> {
-    let input_format = node.format(0)?;
-    let (mut b, args) = Args::new(1);
-    let n = args.param(&mut b, 0);
-    let (start, end) = args.share(&mut b, n);
-    let (input, bits, magnitude) = (args.input(0), b.v128(), b.v128());
-    for_each_vector(&mut b, start, end, args.output(), |b, i| {
-        input_format.address(b, input, i);
-        input_format.load4(b);
-        b.set(bits);
+    map_vectors(node, format!("round_to_{}", format.name()), |b, bits| {
+        let magnitude = b.v128();
         b.get(bits).splat_i32(0x7fff_ffff).op(I::V128And).set(magnitude);
         match (format.layout(), format) {
             (Some(layout), _) => round_to_layout(b, layout, saturate, bits, magnitude),
             (None, NarrowFloat::E8M0(rounding)) => round_to_e8m0(b, rounding, saturate, bits, magnitude),
             (None, _) => unreachable!("only E8M0 has no layout"),
         }
-    });
-    Ok(Kernel { name: format!("round_to_{}", format.name()), body: b, bindings: 2, params: vec![product(&node.output.shape)] })
+    })
 }
 
 fn round_to_layout(b: &mut Body, layout: FloatLayout, saturate: bool, bits: Local, magnitude: Local) {
